@@ -1,0 +1,1 @@
+"""staybook: accommodation booking platform."""

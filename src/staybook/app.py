@@ -1,0 +1,160 @@
+"""The composition root: wires the kernel and every context into one ASGI app.
+
+Each context package is discovered by convention, so adding a context does not
+touch this file beyond the CONTEXTS list:
+
+- `<context>.api.router`: routes, mounted under `/api/v1` (the `web` context at `/`);
+- `<context>.events.SUBSCRIPTIONS`: `Subscription` / `ReplicaSubscription` handlers;
+- `<context>.service.JOBS`: `PeriodicJob`s the worker repeats;
+- `<context>.service.lifespan(runtime)`: an optional async context manager for
+  context-owned resources (search index, payment provider, mailer), put in
+  `runtime.extensions`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+from collections.abc import AsyncIterator
+from types import ModuleType
+
+import structlog
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from staybook.kernel import api as operations_api
+from staybook.kernel.consumers import ReplicaSubscription, Subscription
+from staybook.kernel.errors import install_error_handlers
+from staybook.kernel.http import BodySizeLimitMiddleware, RequestContextMiddleware
+from staybook.kernel.runtime import Runtime, Wiring
+from staybook.kernel.settings import Settings
+from staybook.kernel.telemetry import configure_logging, configure_tracing, shutdown_tracing
+from staybook.kernel.worker import Worker
+
+API_PREFIX = "/api/v1"
+# Order matters only for lifespans: later contexts may use what earlier ones put in extensions.
+CONTEXTS = (
+    "identity",
+    "catalog",
+    "inventory",
+    "payments",
+    "booking",
+    "search",
+    "notifications",
+    "personalization",
+    "web",
+)
+# Contexts that publish events get a JetStream stream each.
+PUBLISHING_CONTEXTS = ("identity", "catalog", "inventory", "booking", "payments", "notifications", "personalization")
+
+log = structlog.get_logger("staybook.app")
+
+
+def _optional_module(context: str, room: str) -> ModuleType | None:
+    name = f"staybook.{context}.{room}"
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as error:
+        if error.name == name:
+            return None
+        raise
+
+
+def collect_wiring() -> Wiring:
+    """Subscriptions and jobs of every context (also used by `staybook worker`)."""
+    wiring = Wiring(contexts=list(PUBLISHING_CONTEXTS))
+    for context in CONTEXTS:
+        events = _optional_module(context, "events")
+        for subscription in getattr(events, "SUBSCRIPTIONS", ()):
+            if isinstance(subscription, Subscription):
+                wiring.subscriptions.append(subscription)
+            elif isinstance(subscription, ReplicaSubscription):
+                wiring.replica_subscriptions.append(subscription)
+        service = _optional_module(context, "service")
+        wiring.jobs.extend(getattr(service, "JOBS", ()))
+    return wiring
+
+
+@contextlib.asynccontextmanager
+async def context_lifespans(runtime: Runtime) -> AsyncIterator[None]:
+    """Enters each context's `service.lifespan(runtime)` in CONTEXTS order, exits in reverse."""
+    async with contextlib.AsyncExitStack() as stack:
+        for context in CONTEXTS:
+            service = _optional_module(context, "service")
+            lifespan = getattr(service, "lifespan", None)
+            if lifespan is not None:
+                await stack.enter_async_context(lifespan(runtime))
+        yield
+
+
+def configure_observability(settings: Settings):
+    configure_logging(settings.service_name, settings.pod, settings.log_level, settings.log_json)
+    return configure_tracing(settings.service_name, settings.otlp_endpoint)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    tracer = configure_observability(settings)
+    wiring = collect_wiring()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = Runtime(settings, wiring)
+        app.state.runtime = runtime
+        await runtime.start()
+        worker = Worker(runtime) if settings.run_worker_in_process else None
+        try:
+            async with context_lifespans(runtime):
+                await runtime.consumers.start(wiring.replica_subscriptions)
+                if worker is not None:
+                    await worker.start()
+                log.info(
+                    "staybook api started",
+                    context={
+                        "database": runtime.db.dialect,
+                        "bus": runtime.bus.kind,
+                        "cache": runtime.cache.kind,
+                        "worker_in_process": worker is not None,
+                    },
+                )
+                yield
+        finally:
+            if worker is not None:
+                await worker.stop()
+            await runtime.close()
+            shutdown_tracing()
+
+    app = FastAPI(
+        title="staybook",
+        version="0.1.0",
+        summary="Accommodation booking: search, hold, pay, confirm.",
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.include_router(operations_api.router)
+    for context in CONTEXTS:
+        api = _optional_module(context, "api")
+        router = getattr(api, "router", None)
+        if router is not None:
+            app.include_router(router, prefix="" if context == "web" else API_PREFIX)
+
+    # Outermost first: context (ids, metrics) sees every response, including 413s.
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        default_limit=settings.gateway.max_body_bytes,
+        overrides=settings.gateway.large_body_routes,
+    )
+    if settings.gateway.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.gateway.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID", "traceparent"],
+            expose_headers=["X-Request-ID", "traceparent", "Retry-After"],
+        )
+    app.add_middleware(RequestContextMiddleware, tracer=tracer)
+    return app

@@ -1,0 +1,1 @@
+"""The booking context: the booking lifecycle and its saga, idempotency, cancellation policy."""

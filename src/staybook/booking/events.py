@@ -1,0 +1,1 @@
+"""Events the booking context publishes, and the subscriptions it reacts with."""

@@ -1,0 +1,1 @@
+"""Use cases of the booking context: commands in, events out."""

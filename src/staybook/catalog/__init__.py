@@ -1,0 +1,1 @@
+"""The catalog context: properties, room types, amenities, photos, host ownership."""

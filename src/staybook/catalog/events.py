@@ -1,0 +1,1 @@
+"""Events the catalog context publishes, and the subscriptions it reacts with."""

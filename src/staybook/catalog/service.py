@@ -1,0 +1,1 @@
+"""Use cases of the catalog context: commands in, events out."""

@@ -1,0 +1,270 @@
+"""The `staybook` command: demo, serve, worker, migrate, seed, check.
+
+Contexts add their own command groups in an optional `<context>/cli.py` that
+defines `app` (a Typer) and `COMMAND` (its name), e.g. `staybook search reindex`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import os
+import shutil
+import signal
+import sys
+import tempfile
+from pathlib import Path
+
+import orjson
+import typer
+
+from staybook.app import CONTEXTS, collect_wiring, configure_observability, create_app
+from staybook.kernel.settings import Settings
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="staybook: accommodation booking platform.")
+
+
+def _settings(**overrides) -> Settings:
+    try:
+        return Settings(**overrides)
+    except Exception as error:
+        typer.secho(f"invalid configuration: {error}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from error
+
+
+@app.command()
+def migrate(revision: str = typer.Option("heads", help="Target revision; 'heads' is the latest of every context.")):
+    """Upgrade the database schema (SQLite or PostgreSQL) to the latest revision."""
+    from staybook import migrate as migrations
+
+    settings = _settings()
+    migrations.upgrade(settings, revision)
+    typer.echo(f"database migrated to {revision}")
+
+
+@app.command()
+def seed(
+    properties: int = typer.Option(200, min=0, help="How many demo properties to create."),
+    seed_value: int = typer.Option(7, "--seed", help="Random seed, for reproducible data."),
+):
+    """Create demo accounts and properties in real cities."""
+    settings = _settings()
+    summary = asyncio.run(_seed(settings, properties, seed_value))
+    typer.echo(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode())
+
+
+async def _seed(settings: Settings, properties: int, seed_value: int) -> dict:
+    """Calls each context's `service.seed_demo(runtime, properties=, seed=)` in CONTEXTS order."""
+    from staybook.kernel.runtime import Runtime
+
+    runtime = Runtime(settings, collect_wiring())
+    await runtime.start()
+    summary: dict = {}
+    try:
+        for context in CONTEXTS:
+            try:
+                service = importlib.import_module(f"staybook.{context}.service")
+            except ModuleNotFoundError:
+                continue
+            seed_demo = getattr(service, "seed_demo", None)
+            if seed_demo is not None:
+                summary[context] = await seed_demo(runtime, properties=properties, seed=seed_value)
+        await runtime.relay.publish_pending()
+    finally:
+        await runtime.close()
+    return summary
+
+
+@app.command()
+def serve(
+    host: str = typer.Option(None, help="Bind address (default STAYBOOK_HTTP_HOST)."),
+    port: int = typer.Option(None, help="Port (default STAYBOOK_HTTP_PORT)."),
+    workers: int = typer.Option(1, min=1, help="uvicorn worker processes."),
+    with_worker: bool = typer.Option(False, help="Also run the relay, consumers and jobs in each API process."),
+):
+    """Serve the HTTP API (uvicorn with uvloop + httptools)."""
+    import uvicorn
+
+    settings = _settings()
+    if with_worker:
+        os.environ["STAYBOOK_RUN_WORKER_IN_PROCESS"] = "true"
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        metrics_dir = Path(tempfile.mkdtemp(prefix="staybook-metrics-"))
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    uvicorn.run(
+        "staybook.app:create_app",
+        factory=True,
+        host=host or settings.http_host,
+        port=settings.http_port if port is None else port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        proxy_headers=bool(settings.gateway.trusted_proxies),
+        forwarded_allow_ips=",".join(settings.gateway.trusted_proxies) or None,
+    )
+
+
+@app.command()
+def worker():
+    """Run the outbox relay, event consumers and periodic jobs until SIGTERM."""
+    settings = _settings()
+    configure_observability(settings)
+    asyncio.run(_run_worker(settings))
+
+
+async def _run_worker(settings: Settings) -> None:
+    from staybook.app import context_lifespans
+    from staybook.kernel.runtime import Runtime
+    from staybook.kernel.worker import Worker
+
+    runtime = Runtime(settings, collect_wiring())
+    await runtime.start()
+    runner = Worker(runtime)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, runner.stop_event.set)
+    try:
+        async with context_lifespans(runtime):
+            await runner.run_forever()
+    finally:
+        await runtime.close()
+
+
+@app.command()
+def check():
+    """Print the effective configuration (secrets masked) and test every configured connection."""
+    settings = _settings()
+    typer.echo(orjson.dumps(settings.masked(), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode())
+    failures = asyncio.run(_check_connections(settings))
+    if settings.environment == "production" and settings.uses_demo_secrets():
+        failures.append(
+            "secrets: the demo secret is in use; set STAYBOOK_SECRET_KEY, STAYBOOK_JWT_KEYS, "
+            "STAYBOOK_PAYMENTS__WEBHOOK_SECRET"
+        )
+    if failures:
+        for failure in failures:
+            typer.secho(f"FAILED {failure}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
+    typer.secho("all checks passed", fg=typer.colors.GREEN)
+
+
+async def _check_connections(settings: Settings) -> list[str]:
+    from staybook.kernel.db import Database, ping
+
+    failures: list[str] = []
+
+    async def attempt(name: str, probe) -> None:
+        try:
+            await asyncio.wait_for(probe(), timeout=5)
+            typer.echo(f"ok     {name}")
+        except Exception as error:
+            failures.append(f"{name}: {type(error).__name__}: {error}")
+
+    database = Database(settings)
+    await attempt(f"database ({database.dialect})", lambda: ping(database.engine))
+    await database.dispose()
+    if settings.redis_url:
+        import redis.asyncio as redis
+
+        client = redis.from_url(settings.redis_url, socket_connect_timeout=3)
+        await attempt("redis", client.ping)
+        await client.aclose()
+    if settings.nats_url:
+
+        async def nats_probe() -> None:
+            import nats
+
+            nc = await nats.connect(
+                settings.nats_url, connect_timeout=3, max_reconnect_attempts=0, allow_reconnect=False
+            )
+            try:
+                await nc.jetstream().account_info()
+            finally:
+                await nc.close()
+
+        await attempt("nats jetstream", nats_probe)
+    if settings.typesense_url:
+
+        async def typesense_probe() -> None:
+            import httpx
+
+            async with httpx.AsyncClient(timeout=3) as client:
+                response = await client.get(settings.typesense_url.rstrip("/") + "/health")
+                response.raise_for_status()
+
+        await attempt("typesense", typesense_probe)
+    return failures
+
+
+@app.command()
+def demo(
+    port: int = typer.Option(8000, help="Port on 127.0.0.1 (0 picks a free one)."),
+    properties: int = typer.Option(300, min=0, help="Demo properties to seed on first start."),
+    data_dir: Path = typer.Option(Path("./staybook-demo"), help="Where the demo keeps its SQLite file and media."),
+    fresh: bool = typer.Option(False, help="Delete earlier demo data first."),
+):
+    """Everything embedded: migrate a SQLite file, seed demo data, serve API + worker on 127.0.0.1."""
+    import socket
+
+    import uvicorn
+
+    if fresh and data_dir.exists():
+        shutil.rmtree(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    db_file = data_dir / "staybook.db"
+    first_start = not db_file.exists()
+    os.environ.setdefault("STAYBOOK_DATABASE_URL", f"sqlite+aiosqlite:///{db_file.resolve()}")
+    os.environ.setdefault("STAYBOOK_CATALOG__MEDIA_DIR", str((data_dir / "media").resolve()))
+    os.environ["STAYBOOK_RUN_WORKER_IN_PROCESS"] = "true"
+    settings = _settings()
+    from staybook import migrate as migrations
+
+    migrations.upgrade(settings)
+    summary = asyncio.run(_seed(settings, properties, 7)) if first_start else {}
+    if port == 0:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    typer.echo(f"staybook demo on {url}  (API docs {url}/docs, health {url}/healthz/ready)")
+    accounts = summary.get("identity", {}).get("accounts") if summary else None
+    if accounts:
+        for account in accounts:
+            typer.echo(f"  demo {account['role']}: {account['email']} / {account['password']}")
+    elif not first_start:
+        typer.echo("  (existing demo data kept; --fresh starts over)")
+    sys.stdout.flush()
+    uvicorn.run(
+        create_app(settings),
+        host="127.0.0.1",
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        log_config=None,
+        access_log=False,
+    )
+
+
+def _add_context_commands() -> None:
+    for context in CONTEXTS:
+        try:
+            module = importlib.import_module(f"staybook.{context}.cli")
+        except ModuleNotFoundError as error:
+            if error.name == f"staybook.{context}.cli":
+                continue
+            raise
+        app.add_typer(module.app, name=getattr(module, "COMMAND", context))
+
+
+_add_context_commands()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Events the identity context publishes, and the subscriptions it reacts with."""

@@ -1,0 +1,1 @@
+"""Events the inventory context publishes, and the subscriptions it reacts with."""

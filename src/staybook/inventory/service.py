@@ -1,0 +1,1 @@
+"""Use cases of the inventory context: commands in, events out."""

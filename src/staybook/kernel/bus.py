@@ -1,0 +1,334 @@
+"""The event bus protocol and its two adapters: in-process (the demo) and NATS JetStream.
+
+Adapters only move bytes and report deliveries; retries, the inbox and dead
+letters are the consumer runner's job (`kernel.consumers`), so both adapters
+behave the same to a handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import structlog
+
+from staybook.kernel.events import SUBJECT_PREFIX, EventEnvelope
+
+log = structlog.get_logger("staybook.bus")
+
+DEAD_LETTER_CONTEXT = "deadletter"
+
+
+class Delivery(Protocol):
+    envelope: EventEnvelope
+    attempt: int  # 1 on first delivery
+
+    async def ack(self) -> None: ...
+
+    async def retry_later(self, delay_seconds: float) -> None: ...
+
+
+DeliveryHandler = Callable[[Delivery], Awaitable[None]]
+
+
+class Bus(Protocol):
+    kind: str
+
+    async def connect(self, contexts: Iterable[str]) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None: ...
+
+    async def publish_batch(self, envelopes: Sequence[EventEnvelope]) -> None:
+        """Publishes all or raises; at-least-once, de-duplicated by envelope id where the broker can."""
+
+    async def publish_dead_letter(self, consumer: str, envelope: EventEnvelope, error: str) -> None: ...
+
+    async def consume(self, consumer: str, subject: str, handler: DeliveryHandler, *, durable: bool) -> None:
+        """Starts delivering matching events to `handler` in the background until `close()`.
+
+        durable=True: one shared cursor per consumer name (workers split the work, nothing is
+        missed while down). durable=False: this process sees every new event (per-replica read models).
+        """
+
+
+def subject_matches(pattern: str, subject: str) -> bool:
+    """NATS wildcard semantics: `*` is one token, `>` is one or more trailing tokens."""
+    pattern_tokens, subject_tokens = pattern.split("."), subject.split(".")
+    for index, token in enumerate(pattern_tokens):
+        if token == ">":
+            return len(subject_tokens) > index
+        if index >= len(subject_tokens) or (token != "*" and token != subject_tokens[index]):
+            return False
+    return len(pattern_tokens) == len(subject_tokens)
+
+
+# ---------------------------------------------------------------------------- in-process
+
+
+@dataclass
+class _LocalDelivery:
+    envelope: EventEnvelope
+    attempt: int
+    queue: asyncio.Queue
+    scheduled: set = field(default_factory=set)
+
+    async def ack(self) -> None:
+        return None
+
+    async def retry_later(self, delay_seconds: float) -> None:
+        retry = _LocalDelivery(self.envelope, self.attempt + 1, self.queue, self.scheduled)
+
+        async def requeue() -> None:
+            await asyncio.sleep(delay_seconds)
+            self.queue.put_nowait(retry)
+
+        task = asyncio.get_running_loop().create_task(requeue())
+        self.scheduled.add(task)
+        task.add_done_callback(self.scheduled.discard)
+
+
+class InProcessBus:
+    """Fans events out to asyncio queues in this process. Events in flight are lost if the
+    process dies after the relay marked them published: acceptable for the single-process demo,
+    which is why production uses JetStream."""
+
+    kind = "in-process"
+
+    def __init__(self) -> None:
+        self._subscriptions: list[tuple[str, asyncio.Queue]] = []
+        self._tasks: list[asyncio.Task] = []
+        self._retries: set = set()
+        self.dead_letters: list[tuple[str, EventEnvelope, str]] = []
+
+    async def connect(self, contexts: Iterable[str]) -> None:
+        return None
+
+    async def ping(self) -> None:
+        return None
+
+    async def publish_batch(self, envelopes: Sequence[EventEnvelope]) -> None:
+        for envelope in envelopes:
+            for pattern, queue in self._subscriptions:
+                if subject_matches(pattern, envelope.subject):
+                    queue.put_nowait(_LocalDelivery(envelope, 1, queue, self._retries))
+
+    async def publish_dead_letter(self, consumer: str, envelope: EventEnvelope, error: str) -> None:
+        self.dead_letters.append((consumer, envelope, error))
+
+    async def consume(self, consumer: str, subject: str, handler: DeliveryHandler, *, durable: bool) -> None:
+        queue: asyncio.Queue = asyncio.Queue()
+        self._subscriptions.append((subject, queue))
+
+        async def pump() -> None:
+            while True:
+                delivery = await queue.get()
+                await handler(delivery)
+
+        self._tasks.append(asyncio.get_running_loop().create_task(pump(), name=f"consume:{consumer}:{subject}"))
+
+    async def close(self) -> None:
+        for task in [*self._tasks, *self._retries]:
+            task.cancel()
+        for task in [*self._tasks, *self._retries]:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        self._subscriptions.clear()
+
+
+# ---------------------------------------------------------------------------- NATS JetStream
+
+
+def stream_name(context: str, namespace: str = SUBJECT_PREFIX) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]", "_", f"{namespace}_{context}".upper())
+
+
+def durable_name(consumer: str, subject: str) -> str:
+    readable = subject.removeprefix(SUBJECT_PREFIX + ".").replace("*", "any").replace(">", "all")
+    return re.sub(r"[^A-Za-z0-9_-]", "_", f"{consumer}__{readable}")
+
+
+@dataclass
+class _NatsDelivery:
+    envelope: EventEnvelope
+    attempt: int
+    msg: object
+
+    async def ack(self) -> None:
+        await self.msg.ack()
+
+    async def retry_later(self, delay_seconds: float) -> None:
+        await self.msg.nak(delay=delay_seconds)
+
+
+class NatsJetStreamBus:
+    """One stream per context (`STAYBOOK_<CONTEXT>`, subjects `staybook.<context>.>`), created
+    idempotently at connect; `Nats-Msg-Id` = outbox id so a re-published event is dropped within
+    the stream's duplicate window; pull consumers with explicit acks."""
+
+    kind = "nats"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        name: str = "staybook",
+        namespace: str = SUBJECT_PREFIX,
+        publish_timeout: float = 5.0,
+        max_age_seconds: float = 7 * 86_400,
+        duplicate_window_seconds: float = 300,
+        ack_wait_seconds: float = 60,
+    ) -> None:
+        self.url = url
+        self.name = name
+        # Subjects and streams live under `namespace` on the wire (tests isolate themselves with
+        # their own); envelopes keep the canonical `staybook.` subject.
+        self.namespace = namespace
+        self.publish_timeout = publish_timeout
+        self.max_age_seconds = max_age_seconds
+        self.duplicate_window_seconds = duplicate_window_seconds
+        self.ack_wait_seconds = ack_wait_seconds
+        self.nc = None
+        self.js = None
+        self._tasks: list[asyncio.Task] = []
+        self._closing = False
+
+    async def connect(self, contexts: Iterable[str]) -> None:
+        import nats
+
+        self.nc = await nats.connect(
+            self.url,
+            name=self.name,
+            connect_timeout=3,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=1,
+            error_cb=self._on_error,
+            disconnected_cb=self._on_disconnect,
+            reconnected_cb=self._on_reconnect,
+        )
+        self.js = self.nc.jetstream(timeout=self.publish_timeout, publish_async_max_pending=20_000)
+        for context in [*contexts, DEAD_LETTER_CONTEXT]:
+            await self._ensure_stream(context)
+
+    def _wire(self, subject: str) -> str:
+        return self.namespace + subject[len(SUBJECT_PREFIX) :] if subject.startswith(SUBJECT_PREFIX + ".") else subject
+
+    def _stream(self, context: str) -> str:
+        return stream_name(context, self.namespace)
+
+    async def _ensure_stream(self, context: str) -> None:
+        from nats.js.api import StreamConfig
+        from nats.js.errors import BadRequestError
+
+        config = StreamConfig(
+            name=self._stream(context),
+            subjects=[f"{self.namespace}.{context}.>"],
+            max_age=self.max_age_seconds,
+            duplicate_window=self.duplicate_window_seconds,
+        )
+        try:
+            await self.js.add_stream(config)
+        except BadRequestError:
+            await self.js.update_stream(config)
+
+    async def _on_error(self, error: Exception) -> None:
+        log.warning("nats error", error_type=type(error).__name__, message=str(error))
+
+    async def _on_disconnect(self) -> None:
+        if not self._closing:
+            log.warning("nats disconnected", message="reconnecting; the outbox keeps events meanwhile")
+
+    async def _on_reconnect(self) -> None:
+        log.info("nats reconnected")
+
+    async def ping(self) -> None:
+        if self.nc is None or not self.nc.is_connected:
+            raise ConnectionError("not connected to NATS")
+        await self.nc.flush(timeout=2)
+
+    async def publish_batch(self, envelopes: Sequence[EventEnvelope]) -> None:
+        if self.nc is None or not self.nc.is_connected:
+            raise ConnectionError("not connected to NATS")
+        futures = []
+        for envelope in envelopes:
+            headers = {"Nats-Msg-Id": str(envelope.id), **envelope.headers}
+            futures.append(
+                await self.js.publish_async(self._wire(envelope.subject), envelope.to_bytes(), headers=headers)
+            )
+        acks = await asyncio.wait_for(asyncio.gather(*futures), timeout=self.publish_timeout)
+        if len(acks) != len(envelopes):
+            raise RuntimeError("JetStream acknowledged fewer messages than were published")
+
+    async def publish_dead_letter(self, consumer: str, envelope: EventEnvelope, error: str) -> None:
+        subject = f"{self.namespace}.{DEAD_LETTER_CONTEXT}.{re.sub(r'[^A-Za-z0-9_-]', '_', consumer)}"
+        headers = {"Nats-Msg-Id": f"{consumer}:{envelope.id}", "Staybook-Error": error[:500]}
+        await self.js.publish(subject, envelope.to_bytes(), headers=headers)
+
+    async def consume(self, consumer: str, subject: str, handler: DeliveryHandler, *, durable: bool) -> None:
+        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+        context = subject.split(".")[1]
+        config = ConsumerConfig(
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=self.ack_wait_seconds,
+            max_deliver=-1,  # the consumer runner decides when to give up (dead letter)
+            deliver_policy=DeliverPolicy.ALL if durable else DeliverPolicy.NEW,
+            max_ack_pending=1000,
+            inactive_threshold=None if durable else 300,
+        )
+        subscription = await self.js.pull_subscribe(
+            self._wire(subject),
+            durable=durable_name(consumer, subject) if durable else None,
+            stream=self._stream(context),
+            config=config,
+        )
+        task = asyncio.get_running_loop().create_task(
+            self._pull_loop(subscription, handler), name=f"consume:{consumer}:{subject}"
+        )
+        self._tasks.append(task)
+
+    async def _pull_loop(self, subscription, handler: DeliveryHandler) -> None:
+        import nats.errors
+
+        while not self._closing:
+            try:
+                messages = await subscription.fetch(batch=100, timeout=1)
+            except (TimeoutError, nats.errors.TimeoutError):
+                continue
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                log.warning("nats fetch failed", error_type=type(error).__name__, message=str(error))
+                await asyncio.sleep(1)
+                continue
+            for msg in messages:
+                try:
+                    envelope = EventEnvelope.from_bytes(msg.data)
+                except Exception as error:
+                    log.error("undecodable event dropped", subject=msg.subject, error_type=type(error).__name__)
+                    await msg.term()
+                    continue
+                await handler(_NatsDelivery(envelope, msg.metadata.num_delivered, msg))
+
+    async def close(self) -> None:
+        self._closing = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        if self.nc is not None:
+            with contextlib.suppress(Exception):
+                await self.nc.drain()
+            self.nc = None
+
+
+def create_bus(nats_url: str | None, name: str = "staybook", namespace: str = SUBJECT_PREFIX) -> Bus:
+    return NatsJetStreamBus(nats_url, name=name, namespace=namespace) if nats_url else InProcessBus()

@@ -1,0 +1,226 @@
+"""One error hierarchy, mapped to RFC 9457 problem+json at the HTTP edge.
+
+Services raise these; they never build HTTP responses. Anything else that
+escapes a route is a bug: it is logged with its stack and the client gets a
+plain 500 problem without internals.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+PROBLEM_BASE = "https://staybook.dev/problems/"
+
+log = structlog.get_logger("staybook.errors")
+
+
+class StaybookError(Exception):
+    """Base of every expected failure. `code` becomes the problem type URI."""
+
+    status: int = 400
+    code: str = "bad-request"
+    title: str = "Bad request"
+
+    def __init__(self, detail: str | None = None, **extensions: Any) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+        self.extensions = extensions
+
+    def headers(self) -> dict[str, str]:
+        return {}
+
+
+class InvalidInput(StaybookError):
+    """A request that parsed but breaks a rule. `errors` carries field paths."""
+
+    status, code, title = 422, "validation-error", "Invalid input"
+
+    def __init__(self, detail: str, *, field: str | None = None, errors: list[dict] | None = None, **ext):
+        if errors is None and field is not None:
+            errors = [{"field": field, "message": detail}]
+        super().__init__(detail, errors=errors or [], **ext)
+
+
+class Unauthorized(StaybookError):
+    status, code, title = 401, "unauthorized", "Authentication required"
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Bearer realm="staybook"'}
+
+
+class Forbidden(StaybookError):
+    status, code, title = 403, "forbidden", "Not allowed"
+
+
+class NotFound(StaybookError):
+    status, code, title = 404, "not-found", "Not found"
+
+
+class Conflict(StaybookError):
+    status, code, title = 409, "conflict", "Conflict"
+
+
+class Gone(StaybookError):
+    status, code, title = 410, "gone", "Gone"
+
+
+class PayloadTooLarge(StaybookError):
+    status, code, title = 413, "payload-too-large", "Request body too large"
+
+
+class UnsupportedMediaType(StaybookError):
+    status, code, title = 415, "unsupported-media-type", "Unsupported media type"
+
+
+class TooManyRequests(StaybookError):
+    status, code, title = 429, "rate-limited", "Too many requests"
+
+    def __init__(self, retry_after: int, detail: str | None = None) -> None:
+        super().__init__(detail or f"Rate limit exceeded; retry after {retry_after} s", retry_after=retry_after)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class ServiceUnavailable(StaybookError):
+    status, code, title = 503, "service-unavailable", "Service unavailable"
+
+
+class UpstreamError(StaybookError):
+    """A dependency (payment provider, mail server) failed in a way the client cannot fix."""
+
+    status, code, title = 502, "upstream-error", "Upstream service failed"
+
+
+_HTTP_TITLES = {
+    400: ("bad-request", "Bad request"),
+    401: ("unauthorized", "Authentication required"),
+    403: ("forbidden", "Not allowed"),
+    404: ("not-found", "Not found"),
+    405: ("method-not-allowed", "Method not allowed"),
+    406: ("not-acceptable", "Not acceptable"),
+    409: ("conflict", "Conflict"),
+    413: ("payload-too-large", "Request body too large"),
+    415: ("unsupported-media-type", "Unsupported media type"),
+    422: ("validation-error", "Invalid input"),
+    429: ("rate-limited", "Too many requests"),
+    500: ("internal-error", "Internal server error"),
+    503: ("service-unavailable", "Service unavailable"),
+}
+
+
+def problem_body(status: int, code: str, title: str, detail: str | None, instance: str | None, **ext) -> dict:
+    body: dict[str, Any] = {"type": PROBLEM_BASE + code, "title": title, "status": status}
+    if detail:
+        body["detail"] = detail
+    if instance:
+        body["instance"] = instance
+    body.update({k: v for k, v in ext.items() if v is not None})
+    return body
+
+
+def problem_response(
+    status: int,
+    code: str,
+    title: str,
+    detail: str | None = None,
+    *,
+    instance: str | None = None,
+    headers: dict[str, str] | None = None,
+    **ext: Any,
+) -> Response:
+    body = problem_body(status, code, title, detail, instance, **ext)
+    return Response(
+        orjson.dumps(body, default=str), status_code=status, media_type=PROBLEM_CONTENT_TYPE, headers=headers
+    )
+
+
+def error_response(error: StaybookError, instance: str | None = None) -> Response:
+    return problem_response(
+        error.status,
+        error.code,
+        error.title,
+        error.detail,
+        instance=instance,
+        headers=error.headers() or None,
+        **error.extensions,
+    )
+
+
+def field_path(loc: tuple | list) -> str:
+    """('body', 'guest', 'email') -> 'body.guest.email'; list indices become [n]."""
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += ("." if path else "") + str(part)
+    return path
+
+
+def validation_errors(raw_errors: list[dict]) -> list[dict]:
+    errors = []
+    for err in raw_errors:
+        entry = {"field": field_path(err.get("loc", ())), "message": err.get("msg", "invalid"), "type": err.get("type")}
+        errors.append(entry)
+    return errors
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def on_staybook_error(request: Request, exc: StaybookError) -> Response:
+        if exc.status >= 500:
+            log.warning("request failed", error_type=type(exc).__name__, message=exc.detail)
+        return error_response(exc, instance=request.url.path)
+
+    async def on_validation_error(request: Request, exc: RequestValidationError) -> Response:
+        errors = validation_errors(list(exc.errors()))
+        if any(e["type"] == "json_invalid" for e in errors):
+            return problem_response(
+                400,
+                "malformed-json",
+                "Malformed JSON body",
+                "The request body is not valid JSON.",
+                instance=request.url.path,
+                errors=errors,
+            )
+        return problem_response(
+            422,
+            "validation-error",
+            "Invalid input",
+            "The request has invalid fields.",
+            instance=request.url.path,
+            errors=errors,
+        )
+
+    async def on_http_exception(request: Request, exc: StarletteHTTPException) -> Response:
+        code, title = _HTTP_TITLES.get(exc.status_code, ("http-error", "HTTP error"))
+        detail = exc.detail if isinstance(exc.detail, str) and exc.detail != title else None
+        if exc.status_code == 404 and detail in (None, "Not Found"):
+            detail = f"No resource at {request.url.path}"
+        return problem_response(
+            exc.status_code, code, title, detail, instance=request.url.path, headers=getattr(exc, "headers", None)
+        )
+
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error", error_type=type(exc).__name__, message=str(exc))
+        return problem_response(
+            500,
+            "internal-error",
+            "Internal server error",
+            "An unexpected error occurred; it has been logged.",
+            instance=request.url.path,
+        )
+
+    app.add_exception_handler(StaybookError, on_staybook_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_exception)
+    app.add_exception_handler(Exception, on_unexpected)

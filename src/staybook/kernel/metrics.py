@@ -1,0 +1,58 @@
+"""Prometheus metrics shared by every context, and the `/metrics` exposition.
+
+Contexts define their own metrics next to their code with the same
+`prometheus_client` types; names start with `staybook_`. With several uvicorn
+workers `PROMETHEUS_MULTIPROC_DIR` is set and the exposition aggregates them.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client import multiprocess as prometheus_multiprocess
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+HTTP_REQUESTS = Counter(
+    "staybook_http_requests_total", "HTTP requests by route template and status", ["method", "route", "status"]
+)
+HTTP_LATENCY = Histogram(
+    "staybook_http_request_duration_seconds",
+    "HTTP request latency by route template and status",
+    ["method", "route", "status"],
+    buckets=LATENCY_BUCKETS,
+)
+OUTBOX_PUBLISHED = Counter("staybook_outbox_published_total", "Outbox events published to the bus")
+OUTBOX_PUBLISH_ERRORS = Counter("staybook_outbox_publish_errors_total", "Failed outbox publish batches")
+OUTBOX_BACKLOG = Gauge(
+    "staybook_outbox_backlog", "Unpublished outbox events seen by the relay", multiprocess_mode="max"
+)
+OUTBOX_LAG = Histogram("staybook_outbox_lag_seconds", "Time from outbox write to bus publish", buckets=LATENCY_BUCKETS)
+EVENTS_HANDLED = Counter("staybook_events_handled_total", "Events handled by consumers", ["consumer", "outcome"])
+EVENT_HANDLER_LATENCY = Histogram(
+    "staybook_event_handler_duration_seconds", "Event handler latency", ["consumer"], buckets=LATENCY_BUCKETS
+)
+CACHE_REQUESTS = Counter("staybook_cache_requests_total", "Cache lookups", ["namespace", "result"])
+RATE_LIMITED = Counter("staybook_rate_limited_total", "Requests refused by a rate limit", ["rule"])
+
+
+def observe_http(method: str, route: str, status: int, seconds: float) -> None:
+    code = str(status)
+    HTTP_REQUESTS.labels(method, route, code).inc()
+    HTTP_LATENCY.labels(method, route, code).observe(seconds)
+
+
+def exposition() -> tuple[bytes, str]:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        prometheus_multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(), CONTENT_TYPE_LATEST

@@ -1,0 +1,136 @@
+"""The outbox relay: moves committed events from the outbox table to the bus.
+
+Each pass locks a batch of unpublished rows with `FOR UPDATE SKIP LOCKED`
+(several relays split the work and never publish the same row concurrently),
+publishes them, stamps `published_at` and commits. A crash between publish and
+commit re-publishes the batch later with the same message ids: the broker's
+de-duplication and the consumers' inboxes absorb it. On SQLite (one writer)
+the lock clause is a no-op and one relay runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import timedelta
+
+import structlog
+from sqlalchemy import delete, func, select, update
+
+from staybook.kernel import metrics
+from staybook.kernel.bus import Bus
+from staybook.kernel.db import Database
+from staybook.kernel.events import EventEnvelope
+from staybook.kernel.models import InboxMessage, OutboxMessage
+from staybook.kernel.orm import utcnow
+
+log = structlog.get_logger("staybook.outbox")
+
+_COLUMNS = (
+    OutboxMessage.id,
+    OutboxMessage.subject,
+    OutboxMessage.event_type,
+    OutboxMessage.payload,
+    OutboxMessage.headers,
+    OutboxMessage.created_at,
+)
+
+
+class OutboxRelay:
+    def __init__(self, db: Database, bus: Bus, *, batch_size: int = 500, poll_seconds: float = 0.1) -> None:
+        self.db = db
+        self.bus = bus
+        self.batch_size = batch_size
+        self.poll_seconds = poll_seconds
+        self._wakeup = asyncio.Event()
+        # Fault injection for tests: called after publish, before the batch is marked sent.
+        self.after_publish_hook = None
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    async def publish_pending(self) -> int:
+        """One pass: returns how many events were published (0 when none were waiting)."""
+        async with self.db.sessions() as session, session.begin():
+            query = (
+                select(*_COLUMNS)
+                .where(OutboxMessage.published_at.is_(None))
+                .order_by(OutboxMessage.created_at, OutboxMessage.id)
+                .limit(self.batch_size)
+                .with_for_update(skip_locked=True)
+            )
+            rows = (await session.execute(query)).all()
+            if not rows:
+                return 0
+            envelopes = [
+                EventEnvelope(r.id, r.subject, r.event_type, r.created_at, r.payload, r.headers or {}) for r in rows
+            ]
+            ids = [r.id for r in rows]
+            try:
+                await self.bus.publish_batch(envelopes)
+            except Exception as error:
+                metrics.OUTBOX_PUBLISH_ERRORS.inc()
+                await session.execute(
+                    update(OutboxMessage)
+                    .where(OutboxMessage.id.in_(ids))
+                    .values(attempts=OutboxMessage.attempts + 1, last_error=f"{type(error).__name__}: {error}"[:2000])
+                )
+                raise
+            if self.after_publish_hook is not None:
+                await self.after_publish_hook(envelopes)
+            now = utcnow()
+            await session.execute(update(OutboxMessage).where(OutboxMessage.id.in_(ids)).values(published_at=now))
+        metrics.OUTBOX_PUBLISHED.inc(len(rows))
+        for envelope in envelopes:
+            metrics.OUTBOX_LAG.observe(max(0.0, (now - envelope.occurred_at).total_seconds()))
+        return len(rows)
+
+    async def backlog(self) -> int:
+        async with self.db.sessions() as session:
+            count = await session.scalar(
+                select(func.count()).select_from(OutboxMessage).where(OutboxMessage.published_at.is_(None))
+            )
+        metrics.OUTBOX_BACKLOG.set(count or 0)
+        return count or 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Publishes until `stop` is set; backs off (up to 5 s) while the bus or database is down."""
+        failures = 0
+        while not stop.is_set():
+            try:
+                published = await self.publish_pending()
+                if failures:
+                    log.info("outbox relay recovered", context={"after_failures": failures})
+                failures = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                failures += 1
+                delay = min(5.0, 0.1 * 2**failures)
+                log.warning(
+                    "outbox publish failed; events stay in the outbox",
+                    error_type=type(error).__name__,
+                    context={"error": str(error), "retry_in_seconds": delay},
+                )
+                await _sleep_until(stop, delay)
+                continue
+            if published < self.batch_size:
+                self._wakeup.clear()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), timeout=self.poll_seconds)
+
+
+async def purge_handled(db: Database, retention: timedelta) -> tuple[int, int]:
+    """Deletes published outbox rows and inbox records older than the retention window."""
+    cutoff = utcnow() - retention
+    async with db.unit_of_work() as uow:
+        outbox = await uow.session.execute(
+            delete(OutboxMessage).where(OutboxMessage.published_at.is_not(None), OutboxMessage.published_at < cutoff)
+        )
+        inbox = await uow.session.execute(delete(InboxMessage).where(InboxMessage.handled_at < cutoff))
+    return outbox.rowcount or 0, inbox.rowcount or 0
+
+
+async def _sleep_until(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)

@@ -1,0 +1,127 @@
+"""The runtime: every adapter a process needs, built from settings, started and closed in one place.
+
+`create_app` builds one per API process (in its lifespan); `staybook worker`
+builds one for the worker. Contexts reach it through `request.app.state.runtime`
+(see `get_runtime`) or are handed it by the worker; context-owned singletons
+(search index, payment provider) live in `runtime.extensions`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from fastapi import Request
+
+from staybook.kernel.bus import Bus, create_bus
+from staybook.kernel.cache import Cache, MemoryCache, RedisCache
+from staybook.kernel.consumers import ConsumerRunner, ReplicaSubscription, Subscription
+from staybook.kernel.db import Database, ping
+from staybook.kernel.outbox import OutboxRelay
+from staybook.kernel.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
+from staybook.kernel.security import TokenSigner
+from staybook.kernel.settings import Settings
+
+log = structlog.get_logger("staybook.runtime")
+
+ReadyCheck = Callable[[], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class PeriodicJob:
+    """Work the worker repeats: expire holds, roll the calendar forward, purge the outbox."""
+
+    name: str
+    interval_seconds: float
+    run: Callable[[Runtime], Awaitable[Any]]
+
+
+@dataclass
+class Wiring:
+    """What the composition root collected from the contexts."""
+
+    contexts: list[str] = field(default_factory=list)
+    subscriptions: list[Subscription] = field(default_factory=list)
+    replica_subscriptions: list[ReplicaSubscription] = field(default_factory=list)
+    jobs: list[PeriodicJob] = field(default_factory=list)
+
+
+class Runtime:
+    def __init__(self, settings: Settings, wiring: Wiring | None = None) -> None:
+        self.settings = settings
+        self.wiring = wiring or Wiring()
+        self.db = Database(settings)
+        self.bus: Bus = create_bus(
+            settings.nats_url, name=f"{settings.service_name}@{settings.pod}", namespace=settings.bus_namespace
+        )
+        self.redis = None
+        self.cache: Cache = MemoryCache()
+        self.rate_limiter: RateLimiter = MemoryRateLimiter()
+        self.tokens = TokenSigner(settings)
+        self.relay = OutboxRelay(
+            self.db, self.bus, batch_size=settings.outbox_batch_size, poll_seconds=settings.outbox_poll_seconds
+        )
+        self.consumers = ConsumerRunner(
+            self.db,
+            self.bus,
+            max_deliver=settings.consumer_max_deliver,
+            backoff_seconds=settings.consumer_backoff_seconds,
+        )
+        self.db.on_events_committed(self.relay.wake)
+        self.extensions: dict[str, Any] = {}
+        self.ready_checks: dict[str, ReadyCheck] = {"database": lambda: ping(self.db.engine)}
+        self._started = False
+
+    async def start(self) -> None:
+        """Connects Redis and the bus. The database connects lazily (the pool) and is checked by readiness."""
+        if self.settings.redis_url:
+            import redis.asyncio as redis
+
+            self.redis = redis.from_url(
+                self.settings.redis_url, socket_connect_timeout=3, socket_timeout=3, health_check_interval=30
+            )
+            self.cache = RedisCache(self.redis)
+            self.rate_limiter = RedisRateLimiter(self.redis)
+            self.ready_checks["redis"] = self.redis.ping
+        await self.bus.connect(self.wiring.contexts)
+        if self.settings.nats_url:
+            self.ready_checks["nats"] = self.bus.ping
+        self._started = True
+
+    async def close(self) -> None:
+        await self.bus.close()
+        if self.redis is not None:
+            await self.redis.aclose()
+        await self.cache.close()
+        await self.db.dispose()
+        self._started = False
+
+    def add_ready_check(self, name: str, check: ReadyCheck) -> None:
+        self.ready_checks[name] = check
+
+    async def readiness(self, timeout: float = 2.0) -> dict[str, str]:
+        async def run(name: str, check: ReadyCheck) -> tuple[str, str]:
+            try:
+                await asyncio.wait_for(check(), timeout=timeout)
+                return name, "ok"
+            except Exception as error:
+                log.warning(
+                    "readiness check failed",
+                    error_type=type(error).__name__,
+                    context={"check": name, "error": str(error) or type(error).__name__},
+                )
+                return name, f"failed: {type(error).__name__}"
+
+        results = await asyncio.gather(*(run(n, c) for n, c in self.ready_checks.items()))
+        return dict(results)
+
+
+def get_runtime(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
+def all_subjects(subscriptions: Iterable[Subscription | ReplicaSubscription]) -> list[str]:
+    return sorted({s.subject for s in subscriptions})

@@ -1,0 +1,118 @@
+"""Access tokens and the principal every authenticated route sees.
+
+`identity` issues tokens (it owns users and credentials); every context
+verifies them here, without a database round trip. Tokens are HS256 JWTs
+with the key id in the header: a new key can be made active while the old
+ones still verify until their tokens expire.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+import jwt
+import structlog
+from fastapi import Depends, Request
+
+from staybook.kernel.errors import Forbidden, Unauthorized
+from staybook.kernel.settings import Settings
+
+Role = Literal["guest", "host", "admin"]
+ROLES: tuple[str, ...] = ("guest", "host", "admin")
+ALGORITHM = "HS256"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    user_id: uuid.UUID
+    role: str
+    token_id: str | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+class TokenSigner:
+    def __init__(self, settings: Settings) -> None:
+        self.keys = {kid: secret.get_secret_value().encode() for kid, secret in settings.jwt_keys.items()}
+        self.active_kid = settings.jwt_active_key_id
+        self.issuer = settings.jwt_issuer
+        self.audience = settings.jwt_audience
+        self.ttl = timedelta(seconds=settings.identity.access_token_ttl_seconds)
+
+    def issue(self, user_id: uuid.UUID, role: str, *, extra: dict | None = None, ttl: timedelta | None = None) -> str:
+        now = datetime.now(UTC)
+        claims = {
+            "sub": str(user_id),
+            "role": role,
+            "iss": self.issuer,
+            "aud": self.audience,
+            "iat": int(now.timestamp()),
+            "exp": int((now + (ttl or self.ttl)).timestamp()),
+            "jti": uuid.uuid4().hex,
+            "typ": "access",
+            **(extra or {}),
+        }
+        return jwt.encode(claims, self.keys[self.active_kid], algorithm=ALGORITHM, headers={"kid": self.active_kid})
+
+    def verify(self, token: str) -> Principal:
+        try:
+            header = jwt.get_unverified_header(token)
+            key = self.keys.get(header.get("kid", ""))
+            if key is None or header.get("alg") != ALGORITHM:
+                raise Unauthorized("Invalid access token")
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=[ALGORITHM],
+                audience=self.audience,
+                issuer=self.issuer,
+                options={"require": ["exp", "iat", "sub", "aud", "iss"]},
+            )
+            if claims.get("typ") != "access" or claims.get("role") not in ROLES:
+                raise Unauthorized("Invalid access token")
+            return Principal(uuid.UUID(claims["sub"]), claims["role"], claims.get("jti"))
+        except jwt.ExpiredSignatureError as error:
+            raise Unauthorized("Access token expired") from error
+        except (jwt.InvalidTokenError, ValueError, KeyError) as error:
+            raise Unauthorized("Invalid access token") from error
+
+
+def bearer_token(request: Request) -> str | None:
+    authorization = request.headers.get("authorization")
+    if not authorization:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("Authorization header must be 'Bearer <token>'")
+    return token.strip()
+
+
+def optional_principal(request: Request) -> Principal | None:
+    token = bearer_token(request)
+    if token is None:
+        return None
+    principal = request.app.state.runtime.tokens.verify(token)
+    structlog.contextvars.bind_contextvars(user_id=str(principal.user_id))
+    return principal
+
+
+def current_principal(principal: Principal | None = Depends(optional_principal)) -> Principal:
+    if principal is None:
+        raise Unauthorized("This route needs a bearer access token")
+    return principal
+
+
+def require_role(*roles: str):
+    """Dependency factory: `Depends(require_role("host", "admin"))` returns the principal or 403."""
+
+    def dependency(principal: Principal = Depends(current_principal)) -> Principal:
+        if principal.role not in roles:
+            raise Forbidden(f"This action needs one of the roles: {', '.join(roles)}")
+        return principal
+
+    return dependency

@@ -1,0 +1,83 @@
+"""The worker: outbox relay, event consumers and periodic jobs in one asyncio process.
+
+Run several for throughput and failover: relays split the outbox with SKIP
+LOCKED, durable consumers share cursors, and jobs are written to be safe when
+two workers run them at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import timedelta
+
+import structlog
+
+from staybook.kernel.outbox import purge_handled
+from staybook.kernel.runtime import PeriodicJob, Runtime
+
+log = structlog.get_logger("staybook.worker")
+
+
+async def _purge(runtime: Runtime) -> None:
+    removed = await purge_handled(runtime.db, timedelta(hours=runtime.settings.outbox_retention_hours))
+    if any(removed):
+        log.info("purged handled events", context={"outbox": removed[0], "inbox": removed[1]})
+
+
+KERNEL_JOBS = [
+    PeriodicJob("outbox.purge", 3600, _purge),
+    PeriodicJob("outbox.backlog", 15, lambda runtime: runtime.relay.backlog()),
+]
+
+
+class Worker:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.stop_event = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+
+    async def start(self, *, relay: bool = True, consumers: bool = True, jobs: bool = True) -> None:
+        loop = asyncio.get_running_loop()
+        if relay:
+            self._tasks.append(loop.create_task(self.runtime.relay.run(self.stop_event), name="outbox-relay"))
+        if consumers:
+            await self.runtime.consumers.start(self.runtime.wiring.subscriptions)
+        if jobs:
+            for job in [*KERNEL_JOBS, *self.runtime.wiring.jobs]:
+                self._tasks.append(loop.create_task(self._repeat(job), name=f"job:{job.name}"))
+        log.info(
+            "worker started",
+            context={
+                "bus": self.runtime.bus.kind,
+                "subscriptions": len(self.runtime.wiring.subscriptions),
+                "jobs": [j.name for j in [*KERNEL_JOBS, *self.runtime.wiring.jobs]] if jobs else [],
+            },
+        )
+
+    async def _repeat(self, job: PeriodicJob) -> None:
+        while not self.stop_event.is_set():
+            try:
+                await job.run(self.runtime)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                log.exception("periodic job failed", error_type=type(error).__name__, context={"job": job.name})
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.stop_event.wait(), timeout=job.interval_seconds)
+
+    async def stop(self) -> None:
+        self.stop_event.set()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+
+    async def run_forever(self) -> None:
+        await self.start()
+        try:
+            await self.stop_event.wait()
+        finally:
+            await self.stop()

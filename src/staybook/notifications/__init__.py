@@ -1,0 +1,1 @@
+"""The notifications context: templates, email, SMS/push providers, retries, dead letters, preferences."""

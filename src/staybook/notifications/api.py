@@ -1,0 +1,5 @@
+"""HTTP routes of the notifications context."""
+
+from fastapi import APIRouter
+
+router = APIRouter(tags=["notifications"])

@@ -1,0 +1,1 @@
+"""Events the notifications context publishes, and the subscriptions it reacts with."""

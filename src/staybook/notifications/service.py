@@ -1,0 +1,1 @@
+"""Use cases of the notifications context: commands in, events out."""

@@ -1,0 +1,1 @@
+"""The payments context: payment provider protocol, sandbox provider, authorise/capture/refund, webhooks."""

@@ -1,0 +1,1 @@
+"""Events the payments context publishes, and the subscriptions it reacts with."""

@@ -1,0 +1,1 @@
+"""Use cases of the payments context: commands in, events out."""

@@ -1,0 +1,1 @@
+"""The personalization context: behaviour signals, user profiles, recommendations, re-ranking."""

@@ -1,0 +1,1 @@
+"""Events the personalization context publishes, and the subscriptions it reacts with."""

@@ -1,0 +1,1 @@
+"""Use cases of the personalization context: commands in, events out."""

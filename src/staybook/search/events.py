@@ -1,0 +1,1 @@
+"""Events the search context publishes, and the subscriptions it reacts with."""

@@ -1,0 +1,1 @@
+"""Use cases of the search context: commands in, events out."""

@@ -1,0 +1,1 @@
+"""The web context: server-rendered pages for guests and hosts."""

@@ -1,0 +1,194 @@
+"""Shared fixtures: real PostgreSQL/Redis/NATS (one database, Redis db and NATS namespace per
+xdist worker), SQLite files, runtimes and HTTP clients built with `create_app`.
+
+Without a service the tests that need it are skipped, unless STAYBOOK_REQUIRE_SERVICES=1
+(CI), where a missing service fails the run.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from urllib.parse import urlparse
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+
+from staybook import migrate
+from staybook.app import create_app
+from staybook.kernel.runtime import Runtime
+from staybook.kernel.security import TokenSigner
+from staybook.kernel.settings import Settings
+
+REQUIRE_SERVICES = os.environ.get("STAYBOOK_REQUIRE_SERVICES") == "1"
+PG_ADMIN_URL = os.environ.get("STAYBOOK_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_BASE_URL = os.environ.get("STAYBOOK_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+NATS_URL = os.environ.get("STAYBOOK_TEST_NATS_URL", "nats://127.0.0.1:4222")
+
+
+def reachable(url: str, default_port: int) -> bool:
+    parsed = urlparse(url)
+    try:
+        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or default_port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def need(service: str, url: str, port: int) -> None:
+    if reachable(url, port):
+        return
+    message = f"{service} is not reachable at {url}"
+    if REQUIRE_SERVICES:
+        pytest.fail(message + " (STAYBOOK_REQUIRE_SERVICES=1)")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def worker_id_suffix(request) -> str:
+    worker = getattr(request.config, "workerinput", {}).get("workerid", "gw0")
+    return f"{worker}_{os.getpid()}"
+
+
+# ------------------------------------------------------------------ PostgreSQL
+
+
+def _admin_connect():
+    import psycopg
+
+    return psycopg.connect(PG_ADMIN_URL, autocommit=True)
+
+
+@pytest.fixture(scope="session")
+def pg_database_url(worker_id_suffix) -> str:
+    """A fresh PostgreSQL database for this test worker, migrated to heads, dropped at the end."""
+    need("PostgreSQL", PG_ADMIN_URL, 5432)
+    name = f"staybook_test_{worker_id_suffix}"
+    with _admin_connect() as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    parsed = urlparse(PG_ADMIN_URL)
+    url = f"postgresql+asyncpg://{parsed.username or 'postgres'}@{parsed.hostname}:{parsed.port or 5432}/{name}"
+    migrate.upgrade(Settings(database_url=url, environment="test"))
+    yield url
+    with _admin_connect() as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def truncate_all(sync_url: str) -> None:
+    import psycopg
+
+    with psycopg.connect(sync_url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as conn:
+        tables = [
+            row[0]
+            for row in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
+            )
+        ]
+        if tables:
+            conn.execute("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE")
+
+
+@pytest.fixture
+def pg_settings(pg_database_url) -> Settings:
+    """Settings on the worker's PostgreSQL database, emptied before the test."""
+    settings = Settings(database_url=pg_database_url, environment="test", log_json=False)
+    truncate_all(settings.sync_database_url)
+    return settings
+
+
+# ------------------------------------------------------------------ SQLite
+
+
+@pytest.fixture
+def sqlite_settings(tmp_path) -> Settings:
+    settings = Settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'staybook.db'}",
+        environment="test",
+        log_json=False,
+        catalog={"media_dir": str(tmp_path / "media")},
+    )
+    migrate.upgrade(settings)
+    return settings
+
+
+# ------------------------------------------------------------------ Redis and NATS
+
+
+@pytest.fixture
+def redis_url(worker_id_suffix) -> str:
+    """A Redis database of its own for this xdist worker, flushed before the test."""
+    need("Redis", REDIS_BASE_URL, 6379)
+    import redis
+
+    worker = worker_id_suffix.split("_")[0]
+    index = 1 + (int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0) % 15
+    url = f"{REDIS_BASE_URL}/{index}"
+    redis.Redis.from_url(url).flushdb()
+    return url
+
+
+@pytest.fixture
+def nats_url() -> str:
+    need("NATS", NATS_URL, 4222)
+    return NATS_URL
+
+
+@pytest.fixture
+def bus_namespace() -> str:
+    """Every test gets its own NATS subjects and streams."""
+    return "t" + uuid.uuid4().hex[:12]
+
+
+@pytest.fixture
+def production_settings(pg_settings, redis_url, nats_url, bus_namespace) -> Settings:
+    """PostgreSQL + Redis + NATS JetStream, all real."""
+    return pg_settings.model_copy(update={"redis_url": redis_url, "nats_url": nats_url, "bus_namespace": bus_namespace})
+
+
+# ------------------------------------------------------------------ runtime and HTTP
+
+
+@pytest.fixture
+async def make_runtime() -> AsyncIterator[Callable[..., Runtime]]:
+    """Factory: `await make_runtime(settings)` gives a started Runtime, closed after the test."""
+    from staybook.app import collect_wiring
+
+    runtimes: list[Runtime] = []
+
+    async def build(settings: Settings, wiring=None) -> Runtime:
+        runtime = Runtime(settings, wiring if wiring is not None else collect_wiring())
+        await runtime.start()
+        runtimes.append(runtime)
+        return runtime
+
+    yield build
+    for runtime in reversed(runtimes):
+        await runtime.close()
+
+
+@asynccontextmanager
+async def app_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """An httpx client driving `create_app(settings)` in-process, with its lifespan run."""
+    app = create_app(settings)
+    async with LifespanManager(app, startup_timeout=30, shutdown_timeout=30) as manager:
+        transport = httpx.ASGITransport(app=manager.app, client=("127.0.0.1", 50000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://staybook.test") as client:
+            client.app = app  # type: ignore[attr-defined]
+            yield client
+
+
+@pytest.fixture
+def client_for():
+    """`async with client_for(settings) as client:` an in-process API client."""
+    return app_client
+
+
+def bearer(settings: Settings, role: str = "guest", user_id: uuid.UUID | None = None) -> dict[str, str]:
+    """Authorization header for a token of `role`, signed with the settings' active key."""
+    token = TokenSigner(settings).issue(user_id or uuid.uuid4(), role)
+    return {"Authorization": f"Bearer {token}"}
