@@ -120,16 +120,22 @@ def sqlite_settings(tmp_path) -> Settings:
 
 
 @pytest.fixture
-def redis_url(worker_id_suffix) -> str:
-    """A Redis database of its own for this xdist worker, flushed before the test."""
+def redis_url() -> str:
     need("Redis", REDIS_BASE_URL, 6379)
+    return REDIS_BASE_URL
+
+
+@pytest.fixture
+def redis_key_prefix(redis_url) -> str:
+    """Every test writes under its own Redis key prefix; its keys are deleted afterwards."""
     import redis
 
-    worker = worker_id_suffix.split("_")[0]
-    index = 1 + (int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0) % 15
-    url = f"{REDIS_BASE_URL}/{index}"
-    redis.Redis.from_url(url).flushdb()
-    return url
+    prefix = f"t{uuid.uuid4().hex[:12]}:"
+    yield prefix
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(match=prefix + "*", count=1000))
+    if keys:
+        client.delete(*keys)
 
 
 @pytest.fixture
@@ -139,15 +145,39 @@ def nats_url() -> str:
 
 
 @pytest.fixture
-def bus_namespace() -> str:
-    """Every test gets its own NATS subjects and streams."""
-    return "t" + uuid.uuid4().hex[:12]
+def bus_namespace(nats_url) -> str:
+    """Every test gets its own NATS subjects and streams; its streams are deleted afterwards."""
+    import asyncio
+
+    namespace = "t" + uuid.uuid4().hex[:12]
+    yield namespace
+
+    async def delete_streams() -> None:
+        import nats
+
+        nc = await nats.connect(nats_url)
+        try:
+            js = nc.jetstream()
+            for info in await js.streams_info():
+                if info.config.name.startswith(namespace.upper() + "_"):
+                    await js.delete_stream(info.config.name)
+        finally:
+            await nc.close()
+
+    asyncio.run(delete_streams())
 
 
 @pytest.fixture
-def production_settings(pg_settings, redis_url, nats_url, bus_namespace) -> Settings:
-    """PostgreSQL + Redis + NATS JetStream, all real."""
-    return pg_settings.model_copy(update={"redis_url": redis_url, "nats_url": nats_url, "bus_namespace": bus_namespace})
+def production_settings(pg_settings, redis_url, redis_key_prefix, nats_url, bus_namespace) -> Settings:
+    """PostgreSQL + Redis + NATS JetStream, all real, isolated for this test."""
+    return pg_settings.model_copy(
+        update={
+            "redis_url": redis_url,
+            "redis_key_prefix": redis_key_prefix,
+            "nats_url": nats_url,
+            "bus_namespace": bus_namespace,
+        }
+    )
 
 
 # ------------------------------------------------------------------ runtime and HTTP

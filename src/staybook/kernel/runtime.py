@@ -83,8 +83,9 @@ class Runtime:
             self.redis = redis.from_url(
                 self.settings.redis_url, socket_connect_timeout=3, socket_timeout=3, health_check_interval=30
             )
-            self.cache = RedisCache(self.redis)
-            self.rate_limiter = RedisRateLimiter(self.redis)
+            prefix = self.settings.redis_key_prefix
+            self.cache = RedisCache(self.redis, prefix=prefix + "cache:")
+            self.rate_limiter = RedisRateLimiter(self.redis, prefix=prefix + "rl:")
             self.ready_checks["redis"] = self.redis.ping
         await self.bus.connect(self.wiring.contexts)
         if self.settings.nats_url:

@@ -106,6 +106,8 @@ class Settings(BaseSettings):
     database_max_overflow: int = Field(10, ge=0, le=200)
     database_echo: bool = False
     redis_url: str | None = None
+    # Prefix of every Redis key staybook writes (several deployments or test runs can share one Redis).
+    redis_key_prefix: str = Field("staybook:", pattern=r"^[A-Za-z0-9_:.-]{1,40}$")
     nats_url: str | None = None
     # Prefix of NATS subjects and streams; separate deployments (or test runs) on one NATS use their own.
     bus_namespace: str = Field("staybook", pattern=r"^[a-z][a-z0-9_-]{0,30}$")
