@@ -25,6 +25,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from staybook.kernel import api as operations_api
 from staybook.kernel.consumers import ReplicaSubscription, Subscription
 from staybook.kernel.errors import install_error_handlers
+from staybook.kernel.gateway import GatewayMiddleware
 from staybook.kernel.http import BodySizeLimitMiddleware, RequestContextMiddleware
 from staybook.kernel.runtime import Runtime, Wiring
 from staybook.kernel.settings import Settings
@@ -142,12 +143,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if router is not None:
             app.include_router(router, prefix="" if context == "web" else API_PREFIX)
 
-    # Outermost first: context (ids, metrics) sees every response, including 413s.
+    # Added innermost first: context (ids, metrics) sees every response, including 413s and 429s;
+    # CORS wraps the gateway so browsers can read its 429s; the gateway rate-limits before any body is read.
     app.add_middleware(
         BodySizeLimitMiddleware,
         default_limit=settings.gateway.max_body_bytes,
         overrides=settings.gateway.large_body_routes,
     )
+    app.add_middleware(GatewayMiddleware, settings=settings.gateway)
     if settings.gateway.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -1,1 +1,143 @@
-"""Events the identity context publishes, and the subscriptions it reacts with."""
+"""Events the identity context publishes, and the subscriptions it reacts with.
+
+Identity records booking and payment activity in its audit log by listening
+to those contexts' events (payloads in docs/events.md); only ids, statuses and
+amounts go into the log, never the guest's name or contact details.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import ClassVar
+
+from pydantic import Field
+
+from staybook.identity import audit
+from staybook.kernel.consumers import Subscription
+from staybook.kernel.db import UnitOfWork
+from staybook.kernel.events import Event, EventEnvelope
+
+
+class UserRegistered(Event):
+    context: ClassVar[str] = "identity"
+    name: ClassVar[str] = "user.registered"
+    user_id: uuid.UUID
+    email: str
+    user_name: str = Field(alias="name")
+    role: str
+    locale: str
+    timezone: str
+    region: str
+    phone: str | None = None
+
+
+class UserSignedIn(Event):
+    context: ClassVar[str] = "identity"
+    name: ClassVar[str] = "user.signed_in"
+    user_id: uuid.UUID
+    email: str
+    user_name: str = Field(alias="name")
+    locale: str
+    ip: str | None
+    user_agent: str | None
+    at: datetime
+
+
+class UserUpdated(Event):
+    context: ClassVar[str] = "identity"
+    name: ClassVar[str] = "user.updated"
+    user_id: uuid.UUID
+    email: str
+    user_name: str = Field(alias="name")
+    locale: str
+    timezone: str
+    role: str
+    phone: str | None = None
+
+
+class UserExported(Event):
+    context: ClassVar[str] = "identity"
+    name: ClassVar[str] = "user.exported"
+    user_id: uuid.UUID
+    at: datetime
+
+
+class UserErased(Event):
+    context: ClassVar[str] = "identity"
+    name: ClassVar[str] = "user.erased"
+    user_id: uuid.UUID
+    at: datetime
+
+
+# Payload keys of identity's own events that hold personal data (scrubbed from the outbox on erasure).
+PERSONAL_PAYLOAD_KEYS = ("email", "name", "phone", "ip", "user_agent")
+
+_FAILED = {"booking.payment_failed", "payment.failed"}
+
+
+def audit_record_for(envelope: EventEnvelope) -> audit.AuditRecord:
+    """What an audit entry keeps of a booking or payment event: ids, status, money; no personal data."""
+    payload = envelope.payload
+    result = "failure" if envelope.type in _FAILED else "success"
+    if envelope.context == "booking":
+        booking = payload.get("booking") or {}
+        guest = booking.get("guest_user_id")
+        details = {
+            k: v
+            for k, v in {
+                "reference": booking.get("reference"),
+                "status": booking.get("status"),
+                "property_id": (booking.get("property") or {}).get("property_id"),
+                "total": booking.get("total"),
+                "cancelled_by": payload.get("cancelled_by"),
+                "refund": payload.get("refund"),
+                "payment_id": payload.get("payment_id"),
+                "reason": payload.get("reason"),
+                "event_id": str(envelope.id),
+            }.items()
+            if v is not None
+        }
+        return audit.AuditRecord(
+            action=envelope.type,
+            resource_type="booking",
+            resource_id=str(booking.get("booking_id")) if booking.get("booking_id") else None,
+            actor_id=_uuid_or_none(guest),
+            result=result,
+            details=details,
+        )
+    details = {
+        k: v
+        for k, v in {
+            "booking_id": payload.get("booking_id"),
+            "amount": payload.get("amount"),
+            "provider": payload.get("provider"),
+            "reason": payload.get("reason"),
+            "event_id": str(envelope.id),
+        }.items()
+        if v is not None
+    }
+    return audit.AuditRecord(
+        action=envelope.type,
+        resource_type="payment",
+        resource_id=str(payload.get("payment_id")) if payload.get("payment_id") else None,
+        result=result,
+        details=details,
+    )
+
+
+def _uuid_or_none(value) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(value)) if value else None
+    except ValueError:
+        return None
+
+
+async def record_activity(envelope: EventEnvelope, uow: UnitOfWork) -> None:
+    await audit.append(uow.session, audit_record_for(envelope))
+
+
+SUBSCRIPTIONS = [
+    Subscription("identity.audit-bookings", "staybook.booking.>", record_activity),
+    Subscription("identity.audit-payments", "staybook.payments.>", record_activity),
+]

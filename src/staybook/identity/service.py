@@ -1,1 +1,936 @@
-"""Use cases of the identity context: commands in, events out."""
+"""Use cases of the identity context: commands in, events out.
+
+Accounts, sign-in (password, then TOTP when enabled), rotating refresh tokens,
+profile and password changes, roles, the audit log, GDPR export and erasure,
+and PII key rotation. Every use case opens its own unit of work; failures that
+must leave a trace (a wrong password, a reused refresh token) commit their
+audit entry before the error is raised.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import secrets
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from staybook.identity import audit, mfa
+from staybook.identity.events import (
+    PERSONAL_PAYLOAD_KEYS,
+    UserErased,
+    UserExported,
+    UserRegistered,
+    UserSignedIn,
+    UserUpdated,
+)
+from staybook.identity.models import AuditEntry, RecoveryCode, RefreshToken, User
+from staybook.identity.passwords import PasswordHashing, password_problems
+from staybook.identity.pii import PiiVault, normalise_email
+from staybook.identity.schemas import (
+    AdminUserOut,
+    LoginRequest,
+    PasswordChange,
+    ProfileUpdate,
+    RegisterRequest,
+    UserOut,
+)
+from staybook.kernel.errors import Conflict, Forbidden, InvalidInput, NotFound, TooManyRequests, Unauthorized
+from staybook.kernel.models import OutboxMessage
+from staybook.kernel.orm import new_id, utcnow
+from staybook.kernel.ratelimit import RateLimitRule
+from staybook.kernel.runtime import Runtime
+from staybook.kernel.security import Principal
+
+log = structlog.get_logger("staybook.identity")
+
+EXTENSION = "identity.credentials"
+ERASED_NAME = "Deleted user"
+INVALID_CREDENTIALS = "Invalid email or password"
+
+
+# ---------------------------------------------------------------------------- wiring
+
+
+@dataclass
+class Credentials:
+    """What identity keeps per process: the PII vault and the password hasher (with its dummy hash)."""
+
+    vault: PiiVault
+    passwords: PasswordHashing
+
+
+def credentials(runtime: Runtime) -> Credentials:
+    """The process's Credentials, built on first use (the CLI and tests use runtimes without lifespans)."""
+    found = runtime.extensions.get(EXTENSION)
+    if found is None:
+        settings = runtime.settings.identity
+        found = Credentials(
+            PiiVault(runtime.settings),
+            PasswordHashing(settings.argon2_time_cost, settings.argon2_memory_kib, settings.argon2_parallelism),
+        )
+        runtime.extensions[EXTENSION] = found
+    return found
+
+
+@contextlib.asynccontextmanager
+async def lifespan(runtime: Runtime) -> AsyncIterator[None]:
+    # Built at start-up so the first sign-in does not pay for the dummy hash.
+    credentials(runtime)
+    yield
+
+
+@dataclass(frozen=True)
+class RequestInfo:
+    ip: str | None = None
+    user_agent: str | None = None
+
+
+def _rule(name: str, spec: tuple[int, int, int]) -> RateLimitRule:
+    return RateLimitRule(name, spec[0], spec[1], spec[2])
+
+
+async def _limit(runtime: Runtime, rule: RateLimitRule, key: str) -> None:
+    decision = await runtime.rate_limiter.hit(rule, key)
+    if not decision.allowed:
+        raise TooManyRequests(decision.retry_after_seconds)
+
+
+def _token_hash(token: str) -> str:
+    # Refresh tokens are 256-bit random strings: a plain SHA-256 is enough to make a stolen table useless.
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+# ---------------------------------------------------------------------------- personal data
+
+
+def _open_pii(creds: Credentials, user: User) -> dict:
+    if user.pii is None or user.pii_wrapped_key is None or user.pii_key_id is None:
+        return {}
+    data_key = creds.vault.data_key(user.pii_key_id, user.pii_wrapped_key)
+    return creds.vault.open_fields(data_key, user.pii, user.id)
+
+
+def _seal_pii(creds: Credentials, user: User, fields: dict) -> None:
+    if user.pii_wrapped_key is None or user.pii_key_id is None:
+        user.pii_key_id, user.pii_wrapped_key, data_key = creds.vault.new_data_key()
+    else:
+        data_key = creds.vault.data_key(user.pii_key_id, user.pii_wrapped_key)
+    user.pii = creds.vault.seal_fields(data_key, fields, user.id)
+
+
+def _totp_secret(creds: Credentials, user: User) -> str | None:
+    if user.totp_secret is None or user.pii_wrapped_key is None or user.pii_key_id is None:
+        return None
+    data_key = creds.vault.data_key(user.pii_key_id, user.pii_wrapped_key)
+    return creds.vault.decrypt(data_key, user.totp_secret, user.id).decode()
+
+
+def _user_out(creds: Credentials, user: User) -> UserOut:
+    pii = _open_pii(creds, user)
+    return UserOut(
+        id=user.id,
+        email=pii.get("email", ""),
+        name=user.name,
+        role=user.role,
+        locale=user.locale,
+        timezone=user.timezone,
+        region=user.region,
+        phone=pii.get("phone"),
+        date_of_birth=pii.get("date_of_birth"),
+        address=pii.get("address"),
+        mfa_enabled=user.totp_enabled,
+        created_at=user.created_at,
+    )
+
+
+def _admin_out(creds: Credentials, user: User) -> AdminUserOut:
+    return AdminUserOut(
+        id=user.id,
+        email=_open_pii(creds, user).get("email", ""),
+        name=user.name,
+        role=user.role,
+        status=user.status,
+        region=user.region,
+        mfa_enabled=user.totp_enabled,
+        created_at=user.created_at,
+    )
+
+
+def _updated_event(user: User, pii: dict) -> UserUpdated:
+    return UserUpdated(
+        user_id=user.id,
+        email=pii.get("email", ""),
+        name=user.name,
+        locale=user.locale,
+        timezone=user.timezone,
+        role=user.role,
+        phone=pii.get("phone"),
+    )
+
+
+async def _active_user(session, user_id: uuid.UUID, *, for_update: bool = False) -> User:
+    query = select(User).where(User.id == user_id, User.status == "active")
+    if for_update:
+        query = query.with_for_update()
+    user = await session.scalar(query)
+    if user is None:
+        raise Unauthorized("The account behind this token no longer exists")
+    return user
+
+
+# ---------------------------------------------------------------------------- registration
+
+
+async def register(runtime: Runtime, data: RegisterRequest, info: RequestInfo) -> dict:
+    """Creates an account; answers the same whether or not the email was already registered.
+
+    A second registration of an address creates nothing and says nothing (the owner
+    signs in as before), so the endpoint cannot be used to test which emails have accounts.
+    The password is hashed either way, so timing does not tell either.
+    """
+    settings = runtime.settings.identity
+    await _limit(runtime, _rule("identity.register.ip", settings.register_per_ip), info.ip or "unknown")
+    problems = password_problems(
+        data.password, min_length=settings.password_min_length, email=data.email, name=data.name
+    )
+    if problems:
+        raise InvalidInput(
+            problems[0].message,
+            errors=[{"field": "body.password", "message": p.message, "type": p.code} for p in problems],
+        )
+    region = data.region or settings.default_region
+    if region not in settings.regions:
+        raise InvalidInput(f"region must be one of {', '.join(settings.regions)}", field="body.region")
+    creds = credentials(runtime)
+    email = normalise_email(data.email)
+    email_hash = creds.vault.email_hash(email)
+    password_hash = creds.passwords.hash(data.password)
+    accepted = {"email": email, "role": data.role, "detail": "Registration accepted; sign in with your password."}
+    try:
+        async with runtime.db.unit_of_work() as uow:
+            if await uow.session.scalar(select(User.id).where(User.email_hash == email_hash)) is not None:
+                await audit.append(
+                    uow.session,
+                    audit.AuditRecord("user.register", "user", "duplicate", ip=info.ip),
+                )
+                return accepted
+            now = utcnow()
+            user = User(
+                id=new_id(),
+                email_hash=email_hash,
+                name=data.name,
+                role=data.role,
+                status="active",
+                locale=data.locale or "en",
+                timezone=data.timezone or "UTC",
+                region=region,
+                password_hash=password_hash,
+                totp_enabled=False,
+                totp_last_step=0,
+                created_at=now,
+                updated_at=now,
+            )
+            _seal_pii(creds, user, {"email": email, "phone": data.phone})
+            uow.session.add(user)
+            await uow.session.flush()
+            await audit.append(
+                uow.session,
+                audit.AuditRecord(
+                    "user.register", "user", "success", str(user.id), user.id, user.role, info.ip, {"region": region}
+                ),
+            )
+            uow.emit(
+                UserRegistered(
+                    user_id=user.id,
+                    email=email,
+                    name=user.name,
+                    role=user.role,
+                    locale=user.locale,
+                    timezone=user.timezone,
+                    region=user.region,
+                    phone=data.phone,
+                )
+            )
+    except IntegrityError:
+        # Two registrations of one address at once: the unique email hash let one through.
+        return accepted
+    return accepted
+
+
+# ---------------------------------------------------------------------------- sign-in
+
+
+async def _record_failure(runtime: Runtime, record: audit.AuditRecord) -> None:
+    async with runtime.db.unit_of_work() as uow:
+        await audit.append(uow.session, record)
+
+
+async def _start_session(uow, runtime: Runtime, user: User, family_id: uuid.UUID | None = None) -> dict:
+    """A new refresh token (in `family_id`, or a new family) and an access token."""
+    token = secrets.token_urlsafe(32)
+    now = utcnow()
+    uow.session.add(
+        RefreshToken(
+            id=new_id(),
+            family_id=family_id or new_id(),
+            user_id=user.id,
+            token_hash=_token_hash(token),
+            created_at=now,
+            expires_at=now + timedelta(seconds=runtime.settings.identity.refresh_token_ttl_seconds),
+        )
+    )
+    return {
+        "access_token": runtime.tokens.issue(user.id, user.role),
+        "refresh_token": token,
+        "token_type": "bearer",
+        "expires_in": runtime.settings.identity.access_token_ttl_seconds,
+    }
+
+
+async def _signed_in(uow, runtime: Runtime, user: User, info: RequestInfo, method: str) -> dict:
+    creds = credentials(runtime)
+    tokens = await _start_session(uow, runtime, user)
+    await audit.append(
+        uow.session,
+        audit.AuditRecord(
+            "auth.login", "user", "success", str(user.id), user.id, user.role, info.ip, {"method": method}
+        ),
+    )
+    uow.emit(
+        UserSignedIn(
+            user_id=user.id,
+            email=_open_pii(creds, user).get("email", ""),
+            name=user.name,
+            locale=user.locale,
+            ip=info.ip,
+            user_agent=info.user_agent,
+            at=utcnow(),
+        )
+    )
+    return tokens
+
+
+async def login(runtime: Runtime, data: LoginRequest, info: RequestInfo) -> dict:
+    """Password sign-in: tokens, or an MFA challenge when the account has TOTP on.
+
+    Unknown email and wrong password give the same 401, and both run one argon2
+    verification (against a dummy hash when there is no account).
+    """
+    settings = runtime.settings.identity
+    creds = credentials(runtime)
+    email_hash = creds.vault.email_hash(data.email)
+    await _limit(runtime, _rule("identity.login.ip", settings.login_per_ip), info.ip or "unknown")
+    await _limit(runtime, _rule("identity.login.account", settings.login_per_account), email_hash)
+    async with runtime.db.unit_of_work() as uow:
+        user = await uow.session.scalar(select(User).where(User.email_hash == email_hash, User.status == "active"))
+        ok = creds.passwords.verify(user.password_hash if user else None, data.password)
+        if ok and user is not None:
+            if creds.passwords.needs_rehash(user.password_hash):
+                user.password_hash = creds.passwords.hash(data.password)
+                user.updated_at = utcnow()
+            if user.totp_enabled:
+                await audit.append(
+                    uow.session,
+                    audit.AuditRecord("auth.login", "user", "mfa_required", str(user.id), user.id, user.role, info.ip),
+                )
+                mfa_token = runtime.tokens.issue(
+                    user.id, user.role, extra={"typ": "mfa"}, ttl=timedelta(seconds=settings.mfa_token_ttl_seconds)
+                )
+                return {"mfa_required": True, "mfa_token": mfa_token}
+            return await _signed_in(uow, runtime, user, info, "password")
+    await _record_failure(
+        runtime,
+        audit.AuditRecord(
+            "auth.login",
+            "user",
+            "failure",
+            str(user.id) if user else None,
+            user.id if user else None,
+            user.role if user else None,
+            info.ip,
+            {"reason": "invalid-credentials"},
+        ),
+    )
+    raise Unauthorized(INVALID_CREDENTIALS)
+
+
+async def verify_mfa(runtime: Runtime, mfa_token: str, code: str, info: RequestInfo) -> dict:
+    """Second step of sign-in: a current TOTP code (each accepted once) or an unused recovery code."""
+    settings = runtime.settings.identity
+    claims = runtime.tokens.decode(mfa_token, "mfa")
+    try:
+        user_id = uuid.UUID(claims["sub"])
+    except (KeyError, ValueError) as error:
+        raise Unauthorized("Invalid mfa token") from error
+    await _limit(runtime, _rule("identity.login.ip", settings.login_per_ip), info.ip or "unknown")
+    await _limit(runtime, _rule("identity.mfa.account", settings.mfa_verify_per_account), str(user_id))
+    creds = credentials(runtime)
+    async with runtime.db.unit_of_work() as uow:
+        user = await _active_user(uow.session, user_id, for_update=True)
+        method = await _consume_second_factor(uow.session, creds, user, code)
+        if method is not None:
+            return await _signed_in(uow, runtime, user, info, method)
+    await _record_failure(
+        runtime,
+        audit.AuditRecord(
+            "auth.mfa_verify", "user", "failure", str(user_id), user_id, None, info.ip, {"reason": "invalid-code"}
+        ),
+    )
+    raise Unauthorized("Invalid MFA code")
+
+
+async def _consume_second_factor(session, creds: Credentials, user: User, code: str) -> str | None:
+    """'totp' or 'recovery-code' when `code` is accepted (and spent); None otherwise. Caller holds the row lock."""
+    if not user.totp_enabled:
+        return None
+    secret = _totp_secret(creds, user)
+    if secret and mfa.looks_like_totp(code):
+        step = mfa.matching_step(secret, code, last_step=user.totp_last_step)
+        if step is None:
+            return None
+        user.totp_last_step = step
+        return "totp"
+    spent = await session.execute(
+        update(RecoveryCode)
+        .where(
+            RecoveryCode.user_id == user.id,
+            RecoveryCode.code_hash == creds.vault.code_hash(mfa.normalise_recovery_code(code)),
+            RecoveryCode.used_at.is_(None),
+        )
+        .values(used_at=utcnow())
+    )
+    return "recovery-code" if spent.rowcount == 1 else None
+
+
+async def refresh(runtime: Runtime, refresh_token: str, info: RequestInfo) -> dict:
+    """Spends a refresh token and issues its successor; a spent token shown again revokes its family.
+
+    The token row is locked (SELECT ... FOR UPDATE), so of concurrent refreshes with
+    one token exactly one finds it unspent; the others see it spent, which is what a
+    replayed stolen token looks like, and revoke the family.
+    """
+    token_hash = _token_hash(refresh_token)
+    reused: RefreshToken | None = None
+    async with runtime.db.unit_of_work() as uow:
+        row = await uow.session.scalar(
+            select(RefreshToken).where(RefreshToken.token_hash == token_hash).with_for_update()
+        )
+        now = utcnow()
+        if row is not None and row.revoked_at is None and row.used_at is None and row.expires_at > now:
+            user = await uow.session.scalar(select(User).where(User.id == row.user_id, User.status == "active"))
+            if user is not None:
+                row.used_at = now
+                return await _start_session(uow, runtime, user, row.family_id)
+        elif row is not None and row.used_at is not None and row.revoked_at is None:
+            reused = row
+            await _revoke_family(uow.session, row.family_id)
+            await audit.append(
+                uow.session,
+                audit.AuditRecord(
+                    "auth.refresh_reuse",
+                    "session",
+                    "denied",
+                    str(row.family_id),
+                    row.user_id,
+                    None,
+                    info.ip,
+                    {"detail": "spent refresh token presented again; family revoked"},
+                ),
+            )
+    if reused is not None:
+        log.warning("refresh token reuse; family revoked", context={"family_id": str(reused.family_id)})
+    raise Unauthorized("Invalid refresh token")
+
+
+async def _revoke_family(session, family_id: uuid.UUID) -> None:
+    await session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+
+
+async def logout(runtime: Runtime, refresh_token: str) -> None:
+    """Revokes the session (the token's whole family). Unknown tokens are ignored: logging out is idempotent."""
+    async with runtime.db.unit_of_work() as uow:
+        family_id = await uow.session.scalar(
+            select(RefreshToken.family_id).where(RefreshToken.token_hash == _token_hash(refresh_token))
+        )
+        if family_id is not None:
+            await _revoke_family(uow.session, family_id)
+
+
+# ---------------------------------------------------------------------------- the signed-in user
+
+
+async def get_me(runtime: Runtime, principal: Principal) -> UserOut:
+    async with runtime.db.session() as session:
+        user = await _active_user(session, principal.user_id)
+        return _user_out(credentials(runtime), user)
+
+
+async def update_me(runtime: Runtime, principal: Principal, data: ProfileUpdate) -> UserOut:
+    """Changes the profile; personal fields are re-sealed; `user.updated` announces it."""
+    creds = credentials(runtime)
+    changes = data.model_dump(exclude_unset=True)
+    async with runtime.db.unit_of_work() as uow:
+        user = await _active_user(uow.session, principal.user_id, for_update=True)
+        if "region" in changes and changes["region"] not in runtime.settings.identity.regions:
+            raise InvalidInput(
+                f"region must be one of {', '.join(runtime.settings.identity.regions)}", field="body.region"
+            )
+        for field_name in ("name", "locale", "timezone", "region"):
+            if changes.get(field_name) is not None:
+                setattr(user, field_name, changes[field_name])
+        pii = _open_pii(creds, user)
+        for field_name in ("phone", "date_of_birth", "address"):
+            if field_name in changes:
+                value = changes[field_name]
+                pii[field_name] = value.isoformat() if isinstance(value, date) else value
+        _seal_pii(creds, user, pii)
+        user.updated_at = utcnow()
+        uow.emit(_updated_event(user, pii))
+        return _user_out(creds, user)
+
+
+async def change_password(runtime: Runtime, principal: Principal, data: PasswordChange, info: RequestInfo) -> dict:
+    """Needs the current password; signs out every other session and returns fresh tokens for this one."""
+    creds = credentials(runtime)
+    async with runtime.db.unit_of_work() as uow:
+        user = await _active_user(uow.session, principal.user_id, for_update=True)
+        current_ok = creds.passwords.verify(user.password_hash, data.current_password)
+    if not current_ok:
+        await _record_failure(
+            runtime,
+            audit.AuditRecord("user.password_change", "user", "failure", str(user.id), user.id, user.role, info.ip),
+        )
+        raise InvalidInput("The current password is wrong", field="body.current_password")
+    email = _open_pii(creds, user).get("email")
+    problems = password_problems(
+        data.new_password, min_length=runtime.settings.identity.password_min_length, email=email, name=user.name
+    )
+    if problems:
+        raise InvalidInput(
+            problems[0].message,
+            errors=[{"field": "body.new_password", "message": p.message, "type": p.code} for p in problems],
+        )
+    new_hash = creds.passwords.hash(data.new_password)
+    async with runtime.db.unit_of_work() as uow:
+        user = await _active_user(uow.session, principal.user_id, for_update=True)
+        user.password_hash = new_hash
+        user.updated_at = utcnow()
+        await uow.session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None))
+            .values(revoked_at=utcnow())
+        )
+        await audit.append(
+            uow.session,
+            audit.AuditRecord("user.password_change", "user", "success", str(user.id), user.id, user.role, info.ip),
+        )
+        return await _start_session(uow, runtime, user)
+
+
+# ---------------------------------------------------------------------------- MFA
+
+
+async def start_totp(runtime: Runtime, principal: Principal) -> dict:
+    """A new pending TOTP secret; MFA turns on only when a first code confirms it."""
+    creds = credentials(runtime)
+    async with runtime.db.unit_of_work() as uow:
+        user = await _active_user(uow.session, principal.user_id, for_update=True)
+        if user.totp_enabled:
+            raise Conflict("TOTP is already enabled; disable it first to enrol a new device")
+        secret = mfa.new_totp_secret()
+        pii = _open_pii(creds, user)
+        if user.pii_wrapped_key is None:
+            _seal_pii(creds, user, pii)
+        data_key = creds.vault.data_key(user.pii_key_id, user.pii_wrapped_key)
+        user.totp_secret = creds.vault.encrypt(data_key, secret.encode(), user.id)
+        user.updated_at = utcnow()
+        return {"secret": secret, "otpauth_uri": mfa.provisioning_uri(secret, pii.get("email") or str(user.id))}
+
+
+async def confirm_totp(runtime: Runtime, principal: Principal, code: str, info: RequestInfo) -> list[str]:
+    """Turns MFA on with a first valid code; returns one-time recovery codes (shown once, stored hashed)."""
+    creds = credentials(runtime)
+    settings = runtime.settings.identity
+    await _limit(runtime, _rule("identity.mfa.account", settings.mfa_verify_per_account), str(principal.user_id))
+    async with runtime.db.unit_of_work() as uow:
+        user = await _active_user(uow.session, principal.user_id, for_update=True)
+        if user.totp_enabled:
+            raise Conflict("TOTP is already enabled")
+        secret = _totp_secret(creds, user)
+        if secret is None:
+            raise Conflict("Start TOTP enrolment first (POST /me/mfa/totp)")
+        step = mfa.matching_step(secret, code, last_step=user.totp_last_step)
+        if step is None:
+            raise InvalidInput("The code does not match; check the device clock", field="body.code")
+        user.totp_enabled = True
+        user.totp_last_step = step
+        user.updated_at = utcnow()
+        codes = mfa.new_recovery_codes(settings.recovery_code_count)
+        await uow.session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
+        uow.session.add_all(
+            RecoveryCode(id=new_id(), user_id=user.id, code_hash=creds.vault.code_hash(mfa.normalise_recovery_code(c)))
+            for c in codes
+        )
+        await audit.append(
+            uow.session, audit.AuditRecord("mfa.enabled", "user", "success", str(user.id), user.id, user.role, info.ip)
+        )
+        return codes
+
+
+async def disable_totp(runtime: Runtime, principal: Principal, code: str, info: RequestInfo) -> None:
+    """Turns MFA off; needs a current TOTP code (or a recovery code, for a lost device)."""
+    creds = credentials(runtime)
+    settings = runtime.settings.identity
+    await _limit(runtime, _rule("identity.mfa.account", settings.mfa_verify_per_account), str(principal.user_id))
+    async with runtime.db.unit_of_work() as uow:
+        user = await _active_user(uow.session, principal.user_id, for_update=True)
+        if not user.totp_enabled:
+            raise Conflict("TOTP is not enabled")
+        accepted = await _consume_second_factor(uow.session, creds, user, code) is not None
+        if accepted:
+            user.totp_enabled = False
+            user.totp_secret = None
+            user.updated_at = utcnow()
+            await uow.session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
+        await audit.append(
+            uow.session,
+            audit.AuditRecord(
+                "mfa.disabled", "user", "success" if accepted else "failure", str(user.id), user.id, user.role, info.ip
+            ),
+        )
+    if not accepted:
+        raise InvalidInput("The code does not match", field="body.code")
+
+
+# ---------------------------------------------------------------------------- administration
+
+
+async def list_users(
+    runtime: Runtime, *, role: str | None, status: str | None, cursor: uuid.UUID | None, limit: int
+) -> dict:
+    """Users newest first (ids are time-ordered); `next_cursor` continues the list."""
+    creds = credentials(runtime)
+    query = select(User).order_by(User.id.desc()).limit(limit + 1)
+    if role:
+        query = query.where(User.role == role)
+    if status:
+        query = query.where(User.status == status)
+    if cursor:
+        query = query.where(User.id < cursor)
+    async with runtime.db.session() as session:
+        users = list((await session.scalars(query)).all())
+    page = users[:limit]
+    return {
+        "items": [_admin_out(creds, u) for u in page],
+        "next_cursor": str(page[-1].id) if len(users) > limit else None,
+    }
+
+
+async def get_user(runtime: Runtime, user_id: uuid.UUID) -> AdminUserOut:
+    async with runtime.db.session() as session:
+        user = await session.get(User, user_id)
+    if user is None:
+        raise NotFound("No such user", user_id=str(user_id))
+    return _admin_out(credentials(runtime), user)
+
+
+async def change_role(
+    runtime: Runtime, admin: Principal, user_id: uuid.UUID, role: str, info: RequestInfo
+) -> AdminUserOut:
+    """An admin gives a user another role. Admins cannot change their own (no locking the last one out)."""
+    if user_id == admin.user_id:
+        raise Forbidden("Admins cannot change their own role")
+    creds = credentials(runtime)
+    async with runtime.db.unit_of_work() as uow:
+        user = await uow.session.scalar(
+            select(User).where(User.id == user_id, User.status == "active").with_for_update()
+        )
+        if user is None:
+            raise NotFound("No such user", user_id=str(user_id))
+        previous = user.role
+        user.role = role
+        user.updated_at = utcnow()
+        await audit.append(
+            uow.session,
+            audit.AuditRecord(
+                "user.role_changed",
+                "user",
+                "success",
+                str(user.id),
+                admin.user_id,
+                admin.role,
+                info.ip,
+                {"from": previous, "to": role},
+            ),
+        )
+        pii = _open_pii(creds, user)
+        uow.emit(_updated_event(user, pii))
+        return _admin_out(creds, user)
+
+
+async def audit_log(
+    runtime: Runtime,
+    *,
+    actor_id: uuid.UUID | None = None,
+    action: str | None = None,
+    resource_type: str | None = None,
+    resource_id: str | None = None,
+    result: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    cursor: int | None = None,
+    limit: int = 50,
+) -> dict:
+    """Audit entries, newest first, filtered; `next_cursor` is the sequence number to continue below."""
+    query = select(AuditEntry).order_by(AuditEntry.seq.desc()).limit(limit + 1)
+    filters = {
+        AuditEntry.actor_id: actor_id,
+        AuditEntry.action: action,
+        AuditEntry.resource_type: resource_type,
+        AuditEntry.resource_id: resource_id,
+        AuditEntry.result: result,
+    }
+    for column, value in filters.items():
+        if value is not None:
+            query = query.where(column == value)
+    if since is not None:
+        query = query.where(AuditEntry.occurred_at >= _aware(since))
+    if until is not None:
+        query = query.where(AuditEntry.occurred_at < _aware(until))
+    if cursor is not None:
+        query = query.where(AuditEntry.seq < cursor)
+    async with runtime.db.session() as session:
+        entries = list((await session.scalars(query)).all())
+    page = entries[:limit]
+    return {"items": page, "next_cursor": str(page[-1].seq) if len(entries) > limit else None}
+
+
+def _aware(moment: datetime) -> datetime:
+    """Query times without an offset are read as UTC (the log's time zone)."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+async def verify_audit_chain(runtime: Runtime) -> dict:
+    async with runtime.db.session() as session:
+        return await audit.verify_chain(session)
+
+
+# ---------------------------------------------------------------------------- GDPR
+
+
+async def export_me(runtime: Runtime, principal: Principal, info: RequestInfo) -> dict[str, Any]:
+    """Everything identity holds about the user, as JSON (GDPR art. 15/20); announces `user.exported`."""
+    creds = credentials(runtime)
+    async with runtime.db.unit_of_work() as uow:
+        user = await _active_user(uow.session, principal.user_id)
+        sessions = (
+            await uow.session.scalars(
+                select(RefreshToken).where(RefreshToken.user_id == user.id).order_by(RefreshToken.created_at)
+            )
+        ).all()
+        entries = (
+            await uow.session.scalars(
+                select(AuditEntry)
+                .where(or_(AuditEntry.actor_id == user.id, AuditEntry.resource_id == str(user.id)))
+                .order_by(AuditEntry.seq)
+            )
+        ).all()
+        codes_left = await uow.session.scalar(
+            select(func.count())
+            .select_from(RecoveryCode)
+            .where(RecoveryCode.user_id == user.id, RecoveryCode.used_at.is_(None))
+        )
+        now = utcnow()
+        await audit.append(
+            uow.session,
+            audit.AuditRecord("user.exported", "user", "success", str(user.id), user.id, user.role, info.ip),
+        )
+        uow.emit(UserExported(user_id=user.id, at=now))
+        profile = _user_out(creds, user).model_dump(mode="json")
+    return {
+        "exported_at": now.isoformat(),
+        "profile": {**profile, "status": user.status, "updated_at": user.updated_at.isoformat()},
+        "mfa": {"totp_enabled": user.totp_enabled, "unused_recovery_codes": codes_left},
+        "sessions": [
+            {
+                "family_id": str(s.family_id),
+                "created_at": s.created_at.isoformat(),
+                "expires_at": s.expires_at.isoformat(),
+                "used_at": s.used_at.isoformat() if s.used_at else None,
+                "revoked_at": s.revoked_at.isoformat() if s.revoked_at else None,
+            }
+            for s in sessions
+        ],
+        "audit_log": [
+            {
+                "seq": e.seq,
+                "occurred_at": e.occurred_at.isoformat(),
+                "action": e.action,
+                "resource_type": e.resource_type,
+                "resource_id": e.resource_id,
+                "ip": e.ip,
+                "result": e.result,
+                "details": e.details,
+            }
+            for e in entries
+        ],
+    }
+
+
+def _scrubbed(payload: dict, user_id: uuid.UUID) -> dict:
+    replacement = {"email": _erased_email(user_id), "name": ERASED_NAME, "phone": None, "ip": None, "user_agent": None}
+    return {k: (replacement[k] if k in PERSONAL_PAYLOAD_KEYS else v) for k, v in payload.items()}
+
+
+def _erased_email(user_id: uuid.UUID) -> str:
+    return f"erased-{user_id}@invalid"
+
+
+async def erase_me(runtime: Runtime, principal: Principal, info: RequestInfo) -> None:
+    """Erases the user's personal data (GDPR art. 17) and announces `user.erased`.
+
+    The row stays, anonymised, so bookings' financial records keep a valid owner id;
+    the data key is destroyed (crypto-shredding), sessions and MFA codes are deleted,
+    and identity's own events still in the outbox lose their personal fields. Other
+    contexts anonymise what they hold when they see `user.erased`.
+    """
+    creds = credentials(runtime)
+    async with runtime.db.unit_of_work() as uow:
+        user = await _active_user(uow.session, principal.user_id, for_update=True)
+        now = utcnow()
+        user.email_hash = creds.vault.email_hash(_erased_email(user.id))
+        user.name = ERASED_NAME
+        user.status = "erased"
+        user.password_hash = None
+        user.pii = None
+        user.pii_wrapped_key = None
+        user.pii_key_id = None
+        user.totp_secret = None
+        user.totp_enabled = False
+        user.locale = "en"
+        user.timezone = "UTC"
+        user.erased_at = now
+        user.updated_at = now
+        await uow.session.execute(delete(RefreshToken).where(RefreshToken.user_id == user.id))
+        await uow.session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
+        rows = (
+            await uow.session.scalars(
+                select(OutboxMessage).where(
+                    OutboxMessage.subject.like("%.identity.%"), OutboxMessage.created_at >= user.created_at
+                )
+            )
+        ).all()
+        for row in rows:
+            if row.payload.get("user_id") == str(user.id):
+                row.payload = _scrubbed(row.payload, user.id)
+        await audit.append(
+            uow.session, audit.AuditRecord("user.erased", "user", "success", str(user.id), user.id, None, info.ip)
+        )
+        uow.emit(UserErased(user_id=user.id, at=now))
+
+
+# ---------------------------------------------------------------------------- PII key rotation
+
+
+async def rotate_pii_keys(runtime: Runtime, batch_size: int = 500) -> int:
+    """Re-wraps every data key not under the active master key; returns how many were re-wrapped.
+
+    Batches commit one by one and lock only their own rows (SKIP LOCKED on
+    PostgreSQL), so sign-ins and profile edits go on during a rotation.
+    """
+    vault = credentials(runtime).vault
+    total = 0
+    while True:
+        async with runtime.db.unit_of_work() as uow:
+            query = (
+                select(User)
+                .where(User.pii_key_id.is_not(None), User.pii_key_id != vault.active_key_id)
+                .order_by(User.id)
+                .limit(batch_size)
+            )
+            if runtime.db.dialect == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            users = (await uow.session.scalars(query)).all()
+            for user in users:
+                user.pii_key_id, user.pii_wrapped_key = vault.rewrap(user.pii_key_id, user.pii_wrapped_key)
+        total += len(users)
+        if len(users) < batch_size:
+            return total
+
+
+# ---------------------------------------------------------------------------- demo data
+
+DEMO_ACCOUNTS = (
+    ("guest", "guest@staybook.demo", "Dana Guest", "demo-guest-pass-42"),
+    ("host", "host@staybook.demo", "Hugo Host", "demo-host-pass-42"),
+    ("admin", "admin@staybook.demo", "Ada Admin", "demo-admin-pass-42"),
+)
+
+
+async def seed_demo(runtime: Runtime, *, properties: int, seed: int) -> dict:
+    """A demo guest, host and admin with known passwords (printed by `staybook demo`)."""
+    creds = credentials(runtime)
+    ids: dict[str, uuid.UUID] = {}
+    async with runtime.db.unit_of_work() as uow:
+        for role, email, name, password in DEMO_ACCOUNTS:
+            email_hash = creds.vault.email_hash(email)
+            existing = await uow.session.scalar(select(User).where(User.email_hash == email_hash))
+            if existing is not None:
+                ids[role] = existing.id
+                continue
+            now = utcnow()
+            user = User(
+                id=new_id(),
+                email_hash=email_hash,
+                name=name,
+                role=role,
+                status="active",
+                locale="en",
+                timezone="Europe/Amsterdam",
+                region=runtime.settings.identity.default_region,
+                password_hash=creds.passwords.hash(password),
+                totp_enabled=False,
+                totp_last_step=0,
+                created_at=now,
+                updated_at=now,
+            )
+            _seal_pii(creds, user, {"email": email, "phone": None})
+            uow.session.add(user)
+            ids[role] = user.id
+            uow.emit(
+                UserRegistered(
+                    user_id=user.id,
+                    email=email,
+                    name=name,
+                    role=role,
+                    locale=user.locale,
+                    timezone=user.timezone,
+                    region=user.region,
+                    phone=None,
+                )
+            )
+    return {
+        "accounts": [
+            {"role": role, "email": email, "password": password} for role, email, _, password in DEMO_ACCOUNTS
+        ],
+        "host_user_id": str(ids["host"]),
+    }
+
+
+async def demo_host_id(runtime: Runtime) -> uuid.UUID | None:
+    """The demo host's user id (the catalog seeder gives it the demo properties), or None before seeding."""
+    email_hash = credentials(runtime).vault.email_hash(DEMO_ACCOUNTS[1][1])
+    async with runtime.db.session() as session:
+        return await session.scalar(select(User.id).where(User.email_hash == email_hash, User.status == "active"))

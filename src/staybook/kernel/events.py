@@ -37,7 +37,7 @@ def subject_for(context: str, name: str) -> str:
 class Event(BaseModel):
     """Something that happened. Immutable; its fields are the documented payload."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
 
     context: ClassVar[str]
     name: ClassVar[str]
@@ -51,7 +51,9 @@ class Event(BaseModel):
             "id": new_id(),
             "subject": self.subject(),
             "event_type": self.name,
-            "payload": self.model_dump(mode="json"),
+            # by_alias: a payload field called `name` is declared under another attribute
+            # name with `Field(alias="name")`, since `name` is the event's ClassVar.
+            "payload": self.model_dump(mode="json", by_alias=True),
             "headers": current_trace_headers(),
             "created_at": utcnow(),
             "published_at": None,

@@ -60,11 +60,26 @@ class TokenSigner:
         return jwt.encode(claims, self.keys[self.active_kid], algorithm=ALGORITHM, headers={"kid": self.active_kid})
 
     def verify(self, token: str) -> Principal:
+        claims = self.decode(token, "access")
+        if claims.get("role") not in ROLES:
+            raise Unauthorized("Invalid access token")
+        try:
+            return Principal(uuid.UUID(claims["sub"]), claims["role"], claims.get("jti"))
+        except (ValueError, KeyError) as error:
+            raise Unauthorized("Invalid access token") from error
+
+    def decode(self, token: str, token_type: str) -> dict:
+        """Verified claims of a token of `token_type` ("access", or e.g. identity's "mfa"); 401 otherwise.
+
+        A token of one type never passes as another, so a half-finished MFA sign-in
+        cannot be used as an access token.
+        """
+        label = "access token" if token_type == "access" else f"{token_type} token"
         try:
             header = jwt.get_unverified_header(token)
             key = self.keys.get(header.get("kid", ""))
             if key is None or header.get("alg") != ALGORITHM:
-                raise Unauthorized("Invalid access token")
+                raise Unauthorized(f"Invalid {label}")
             claims = jwt.decode(
                 token,
                 key,
@@ -73,13 +88,13 @@ class TokenSigner:
                 issuer=self.issuer,
                 options={"require": ["exp", "iat", "sub", "aud", "iss"]},
             )
-            if claims.get("typ") != "access" or claims.get("role") not in ROLES:
-                raise Unauthorized("Invalid access token")
-            return Principal(uuid.UUID(claims["sub"]), claims["role"], claims.get("jti"))
         except jwt.ExpiredSignatureError as error:
-            raise Unauthorized("Access token expired") from error
+            raise Unauthorized(f"{label.capitalize()} expired") from error
         except (jwt.InvalidTokenError, ValueError, KeyError) as error:
-            raise Unauthorized("Invalid access token") from error
+            raise Unauthorized(f"Invalid {label}") from error
+        if claims.get("typ") != token_type:
+            raise Unauthorized(f"Invalid {label}")
+        return claims
 
 
 def bearer_token(request: Request) -> str | None:

@@ -28,6 +28,24 @@ class IdentitySettings(BaseModel):
     pii_master_key: SecretStr | None = None
     # Older master keys that still unwrap data keys during a rotation, by key id.
     pii_previous_master_keys: dict[str, SecretStr] = Field(default_factory=dict)
+    # Id of `pii_master_key`, stored beside every wrapped data key so rotation knows what to re-wrap.
+    pii_master_key_id: str = Field("m1", pattern=r"^[A-Za-z0-9_.-]{1,32}$")
+    # Key of the keyed hash (HMAC) that finds users by email without storing or scanning plaintext.
+    email_hash_key: SecretStr | None = None
+    # argon2id cost (OWASP 2023 minimum: 19 MiB, 2 passes, 1 lane). Raising them rehashes on next login.
+    argon2_time_cost: int = Field(2, ge=1, le=20)
+    argon2_memory_kib: int = Field(19_456, ge=1024, le=1_048_576)
+    argon2_parallelism: int = Field(1, ge=1, le=16)
+    mfa_token_ttl_seconds: int = Field(300, ge=30, le=3600)
+    recovery_code_count: int = Field(10, ge=4, le=20)
+    # Residency regions a user may live in (data placement for later multi-region work).
+    regions: list[str] = Field(default_factory=lambda: ["eu", "us", "apac"])
+    default_region: str = "eu"
+    # Tighter limits than the gateway's on the routes that guess credentials: (requests, window s, block s).
+    login_per_ip: tuple[int, int, int] = (30, 300, 900)
+    login_per_account: tuple[int, int, int] = (10, 900, 900)
+    register_per_ip: tuple[int, int, int] = (10, 3600, 3600)
+    mfa_verify_per_account: tuple[int, int, int] = (5, 300, 900)
 
 
 class GatewaySettings(BaseModel):
@@ -42,6 +60,14 @@ class GatewaySettings(BaseModel):
     cors_origins: list[str] = Field(default_factory=list)
     # Addresses of reverse proxies whose X-Forwarded-For is believed.
     trusted_proxies: list[str] = Field(default_factory=list)
+    # Paths the per-IP limit leaves alone (probes and scrapers of the platform itself).
+    rate_limit_exempt_paths: list[str] = Field(default_factory=lambda: ["/healthz/live", "/healthz/ready", "/metrics"])
+    security_headers: bool = True
+    hsts_seconds: int = Field(63_072_000, ge=0)
+    content_security_policy: str = (
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; object-src 'none'; "
+        "base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+    )
 
 
 class CatalogSettings(BaseModel):
