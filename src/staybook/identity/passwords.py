@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from dataclasses import dataclass
 from functools import cache
@@ -39,10 +40,15 @@ def password_problems(password: str, *, min_length: int, email: str | None = Non
         problems.append(PasswordProblem("too-common", "Password is on the list of commonly used passwords"))
     elif len(set(lowered)) <= 2:
         problems.append(PasswordProblem("too-simple", "Password repeats too few different characters"))
-    personal = [p for p in ((email or "").split("@")[0].lower(), (name or "").lower().replace(" ", "")) if len(p) >= 4]
-    if any(part in lowered.replace(" ", "") for part in personal):
+    # Compared on letters and digits only: "ana-lima-2024" contains the name "Ana Lima".
+    personal = [_alnum(p) for p in ((email or "").split("@")[0], name or "")]
+    if any(len(part) >= 4 and part in _alnum(lowered) for part in personal):
         problems.append(PasswordProblem("contains-personal-data", "Password must not contain your email or name"))
     return problems
+
+
+def _alnum(text: str) -> str:
+    return re.sub(r"[\W_]", "", text.lower())
 
 
 class PasswordHashing:

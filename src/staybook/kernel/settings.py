@@ -45,7 +45,7 @@ class IdentitySettings(BaseModel):
     login_per_ip: tuple[int, int, int] = (30, 300, 900)
     login_per_account: tuple[int, int, int] = (10, 900, 900)
     register_per_ip: tuple[int, int, int] = (10, 3600, 3600)
-    mfa_verify_per_account: tuple[int, int, int] = (5, 300, 900)
+    mfa_verify_per_account: tuple[int, int, int] = (10, 300, 900)
 
 
 class GatewaySettings(BaseModel):
