@@ -378,7 +378,9 @@ async def test_concurrent_audit_appends_keep_one_chain(pg_settings, make_runtime
                 uow.session, service.audit.AuditRecord("test.event", "thing", resource_id=str(number))
             )
 
-    await asyncio.gather(*(one(n) for n in range(10)))
+    # return_exceptions: every append finishes (and releases its connection) before the test judges.
+    outcomes = await asyncio.gather(*(one(n) for n in range(10)), return_exceptions=True)
+    assert [o for o in outcomes if o is not None] == []
     assert await service.verify_audit_chain(runtime) == {"valid": True, "entries": 10, "broken_at": None}
 
 
