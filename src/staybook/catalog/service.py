@@ -1,1 +1,718 @@
-"""Use cases of the catalog context: commands in, events out."""
+"""Use cases of the catalog context: commands in, events out.
+
+Hosts own properties (`Property.host_id` is the identity user id); a property's
+room types and photos are changed only by its host or an admin. Creating a room
+type opens its inventory calendar in the same unit of work, so a room type never
+exists without nights to sell.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import uuid
+import warnings
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Protocol
+from zoneinfo import ZoneInfo
+
+import structlog
+from PIL import Image, ImageOps, UnidentifiedImageError
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from staybook.catalog.events import (
+    PhotoUploaded,
+    PropertyArchived,
+    PropertyCreated,
+    PropertyUpdated,
+    RoomTypeArchived,
+    RoomTypeCreated,
+    RoomTypeUpdated,
+)
+from staybook.catalog.models import Photo, Property, RoomType
+from staybook.catalog.schemas import (
+    PhotoOut,
+    PhotoVariant,
+    PropertyCreate,
+    PropertyOut,
+    PropertyPage,
+    PropertyUpdate,
+    RoomTypeCreate,
+    RoomTypeOut,
+    RoomTypeUpdate,
+)
+from staybook.inventory import service as inventory
+from staybook.kernel.db import UnitOfWork
+from staybook.kernel.errors import Conflict, Forbidden, InvalidInput, NotFound, PayloadTooLarge, UnsupportedMediaType
+from staybook.kernel.orm import new_id, utcnow
+from staybook.kernel.runtime import Runtime
+from staybook.kernel.schemas import Money
+from staybook.kernel.security import Principal
+from staybook.kernel.settings import Settings
+
+log = structlog.get_logger("staybook.catalog")
+
+
+# ------------------------------------------------------------------ what other contexts read
+
+
+@dataclass(frozen=True)
+class RoomTypeSummary:
+    """A room type with the property facts booking and inventory need, without importing catalog models."""
+
+    room_type_id: uuid.UUID
+    room_type_name: str
+    max_guests: int
+    units: int
+    base_price_amount: int
+    room_type_status: str
+    property_id: uuid.UUID
+    property_name: str
+    host_id: uuid.UUID
+    address: str
+    city: str
+    country: str
+    timezone: str
+    currency: str
+    check_in_time: str
+    check_out_time: str
+    cancellation_policy: str
+    property_status: str
+
+    @property
+    def on_sale(self) -> bool:
+        return self.room_type_status == "active" and self.property_status == "active"
+
+    def today(self) -> date:
+        """Today's date where the property is (stays are in the property's local dates)."""
+        return today_in(self.timezone)
+
+
+def today_in(timezone: str) -> date:
+    return datetime.now(ZoneInfo(timezone)).date()
+
+
+def _summary(room_type: RoomType, prop: Property) -> RoomTypeSummary:
+    return RoomTypeSummary(
+        room_type_id=room_type.id,
+        room_type_name=room_type.name,
+        max_guests=room_type.max_guests,
+        units=room_type.units,
+        base_price_amount=room_type.base_price_amount,
+        room_type_status=room_type.status,
+        property_id=prop.id,
+        property_name=prop.name,
+        host_id=prop.host_id,
+        address=prop.address,
+        city=prop.city,
+        country=prop.country,
+        timezone=prop.timezone,
+        currency=prop.currency,
+        check_in_time=prop.check_in_time,
+        check_out_time=prop.check_out_time,
+        cancellation_policy=prop.cancellation_policy,
+        property_status=prop.status,
+    )
+
+
+async def room_type_summary(session: AsyncSession, room_type_id: uuid.UUID) -> RoomTypeSummary:
+    """The room type and its property in one query; NotFound when the room type does not exist."""
+    row = (
+        await session.execute(
+            select(RoomType, Property)
+            .join(Property, Property.id == RoomType.property_id)
+            .where(RoomType.id == room_type_id)
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"No room type {room_type_id}")
+    return _summary(*row)
+
+
+async def property_room_types(session: AsyncSession, property_id: uuid.UUID) -> list[RoomTypeSummary]:
+    """The property's active room types (NotFound when the property does not exist)."""
+    prop = await session.get(Property, property_id)
+    if prop is None:
+        raise NotFound(f"No property {property_id}")
+    room_types = (
+        await session.scalars(
+            select(RoomType)
+            .where(RoomType.property_id == property_id, RoomType.status == "active")
+            .order_by(RoomType.created_at, RoomType.id)
+        )
+    ).all()
+    return [_summary(room_type, prop) for room_type in room_types]
+
+
+async def active_room_types(session: AsyncSession, *, after: uuid.UUID | None, limit: int) -> list[RoomTypeSummary]:
+    """Active room types of active properties in id order, `limit` at a time after `after` (for batch jobs)."""
+    query = (
+        select(RoomType, Property)
+        .join(Property, Property.id == RoomType.property_id)
+        .where(RoomType.status == "active", Property.status == "active")
+        .order_by(RoomType.id)
+        .limit(limit)
+    )
+    if after is not None:
+        query = query.where(RoomType.id > after)
+    return [_summary(*row) for row in (await session.execute(query)).all()]
+
+
+def ensure_may_change(principal: Principal, host_id: uuid.UUID) -> None:
+    """Only the owning host or an admin changes a property and everything under it."""
+    if not principal.is_admin and principal.user_id != host_id:
+        raise Forbidden("Only the property's host or an admin may change it")
+
+
+async def authorize_room_type(session: AsyncSession, principal: Principal, room_type_id: uuid.UUID) -> RoomTypeSummary:
+    """The room type's summary if `principal` may change it (its calendar, for instance); 404/403 otherwise."""
+    summary = await room_type_summary(session, room_type_id)
+    ensure_may_change(principal, summary.host_id)
+    return summary
+
+
+# ------------------------------------------------------------------ read models
+
+
+def room_type_out(room_type: RoomType) -> RoomTypeOut:
+    return RoomTypeOut(
+        id=room_type.id,
+        property_id=room_type.property_id,
+        name=room_type.name,
+        description=room_type.description,
+        max_guests=room_type.max_guests,
+        beds=room_type.beds,
+        units=room_type.units,
+        base_price=Money(amount=room_type.base_price_amount, currency=room_type.currency),
+        status=room_type.status,
+        created_at=room_type.created_at,
+        updated_at=room_type.updated_at,
+    )
+
+
+def property_out(prop: Property, room_types: list[RoomType] | None = None) -> PropertyOut:
+    return PropertyOut(
+        id=prop.id,
+        host_id=prop.host_id,
+        name=prop.name,
+        description=prop.description,
+        property_type=prop.property_type,
+        address=prop.address,
+        city=prop.city,
+        country=prop.country,
+        latitude=prop.latitude,
+        longitude=prop.longitude,
+        timezone=prop.timezone,
+        currency=prop.currency,
+        amenities=list(prop.amenities or []),
+        check_in_time=prop.check_in_time,
+        check_out_time=prop.check_out_time,
+        cancellation_policy=prop.cancellation_policy,
+        rating=None if prop.rating_tenths is None else prop.rating_tenths / 10,
+        status=prop.status,
+        created_at=prop.created_at,
+        updated_at=prop.updated_at,
+        room_types=[room_type_out(r) for r in room_types or []],
+    )
+
+
+def property_state(prop: Property, event_type, thumbnail_url: str | None = None):
+    return event_type(
+        property_id=prop.id,
+        host_id=prop.host_id,
+        title=prop.name,
+        description=prop.description,
+        address=prop.address,
+        city=prop.city,
+        country=prop.country,
+        latitude=prop.latitude,
+        longitude=prop.longitude,
+        timezone=prop.timezone,
+        currency=prop.currency,
+        amenities=list(prop.amenities or []),
+        property_type=prop.property_type,
+        rating=None if prop.rating_tenths is None else prop.rating_tenths / 10,
+        check_in_time=prop.check_in_time,
+        check_out_time=prop.check_out_time,
+        cancellation_policy=prop.cancellation_policy,
+        status=prop.status,
+        thumbnail_url=thumbnail_url,
+    )
+
+
+def room_type_state(room_type: RoomType, event_type):
+    return event_type(
+        room_type_id=room_type.id,
+        property_id=room_type.property_id,
+        title=room_type.name,
+        max_guests=room_type.max_guests,
+        beds=room_type.beds,
+        units=room_type.units,
+        base_price=Money(amount=room_type.base_price_amount, currency=room_type.currency),
+        status=room_type.status,
+    )
+
+
+# ------------------------------------------------------------------ properties
+
+
+async def _property_for_change(uow: UnitOfWork, principal: Principal, property_id: uuid.UUID) -> Property:
+    prop = await uow.session.get(Property, property_id, with_for_update=True)
+    if prop is None:
+        raise NotFound(f"No property {property_id}")
+    ensure_may_change(principal, prop.host_id)
+    if prop.status == "archived":
+        raise Conflict(f"Property {property_id} is archived")
+    return prop
+
+
+async def create_property(runtime: Runtime, principal: Principal, data: PropertyCreate) -> PropertyOut:
+    """A host lists a property (admins list it for themselves); emits property.created."""
+    async with runtime.db.unit_of_work() as uow:
+        now = utcnow()
+        prop = Property(id=new_id(), host_id=principal.user_id, status="active", created_at=now, updated_at=now)
+        for field, value in data.model_dump().items():
+            setattr(prop, field, value)
+        uow.session.add(prop)
+        await uow.session.flush()
+        uow.emit(property_state(prop, PropertyCreated))
+    return property_out(prop)
+
+
+async def get_property(runtime: Runtime, property_id: uuid.UUID) -> PropertyOut:
+    """A property with its active room types; archived ones are still returned (bookings refer to them)."""
+    async with runtime.db.session() as session:
+        prop = await session.get(Property, property_id)
+        if prop is None:
+            raise NotFound(f"No property {property_id}")
+        room_types = (
+            await session.scalars(
+                select(RoomType)
+                .where(RoomType.property_id == property_id, RoomType.status == "active")
+                .order_by(RoomType.created_at, RoomType.id)
+            )
+        ).all()
+    return property_out(prop, list(room_types))
+
+
+async def update_property(
+    runtime: Runtime, principal: Principal, property_id: uuid.UUID, data: PropertyUpdate
+) -> PropertyOut:
+    """Changes the fields sent; emits property.updated when something changed."""
+    changes = data.model_dump(exclude_unset=True)
+    for field, value in changes.items():
+        if value is None:
+            raise InvalidInput(f"{field} may not be null", field=f"body.{field}")
+    async with runtime.db.unit_of_work() as uow:
+        prop = await _property_for_change(uow, principal, property_id)
+        if "currency" in changes and changes["currency"] != prop.currency:
+            # Room types and every sold night are priced in the property's currency.
+            raise InvalidInput("The currency of a property with prices cannot change", field="body.currency")
+        changed = {f: v for f, v in changes.items() if getattr(prop, f) != v}
+        for field, value in changed.items():
+            setattr(prop, field, value)
+        if changed:
+            prop.updated_at = utcnow()
+            await uow.session.flush()
+            uow.emit(
+                property_state(prop, PropertyUpdated, await _thumbnail_url(uow.session, runtime.settings, prop.id))
+            )
+    return await get_property(runtime, property_id)
+
+
+async def archive_property(runtime: Runtime, principal: Principal, property_id: uuid.UUID) -> None:
+    """Takes a property off sale (it vanishes from search, its bookings stay); idempotent."""
+    async with runtime.db.unit_of_work() as uow:
+        prop = await uow.session.get(Property, property_id, with_for_update=True)
+        if prop is None:
+            raise NotFound(f"No property {property_id}")
+        ensure_may_change(principal, prop.host_id)
+        if prop.status == "archived":
+            return
+        prop.status = "archived"
+        prop.updated_at = utcnow()
+        uow.emit(PropertyArchived(property_id=prop.id, host_id=prop.host_id))
+
+
+async def host_properties(runtime: Runtime, principal: Principal, *, cursor: str | None, limit: int) -> PropertyPage:
+    """The caller's properties, oldest first (ids are time-ordered), cursor-paginated."""
+    query = select(Property).where(Property.host_id == principal.user_id).order_by(Property.id).limit(limit + 1)
+    if cursor:
+        try:
+            query = query.where(Property.id > uuid.UUID(cursor))
+        except ValueError as error:
+            raise InvalidInput("Invalid cursor", field="query.cursor") from error
+    async with runtime.db.session() as session:
+        props = list((await session.scalars(query)).all())
+    page = props[:limit]
+    return PropertyPage(
+        items=[property_out(p) for p in page], next_cursor=str(page[-1].id) if len(props) > limit else None
+    )
+
+
+# ------------------------------------------------------------------ room types
+
+
+async def create_room_type(
+    runtime: Runtime, principal: Principal, property_id: uuid.UUID, data: RoomTypeCreate
+) -> RoomTypeOut:
+    """Adds a room type and opens its calendar for the horizon in the same transaction."""
+    async with runtime.db.unit_of_work() as uow:
+        prop = await _property_for_change(uow, principal, property_id)
+        if data.base_price.currency != prop.currency:
+            raise InvalidInput(f"Prices of this property are in {prop.currency}", field="body.base_price.currency")
+        now = utcnow()
+        room_type = RoomType(
+            id=new_id(),
+            property_id=prop.id,
+            name=data.name,
+            description=data.description,
+            max_guests=data.max_guests,
+            beds=data.beds,
+            units=data.units,
+            base_price_amount=data.base_price.amount,
+            currency=prop.currency,
+            status="active",
+            created_at=now,
+            updated_at=now,
+        )
+        uow.session.add(room_type)
+        await uow.session.flush()
+        uow.emit(room_type_state(room_type, RoomTypeCreated))
+        await inventory.open_calendar(
+            uow,
+            property_id=prop.id,
+            room_type_id=room_type.id,
+            total=data.units,
+            price_amount=data.base_price.amount,
+            currency=prop.currency,
+            start=datetime.now(ZoneInfo(prop.timezone)).date(),
+            days=runtime.settings.inventory.horizon_days,
+        )
+    return room_type_out(room_type)
+
+
+async def list_room_types(runtime: Runtime, property_id: uuid.UUID) -> list[RoomTypeOut]:
+    async with runtime.db.session() as session:
+        if await session.get(Property, property_id) is None:
+            raise NotFound(f"No property {property_id}")
+        room_types = (
+            await session.scalars(
+                select(RoomType).where(RoomType.property_id == property_id).order_by(RoomType.created_at, RoomType.id)
+            )
+        ).all()
+    return [room_type_out(r) for r in room_types]
+
+
+async def get_room_type(runtime: Runtime, room_type_id: uuid.UUID) -> RoomTypeOut:
+    async with runtime.db.session() as session:
+        room_type = await session.get(RoomType, room_type_id)
+    if room_type is None:
+        raise NotFound(f"No room type {room_type_id}")
+    return room_type_out(room_type)
+
+
+async def _room_type_for_change(
+    uow: UnitOfWork, principal: Principal, room_type_id: uuid.UUID
+) -> tuple[RoomType, Property]:
+    room_type = await uow.session.get(RoomType, room_type_id, with_for_update=True)
+    if room_type is None:
+        raise NotFound(f"No room type {room_type_id}")
+    prop = await uow.session.get(Property, room_type.property_id)
+    ensure_may_change(principal, prop.host_id)
+    return room_type, prop
+
+
+async def update_room_type(
+    runtime: Runtime, principal: Principal, room_type_id: uuid.UUID, data: RoomTypeUpdate
+) -> RoomTypeOut:
+    """Changes a room type. New `units` apply to every night from today on (409 naming the nights
+    where more are held or booked); a new base price applies to nights opened from now on, the
+    calendar keeps the prices already set (change those with PUT /room-types/{id}/calendar)."""
+    changes = data.model_dump(exclude_unset=True)
+    for field, value in changes.items():
+        if value is None:
+            raise InvalidInput(f"{field} may not be null", field=f"body.{field}")
+    async with runtime.db.unit_of_work() as uow:
+        room_type, prop = await _room_type_for_change(uow, principal, room_type_id)
+        if room_type.status == "archived" or prop.status == "archived":
+            raise Conflict(f"Room type {room_type_id} is archived")
+        if data.base_price is not None:
+            if data.base_price.currency != prop.currency:
+                raise InvalidInput(f"Prices of this property are in {prop.currency}", field="body.base_price.currency")
+            room_type.base_price_amount = data.base_price.amount
+        for field in ("name", "description", "max_guests", "beds"):
+            if field in changes:
+                setattr(room_type, field, changes[field])
+        if data.units is not None and data.units != room_type.units:
+            await inventory.set_units(
+                uow,
+                room_type.id,
+                start=datetime.now(ZoneInfo(prop.timezone)).date(),
+                units=data.units,
+            )
+            room_type.units = data.units
+        room_type.updated_at = utcnow()
+        await uow.session.flush()
+        uow.emit(room_type_state(room_type, RoomTypeUpdated))
+    return room_type_out(room_type)
+
+
+async def archive_room_type(runtime: Runtime, principal: Principal, room_type_id: uuid.UUID) -> None:
+    """Takes a room type off sale; its nights and bookings stay. Idempotent."""
+    async with runtime.db.unit_of_work() as uow:
+        room_type, _ = await _room_type_for_change(uow, principal, room_type_id)
+        if room_type.status == "archived":
+            return
+        room_type.status = "archived"
+        room_type.updated_at = utcnow()
+        uow.emit(RoomTypeArchived(room_type_id=room_type.id, property_id=room_type.property_id))
+
+
+# ------------------------------------------------------------------ photos
+
+
+class MediaStore(Protocol):
+    """Where photo bytes live: a local directory by default; an S3-compatible bucket fits the same three calls."""
+
+    async def put(self, key: str, data: bytes, content_type: str) -> None: ...
+
+    async def get(self, key: str) -> bytes: ...
+
+    async def delete(self, key: str) -> None: ...
+
+
+class LocalMediaStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+
+    def path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if not path.is_relative_to(self.root):
+            raise NotFound(f"No media {key}")
+        return path
+
+    async def put(self, key: str, data: bytes, content_type: str) -> None:
+        def write() -> None:
+            path = self.path(key)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_suffix(path.suffix + ".part")
+            partial.write_bytes(data)
+            partial.replace(path)  # readers never see a half-written file
+
+        await asyncio.to_thread(write)
+
+    async def get(self, key: str) -> bytes:
+        try:
+            return await asyncio.to_thread(self.path(key).read_bytes)
+        except FileNotFoundError as error:
+            raise NotFound(f"No media {key}") from error
+
+    async def delete(self, key: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            await asyncio.to_thread(self.path(key).unlink)
+
+
+PHOTO_FORMATS = {"JPEG": ("image/jpeg", "jpg"), "PNG": ("image/png", "png"), "WEBP": ("image/webp", "webp")}
+# Decoded size limit: a 40 MP photo is already larger than any listing needs; bigger "images"
+# that compress to a few KB are decompression bombs meant to exhaust the worker's memory.
+MAX_PHOTO_PIXELS = 40_000_000
+# name, longest side in pixels, Pillow format
+PHOTO_VARIANTS = (("thumb", 320, "JPEG"), ("thumb_webp", 320, "WEBP"), ("large_webp", 1600, "WEBP"))
+PUBLIC_MEDIA_PREFIX = "photos/"
+
+
+@dataclass(frozen=True)
+class InspectedImage:
+    format: str
+    content_type: str
+    extension: str
+    width: int
+    height: int
+
+
+def inspect_image(data: bytes, *, max_bytes: int, max_pixels: int = MAX_PHOTO_PIXELS) -> InspectedImage:
+    """Decides from the bytes (never the file name or the declared type) whether this is a photo we take."""
+    if len(data) > max_bytes:
+        raise PayloadTooLarge(f"Photos may be at most {max_bytes} bytes", field="body.file")
+    if not data:
+        raise InvalidInput("The file is empty", field="body.file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                image_format, (width, height) = image.format, image.size
+                if width * height > max_pixels:
+                    raise PayloadTooLarge(
+                        f"The image is {width}x{height}; at most {max_pixels} pixels are accepted", field="body.file"
+                    )
+                image.verify()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise PayloadTooLarge("The image is too large when decoded", field="body.file") from error
+    except (UnidentifiedImageError, SyntaxError, OSError, ValueError) as error:
+        raise InvalidInput("The file is not a readable JPEG, PNG or WebP image", field="body.file") from error
+    if image_format not in PHOTO_FORMATS:
+        raise UnsupportedMediaType(f"{image_format} images are not accepted; send JPEG, PNG or WebP", field="body.file")
+    content_type, extension = PHOTO_FORMATS[image_format]
+    return InspectedImage(image_format, content_type, extension, width, height)
+
+
+def media_store(settings: Settings) -> MediaStore:
+    return LocalMediaStore(settings.catalog.media_dir)
+
+
+def media_url(settings: Settings, key: str) -> str:
+    return f"{settings.catalog.media_base_url.rstrip('/')}/{key}"
+
+
+def photo_out(settings: Settings, photo: Photo) -> PhotoOut:
+    return PhotoOut(
+        id=photo.id,
+        property_id=photo.property_id,
+        status=photo.status,
+        content_type=photo.content_type,
+        width=photo.width,
+        height=photo.height,
+        variants=[
+            PhotoVariant(
+                name=v["name"],
+                url=media_url(settings, v["key"]),
+                width=v["width"],
+                height=v["height"],
+                content_type=v["content_type"],
+            )
+            for v in photo.variants or []
+        ],
+        created_at=photo.created_at,
+    )
+
+
+async def upload_photo(
+    runtime: Runtime, principal: Principal, property_id: uuid.UUID, data: bytes, store: MediaStore | None = None
+) -> PhotoOut:
+    """Checks the bytes, stores the original (private) and emits photo.uploaded for the variant worker."""
+    settings = runtime.settings
+    inspected = inspect_image(data, max_bytes=settings.catalog.max_photo_bytes)
+    store = store or media_store(settings)
+    photo_id = new_id()
+    key = f"originals/{property_id}/{photo_id}.{inspected.extension}"
+    async with runtime.db.unit_of_work() as uow:
+        await _property_for_change(uow, principal, property_id)
+        photo = Photo(
+            id=photo_id,
+            property_id=property_id,
+            original_key=key,
+            content_type=inspected.content_type,
+            width=inspected.width,
+            height=inspected.height,
+            size_bytes=len(data),
+            status="processing",
+            variants=[],
+            created_at=utcnow(),
+        )
+        uow.session.add(photo)
+        uow.emit(
+            PhotoUploaded(
+                photo_id=photo_id, property_id=property_id, original_key=key, content_type=inspected.content_type
+            )
+        )
+        # The file goes in before the commit: a committed row always has its original. If the
+        # commit fails the file is removed below, so nothing is left half-written either way.
+        await store.put(key, data, inspected.content_type)
+        try:
+            await uow.session.flush()
+        except Exception:
+            await store.delete(key)
+            raise
+    return photo_out(settings, photo)
+
+
+async def list_photos(runtime: Runtime, property_id: uuid.UUID) -> list[PhotoOut]:
+    async with runtime.db.session() as session:
+        if await session.get(Property, property_id) is None:
+            raise NotFound(f"No property {property_id}")
+        photos = (await session.scalars(select(Photo).where(Photo.property_id == property_id).order_by(Photo.id))).all()
+    return [photo_out(runtime.settings, p) for p in photos]
+
+
+def render_variants(original: bytes) -> list[tuple[str, bytes, int, int, str, str]]:
+    """(name, bytes, width, height, content_type, extension) per variant. Orientation is applied from
+    EXIF and then every EXIF block (with GPS location) is dropped: variants carry pixels only."""
+    made = []
+    with Image.open(io.BytesIO(original)) as image:
+        image.load()
+        upright = ImageOps.exif_transpose(image)
+        for name, longest, image_format in PHOTO_VARIANTS:
+            variant = upright.copy()
+            variant.thumbnail((longest, longest), Image.Resampling.LANCZOS)
+            if image_format == "JPEG" and variant.mode not in ("RGB", "L"):
+                variant = variant.convert("RGB")
+            buffer = io.BytesIO()
+            variant.save(buffer, format=image_format, quality=82, exif=b"")
+            content_type, extension = PHOTO_FORMATS[image_format]
+            made.append((name, buffer.getvalue(), variant.width, variant.height, content_type, extension))
+    return made
+
+
+async def make_photo_variants(store: MediaStore, uow: UnitOfWork, payload: dict, settings: Settings) -> None:
+    """Worker side of photo.uploaded: writes the variants, marks the photo ready, re-announces the property
+    (its thumbnail may have changed)."""
+    photo = await uow.session.get(Photo, uuid.UUID(payload["photo_id"]), with_for_update=True)
+    if photo is None or photo.status == "ready":
+        return
+    original = await store.get(payload["original_key"])
+    try:
+        rendered = await asyncio.to_thread(render_variants, original)
+    except (OSError, ValueError, Image.DecompressionBombError) as error:
+        log.warning(
+            "photo could not be processed", error_type=type(error).__name__, context={"photo_id": str(photo.id)}
+        )
+        photo.status = "failed"
+        return
+    variants = []
+    for name, data, width, height, content_type, extension in rendered:
+        key = f"{PUBLIC_MEDIA_PREFIX}{photo.property_id}/{photo.id}/{name}.{extension}"
+        await store.put(key, data, content_type)
+        variants.append({"name": name, "key": key, "width": width, "height": height, "content_type": content_type})
+    photo.variants = variants
+    photo.status = "ready"
+    await uow.session.flush()
+    prop = await uow.session.get(Property, photo.property_id)
+    if prop is not None and prop.status == "active":
+        uow.emit(property_state(prop, PropertyUpdated, await _thumbnail_url(uow.session, settings, prop.id)))
+
+
+async def _thumbnail_url(session: AsyncSession, settings: Settings, property_id: uuid.UUID) -> str | None:
+    """The first ready photo's thumbnail: what search shows on a result card."""
+    variants = await session.scalar(
+        select(Photo.variants)
+        .where(Photo.property_id == property_id, Photo.status == "ready")
+        .order_by(Photo.id)
+        .limit(1)
+    )
+    for variant in variants or []:
+        if variant["name"] == "thumb":
+            return media_url(settings, variant["key"])
+    return None
+
+
+# The photo.uploaded subscription handler gets (envelope, uow) only; the worker's lifespan
+# records the process's store and settings here so the handler can reach them.
+_WORKER_MEDIA: dict[str, object] = {}
+
+
+async def handle_photo_uploaded(envelope, uow: UnitOfWork) -> None:
+    await make_photo_variants(_WORKER_MEDIA["store"], uow, envelope.payload, _WORKER_MEDIA["settings"])
+
+
+@contextlib.asynccontextmanager
+async def lifespan(runtime: Runtime) -> AsyncIterator[None]:
+    store = media_store(runtime.settings)
+    runtime.extensions["catalog.media"] = store
+    _WORKER_MEDIA.update(store=store, settings=runtime.settings)
+    yield
