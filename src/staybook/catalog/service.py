@@ -536,10 +536,15 @@ class InspectedImage:
     height: int
 
 
+def _file_problem(error_type, detail: str):
+    """A 413/415 problem that still names the field, like validation errors do."""
+    return error_type(detail, errors=[{"field": "body.file", "message": detail}])
+
+
 def inspect_image(data: bytes, *, max_bytes: int, max_pixels: int = MAX_PHOTO_PIXELS) -> InspectedImage:
     """Decides from the bytes (never the file name or the declared type) whether this is a photo we take."""
     if len(data) > max_bytes:
-        raise PayloadTooLarge(f"Photos may be at most {max_bytes} bytes", field="body.file")
+        raise _file_problem(PayloadTooLarge, f"Photos may be at most {max_bytes} bytes")
     if not data:
         raise InvalidInput("The file is empty", field="body.file")
     try:
@@ -548,16 +553,16 @@ def inspect_image(data: bytes, *, max_bytes: int, max_pixels: int = MAX_PHOTO_PI
             with Image.open(io.BytesIO(data)) as image:
                 image_format, (width, height) = image.format, image.size
                 if width * height > max_pixels:
-                    raise PayloadTooLarge(
-                        f"The image is {width}x{height}; at most {max_pixels} pixels are accepted", field="body.file"
+                    raise _file_problem(
+                        PayloadTooLarge, f"The image is {width}x{height}; at most {max_pixels} pixels are accepted"
                     )
                 image.verify()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise PayloadTooLarge("The image is too large when decoded", field="body.file") from error
+        raise _file_problem(PayloadTooLarge, "The image is too large when decoded") from error
     except (UnidentifiedImageError, SyntaxError, OSError, ValueError) as error:
         raise InvalidInput("The file is not a readable JPEG, PNG or WebP image", field="body.file") from error
     if image_format not in PHOTO_FORMATS:
-        raise UnsupportedMediaType(f"{image_format} images are not accepted; send JPEG, PNG or WebP", field="body.file")
+        raise _file_problem(UnsupportedMediaType, f"{image_format} images are not accepted; send JPEG, PNG or WebP")
     content_type, extension = PHOTO_FORMATS[image_format]
     return InspectedImage(image_format, content_type, extension, width, height)
 

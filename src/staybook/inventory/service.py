@@ -18,8 +18,9 @@ statement. The CHECK constraint `held + booked <= total` backs it all up.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -481,6 +482,26 @@ async def quote(
         bookable=assessment.bookable,
         reasons=assessment.reasons,
     )
+
+
+# Replica subscription handlers get the envelope only; each process's lifespan records its runtime here.
+_PROCESS: dict[str, Runtime] = {}
+
+
+@contextlib.asynccontextmanager
+async def lifespan(runtime: Runtime) -> AsyncIterator[None]:
+    _PROCESS["runtime"] = runtime
+    try:
+        yield
+    finally:
+        if _PROCESS.get("runtime") is runtime:
+            del _PROCESS["runtime"]
+
+
+async def on_inventory_changed(envelope) -> None:
+    runtime = _PROCESS.get("runtime")
+    if runtime is not None:
+        await invalidate_availability(runtime, envelope.payload["property_id"])
 
 
 def availability_namespace(property_id: uuid.UUID | str) -> str:
