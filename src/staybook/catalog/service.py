@@ -15,7 +15,7 @@ import uuid
 import warnings
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Protocol
 from zoneinfo import ZoneInfo
@@ -93,8 +93,9 @@ class RoomTypeSummary:
         return today_in(self.timezone)
 
 
-def today_in(timezone: str) -> date:
-    return datetime.now(ZoneInfo(timezone)).date()
+def today_in(timezone: str, now: datetime | None = None) -> date:
+    """The calendar date at a place at `now` (default: this instant); stays are in local dates."""
+    return (now or datetime.now(UTC)).astimezone(ZoneInfo(timezone)).date()
 
 
 def _summary(room_type: RoomType, prop: Property) -> RoomTypeSummary:
