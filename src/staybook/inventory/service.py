@@ -19,6 +19,8 @@ statement. The CHECK constraint `held + booked <= total` backs it all up.
 from __future__ import annotations
 
 import contextlib
+import functools
+import math
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -688,3 +690,119 @@ async def _insert_missing_nights(uow: UnitOfWork, rows: list[dict]) -> list:
 
 
 JOBS = [PeriodicJob("inventory.roll-forward", 24 * 3600, roll_calendars_forward)]
+
+
+# ------------------------------------------------------------------ demo data
+
+_COLUMNS = (
+    "room_type_id",
+    "night",
+    "property_id",
+    "total",
+    "held",
+    "booked",
+    "price_amount",
+    "currency",
+    "min_stay",
+    "closed",
+    "closed_to_arrival",
+)
+
+
+@functools.cache
+def seasonal_factors(start: date, days: int, southern: bool) -> tuple[tuple[date, float], ...]:
+    """Price factor per night: +-25% over the year peaking mid-July (mid-January south of the
+    equator), and Friday/Saturday nights +15%."""
+    peak = 15 if southern else 196
+    factors = []
+    for offset in range(days):
+        night = start + timedelta(days=offset)
+        season = 1 + 0.25 * math.cos(2 * math.pi * (night.timetuple().tm_yday - peak) / 365.25)
+        factors.append((night, season * (1.15 if night.weekday() in (4, 5) else 1.0)))
+    return tuple(factors)
+
+
+def demo_calendar(summary: catalog.RoomTypeSummary, start: date, days: int) -> list[tuple]:
+    """Room-night records (in `_COLUMNS` order) for one room type, priced with the seasonal shape."""
+    base = summary.base_price_amount
+    # Round to hundreds of minor units (whole euros, hundreds of yen) when the price allows it.
+    digits = -2 if base >= 1000 else 0
+    return [
+        (
+            summary.room_type_id,
+            night,
+            summary.property_id,
+            summary.units,
+            0,
+            0,
+            int(round(base * factor, digits)),
+            summary.currency,
+            1,
+            False,
+            False,
+        )
+        for night, factor in seasonal_factors(start, days, summary.latitude < 0)
+    ]
+
+
+async def copy_room_nights(session, records: list[tuple], table: str = "room_nights") -> None:
+    """COPY on PostgreSQL (asyncpg binary copy), executemany INSERT on SQLite."""
+    if not records:
+        return
+    if session.bind.dialect.name == "postgresql":
+        connection = await session.connection()
+        raw = (await connection.get_raw_connection()).driver_connection
+        await raw.copy_records_to_table(table, records=records, columns=_COLUMNS)
+    else:
+        # The driver's executemany with SQLite's own storage forms (hex UUIDs, ISO dates, 0/1), as the
+        # Uuid/Date/Boolean column types write them: ORM-level binding costs 10x more per row.
+        connection = await session.connection()
+        await connection.exec_driver_sql(
+            f"INSERT INTO {table} ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
+            [
+                (r[0].hex, r[1].isoformat(), r[2].hex, r[3], r[4], r[5], r[6], r[7], r[8], int(r[9]), int(r[10]))
+                for r in records
+            ],
+        )
+
+
+async def seed_demo(runtime: Runtime, *, properties: int, seed: int) -> dict:
+    """Opens the calendar of every room type that has none yet, for the horizon, in bulk.
+
+    No inventory.changed per room type or night: a fresh calendar is fully open at the seeded
+    prices, and read models build from `nights()` or the next change (docs/adr/0005).
+    """
+    from rich.progress import Progress
+
+    horizon = runtime.settings.inventory.horizon_days
+    nights_added = 0
+    room_types_opened = 0
+    after: uuid.UUID | None = None
+    with Progress(transient=True) as progress:
+        task = progress.add_task("inventory: calendars", total=None)
+        while True:
+            async with runtime.db.unit_of_work() as uow:
+                batch = await catalog.active_room_types(uow.session, after=after, limit=2000)
+                if not batch:
+                    break
+                after = batch[-1].room_type_id
+                opened = set(
+                    (
+                        await uow.session.scalars(
+                            select(RoomNight.room_type_id)
+                            .where(RoomNight.room_type_id.in_([s.room_type_id for s in batch]))
+                            .distinct()
+                        )
+                    ).all()
+                )
+                records = [
+                    record
+                    for summary in batch
+                    if summary.room_type_id not in opened
+                    for record in demo_calendar(summary, summary.today(), horizon)
+                ]
+                await copy_room_nights(uow.session, records)
+            nights_added += len(records)
+            room_types_opened += len(batch) - len(opened)
+            progress.update(task, advance=len(batch))
+    return {"room_types": room_types_opened, "room_nights": nights_added}
