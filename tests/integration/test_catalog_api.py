@@ -3,6 +3,7 @@ availability, iCal, photos, and bad input that must leave nothing half-written."
 
 from __future__ import annotations
 
+import asyncio
 import io
 import uuid
 from datetime import date, timedelta
@@ -332,3 +333,32 @@ async def test_bad_input_is_refused_with_field_paths_and_nothing_written(sqlite_
             assert await session.scalar(select(func.count()).select_from(Property)) == 1
             assert await session.scalar(select(func.count()).select_from(RoomType)) == 1
             assert await session.scalar(select(func.count()).where(RoomNight.closed.is_(True))) == 0
+
+
+async def test_availability_is_cached_and_holds_elsewhere_invalidate_it(sqlite_settings, client_for):
+    from staybook.kernel import metrics
+
+    host = bearer(sqlite_settings, "host")
+    async with client_for(sqlite_settings) as client:
+        property_id, room_type_id = await listed(client, host, units=2)
+        runtime = client.app.state.runtime
+        check_in = date.today() + timedelta(days=20)
+        query = {"check_in": str(check_in), "check_out": str(check_in + timedelta(days=3)), "guests": 1}
+        url = f"/api/v1/properties/{property_id}/availability"
+        hits = metrics.CACHE_REQUESTS.labels("availability", "hit")
+        before = hits._value.get()
+        assert (await client.get(url, params=query)).json()["room_types"][0]["available_units"] == 2
+        assert (await client.get(url, params=query)).json()["room_types"][0]["available_units"] == 2
+        assert hits._value.get() == before + 1
+        # A hold made by the booking context: its inventory.changed reaches this process's replica
+        # subscription through the relay and the bus, which drops the cached answer.
+        async with runtime.db.unit_of_work() as uow:
+            await inventory.hold(uow, Stay(uuid.UUID(room_type_id), check_in, check_in + timedelta(days=1)))
+        while await runtime.relay.publish_pending():
+            pass
+        for _ in range(50):
+            answer = (await client.get(url, params=query)).json()["room_types"][0]
+            if answer["available_units"] == 1:
+                break
+            await asyncio.sleep(0.02)
+        assert answer["available_units"] == 1
