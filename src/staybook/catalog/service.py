@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 import orjson
 import structlog
 from PIL import Image, ImageOps, UnidentifiedImageError
-from sqlalchemy import JSON, insert, select
+from sqlalchemy import JSON, and_, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from staybook.catalog.events import (
@@ -146,18 +146,18 @@ async def room_type_summary(session: AsyncSession, room_type_id: uuid.UUID) -> R
 
 
 async def property_room_types(session: AsyncSession, property_id: uuid.UUID) -> list[RoomTypeSummary]:
-    """The property's active room types (NotFound when the property does not exist)."""
-    prop = await session.get(Property, property_id)
-    if prop is None:
-        raise NotFound(f"No property {property_id}")
-    room_types = (
-        await session.scalars(
-            select(RoomType)
-            .where(RoomType.property_id == property_id, RoomType.status == "active")
+    """The property's active room types, in one query (NotFound when the property does not exist)."""
+    rows = (
+        await session.execute(
+            select(Property, RoomType)
+            .outerjoin(RoomType, and_(RoomType.property_id == Property.id, RoomType.status == "active"))
+            .where(Property.id == property_id)
             .order_by(RoomType.created_at, RoomType.id)
         )
     ).all()
-    return [_summary(room_type, prop) for room_type in room_types]
+    if not rows:
+        raise NotFound(f"No property {property_id}")
+    return [_summary(room_type, prop) for prop, room_type in rows if room_type is not None]
 
 
 async def active_room_types(session: AsyncSession, *, after: uuid.UUID | None, limit: int) -> list[RoomTypeSummary]:
