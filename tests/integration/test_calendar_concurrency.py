@@ -24,7 +24,7 @@ def db_settings(request):
 
 
 async def test_units_changes_racing_holds_never_oversell(db_settings, make_runtime):
-    settings = db_settings.model_copy(update={"database_pool_size": 30, "database_max_overflow": 10})
+    settings = db_settings.model_copy(update={"database_pool_size": 10, "database_max_overflow": 5})
     runtime = await make_runtime(settings, Wiring())
     room_type_id = uuid.uuid4()
     async with runtime.db.unit_of_work() as uow:

@@ -579,6 +579,12 @@ def inspect_image(data: bytes, *, max_bytes: int, max_pixels: int = MAX_PHOTO_PI
 
 
 def media_store(settings: Settings) -> MediaStore:
+    if settings.catalog.s3_bucket or settings.catalog.s3_endpoint_url:
+        # Refuse loudly rather than write photos to a local disk the operator did not ask for.
+        raise RuntimeError(
+            "S3-compatible photo storage has no adapter yet; unset STAYBOOK_CATALOG__S3_BUCKET and "
+            "STAYBOOK_CATALOG__S3_ENDPOINT_URL to store photos in STAYBOOK_CATALOG__MEDIA_DIR"
+        )
     return LocalMediaStore(settings.catalog.media_dir)
 
 
@@ -617,34 +623,33 @@ async def upload_photo(
     store = store or media_store(settings)
     photo_id = new_id()
     key = f"originals/{property_id}/{photo_id}.{inspected.extension}"
-    async with runtime.db.unit_of_work() as uow:
-        await _property_for_change(uow, principal, property_id)
-        photo = Photo(
-            id=photo_id,
-            property_id=property_id,
-            original_key=key,
-            content_type=inspected.content_type,
-            width=inspected.width,
-            height=inspected.height,
-            size_bytes=len(data),
-            status="processing",
-            variants=[],
-            created_at=utcnow(),
-        )
-        uow.session.add(photo)
-        uow.emit(
-            PhotoUploaded(
-                photo_id=photo_id, property_id=property_id, original_key=key, content_type=inspected.content_type
+    # The file goes in before the commit, so a committed row always has its original; when the
+    # transaction fails the file is removed again, so nothing is left half-written either way.
+    try:
+        async with runtime.db.unit_of_work() as uow:
+            await _property_for_change(uow, principal, property_id)
+            photo = Photo(
+                id=photo_id,
+                property_id=property_id,
+                original_key=key,
+                content_type=inspected.content_type,
+                width=inspected.width,
+                height=inspected.height,
+                size_bytes=len(data),
+                status="processing",
+                variants=[],
+                created_at=utcnow(),
             )
-        )
-        # The file goes in before the commit: a committed row always has its original. If the
-        # commit fails the file is removed below, so nothing is left half-written either way.
-        await store.put(key, data, inspected.content_type)
-        try:
-            await uow.session.flush()
-        except Exception:
-            await store.delete(key)
-            raise
+            uow.session.add(photo)
+            uow.emit(
+                PhotoUploaded(
+                    photo_id=photo_id, property_id=property_id, original_key=key, content_type=inspected.content_type
+                )
+            )
+            await store.put(key, data, inspected.content_type)
+    except BaseException:
+        await store.delete(key)
+        raise
     return photo_out(settings, photo)
 
 
