@@ -1,1 +1,109 @@
 """Events the catalog context publishes, and the subscriptions it reacts with."""
+
+from __future__ import annotations
+
+import uuid
+from typing import ClassVar
+
+from pydantic import ConfigDict, Field
+
+from staybook.kernel.consumers import Subscription
+from staybook.kernel.events import Event
+from staybook.kernel.schemas import Money
+
+# `name` is both the event's ClassVar (its subject) and a payload member: the payload field is
+# declared as `title` and published under the alias "name", the documented contract.
+_PAYLOAD_BY_ALIAS = ConfigDict(frozen=True, serialize_by_alias=True)
+
+
+class PropertyState(Event):
+    """What search and personalisation need to show a property (event-carried state transfer)."""
+
+    model_config = _PAYLOAD_BY_ALIAS
+    context: ClassVar[str] = "catalog"
+
+    property_id: uuid.UUID
+    host_id: uuid.UUID
+    title: str = Field(serialization_alias="name")
+    description: str
+    address: str
+    city: str
+    country: str
+    latitude: float
+    longitude: float
+    timezone: str
+    currency: str
+    amenities: list[str]
+    property_type: str
+    rating: float | None
+    check_in_time: str
+    check_out_time: str
+    cancellation_policy: str
+    status: str
+    thumbnail_url: str | None
+
+
+class PropertyCreated(PropertyState):
+    name: ClassVar[str] = "property.created"
+
+
+class PropertyUpdated(PropertyState):
+    name: ClassVar[str] = "property.updated"
+
+
+class PropertyArchived(Event):
+    context: ClassVar[str] = "catalog"
+    name: ClassVar[str] = "property.archived"
+
+    property_id: uuid.UUID
+    host_id: uuid.UUID
+
+
+class RoomTypeState(Event):
+    model_config = _PAYLOAD_BY_ALIAS
+    context: ClassVar[str] = "catalog"
+
+    room_type_id: uuid.UUID
+    property_id: uuid.UUID
+    title: str = Field(serialization_alias="name")
+    max_guests: int
+    beds: int
+    units: int
+    base_price: Money
+    status: str
+
+
+class RoomTypeCreated(RoomTypeState):
+    name: ClassVar[str] = "room_type.created"
+
+
+class RoomTypeUpdated(RoomTypeState):
+    name: ClassVar[str] = "room_type.updated"
+
+
+class RoomTypeArchived(Event):
+    context: ClassVar[str] = "catalog"
+    name: ClassVar[str] = "room_type.archived"
+
+    room_type_id: uuid.UUID
+    property_id: uuid.UUID
+
+
+class PhotoUploaded(Event):
+    context: ClassVar[str] = "catalog"
+    name: ClassVar[str] = "photo.uploaded"
+
+    photo_id: uuid.UUID
+    property_id: uuid.UUID
+    original_key: str
+    content_type: str
+
+
+async def _make_photo_variants(envelope, uow) -> None:
+    # Imported here: the service module imports these event classes.
+    from staybook.catalog import service
+
+    await service.handle_photo_uploaded(envelope, uow)
+
+
+SUBSCRIPTIONS = [Subscription("catalog.photo-variants", PhotoUploaded.subject(), _make_photo_variants)]

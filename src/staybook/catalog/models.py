@@ -67,3 +67,26 @@ class RoomType(Base):
         CheckConstraint("max_guests >= 1 AND beds >= 0 AND units >= 0 AND base_price_amount >= 0", name="positive"),
         CheckConstraint("status IN ('active', 'archived')", name="status"),
     )
+
+
+PHOTO_STATUSES = ("processing", "ready", "failed")
+
+
+class Photo(Base):
+    """An uploaded picture of a property: the original (kept private, EXIF intact) and its public variants."""
+
+    __tablename__ = "photos"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    property_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("properties.id"), index=True)
+    original_key: Mapped[str] = mapped_column(String(300))
+    content_type: Mapped[str] = mapped_column(String(40))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(12), default="processing")
+    # [{name, key, width, height, content_type}], written by the variant worker.
+    variants: Mapped[list] = mapped_column(JSONType, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (CheckConstraint("status IN ('processing', 'ready', 'failed')", name="status"),)

