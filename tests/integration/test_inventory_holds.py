@@ -49,7 +49,7 @@ def db_settings(request):
 
 
 async def test_last_unit_has_exactly_one_winner(db_settings, make_runtime):
-    settings = db_settings.model_copy(update={"database_pool_size": 40, "database_max_overflow": 20})
+    settings = db_settings.model_copy(update={"database_pool_size": 15, "database_max_overflow": 5})
     runtime = await make_runtime(settings, Wiring())
     room_type_id = await open_room_type(runtime, total=1)
     stay = Stay(room_type_id, START + timedelta(days=3), START + timedelta(days=6))
@@ -61,7 +61,7 @@ async def test_last_unit_has_exactly_one_winner(db_settings, make_runtime):
 
 
 async def test_overlapping_random_stays_never_oversell(pg_settings, make_runtime):
-    settings = pg_settings.model_copy(update={"database_pool_size": 40, "database_max_overflow": 20})
+    settings = pg_settings.model_copy(update={"database_pool_size": 15, "database_max_overflow": 5})
     runtime = await make_runtime(settings, Wiring())
     room_type_id = await open_room_type(runtime, total=3, days=20)
     rng = random.Random(42)

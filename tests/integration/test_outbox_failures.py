@@ -188,3 +188,25 @@ async def _not_ready(runtime):
 async def count_all(runtime, model) -> int:
     async with runtime.db.session() as session:
         return await session.scalar(select(func.count()).select_from(model))
+
+
+async def test_database_refusing_connections_is_a_503_problem_not_a_500(client_for, sqlite_settings):
+    from fastapi import APIRouter, Depends
+
+    from staybook.kernel.runtime import Runtime, get_runtime
+
+    settings = sqlite_settings.model_copy(update={"database_url": "postgresql+asyncpg://postgres@127.0.0.1:1/none"})
+    async with client_for(settings) as client:
+        router = APIRouter()
+
+        @router.get("/api/v1/needs-database")
+        async def needs_database(runtime: Runtime = Depends(get_runtime)) -> dict:
+            async with runtime.db.session() as session:
+                await session.execute(select(func.now()))
+            return {}
+
+        client.app.include_router(router)
+        response = await client.get("/api/v1/needs-database")
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "2"
+    assert response.json()["type"].endswith("/service-unavailable")

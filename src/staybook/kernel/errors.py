@@ -13,6 +13,7 @@ import orjson
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy import exc as sqlalchemy_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -210,6 +211,18 @@ def install_error_handlers(app: FastAPI) -> None:
             exc.status_code, code, title, detail, instance=request.url.path, headers=getattr(exc, "headers", None)
         )
 
+    async def on_database_unavailable(request: Request, exc: Exception) -> Response:
+        # Pool exhausted, server refusing connections, failover in progress: the client may retry.
+        log.warning("database unavailable", error_type=type(exc).__name__, message=str(exc).splitlines()[0][:300])
+        return problem_response(
+            503,
+            "service-unavailable",
+            "Service unavailable",
+            "The database is unavailable; retry shortly.",
+            instance=request.url.path,
+            headers={"Retry-After": "2"},
+        )
+
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error", error_type=type(exc).__name__, message=str(exc))
         return problem_response(
@@ -223,4 +236,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StaybookError, on_staybook_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_exception)
+    app.add_exception_handler(sqlalchemy_exc.OperationalError, on_database_unavailable)
+    app.add_exception_handler(sqlalchemy_exc.TimeoutError, on_database_unavailable)
+    app.add_exception_handler(sqlalchemy_exc.DisconnectionError, on_database_unavailable)
+    app.add_exception_handler(ConnectionRefusedError, on_database_unavailable)
     app.add_exception_handler(Exception, on_unexpected)
