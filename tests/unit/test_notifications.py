@@ -69,7 +69,9 @@ def test_dates_and_money_follow_the_locale():
     english = Templates().render("booking_confirmed", "en", SAMPLES["booking_confirmed"])
     german = Templates().render("booking_confirmed", "de", SAMPLES["booking_confirmed"])
     assert "€429.00" in english.text and "Friday, March 12, 2027" in english.text
-    assert "429,00\xa0€" in german.text  # Babel puts a no-break space before the sign and "Freitag, 12. März 2027" in german.text
+    assert (
+        "429,00\xa0€" in german.text
+    )  # Babel puts a no-break space before the sign and "Freitag, 12. März 2027" in german.text
 
 
 def test_html_escapes_values_from_events():
