@@ -181,7 +181,7 @@ def test_composed_mail_is_multipart_alternative_with_unsubscribe_for_optional_ma
         recipient_name="Ada Lovelace",
         unsubscribe_url="https://x.test/u?t=1",
     )
-    parsed = email.message_from_bytes(bytes(message), policy=policy.default)
+    parsed = email.message_from_bytes(message.data, policy=policy.default)
     assert parsed.get_content_type() == "multipart/alternative"
     assert [p.get_content_type() for p in parsed.iter_parts()] == ["text/plain", "text/html"]
     assert parsed["List-Unsubscribe"] == "<https://x.test/u?t=1>"

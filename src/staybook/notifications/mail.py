@@ -5,10 +5,13 @@ process, real SMTP (aiosmtplib) or, in the demo, `.eml` files in a sink director
 from __future__ import annotations
 
 import asyncio
-from datetime import date, datetime, time
-from email.headerregistry import Address
-from email.message import EmailMessage
-from email.utils import formatdate, make_msgid, parseaddr
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from email.charset import QP, Charset
+from email.header import Header
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from email.utils import formataddr, formatdate, make_msgid, parseaddr
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -43,8 +46,27 @@ def stay_calendar(booking: dict[str, Any]) -> bytes:
     event.add("location", ", ".join(p for p in (prop.get("address"), prop.get("city"), prop.get("country")) if p))
     event.add("description", f"{booking['room_type']['name']}, {booking['guests']} guests, ref {booking['reference']}")
     calendar.add_component(event)
-    calendar.add_missing_timezones()
+    # Only the transitions around the stay: the default span (1970-2038) costs ~15 ms a message.
+    calendar.add_missing_timezones(
+        first_date=start.date() - timedelta(days=366), last_date=end.date() + timedelta(days=366)
+    )
     return calendar.to_ical()
+
+
+@dataclass(frozen=True)
+class OutgoingMail:
+    """A composed message: envelope sender and recipient plus the bytes that go over SMTP."""
+
+    message_id: str
+    sender: str
+    recipient: str
+    data: bytes
+
+
+# Quoted-printable keeps mostly-ASCII text readable and about a third smaller than base64.
+_UTF8 = Charset("utf-8")
+_UTF8.header_encoding = QP
+_UTF8.body_encoding = QP
 
 
 def compose_email(
@@ -55,35 +77,50 @@ def compose_email(
     recipient_name: str | None = None,
     unsubscribe_url: str | None = None,
     calendar: bytes | None = None,
-) -> EmailMessage:
-    """multipart/alternative (text, then HTML); wrapped in multipart/mixed when a calendar is attached."""
+) -> OutgoingMail:
+    """multipart/alternative (text, then HTML); wrapped in multipart/mixed when a calendar is attached.
+
+    Built with the `email.mime` classes: several times faster than `EmailMessage` with the
+    modern policy, which matters at the sender's throughput (see bench/notify.py).
+    """
     if not is_valid_email(recipient):
         raise PermanentFailure(f"not a valid email address: {recipient!r}")
-    message = EmailMessage()
-    message["Subject"] = rendered.subject
-    message["From"] = sender
-    local, domain = recipient.rsplit("@", 1)
-    message["To"] = Address(display_name=recipient_name or "", username=local, domain=domain)
+    alternative = MIMEMultipart("alternative")
+    alternative.attach(MIMEText(rendered.text, "plain", _UTF8))
+    alternative.attach(MIMEText(rendered.html, "html", _UTF8))
+    if calendar is None:
+        message = alternative
+    else:
+        message = MIMEMultipart("mixed")
+        message.attach(alternative)
+        invite = MIMEText(calendar.decode(), "calendar", _UTF8)
+        invite.set_param("method", "PUBLISH")
+        invite.add_header("Content-Disposition", "attachment", filename="stay.ics")
+        message.attach(invite)
+    sender_address = parseaddr(sender)[1]
+    message_id = make_msgid(domain=sender_address.rpartition("@")[2] or "staybook.localhost")
+    message["Subject"] = Header(rendered.subject, _UTF8)
+    message["From"] = _address_header(sender)
+    message["To"] = formataddr((recipient_name or "", recipient), charset="utf-8")
     message["Date"] = formatdate(localtime=False, usegmt=True)
-    message["Message-ID"] = make_msgid(domain=parseaddr(sender)[1].rpartition("@")[2] or "staybook.localhost")
+    message["Message-ID"] = message_id
     message["Auto-Submitted"] = "auto-generated"
     if unsubscribe_url:
         # RFC 8058 one-click: mail clients POST to the URL without opening a page.
         message["List-Unsubscribe"] = f"<{unsubscribe_url}>"
         message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    message.set_content(rendered.text)
-    message.add_alternative(rendered.html, subtype="html")
-    if calendar is not None:
-        message.add_attachment(
-            calendar, maintype="text", subtype="calendar", filename="stay.ics", params={"method": "PUBLISH"}
-        )
-    return message
+    return OutgoingMail(message_id, sender_address, recipient, message.as_bytes())
+
+
+def _address_header(value: str) -> str:
+    name, address = parseaddr(value)
+    return formataddr((name, address), charset="utf-8")
 
 
 class Mailer(Protocol):
     kind: str
 
-    async def send(self, message: EmailMessage) -> str:
+    async def send(self, mail: OutgoingMail) -> str:
         """Hands the message on; returns its Message-ID. Raises Temporary/PermanentFailure."""
 
 
@@ -95,11 +132,13 @@ class SmtpMailer:
     def __init__(self, settings: NotificationSettings) -> None:
         self.settings = settings
 
-    async def send(self, message: EmailMessage) -> str:
+    async def send(self, mail: OutgoingMail) -> str:
         s = self.settings
         try:
             await aiosmtplib.send(
-                message,
+                mail.data,
+                sender=mail.sender,
+                recipients=[mail.recipient],
                 hostname=s.smtp_host,
                 port=s.smtp_port,
                 start_tls=s.smtp_starttls,
@@ -116,7 +155,7 @@ class SmtpMailer:
             raise failure(f"SMTP {error.code} {error.message}") from error
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
             raise TemporaryFailure(f"SMTP unavailable: {type(error).__name__}: {error}") from error
-        return message["Message-ID"]
+        return mail.message_id
 
 
 class MailSink:
@@ -127,11 +166,10 @@ class MailSink:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
-    async def send(self, message: EmailMessage) -> str:
-        message_id = message["Message-ID"]
-        name = f"{utcnow():%Y%m%dT%H%M%S%f}-{message_id.strip('<>').split('@')[0]}.eml"
-        await asyncio.to_thread(self._write, name, bytes(message))
-        return message_id
+    async def send(self, mail: OutgoingMail) -> str:
+        name = f"{utcnow():%Y%m%dT%H%M%S%f}-{mail.message_id.strip('<>').split('@')[0]}.eml"
+        await asyncio.to_thread(self._write, name, mail.data)
+        return mail.message_id
 
     def _write(self, name: str, data: bytes) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)

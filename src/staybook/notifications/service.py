@@ -394,7 +394,7 @@ async def attempt_delivery(notifier: Notifier, delivery: ClaimedDelivery) -> Out
                 delivery.template, delivery.locale, delivery.context, unsubscribe_url=unsubscribe
             )
             calendar = stay_calendar(delivery.context["booking"]) if delivery.template == "booking_confirmed" else None
-            message = compose_email(
+            mail = compose_email(
                 rendered,
                 sender=notifier.settings.from_address,
                 recipient=delivery.recipient,
@@ -402,7 +402,7 @@ async def attempt_delivery(notifier: Notifier, delivery: ClaimedDelivery) -> Out
                 unsubscribe_url=unsubscribe,
                 calendar=calendar,
             )
-            provider_id = await notifier.mailer.send(message)
+            provider_id = await notifier.mailer.send(mail)
         else:
             rendered = notifier.templates.render(delivery.template, delivery.locale, delivery.context)
             provider_id = await notifier.provider.send(
