@@ -11,8 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
+from functools import cache
 from typing import Any
 
+from babel import Locale
 from babel.dates import format_date, format_time
 from babel.numbers import format_currency
 from jinja2 import Environment, PackageLoader, StrictUndefined, Template, pass_context, select_autoescape
@@ -34,25 +36,32 @@ class TemplateCheckFailed(RuntimeError):
     """Raised at start-up when some template does not render."""
 
 
+@cache
+def _babel_locale(code: str) -> Locale:
+    # Parsing a locale per formatted value is a measurable share of rendering (bench/notify.py).
+    return Locale.parse(code)
+
+
 @pass_context
 def _date(context, value: str | date) -> str:
     day = date.fromisoformat(value) if isinstance(value, str) else value
-    return format_date(day, format="full", locale=context["locale"])
+    return format_date(day, format="full", locale=_babel_locale(context["locale"]))
 
 
 @pass_context
 def _datetime(context, value: str | datetime) -> str:
     moment = datetime.fromisoformat(value) if isinstance(value, str) else value
     local = moment.astimezone(zone(context.get("timezone")))
-    day = format_date(local.date(), format="full", locale=context["locale"])
-    return f"{day}, {format_time(local.time(), format='short', locale=context['locale'])}"
+    locale = _babel_locale(context["locale"])
+    day = format_date(local.date(), format="full", locale=locale)
+    return f"{day}, {format_time(local, format='short', locale=locale)}"
 
 
 @pass_context
 def _money(context, value: dict[str, Any]) -> str:
     currency = value["currency"]
     amount = Decimal(int(value["amount"])).scaleb(-minor_unit_digits(currency))
-    return format_currency(amount, currency, locale=context["locale"])
+    return format_currency(amount, currency, locale=_babel_locale(context["locale"]))
 
 
 class Templates:
@@ -63,6 +72,8 @@ class Templates:
             loader=PackageLoader("staybook.notifications", "templates"),
             autoescape=select_autoescape(["html"]),
             undefined=StrictUndefined,
+            # Templates are package data: checked once at start-up, never edited under a running process.
+            auto_reload=False,
         )
         self.environment.filters.update(date=_date, datetime=_datetime, money=_money)
 
