@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from staybook.kernel.events import EventEnvelope, subject_for
 from staybook.kernel.orm import new_id, utcnow
-from staybook.notifications.models import Delivery, DeliveryAttempt
+from staybook.notifications.models import Contact, Delivery, DeliveryAttempt
 
 # ------------------------------------------------------------------ events as other contexts publish them
 
@@ -227,3 +227,8 @@ async def settled_count(runtime, count: int):
     """All `count` deliveries exist and none is pending any more."""
     rows = await deliveries(runtime)
     return rows if len(rows) == count and all(r.status != "pending" for r in rows) else None
+
+
+async def contact_known(runtime, user_id) -> bool:
+    async with runtime.db.session() as session:
+        return await session.get(Contact, user_id) is not None

@@ -29,6 +29,7 @@ from tests.integration.notifications_support import (
     booking_cancelled,
     booking_confirmed,
     booking_payload,
+    contact_known,
     emit,
     eventually,
     registered,
@@ -102,7 +103,7 @@ async def test_preferences_host_notice_unsubscribe_and_refund(production_setting
         )
         assert guest_choice.status_code == host_choice.status_code == 200
         await emit(runtime, registered(host, "host@example.org", "+4915112345678", "Europe/Berlin"))
-        await eventually(lambda: _contact_known(runtime, host))
+        await eventually(lambda: contact_known(runtime, host))
         await emit(runtime, booking_confirmed(booking))
         rows = await eventually(lambda: settled_count(runtime, 3))
         assert sorted((r.template, r.channel) for r in rows) == [
@@ -214,10 +215,3 @@ async def test_two_senders_never_claim_the_same_delivery(pg_settings, make_runti
     ids = [c.id for claim in claims for c in claim]
     assert len(ids) == len(set(ids)) == 60
     assert await claim_due(notifiers[0], 20) == []  # all leased
-
-
-async def _contact_known(runtime, user_id) -> bool:
-    from staybook.notifications.models import Contact
-
-    async with runtime.db.session() as session:
-        return await session.get(Contact, user_id) is not None

@@ -21,6 +21,7 @@ from tests.integration.notifications_support import (
     booking_cancelled,
     booking_confirmed,
     booking_payload,
+    contact_known,
     deliveries,
     emit,
     eventually,
@@ -201,3 +202,30 @@ async def _handled_subject(runtime, consumer: str) -> bool:
             select(func.count()).select_from(InboxMessage).where(InboxMessage.consumer == consumer)
         )
     return count >= 1
+
+
+async def test_sms_waits_for_the_end_of_quiet_hours_while_mail_goes_out(sqlite_settings, smtp, client_for):
+    now = datetime.now(ZoneInfo("UTC"))
+    # Quiet from this hour for two hours (UTC user): "now" is inside even if the hour turns meanwhile.
+    start, end = now.hour, (now.hour + 2) % 24
+    settings = with_notifications(sqlite_settings, smtp, quiet_hours_start=start, quiet_hours_end=end)
+    guest = uuid.uuid4()
+    async with client_for(settings) as client:
+        runtime = client.app.state.runtime
+        await emit(runtime, registered(guest, "guest@example.org", "+14155552671", "UTC"))
+        # The guest's own time zone decides, so the contact must be known before the booking.
+        await eventually(lambda: contact_known(runtime, guest))
+        await emit(runtime, booking_confirmed(booking_payload(guest_user_id=guest)))
+        await eventually(lambda: value(len(smtp.messages) == 1))
+        sms = await eventually(lambda: _deferred_sms(runtime, now))
+        attempts = await attempts_of(runtime, sms.id)
+        assert sandbox(runtime).sent == []
+    assert sms.status == "pending" and sms.attempts == 0 and attempts == []
+    assert sms.next_attempt_at.astimezone(ZoneInfo("UTC")).hour == end
+    assert sms.next_attempt_at.minute == 0
+
+
+async def _deferred_sms(runtime, now):
+    [sms] = await deliveries(runtime, Delivery.channel == "sms")
+    # Deferred means rescheduled to a whole hour at least an hour away, not merely claimed (lease).
+    return sms if (sms.next_attempt_at - now).total_seconds() > 3600 and sms.next_attempt_at.minute == 0 else None

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 import httpx
+import orjson
 
 from staybook.notifications.policy import is_valid_e164
 
@@ -106,9 +107,7 @@ class WebhookProvider:
 
     async def send(self, channel: str, recipient: str, text: str, reference: str) -> str:
         check_recipient(channel, recipient)
-        body = httpx.Request(
-            "POST", self.url, json={"channel": channel, "to": recipient, "text": text, "reference": reference}
-        ).content
+        body = orjson.dumps({"channel": channel, "to": recipient, "text": text, "reference": reference})
         headers = {"Content-Type": "application/json"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
