@@ -70,6 +70,7 @@ def upgrade() -> None:
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.Column("updated_at", UTCDateTime(), nullable=False),
         sa.Column("sent_at", UTCDateTime(), nullable=True),
+        sa.Column("delivered_at", UTCDateTime(), nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_notification_deliveries"),
         sa.UniqueConstraint(
             "event_id", "channel", "template", "recipient_hash", name="uq_notification_deliveries_once"
@@ -84,6 +85,9 @@ def upgrade() -> None:
         sqlite_where=sa.text("status = 'pending'"),
     )
     op.create_index("ix_notification_deliveries_status", "notification_deliveries", ["status", "id"])
+    op.create_index(
+        "ix_notification_deliveries_provider_message_id", "notification_deliveries", ["provider_message_id"]
+    )
     op.create_table(
         "notification_attempts",
         sa.Column("id", sa.Uuid(), nullable=False),

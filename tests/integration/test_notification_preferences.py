@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import insert
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -30,6 +31,7 @@ from tests.integration.notifications_support import (
     booking_confirmed,
     booking_payload,
     contact_known,
+    deliveries,
     emit,
     eventually,
     registered,
@@ -215,3 +217,35 @@ async def test_two_senders_never_claim_the_same_delivery(pg_settings, make_runti
     ids = [c.id for claim in claims for c in claim]
     assert len(ids) == len(set(ids)) == 60
     assert await claim_due(notifiers[0], 20) == []  # all leased
+
+
+async def test_provider_receipts_mark_sms_delivered_or_failed(sqlite_settings, smtp, client_for):
+    settings = with_notifications(sqlite_settings, smtp, provider_webhook_token=SecretStr("receipt-token"))
+    token = {"Authorization": "Bearer receipt-token"}
+    async with client_for(settings) as client:
+        runtime = client.app.state.runtime
+        await emit(runtime, booking_confirmed(booking_payload(guest_user_id=uuid.uuid4())))
+        await emit(runtime, booking_confirmed(booking_payload(guest_user_id=uuid.uuid4(), phone="+4915112345678")))
+        await eventually(lambda: value(len(sandbox(runtime).sent) == 2))
+        await eventually(settled(runtime))
+        first, second = (m["id"] for m in sandbox(runtime).sent)
+        delivered = await client.post(
+            "/api/v1/notifications/receipts", headers=token, json={"message_id": first, "status": "delivered"}
+        )
+        failed = await client.post(
+            "/api/v1/notifications/receipts",
+            headers=token,
+            json={"message_id": second, "status": "failed", "error": "handset unreachable"},
+        )
+        unknown = await client.post(
+            "/api/v1/notifications/receipts", headers=token, json={"message_id": "nope", "status": "delivered"}
+        )
+        malformed = await client.post("/api/v1/notifications/receipts", headers=token, json={"status": "lost"})
+        unsigned = await client.post("/api/v1/notifications/receipts", json={"message_id": first, "status": "failed"})
+        rows = {r.provider_message_id: r for r in await deliveries(runtime, Delivery.channel == "sms")}
+    assert delivered.status_code == failed.status_code == 204
+    assert unknown.status_code == 404
+    assert malformed.status_code == 422 and malformed.json()["errors"][0]["field"] == "body"
+    assert unsigned.status_code == 401
+    assert rows[first].status == "sent" and rows[first].delivered_at is not None
+    assert rows[second].status == "failed" and rows[second].last_error == "receipt: handset unreachable"

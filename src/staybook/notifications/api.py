@@ -1,13 +1,15 @@
-"""HTTP routes of the notifications context: a user's preferences, one-click unsubscribe, and
-the admin view of dead deliveries."""
+"""HTTP routes of the notifications context: a user's preferences, one-click unsubscribe,
+provider delivery receipts, and the admin view of dead deliveries."""
 
 from __future__ import annotations
 
+import hmac
 import uuid
+from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Body, Depends, Header, Query, Response
 
-from staybook.kernel.errors import InvalidInput
+from staybook.kernel.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 from staybook.kernel.runtime import Runtime, get_runtime
 from staybook.kernel.schemas import Page
 from staybook.kernel.security import Principal, current_principal, require_role
@@ -51,6 +53,27 @@ async def unsubscribe(token: str = Query(..., max_length=300), runtime: Runtime 
         raise InvalidInput("The unsubscribe link is not valid.", field="query.token")
     user_id, type_name = claim
     await service.unsubscribe(runtime, uuid.UUID(user_id), type_name)
+    return Response(status_code=204)
+
+
+@router.post("/notifications/receipts", status_code=204, summary="Delivery receipt from the SMS/push provider")
+async def delivery_receipt(
+    payload: dict[str, Any] = Body(...),
+    authorization: str | None = Header(None),
+    runtime: Runtime = Depends(get_runtime),
+) -> Response:
+    expected = runtime.settings.notifications.provider_webhook_token
+    if expected is None:
+        raise Forbidden("Delivery receipts need notifications.provider_webhook_token to be set")
+    if not authorization or not hmac.compare_digest(authorization, f"Bearer {expected.get_secret_value()}"):
+        raise Unauthorized("Receipts must carry the provider token")
+    notifier: service.Notifier = runtime.extensions["notifications"]
+    try:
+        receipt = notifier.provider.parse_receipt(payload)
+    except ValueError as error:
+        raise InvalidInput(str(error), field="body") from error
+    if not await service.record_receipt(runtime, receipt):
+        raise NotFound(f"No sent SMS or push with provider message id {receipt.provider_message_id!r}")
     return Response(status_code=204)
 
 

@@ -83,6 +83,8 @@ class Delivery(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Set from the provider's delivery receipt (SMS, push); mail servers send none.
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     __table_args__ = (
         # One event never yields the same message twice, even if a handler ran twice.
@@ -95,6 +97,7 @@ class Delivery(Base):
             sqlite_where=text("status = 'pending'"),
         ),
         Index("ix_notification_deliveries_status", "status", "id"),
+        Index("ix_notification_deliveries_provider_message_id", "provider_message_id"),
     )
 
 

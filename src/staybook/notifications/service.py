@@ -51,6 +51,7 @@ from staybook.notifications.policy import (
 )
 from staybook.notifications.providers import (
     DeliveryFailed,
+    DeliveryReceipt,
     MessageProvider,
     PermanentFailure,
     SandboxProvider,
@@ -521,6 +522,32 @@ JOBS = [
     PeriodicJob("notifications.send", 0, run_sender),
     PeriodicJob("notifications.queue-depth", 15, measure_queue),
 ]
+
+
+async def record_receipt(runtime: Runtime, receipt: DeliveryReceipt) -> bool:
+    """Applies a provider's delivery receipt to the SMS or push it names; False if none matches.
+    A failed receipt turns a sent delivery into a permanent failure (the carrier gave up)."""
+    now = utcnow()
+    if receipt.status == "delivered":
+        values: dict[str, Any] = {"delivered_at": now, "updated_at": now}
+    else:
+        values = {"status": "failed", "last_error": f"receipt: {receipt.error or 'failed'}"[:4000], "updated_at": now}
+    async with runtime.db.unit_of_work() as uow:
+        result = await uow.session.execute(
+            update(Delivery)
+            .where(
+                Delivery.provider_message_id == receipt.provider_message_id,
+                Delivery.channel.in_(("sms", "push")),
+                Delivery.status == "sent",
+            )
+            .values(**values)
+            .returning(Delivery.channel)
+        )
+        channels = list(result.scalars())
+    if receipt.status == "failed":
+        for channel in channels:
+            metrics.FAILED.labels(channel, "receipt").inc()
+    return bool(channels)
 
 
 # ------------------------------------------------------------------ dead letters (admin)
