@@ -77,4 +77,5 @@ async def test_openapi_and_docs_are_served(client_for, sqlite_settings):
 async def test_readiness_checks_redis_and_nats_when_configured(client_for, production_settings):
     async with client_for(production_settings) as client:
         body = (await client.get("/healthz/ready")).json()
-    assert body["checks"] == {"database": "ok", "redis": "ok", "nats": "ok"}
+    assert {"database", "redis", "nats"} <= set(body["checks"])
+    assert set(body["checks"].values()) == {"ok"}
