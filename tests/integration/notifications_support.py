@@ -172,7 +172,14 @@ def with_notifications(settings, smtp: SmtpRecorder, **overrides):
         }
     )
     return settings.model_copy(
-        update={"run_worker_in_process": True, "consumer_backoff_seconds": 0.05, "notifications": notifications}
+        update={
+            "run_worker_in_process": True,
+            "consumer_backoff_seconds": 0.05,
+            "notifications": notifications,
+            # The test PostgreSQL is shared by parallel runs; a few connections are enough here.
+            "database_pool_size": 4,
+            "database_max_overflow": 4,
+        }
     )
 
 
