@@ -199,6 +199,7 @@ class NatsJetStreamBus:
         self._contexts: list[str] = []
         self._pending_consumers: list[tuple] = []
         self._tasks: list[asyncio.Task] = []
+        self._pull_subscriptions: list = []
         self._closing = False
 
     async def connect(self, contexts: Iterable[str]) -> None:
@@ -342,6 +343,7 @@ class NatsJetStreamBus:
             stream=self._stream(context),
             config=config,
         )
+        self._pull_subscriptions.append(subscription)
         task = asyncio.get_running_loop().create_task(
             self._pull_loop(subscription, handler), name=f"consume:{consumer}:{subject}"
         )
@@ -378,6 +380,12 @@ class NatsJetStreamBus:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        # A fetch cancelled above can leave messages in its subscription's queue that nobody will
+        # take; drain() would wait for them until its timeout, so drop pull subscriptions first.
+        for subscription in self._pull_subscriptions:
+            with contextlib.suppress(Exception):
+                await subscription.unsubscribe()
+        self._pull_subscriptions.clear()
         if self.nc is not None:
             with contextlib.suppress(Exception):
                 await self.nc.drain()

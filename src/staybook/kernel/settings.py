@@ -113,7 +113,26 @@ class NotificationSettings(BaseModel):
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
     from_address: str = "staybook <no-reply@staybook.localhost>"
+    smtp_timeout_seconds: float = Field(30, gt=0, le=300)
     max_attempts: int = Field(5, ge=1, le=50)
+    # Without smtp_host (the demo) mail is written as .eml files here instead of sent.
+    mail_sink_dir: Path = Path("./staybook-mail")
+    # SMS and push go through one provider: the sandbox records them, the webhook posts them over HTTP.
+    provider: Literal["sandbox", "webhook"] = "sandbox"
+    provider_webhook_url: str | None = None
+    provider_webhook_token: SecretStr | None = None
+    # Absolute base of links in messages (unsubscribe); the public address of the API.
+    public_base_url: str = "http://127.0.0.1:8000"
+    # SMS waits out these local hours of the recipient (start > end spans midnight).
+    quiet_hours_start: int = Field(22, ge=0, le=23)
+    quiet_hours_end: int = Field(8, ge=0, le=23)
+    retry_base_seconds: float = Field(30, ge=0)
+    retry_max_seconds: float = Field(3600, ge=0)
+    batch_size: int = Field(50, ge=1, le=1000)
+    concurrency: int = Field(8, ge=1, le=100)
+    poll_seconds: float = Field(2.0, gt=0, le=60)
+    # A worker that claimed a delivery and died gives it back after this lease.
+    claim_seconds: float = Field(300, gt=0)
 
 
 class Settings(BaseSettings):

@@ -1,1 +1,646 @@
-"""Use cases of the notifications context: commands in, events out."""
+"""Use cases of the notifications context.
+
+Two halves that never share a transaction with network I/O:
+
+- Event handlers (`events.py`) call `remember_contact`, `erase_user`, `notify_*`: inside the
+  consumer's unit of work (with the kernel inbox) they record `pending` deliveries, one per
+  channel the recipient can and wants to be reached on, and wake the sender after commit.
+- The sender (`JOBS`) claims due deliveries with `FOR UPDATE SKIP LOCKED` and a lease (so
+  several workers share the queue and a crashed worker's claims come back), renders and sends
+  them outside any transaction, then records each attempt: sent, retried with backoff and
+  jitter, failed for good (invalid address, 5xx), or dead after `max_attempts` tries. Admins
+  list dead deliveries and replay them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+import weakref
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+import structlog
+from sqlalchemy import Engine, delete, func, select, update
+from sqlalchemy import event as orm_event
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from staybook.kernel.db import UnitOfWork
+from staybook.kernel.errors import Conflict, InvalidInput, NotFound
+from staybook.kernel.events import EventEnvelope
+from staybook.kernel.orm import new_id, utcnow
+from staybook.kernel.runtime import PeriodicJob, Runtime
+from staybook.notifications import metrics
+from staybook.notifications.mail import Mailer, compose_email, create_mailer, stay_calendar
+from staybook.notifications.models import BookingGuest, Contact, Delivery, DeliveryAttempt, Preference
+from staybook.notifications.policy import (
+    CHANNELS,
+    TYPES,
+    channels_of,
+    is_enabled,
+    quiet_hours_end,
+    recipient_hash,
+    resolve_locale,
+    retry_delay,
+    unsubscribe_token,
+)
+from staybook.notifications.providers import (
+    DeliveryFailed,
+    DeliveryReceipt,
+    MessageProvider,
+    PermanentFailure,
+    SandboxProvider,
+    WebhookProvider,
+)
+from staybook.notifications.templates import Templates
+
+log = structlog.get_logger("staybook.notifications")
+
+# Handlers get only (envelope, unit of work); they find their process's Notifier through the
+# engine their session is bound to. One entry per started runtime, gone when it is collected.
+_NOTIFIERS: weakref.WeakKeyDictionary[Engine, Notifier] = weakref.WeakKeyDictionary()
+
+
+class Notifier:
+    """The context's run-time parts: templates, mailer, SMS/push provider, sender wake-up."""
+
+    def __init__(self, runtime: Runtime, templates: Templates, mailer: Mailer, provider: MessageProvider) -> None:
+        self.runtime = runtime
+        self.settings = runtime.settings.notifications
+        self.templates = templates
+        self.mailer = mailer
+        self.provider = provider
+        self.signing_key = runtime.settings.secret_key.get_secret_value().encode()
+        self.wakeup = asyncio.Event()
+        # Earliest retry scheduled by the last pass, so short backoffs do not wait a full poll.
+        self.next_retry_at: datetime | None = None
+
+    def wake(self) -> None:
+        self.wakeup.set()
+
+    def unsubscribe_url(self, user_id: str, type_name: str) -> str:
+        token = unsubscribe_token(self.signing_key, user_id, type_name)
+        return f"{self.settings.public_base_url.rstrip('/')}/api/v1/notifications/unsubscribe?token={token}"
+
+
+def notifier_for(uow: UnitOfWork) -> Notifier:
+    notifier = _NOTIFIERS.get(uow.session.bind.sync_engine)
+    if notifier is None:
+        raise RuntimeError("notifications are not started in this process (service.lifespan was not entered)")
+    return notifier
+
+
+@contextlib.asynccontextmanager
+async def lifespan(runtime: Runtime) -> AsyncIterator[None]:
+    """Renders every template (a broken one fails start-up) and sets up mailer and provider."""
+    settings = runtime.settings.notifications
+    templates = Templates()
+    rendered = templates.check()
+    async with httpx.AsyncClient(timeout=10) as http:
+        if settings.provider == "webhook":
+            if not settings.provider_webhook_url:
+                raise ValueError("notifications.provider is 'webhook' but provider_webhook_url is not set")
+            token = settings.provider_webhook_token.get_secret_value() if settings.provider_webhook_token else None
+            provider: MessageProvider = WebhookProvider(settings.provider_webhook_url, token, http)
+        else:
+            provider = SandboxProvider()
+        notifier = Notifier(runtime, templates, create_mailer(settings), provider)
+        runtime.extensions["notifications"] = notifier
+        engine = runtime.db.engine.sync_engine
+        _NOTIFIERS[engine] = notifier
+        log.info(
+            "notifications ready",
+            context={"templates": rendered, "mailer": notifier.mailer.kind, "provider": provider.name},
+        )
+        try:
+            yield
+        finally:
+            _NOTIFIERS.pop(engine, None)
+            runtime.extensions.pop("notifications", None)
+
+
+# ------------------------------------------------------------------ contacts (identity events)
+
+
+async def remember_contact(uow: UnitOfWork, payload: dict[str, Any]) -> None:
+    """Keeps this context's copy of a user's address, phone, locale and time zone up to date."""
+    user_id = uuid.UUID(str(payload["user_id"]))
+    contact = await uow.session.get(Contact, user_id)
+    if contact is None:
+        contact = Contact(user_id=user_id)
+        uow.session.add(contact)
+    elif contact.erased_at is not None:
+        return  # an old event arriving after erasure must not bring the address back
+    contact.email = payload.get("email") or contact.email
+    contact.phone = payload.get("phone")
+    contact.name = payload.get("name") or contact.name
+    contact.locale = resolve_locale(payload.get("locale") or contact.locale)
+    contact.timezone = payload.get("timezone") or contact.timezone or "UTC"
+    contact.updated_at = utcnow()
+
+
+async def erase_user(uow: UnitOfWork, user_id: uuid.UUID) -> None:
+    """Stops all sending to the user and strips addresses and message contents from their
+    delivery records; recipient hashes stay so the history still counts."""
+    session = uow.session
+    contact = await session.get(Contact, user_id)
+    if contact is None:
+        contact = Contact(user_id=user_id)
+        session.add(contact)
+    contact.email = contact.phone = contact.name = None
+    contact.erased_at = contact.updated_at = utcnow()
+    await session.execute(
+        update(Delivery)
+        .where(Delivery.user_id == user_id, Delivery.status == "pending")
+        .values(status="suppressed", updated_at=utcnow())
+    )
+    await session.execute(update(Delivery).where(Delivery.user_id == user_id).values(recipient=None, context={}))
+    await session.execute(delete(BookingGuest).where(BookingGuest.guest_user_id == user_id))
+    await session.execute(delete(Preference).where(Preference.user_id == user_id))
+
+
+# ------------------------------------------------------------------ recording deliveries
+
+
+@dataclass(frozen=True)
+class Recipient:
+    user_id: uuid.UUID | None
+    name: str | None
+    email: str | None
+    phone: str | None
+    locale: str
+    timezone: str
+
+
+async def _contact(uow: UnitOfWork, user_id: Any) -> Contact | None:
+    if not user_id:
+        return None
+    return await uow.session.get(Contact, uuid.UUID(str(user_id)))
+
+
+def _public_booking(booking: dict[str, Any]) -> dict[str, Any]:
+    """The booking as templates see it: the guest's address and phone stay out of stored contexts."""
+    return {**booking, "guest": {"name": (booking.get("guest") or {}).get("name")}}
+
+
+async def notify_guest(
+    uow: UnitOfWork, envelope: EventEnvelope, type_name: str, booking: dict[str, Any], **extra: Any
+) -> int:
+    """Records the guest's deliveries of `type_name` about `booking`; returns how many."""
+    guest = booking.get("guest") or {}
+    contact = await _contact(uow, booking.get("guest_user_id"))
+    if contact is not None and contact.erased_at is not None:
+        return 0
+    recipient = Recipient(
+        user_id=uuid.UUID(str(booking["guest_user_id"])) if booking.get("guest_user_id") else None,
+        name=guest.get("name") or (contact.name if contact else None),
+        email=guest.get("email") or (contact.email if contact else None),
+        phone=guest.get("phone") or (contact.phone if contact else None),
+        locale=resolve_locale(guest.get("locale") or (contact.locale if contact else None)),
+        timezone=(contact.timezone if contact else None) or booking["property"].get("timezone") or "UTC",
+    )
+    return await record_deliveries(uow, envelope, type_name, recipient, {"booking": _public_booking(booking), **extra})
+
+
+async def notify_host(
+    uow: UnitOfWork, envelope: EventEnvelope, type_name: str, booking: dict[str, Any], **extra: Any
+) -> int:
+    """Records the host's deliveries; hosts are reached through their contact record only."""
+    contact = await _contact(uow, booking.get("host_id"))
+    if contact is None or contact.erased_at is not None:
+        log.info("host has no contact record; notice skipped", context={"host_id": str(booking.get("host_id"))})
+        return 0
+    recipient = Recipient(contact.user_id, contact.name, contact.email, contact.phone, contact.locale, contact.timezone)
+    return await record_deliveries(uow, envelope, type_name, recipient, {"booking": _public_booking(booking), **extra})
+
+
+async def notify_user(uow: UnitOfWork, envelope: EventEnvelope, type_name: str, payload: dict[str, Any]) -> int:
+    """Records deliveries to a user named by an identity event (sign-in alerts)."""
+    contact = await _contact(uow, payload["user_id"])
+    if contact is not None and contact.erased_at is not None:
+        return 0
+    recipient = Recipient(
+        user_id=uuid.UUID(str(payload["user_id"])),
+        name=payload.get("name") or (contact.name if contact else None),
+        email=payload.get("email") or (contact.email if contact else None),
+        phone=contact.phone if contact else None,
+        locale=resolve_locale(payload.get("locale") or (contact.locale if contact else None)),
+        timezone=contact.timezone if contact else "UTC",
+    )
+    sign_in = {"ip": payload.get("ip") or "?", "user_agent": payload.get("user_agent") or "?", "at": payload["at"]}
+    return await record_deliveries(uow, envelope, type_name, recipient, {"sign_in": sign_in})
+
+
+async def remember_booking(uow: UnitOfWork, booking: dict[str, Any]) -> None:
+    """Keeps the latest booking state so payment events, which name only the booking, reach the guest."""
+    booking_id = uuid.UUID(str(booking["booking_id"]))
+    guest_user_id = uuid.UUID(str(booking["guest_user_id"])) if booking.get("guest_user_id") else None
+    row = await uow.session.get(BookingGuest, booking_id)
+    if row is None:
+        uow.session.add(BookingGuest(booking_id=booking_id, guest_user_id=guest_user_id, booking=booking))
+    else:
+        row.booking = booking
+
+
+async def notify_refund(uow: UnitOfWork, envelope: EventEnvelope, payload: dict[str, Any]) -> int:
+    row = await uow.session.get(BookingGuest, uuid.UUID(str(payload["booking_id"])))
+    if row is None:
+        log.info("refund for a booking not seen here; not notified", context={"booking_id": payload["booking_id"]})
+        return 0
+    return await notify_guest(uow, envelope, "payment_refunded", row.booking, refund=payload["amount"])
+
+
+async def record_deliveries(
+    uow: UnitOfWork, envelope: EventEnvelope, type_name: str, recipient: Recipient, context: dict[str, Any]
+) -> int:
+    """One pending delivery per channel the type uses, the recipient has an address for and has
+    not switched off. A repeated (event, channel, type, recipient) is ignored by the unique key."""
+    notifier = notifier_for(uow)
+    notification_type = TYPES[type_name]
+    choices: dict[str, bool] = {}
+    if recipient.user_id is not None:
+        rows = await uow.session.execute(
+            select(Preference.channel, Preference.enabled).where(
+                Preference.user_id == recipient.user_id, Preference.notification_type == type_name
+            )
+        )
+        choices = {channel: enabled for channel, enabled in rows.all()}
+    addresses = {
+        "email": recipient.email,
+        "sms": recipient.phone,
+        "push": str(recipient.user_id) if recipient.user_id else None,
+    }
+    now = utcnow()
+    stored_context = {**context, "recipient_name": recipient.name or "", "timezone": recipient.timezone}
+    rows_to_insert = []
+    for channel in channels_of(notification_type):
+        address = addresses[channel]
+        if not address or not is_enabled(notification_type, channel, choices.get(channel)):
+            continue
+        rows_to_insert.append(
+            {
+                "id": new_id(),
+                "event_id": envelope.id,
+                "user_id": recipient.user_id,
+                "channel": channel,
+                "template": type_name,
+                "locale": recipient.locale,
+                "recipient": address,
+                "recipient_hash": recipient_hash(notifier.signing_key, channel, address),
+                "context": stored_context,
+                "status": "pending",
+                "attempts": 0,
+                "next_attempt_at": now,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+    if not rows_to_insert:
+        return 0
+    insert = pg_insert if uow.session.bind.dialect.name == "postgresql" else sqlite_insert
+    await uow.session.execute(
+        insert(Delivery).on_conflict_do_nothing(index_elements=["event_id", "channel", "template", "recipient_hash"]),
+        rows_to_insert,
+    )
+    # Wake the sender only once the rows are visible to it.
+    orm_event.listen(uow.session.sync_session, "after_commit", lambda _session: notifier.wake(), once=True)
+    return len(rows_to_insert)
+
+
+# ------------------------------------------------------------------ sending
+
+
+@dataclass(frozen=True)
+class ClaimedDelivery:
+    id: uuid.UUID
+    user_id: uuid.UUID | None
+    channel: str
+    template: str
+    locale: str
+    recipient: str | None
+    recipient_hash: str
+    context: dict[str, Any]
+    attempts: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Outcome:
+    delivery: ClaimedDelivery
+    # sent | temporary | permanent | deferred
+    kind: str
+    provider_message_id: str | None = None
+    error: str | None = None
+    deferred_until: datetime | None = None
+
+
+async def claim_due(notifier: Notifier, limit: int) -> list[ClaimedDelivery]:
+    """Takes up to `limit` due deliveries for this worker by pushing their due time out by the
+    claim lease; the row locks last only for this short transaction, never during sending."""
+    now = utcnow()
+    async with notifier.runtime.db.sessions() as session, session.begin():
+        rows = (
+            await session.scalars(
+                select(Delivery)
+                .where(Delivery.status == "pending", Delivery.next_attempt_at <= now)
+                .order_by(Delivery.next_attempt_at)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+        ).all()
+        if not rows:
+            return []
+        lease_until = now + timedelta(seconds=notifier.settings.claim_seconds)
+        await session.execute(
+            update(Delivery).where(Delivery.id.in_([r.id for r in rows])).values(next_attempt_at=lease_until)
+        )
+        return [
+            ClaimedDelivery(
+                r.id,
+                r.user_id,
+                r.channel,
+                r.template,
+                r.locale,
+                r.recipient,
+                r.recipient_hash,
+                r.context,
+                r.attempts,
+                r.created_at,
+            )
+            for r in rows
+        ]
+
+
+async def attempt_delivery(notifier: Notifier, delivery: ClaimedDelivery) -> Outcome:
+    """Renders and sends one delivery; every failure becomes an Outcome, never an exception."""
+    notification_type = TYPES[delivery.template]
+    try:
+        if delivery.recipient is None:
+            raise PermanentFailure("recipient address was erased")
+        if delivery.channel == "sms" and not notification_type.urgent:
+            s = notifier.settings
+            until = quiet_hours_end(utcnow(), delivery.context.get("timezone"), s.quiet_hours_start, s.quiet_hours_end)
+            if until is not None:
+                return Outcome(delivery, "deferred", deferred_until=until)
+        if delivery.channel == "email":
+            unsubscribe = None
+            if not notification_type.transactional and delivery.user_id is not None:
+                unsubscribe = notifier.unsubscribe_url(str(delivery.user_id), delivery.template)
+            rendered = notifier.templates.render(
+                delivery.template, delivery.locale, delivery.context, unsubscribe_url=unsubscribe
+            )
+            calendar = stay_calendar(delivery.context["booking"]) if delivery.template == "booking_confirmed" else None
+            mail = compose_email(
+                rendered,
+                sender=notifier.settings.from_address,
+                recipient=delivery.recipient,
+                recipient_name=delivery.context.get("recipient_name"),
+                unsubscribe_url=unsubscribe,
+                calendar=calendar,
+            )
+            provider_id = await notifier.mailer.send(mail)
+        else:
+            rendered = notifier.templates.render(delivery.template, delivery.locale, delivery.context)
+            provider_id = await notifier.provider.send(
+                delivery.channel, delivery.recipient, rendered.short or rendered.subject, str(delivery.id)
+            )
+    except DeliveryFailed as failure:
+        return Outcome(delivery, "permanent" if failure.permanent else "temporary", error=str(failure))
+    except Exception as error:
+        log.exception(
+            "unexpected error sending a notification",
+            error_type=type(error).__name__,
+            context={"delivery_id": str(delivery.id), "channel": delivery.channel},
+        )
+        return Outcome(delivery, "temporary", error=f"{type(error).__name__}: {error}")
+    return Outcome(delivery, "sent", provider_message_id=provider_id)
+
+
+async def record_outcomes(notifier: Notifier, outcomes: list[Outcome]) -> None:
+    """Writes every attempt and moves each delivery on: sent, retry later, failed or dead."""
+    settings = notifier.settings
+    now = utcnow()
+    soonest: datetime | None = None
+    async with notifier.runtime.db.unit_of_work() as uow:
+        for outcome in outcomes:
+            delivery = outcome.delivery
+            # Guarded by status: an erasure or replay that happened meanwhile wins.
+            guard = update(Delivery).where(Delivery.id == delivery.id, Delivery.status == "pending")
+            if outcome.kind == "deferred":
+                await uow.session.execute(guard.values(next_attempt_at=outcome.deferred_until, updated_at=now))
+                continue
+            number = delivery.attempts + 1
+            values: dict[str, Any] = {"attempts": number, "updated_at": now, "last_error": outcome.error}
+            if outcome.kind == "sent":
+                values.update(status="sent", sent_at=now, provider_message_id=outcome.provider_message_id)
+                metrics.SENT.labels(delivery.channel).inc()
+                metrics.DELIVERY_LATENCY.labels(delivery.channel).observe((now - delivery.created_at).total_seconds())
+            elif outcome.kind == "permanent":
+                values.update(status="failed")
+                metrics.FAILED.labels(delivery.channel, "permanent").inc()
+            elif number >= settings.max_attempts:
+                values.update(status="dead")
+                metrics.FAILED.labels(delivery.channel, "temporary").inc()
+                metrics.DEAD.labels(delivery.channel).inc()
+                log.warning(
+                    "notification dead-lettered",
+                    context={"delivery_id": str(delivery.id), "attempts": number, "error": outcome.error},
+                )
+            else:
+                due = now + timedelta(
+                    seconds=retry_delay(number, settings.retry_base_seconds, settings.retry_max_seconds)
+                )
+                values.update(next_attempt_at=due)
+                soonest = due if soonest is None else min(soonest, due)
+                metrics.FAILED.labels(delivery.channel, "temporary").inc()
+                metrics.RETRIED.labels(delivery.channel).inc()
+            await uow.session.execute(guard.values(**values))
+            uow.session.add(
+                DeliveryAttempt(
+                    id=new_id(),
+                    delivery_id=delivery.id,
+                    number=number,
+                    channel=delivery.channel,
+                    recipient_hash=delivery.recipient_hash,
+                    template=delivery.template,
+                    status={"sent": "sent", "permanent": "permanent-failure"}.get(outcome.kind, "temporary-failure"),
+                    provider_message_id=outcome.provider_message_id,
+                    error=outcome.error[:4000] if outcome.error else None,
+                    attempted_at=now,
+                )
+            )
+    if soonest is not None:
+        notifier.next_retry_at = soonest if notifier.next_retry_at is None else min(notifier.next_retry_at, soonest)
+
+
+async def send_due(notifier: Notifier) -> int:
+    """One pass of the sender: claim a batch, send it concurrently, record the outcomes."""
+    claimed = await claim_due(notifier, notifier.settings.batch_size)
+    if not claimed:
+        return 0
+    gate = asyncio.Semaphore(notifier.settings.concurrency)
+
+    async def attempt(delivery: ClaimedDelivery) -> Outcome:
+        async with gate:
+            return await attempt_delivery(notifier, delivery)
+
+    outcomes = await asyncio.gather(*(attempt(d) for d in claimed))
+    await record_outcomes(notifier, list(outcomes))
+    return len(claimed)
+
+
+async def run_sender(runtime: Runtime) -> None:
+    """The sender job: sends until the queue has nothing due, then sleeps until woken by a new
+    delivery, the next scheduled retry, or the poll interval, whichever comes first."""
+    notifier: Notifier = runtime.extensions["notifications"]
+    notifier.wakeup.clear()
+    while await send_due(notifier) == notifier.settings.batch_size:
+        pass
+    timeout = notifier.settings.poll_seconds
+    if notifier.next_retry_at is not None:
+        timeout = max(0.0, min(timeout, (notifier.next_retry_at - utcnow()).total_seconds()))
+        notifier.next_retry_at = None
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(notifier.wakeup.wait(), timeout=timeout)
+
+
+async def measure_queue(runtime: Runtime) -> int:
+    """Sets the queue-depth gauge to the number of pending deliveries."""
+    async with runtime.db.session() as session:
+        depth = await session.scalar(select(func.count()).select_from(Delivery).where(Delivery.status == "pending"))
+    metrics.QUEUE_DEPTH.set(depth or 0)
+    return depth or 0
+
+
+JOBS = [
+    # Interval 0: run_sender does its own waiting (for a wake-up or the poll interval).
+    PeriodicJob("notifications.send", 0, run_sender),
+    PeriodicJob("notifications.queue-depth", 15, measure_queue),
+]
+
+
+async def record_receipt(runtime: Runtime, receipt: DeliveryReceipt) -> bool:
+    """Applies a provider's delivery receipt to the SMS or push it names; False if none matches.
+    A failed receipt turns a sent delivery into a permanent failure (the carrier gave up)."""
+    now = utcnow()
+    if receipt.status == "delivered":
+        values: dict[str, Any] = {"delivered_at": now, "updated_at": now}
+    else:
+        values = {"status": "failed", "last_error": f"receipt: {receipt.error or 'failed'}"[:4000], "updated_at": now}
+    async with runtime.db.unit_of_work() as uow:
+        result = await uow.session.execute(
+            update(Delivery)
+            .where(
+                Delivery.provider_message_id == receipt.provider_message_id,
+                Delivery.channel.in_(("sms", "push")),
+                Delivery.status == "sent",
+            )
+            .values(**values)
+            .returning(Delivery.channel)
+        )
+        channels = list(result.scalars())
+    if receipt.status == "failed":
+        for channel in channels:
+            metrics.FAILED.labels(channel, "receipt").inc()
+    return bool(channels)
+
+
+# ------------------------------------------------------------------ dead letters (admin)
+
+
+async def list_dead(runtime: Runtime, *, after: uuid.UUID | None, limit: int) -> list[Delivery]:
+    """Dead deliveries, oldest first, `limit` after the cursor id."""
+    query = select(Delivery).where(Delivery.status == "dead").order_by(Delivery.id).limit(limit)
+    if after is not None:
+        query = query.where(Delivery.id > after)
+    async with runtime.db.session() as session:
+        return list((await session.scalars(query)).all())
+
+
+async def replay_dead(runtime: Runtime, delivery_id: uuid.UUID) -> Delivery:
+    """Puts a dead delivery back in the queue with a fresh set of attempts and wakes the sender."""
+    async with runtime.db.unit_of_work() as uow:
+        delivery = await uow.session.get(Delivery, delivery_id, with_for_update=True)
+        if delivery is None:
+            raise NotFound(f"No delivery {delivery_id}")
+        if delivery.status != "dead":
+            raise Conflict(f"Delivery {delivery_id} is {delivery.status}, not dead", status_now=delivery.status)
+        if delivery.recipient is None:
+            raise Conflict("The recipient has been erased; the delivery cannot be replayed")
+        delivery.status = "pending"
+        delivery.attempts = 0
+        delivery.next_attempt_at = delivery.updated_at = utcnow()
+    notifier: Notifier | None = runtime.extensions.get("notifications")
+    if notifier is not None:
+        notifier.wake()
+    return delivery
+
+
+# ------------------------------------------------------------------ preferences
+
+
+async def get_preferences(runtime: Runtime, user_id: uuid.UUID) -> dict[str, dict[str, bool]]:
+    """The effective choice for every channel and type the user can receive."""
+    async with runtime.db.session() as session:
+        rows = (await session.execute(select(Preference).where(Preference.user_id == user_id))).scalars().all()
+    return _effective({(r.channel, r.notification_type): r.enabled for r in rows})
+
+
+def _effective(explicit: dict[tuple[str, str], bool]) -> dict[str, dict[str, bool]]:
+    return {
+        channel: {
+            name: is_enabled(kind, channel, explicit.get((channel, name)))
+            for name, kind in TYPES.items()
+            if channel in channels_of(kind)
+        }
+        for channel in CHANNELS
+    }
+
+
+async def update_preferences(
+    runtime: Runtime, user_id: uuid.UUID, changes: dict[str, dict[str, bool]]
+) -> dict[str, dict[str, bool]]:
+    """Stores explicit choices. Refuses switching off transactional email, or a channel a type
+    does not use, with the field path of the offending entry."""
+    errors = []
+    for channel, choices in changes.items():
+        for name, enabled in choices.items():
+            kind = TYPES[name]
+            if channel not in channels_of(kind):
+                errors.append({"field": f"body.{channel}.{name}", "message": f"{name} is not sent by {channel}"})
+            elif channel == "email" and kind.transactional and not enabled:
+                errors.append(
+                    {"field": f"body.{channel}.{name}", "message": f"{name} is transactional mail and stays on"}
+                )
+    if errors:
+        raise InvalidInput("Some preferences cannot be set.", errors=errors)
+    async with runtime.db.unit_of_work() as uow:
+        insert = pg_insert if runtime.db.dialect == "postgresql" else sqlite_insert
+        now = utcnow()
+        rows = [
+            {"user_id": user_id, "channel": c, "notification_type": n, "enabled": e, "updated_at": now}
+            for c, choices in changes.items()
+            for n, e in choices.items()
+        ]
+        if rows:
+            statement = insert(Preference)
+            await uow.session.execute(
+                statement.on_conflict_do_update(
+                    index_elements=["user_id", "channel", "notification_type"],
+                    set_={"enabled": statement.excluded.enabled, "updated_at": statement.excluded.updated_at},
+                ),
+                rows,
+            )
+    return await get_preferences(runtime, user_id)
+
+
+async def unsubscribe(runtime: Runtime, user_id: uuid.UUID, type_name: str) -> None:
+    """One-click unsubscribe from a mail's List-Unsubscribe link: email of that type off."""
+    if TYPES[type_name].transactional:
+        raise InvalidInput("Transactional mail cannot be unsubscribed from.", field="query.token")
+    await update_preferences(runtime, user_id, {"email": {type_name: False}})
