@@ -83,6 +83,13 @@ def truncate_all(sync_url: str) -> None:
     import psycopg
 
     with psycopg.connect(sync_url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as conn:
+        # A test that failed mid-transaction may have left connections holding row locks: end them,
+        # and never wait forever on a lock (a hang would hide the real failure).
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        conn.execute("SET lock_timeout = '20s'")
         tables = [
             row[0]
             for row in conn.execute(
