@@ -41,6 +41,7 @@ from staybook.search.query import (
     AMENITIES,
     EARTH_RADIUS_KM,
     BoundingBox,
+    Circle,
     SearchQuery,
     circle_bounds,
     fold,
@@ -294,10 +295,9 @@ class MemoryIndex:
         count = len(self._property_ids)
         distances = None
         if query.circle is not None:
-            slots = self._in_boxes(circle_bounds(query.circle), exact=False)
-            distances = haversine_m(query.circle.lat, query.circle.lon, self._lat[slots], self._lon[slots])
-            inside = distances <= int(query.circle.radius_km * 1000)
-            slots, distances = slots[inside], distances[inside]
+            slots, distances = self.within_circle(
+                self._in_boxes(circle_bounds(query.circle), exact=False), query.circle
+            )
         elif query.bbox is not None:
             slots = self._in_boxes([query.bbox], exact=True)
         elif query.city is not None:
@@ -320,6 +320,19 @@ class MemoryIndex:
                 mask |= AMENITY_BITS[amenity]
             keep &= (self._amenities[slots] & mask) == mask
         return slots[keep], (None if distances is None else distances[keep])
+
+    def within_circle(self, slots: np.ndarray, circle: Circle) -> tuple[np.ndarray, np.ndarray]:
+        """The slots inside the circle (exact great-circle distance) and their distances in metres."""
+        distances = haversine_m(circle.lat, circle.lon, self._lat[slots], self._lon[slots])
+        inside = distances <= int(circle.radius_km * 1000)
+        return slots[inside], distances[inside]
+
+    def live_slots(self, property_ids: Iterable[str]) -> np.ndarray:
+        """Slots of the live properties among these ids (unknown ids are skipped)."""
+        known = self._property_slots
+        slots = np.unique(np.fromiter((known.get(uuid.UUID(i), -1) for i in property_ids), dtype=np.int64))
+        slots = slots[slots >= 0]
+        return slots[self._live[slots]]
 
     def _in_boxes(self, boxes: list[BoundingBox], *, exact: bool) -> np.ndarray:
         parts = []
