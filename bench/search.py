@@ -326,6 +326,105 @@ def _agreement(memory: MemoryIndex, typesense, queries: list[SearchQuery]) -> di
     return {"queries": len(queries), "identical": same, "rate": round(same / len(queries), 4), "examples": differing}
 
 
+def event_lag(holds: int) -> dict:
+    """Commit of a hold -> outbox relay -> NATS JetStream -> replica consumer -> index, on PostgreSQL."""
+    import psycopg
+
+    from staybook import migrate
+
+    name = f"staybook_bench_search_{os.getpid()}"
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        settings = Settings(
+            database_url=f"postgresql://postgres@127.0.0.1:5432/{name}",
+            nats_url="nats://127.0.0.1:4222",
+            bus_namespace="b" + uuid.uuid4().hex[:10],
+            run_worker_in_process=True,
+            log_level="WARNING",
+            search={"cache_seconds": 0},
+        )
+        migrate.upgrade(settings)
+        return asyncio.run(_event_lag(settings, holds))
+    finally:
+        with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def _event_lag(settings: Settings, holds: int) -> dict:
+    from asgi_lifespan import LifespanManager
+
+    from staybook.app import create_app
+    from staybook.catalog.models import Property, RoomType
+    from staybook.inventory import service as inventory
+    from staybook.search import service
+
+    app = create_app(settings)
+    async with LifespanManager(app, startup_timeout=60):
+        runtime = app.state.runtime
+        property_id, room_type_id = uuid.uuid4(), uuid.uuid4()
+        today = datetime.now(UTC).date()
+        async with runtime.db.unit_of_work() as uow:
+            uow.session.add(
+                Property(
+                    id=property_id,
+                    host_id=uuid.uuid4(),
+                    name="Lag Hotel",
+                    address="-",
+                    city="Berlin",
+                    country="DE",
+                    latitude=52.5,
+                    longitude=13.4,
+                    timezone="Europe/Berlin",
+                    currency="EUR",
+                )
+            )
+            await uow.session.flush()
+            uow.session.add(
+                RoomType(
+                    id=room_type_id,
+                    property_id=property_id,
+                    name="Double",
+                    max_guests=2,
+                    units=holds + 1,
+                    base_price_amount=10_000,
+                    currency="EUR",
+                )
+            )
+            await uow.session.flush()
+            await inventory.open_calendar(
+                uow,
+                property_id=property_id,
+                room_type_id=room_type_id,
+                total=holds + 1,
+                price_amount=10_000,
+                currency="EUR",
+                start=today,
+                days=30,
+            )
+        night = today + timedelta(days=5)
+
+        def free_units() -> int:
+            index = runtime.extensions[service.INDEX]
+            slot = index._room_type_slots.get(room_type_id)
+            return -1 if slot is None else int(index.units[slot, (night - index.origin).days]) & 0x7F
+
+        deadline = time.monotonic() + 30
+        # Polling is the measurement: the index has no change notification to wait on.
+        while free_units() != holds + 1 and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        lags = []
+        for n in range(holds):
+            async with runtime.db.unit_of_work() as uow:
+                await inventory.hold(uow, inventory.Stay(room_type_id, night, night + timedelta(days=1), 1))
+            committed = time.perf_counter()
+            while free_units() != holds - n and time.perf_counter() - committed < 10:  # noqa: ASYNC110
+                await asyncio.sleep(0.001)
+            lags.append(time.perf_counter() - committed)
+    return {"holds": holds, "lag_ms": percentiles(lags), "path": "PostgreSQL outbox -> relay -> NATS -> replica"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--properties", type=int, default=1_000_000)
@@ -365,6 +464,9 @@ def main() -> None:
     result["memory"] = memory
     result["typesense"] = typesense_phase(args.typesense_properties, origin, queries, args.seconds)
     print("typesense", result["typesense"])
+    result["event_lag"] = event_lag(50)
+    print("event lag", result["event_lag"])
+    result["load_average_at_end"] = os.getloadavg()
     result["notes"] = (
         "Library figures: one thread, one query at a time. HTTP: uvicorn with 2 workers (the API's workers) "
         "on this 2-core machine, the load generator sharing the cores; open loop at the stated rate, latency "
