@@ -293,6 +293,8 @@ def typesense_phase(count: int, origin: date, queries: list[SearchQuery], second
     from staybook.search.typesense import TypesenseIndex
 
     memory, _, properties = generate(count, origin)
+    gc.collect()
+    gc.freeze()
     with typesense_server() as url:
         index = TypesenseIndex.create(Settings(typesense_url=url, bus_namespace="bench"), memory)
         asyncio.run(index.put_properties(properties))
@@ -442,6 +444,7 @@ def main() -> None:
     del properties
     build_seconds = time.perf_counter() - started
     gc.collect()
+    gc.freeze()  # as the service does after a build
     queries = query_mix(places, today, 20_000)
     memory = {
         "build_seconds": round(build_seconds, 1),

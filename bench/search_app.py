@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import pickle
 from pathlib import Path
@@ -34,6 +35,8 @@ def create():
     async def lifespan(runtime):
         runtime.extensions[service.RANKER] = RatingRanker()
         runtime.extensions[service.INDEX] = load_snapshot(snapshot)
+        gc.collect()
+        gc.freeze()  # as the service does after a build
         yield
 
     service.lifespan = lifespan

@@ -49,8 +49,6 @@ from staybook.search.query import (
 )
 from staybook.search.rates import CurrencyRates
 
-CELL_DEGREES = 0.5
-_ROWS, _COLS = int(180 / CELL_DEGREES), int(360 / CELL_DEGREES)
 FREE_MASK = np.uint8(0x7F)
 RESTRICTED = np.uint8(0x80)
 AMENITY_BITS = {name: np.uint64(1 << bit) for bit, name in enumerate(AMENITIES)}
@@ -58,10 +56,44 @@ HISTOGRAM_BUCKETS = 10
 _EMPTY = np.zeros(0, dtype=np.int64)
 
 
-def cell_of(lat: np.ndarray | float, lon: np.ndarray | float):
-    row = np.clip(((np.asarray(lat) + 90.0) / CELL_DEGREES).astype(np.int64), 0, _ROWS - 1)
-    col = np.clip(((np.asarray(lon) + 180.0) / CELL_DEGREES).astype(np.int64), 0, _COLS - 1)
-    return row * _COLS + col
+class GeoGrid:
+    """Property slots bucketed by latitude/longitude cell, so a place query reads a few cells."""
+
+    def __init__(self, degrees: float) -> None:
+        self.degrees = degrees
+        self.rows, self.columns = round(180 / degrees), round(360 / degrees)
+        self.cells: dict[int, np.ndarray] = {}
+
+    def key(self, lat, lon):
+        row = np.clip(((np.asarray(lat) + 90.0) / self.degrees).astype(np.int64), 0, self.rows - 1)
+        column = np.clip(((np.asarray(lon) + 180.0) / self.degrees).astype(np.int64), 0, self.columns - 1)
+        return row * self.columns + column
+
+    def move(self, slot: int, old: int, new: int) -> None:
+        if old >= 0:
+            members = self.cells[old]
+            self.cells[old] = members[members != slot]
+        self.cells[new] = np.append(self.cells.get(new, _EMPTY), slot)
+
+    def fill(self, keys: np.ndarray) -> None:
+        """Buckets slots 0..len(keys)-1 in one sort (bulk loads)."""
+        order = np.argsort(keys, kind="stable")
+        starts = np.flatnonzero(np.r_[True, keys[order][1:] != keys[order][:-1]])
+        for start, end in zip(starts, np.r_[starts[1:], order.size], strict=True):
+            self.cells[int(keys[order[start]])] = order[start:end].astype(np.int64)
+
+    def slots_in(self, south: float, west: float, north: float, east: float) -> list[np.ndarray]:
+        """Slots in every cell touching the box (west <= east); a superset of the box's slots."""
+        row0, row1 = (int(v) for v in self.key(np.array([south, north]), np.array([west, west])) // self.columns)
+        column0, column1 = (int(v) for v in self.key(np.array([south, south]), np.array([west, east])) % self.columns)
+        found = []
+        for row in range(row0, row1 + 1):
+            base = row * self.columns
+            for column in range(column0, column1 + 1):
+                members = self.cells.get(base + column)
+                if members is not None and members.size:
+                    found.append(members)
+        return found
 
 
 def haversine_m(lat: float, lon: float, lats: np.ndarray, lons: np.ndarray) -> np.ndarray:
@@ -105,12 +137,15 @@ class MemoryIndex:
         self._live = np.zeros(capacity, dtype=bool)
         self._id_high = np.zeros(capacity, dtype=np.uint64)
         self._id_low = np.zeros(capacity, dtype=np.uint64)
-        self._cell = np.full(capacity, -1, dtype=np.int64)
+        self._cells = np.full((capacity, 2), -1, dtype=np.int64)  # key in the fine and the coarse grid
         self._room_types_of = np.full((capacity, 4), -1, dtype=np.int32)
         self._types: dict[str, int] = {}
-        self._grid: dict[int, np.ndarray] = {}
+        # Fine cells (~11 km) for city-sized places; coarse ones (~111 km) keep wide boxes to few lookups.
+        self._grids = (GeoGrid(0.1), GeoGrid(1.0))
         self._by_city: dict[str, set[int]] = defaultdict(set)  # "country|city" and "|city"
         self._postings: dict[str, set[int]] = defaultdict(set)
+        # Sorted-array views of the sets above, built on first read and dropped when a set changes.
+        self._arrays: dict[str, np.ndarray] = {}
         self._suggestions: list[tuple[str, str, int]] = []  # (folded label, kind, slot), sorted lazily
         self._suggestions_sorted = True
         # Room types and their nights.
@@ -148,7 +183,7 @@ class MemoryIndex:
             self._lat, self._lon = _grow(self._lat, rows, 0.0), _grow(self._lon, rows, 0.0)
             self._rating, self._type = _grow(self._rating, rows, -1), _grow(self._type, rows, 0)
             self._amenities, self._currency = _grow(self._amenities, rows, 0), _grow(self._currency, rows, 0)
-            self._live, self._cell = _grow(self._live, rows, False), _grow(self._cell, rows, -1)
+            self._live, self._cells = _grow(self._live, rows, False), _grow(self._cells, rows, -1)
             self._id_high, self._id_low = _grow(self._id_high, rows, 0), _grow(self._id_low, rows, 0)
             self._room_types_of = _grow(self._room_types_of, rows, -1)
         self._property_slots[property_id] = slot
@@ -164,18 +199,17 @@ class MemoryIndex:
     def _unindex_text(self, slot: int) -> None:
         for key in (f"{self._countries[slot]}|{fold(self._cities[slot])}", f"|{fold(self._cities[slot])}"):
             self._by_city[key].discard(slot)
+            self._arrays.pop("city:" + key, None)
         for token in set(tokens(self._names[slot]) + tokens(self._cities[slot])):
             self._postings[token].discard(slot)
+            self._arrays.pop("word:" + token, None)
 
-    def _move_cell(self, slot: int, cell: int) -> None:
-        old = int(self._cell[slot])
-        if old == cell:
-            return
-        if old >= 0:
-            members = self._grid[old]
-            self._grid[old] = members[members != slot]
-        self._grid[cell] = np.append(self._grid.get(cell, _EMPTY), slot)
-        self._cell[slot] = cell
+    def _place(self, slot: int, lat: float, lon: float) -> None:
+        for level, grid in enumerate(self._grids):
+            old, new = int(self._cells[slot, level]), int(grid.key(lat, lon))
+            if old != new:
+                grid.move(slot, old, new)
+                self._cells[slot, level] = new
 
     async def put_properties(self, records: Iterable[PropertyRecord]) -> None:
         for record in records:
@@ -197,12 +231,14 @@ class MemoryIndex:
         self._currency[slot] = self._currency_code(record.currency)
         self._live[slot] = record.active
         if place:
-            self._move_cell(slot, int(cell_of(record.latitude, record.longitude)))
+            self._place(slot, record.latitude, record.longitude)
         city = fold(record.city)
-        self._by_city[f"{self._countries[slot]}|{city}"].add(slot)
-        self._by_city[f"|{city}"].add(slot)
+        for key in (f"{self._countries[slot]}|{city}", f"|{city}"):
+            self._by_city[key].add(slot)
+            self._arrays.pop("city:" + key, None)
         for token in set(tokens(record.name) + tokens(record.city) + tokens(record.description)[:50]):
             self._postings[token].add(slot)
+            self._arrays.pop("word:" + token, None)
         self._suggestions.append((fold(record.name), "property", slot))
         if len(self._by_city[f"|{city}"]) == 1:
             self._suggestions.append((city, "city", slot))
@@ -304,7 +340,7 @@ class MemoryIndex:
         self._rating = np.full(capacity, -1, dtype=np.int16)
         self._type, self._currency = np.zeros(capacity, dtype=np.int16), np.zeros(capacity, dtype=np.int16)
         self._amenities = np.zeros(capacity, dtype=np.uint64)
-        self._live, self._cell = np.zeros(capacity, dtype=bool), np.full(capacity, -1, dtype=np.int64)
+        self._live, self._cells = np.zeros(capacity, dtype=bool), np.full((capacity, 2), -1, dtype=np.int64)
         self._id_high, self._id_low = np.zeros(capacity, dtype=np.uint64), np.zeros(capacity, dtype=np.uint64)
         self._room_types_of = np.full((capacity, 4), -1, dtype=np.int32)
         self._palette = np.asarray(palette, dtype=np.int64)
@@ -312,12 +348,10 @@ class MemoryIndex:
         for record in properties:
             self.put_property(record, place=False)
         # The grid in one sort instead of a million appends.
-        cells = cell_of(self._lat[: len(properties)], self._lon[: len(properties)])
-        self._cell[: len(properties)] = cells
-        order = np.argsort(cells, kind="stable")
-        starts = np.flatnonzero(np.r_[True, cells[order][1:] != cells[order][:-1]])
-        for start, end in zip(starts, np.r_[starts[1:], order.size], strict=True):
-            self._grid[int(cells[order[start]])] = order[start:end].astype(np.int64)
+        for level, grid in enumerate(self._grids):
+            keys = grid.key(self._lat[: len(properties)], self._lon[: len(properties)])
+            self._cells[: len(properties), level] = keys
+            grid.fill(keys)
         count = max(len(room_types), 1)
         self._owner, self._max_guests = np.zeros(count, dtype=np.int32), np.zeros(count, dtype=np.int16)
         self._room_type_live = np.zeros(count, dtype=bool)
@@ -341,12 +375,16 @@ class MemoryIndex:
         elif query.bbox is not None:
             slots = self._in_boxes([query.bbox], exact=True)
         elif query.city is not None:
-            slots = np.fromiter(self._by_city.get(f"{query.country or ''}|{query.city}", ()), dtype=np.int64)
+            slots = self._sorted("city:", self._by_city, f"{query.country or ''}|{query.city}")
+        elif query.text is not None:
+            # Text alone: start from the first word's postings, not from every property.
+            words = tokens(query.text)
+            postings = self._word_postings(words[0], last=len(words) == 1) if words else []
+            slots = np.unique(np.concatenate(postings)) if postings else _EMPTY
         else:
             slots = np.arange(count, dtype=np.int64)
         if query.text is not None:
-            matched = self.text_matches(query.text)
-            keep = np.isin(slots, matched)
+            keep = self.text_mask(slots, query.text)
             slots = slots[keep]
             distances = None if distances is None else distances[keep]
         keep = self._live[slots]
@@ -377,19 +415,14 @@ class MemoryIndex:
     def _in_boxes(self, boxes: list[BoundingBox], *, exact: bool) -> np.ndarray:
         parts = []
         for box in boxes:
-            west, east = (box.west, box.east) if box.west <= box.east else (box.west, 180.0)
-            spans = [(west, east)] if box.west <= box.east else [(box.west, 180.0), (-180.0, box.east)]
+            spans = [(box.west, box.east)] if box.west <= box.east else [(box.west, 180.0), (-180.0, box.east)]
             for west, east in spans:
-                row0, row1 = (int(c) for c in ((np.array([box.south, box.north]) + 90) / CELL_DEGREES))
-                col0, col1 = (int(c) for c in ((np.array([west, east]) + 180) / CELL_DEGREES))
-                for row in range(max(row0, 0), min(row1, _ROWS - 1) + 1):
-                    for col in range(max(col0, 0), min(col1, _COLS - 1) + 1):
-                        members = self._grid.get(row * _COLS + col)
-                        if members is not None and members.size:
-                            parts.append(members)
+                wide = (box.north - box.south) > 1.0 or (east - west) > 1.0
+                parts += self._grids[1 if wide else 0].slots_in(box.south, west, box.north, east)
         if not parts:
             return _EMPTY
-        slots = np.unique(np.concatenate(parts))
+        # Cells are disjoint and the boxes of one circle do not overlap: no de-duplication needed.
+        slots = np.concatenate(parts)
         if exact:
             box = boxes[0]
             lat, lon = self._lat[slots], self._lon[slots]
@@ -401,21 +434,30 @@ class MemoryIndex:
             slots = slots[inside]
         return slots
 
-    def text_matches(self, text: str) -> np.ndarray:
-        """Slots matching every word of `text` (name, city, description): exact, as a prefix
-        (the last word, while typing), or one typo away (words of five letters or more)."""
+    def _sorted(self, prefix: str, sets: dict[str, set[int]], key: str) -> np.ndarray:
+        found = self._arrays.get(prefix + key)
+        if found is None:
+            members = sets.get(key, ())
+            found = np.sort(np.fromiter(members, dtype=np.int64, count=len(members)))
+            self._arrays[prefix + key] = found
+        return found
+
+    def _word_postings(self, word: str, *, last: bool) -> list[np.ndarray]:
+        variants = [word] if word in self._postings else self._vocabulary_near(word, prefix=last)
+        return [p for p in (self._sorted("word:", self._postings, v) for v in variants) if p.size]
+
+    def text_mask(self, slots: np.ndarray, text: str) -> np.ndarray:
+        """Which slots match every word of `text` (name, city, description): exactly, as a prefix
+        (the last word, while typing) or one typo away (words of five letters or more)."""
         words = tokens(text)[:8]
-        result: set[int] | None = None
+        mask = np.full(slots.size, bool(words))
         for position, word in enumerate(words):
-            found = set(self._postings.get(word, ()))
-            if not found:
-                last = position == len(words) - 1
-                for candidate in self._vocabulary_near(word, prefix=last):
-                    found |= self._postings[candidate]
-            result = found if result is None else result & found
-            if not result:
-                break
-        return np.fromiter(result or (), dtype=np.int64)
+            hit = np.zeros(slots.size, dtype=bool)
+            for posting in self._word_postings(word, last=position == len(words) - 1):
+                at = np.minimum(np.searchsorted(posting, slots), posting.size - 1)
+                hit |= posting[at] == slots
+            mask &= hit
+        return mask
 
     def _vocabulary_near(self, word: str, *, prefix: bool) -> list[str]:
         near = []
