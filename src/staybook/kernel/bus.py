@@ -198,6 +198,7 @@ class NatsJetStreamBus:
         self.js = None
         self._contexts: list[str] = []
         self._pending_consumers: list[tuple] = []
+        self._pull_subscriptions: list = []
         self._tasks: list[asyncio.Task] = []
         self._closing = False
 
@@ -342,6 +343,7 @@ class NatsJetStreamBus:
             stream=self._stream(context),
             config=config,
         )
+        self._pull_subscriptions.append(subscription)
         task = asyncio.get_running_loop().create_task(
             self._pull_loop(subscription, handler), name=f"consume:{consumer}:{subject}"
         )
@@ -378,6 +380,12 @@ class NatsJetStreamBus:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        # A pull subscription whose fetch was cancelled mid-request can keep drain() waiting for its
+        # full timeout (30 s): unsubscribe them first, then drain what is left.
+        for subscription in self._pull_subscriptions:
+            with contextlib.suppress(Exception):
+                await subscription.unsubscribe()
+        self._pull_subscriptions.clear()
         if self.nc is not None:
             with contextlib.suppress(Exception):
                 await self.nc.drain()
