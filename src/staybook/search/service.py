@@ -23,7 +23,7 @@ import structlog
 from sqlalchemy import text
 
 from staybook.kernel.consumers import ReplicaSubscription
-from staybook.kernel.errors import InvalidInput
+from staybook.kernel.errors import InvalidInput, ServiceUnavailable
 from staybook.kernel.events import EventEnvelope
 from staybook.kernel.runtime import Runtime
 from staybook.search.index import (
@@ -59,6 +59,7 @@ class SearchState:
         self.rates = CurrencyRates(settings.search.rates or None)
         self.codec = CursorCodec(settings.secret_key.get_secret_value().encode())
         self.rebuilding: list[EventEnvelope] | None = None
+        self.build_error: str | None = None
         self.lock = asyncio.Lock()
 
 
@@ -303,23 +304,51 @@ async def lifespan(runtime: Runtime) -> AsyncIterator[None]:
     """Builds this process's index from the database, then keeps it current from events.
 
     Subscribes before reading the database so no event falls between the read and the
-    subscription; events received during the read are replayed onto the new index.
+    subscription; events received during the read are replayed onto the new index. If the
+    database cannot be read at start, the process still starts (readiness says why) and
+    keeps retrying in the background.
     """
     state = state_of(runtime)
     runtime.extensions.setdefault(RANKER, RatingRanker())
     runtime.extensions[INDEX] = new_index(runtime)
     state.rebuilding = []
     await runtime.consumers.start(replica_subscriptions(runtime))
-    await reindex(runtime, rebuild_documents=False)
-    runtime.add_ready_check("search", lambda: ready(runtime))
+    retrying = None
+    try:
+        await reindex(runtime, rebuild_documents=False)
+    except Exception as error:
+        log.warning("search index not built; retrying in the background", error_type=type(error).__name__)
+        state.build_error = f"{type(error).__name__}: {error}"
+        retrying = asyncio.get_running_loop().create_task(_build_until_done(runtime), name="search-build")
+    if retrying is not None or runtime.settings.search.backend == "typesense":
+        runtime.add_ready_check("search", lambda: ready(runtime))
     try:
         yield
     finally:
+        if retrying is not None:
+            retrying.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await retrying
         await runtime.extensions[INDEX].close()
 
 
+async def _build_until_done(runtime: Runtime) -> None:
+    state = state_of(runtime)
+    while state.build_error is not None:
+        await asyncio.sleep(2)
+        try:
+            await reindex(runtime, rebuild_documents=False)
+            state.build_error = None
+        except Exception as error:
+            state.build_error = f"{type(error).__name__}: {error}"
+
+
 async def ready(runtime: Runtime) -> None:
-    """The index answers: for Typesense, its collection holds every document the read model has."""
+    """The index answers everything it should: built from the database, and for Typesense its
+    collection holds every document the read model has."""
+    error = state_of(runtime).build_error
+    if error is not None:
+        raise ServiceUnavailable(f"search index not built yet ({error})")
     await runtime.extensions[INDEX].check_ready()
 
 
