@@ -249,6 +249,10 @@ def http_run(snapshot: Path, queries: list[SearchQuery], rate: float, seconds: f
         "127.0.0.1",
         "--workers",
         "2",
+        # Loading a 1M-property snapshot holds the GIL for a while; the default 5 s health check
+        # would kill and restart workers forever.
+        "--timeout-worker-healthcheck",
+        "600",
         "--loop",
         "uvloop",
         "--http",
@@ -454,6 +458,8 @@ def main() -> None:
         "library": library_run(index, queries, args.seconds),
     }
     print("memory library", memory)
+    result["memory"] = memory
+    write_result("search", result)  # after every phase: a cut-short run still leaves its figures
     snapshot = Path(tempfile.mkdtemp(prefix="staybook-search-bench-"))
     try:
         save_snapshot(index, snapshot)
@@ -461,12 +467,15 @@ def main() -> None:
         gc.collect()
         memory["http_uncached"] = http_run(snapshot, queries, args.rate, args.seconds, cache_seconds=0)
         print("memory http", memory["http_uncached"]["open_loop"])
+        write_result("search", result)
         memory["http_cached_1s"] = http_run(snapshot, queries[:2000], args.rate, args.seconds, cache_seconds=1)
     finally:
         shutil.rmtree(snapshot, ignore_errors=True)
     result["memory"] = memory
+    write_result("search", result)
     result["typesense"] = typesense_phase(args.typesense_properties, origin, queries, args.seconds)
     print("typesense", result["typesense"])
+    write_result("search", result)
     result["event_lag"] = event_lag(50)
     print("event lag", result["event_lag"])
     result["load_average_at_end"] = os.getloadavg()

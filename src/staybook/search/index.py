@@ -60,7 +60,6 @@ class NightState:
 class Matches:
     """Every property that answers a query (before paging), as columns a ranker can score."""
 
-    property_ids: list[uuid.UUID] | None  # filled lazily by rankers that need them
     totals: np.ndarray  # int64 stay total in the requested currency, minor units
     ratings: np.ndarray  # int16 tenths, -1 when unrated
     distances_m: np.ndarray | None  # int64 metres from the circle's centre, for circle queries

@@ -4,8 +4,8 @@ Layout (one row per property "slot", one row per room-type slot, one column per 
 
 - property columns: latitude, longitude, rating, type, amenity bitset (uint64), currency,
   live flag, and the property id split in two uint64s (a stable tie-break for sorting);
-- a 0.5-degree grid: cell -> array of property slots, so a city radius reads a few cells,
-  never the whole table;
+- two geo grids (0.1 degree, ~11 km, for city-sized places; 1 degree for wide boxes):
+  cell -> array of property slots, so a city radius reads a few cells, never the whole table;
 - `units[room_type, day]` (uint8): free units clamped to 127 (a closed night is 0), with
   the top bit set when the check-in night has a restriction (closed to arrival, min stay > 1)
   kept in a small dict — those are rare, so the matrix stays one byte per room-night;
@@ -334,7 +334,8 @@ class MemoryIndex:
         """Loads an empty index in one go: rows of `units`/`price_codes` follow `room_types`, days
         start at `origin`, codes index `palette` (code 0 = not on sale). Builders of large
         indexes (snapshots, the benchmark) use it; the per-record path costs ~30 µs a property."""
-        assert not self._property_ids, "bulk_load needs an empty index"
+        if self._property_ids:
+            raise ValueError("bulk_load needs an empty index")
         capacity = max(len(properties), 1)
         self._lat, self._lon = np.zeros(capacity), np.zeros(capacity)
         self._rating = np.full(capacity, -1, dtype=np.int16)
@@ -533,7 +534,7 @@ class MemoryIndex:
             keep &= in_currency <= query.price_max
         slots, room_types, totals, in_currency = slots[keep], room_types[keep], totals[keep], in_currency[keep]
         distances = None if distances is None else distances[keep]
-        matches = Matches(None, in_currency, self._rating[slots], distances)
+        matches = Matches(in_currency, self._rating[slots], distances)
         keys = self._sort_keys(query, ranker, matches)
         high, low = self._id_high[slots], self._id_low[slots]
         if query.after is not None:
