@@ -24,6 +24,7 @@ import os
 import pickle
 import random
 import shutil
+import subprocess
 import tempfile
 import time
 import uuid
@@ -265,8 +266,8 @@ def http_run(snapshot: Path, queries: list[SearchQuery], rate: float, seconds: f
     with Server(command, env=env, health_path="/healthz/live", startup_timeout=300) as server:
         # Both workers must have loaded the snapshot: warm up until every request answers 200.
         load(server.url, requests=specs[:500], rate=0, duration=5, connections=8)
-        ceiling = load(server.url, requests=specs, rate=0, duration=seconds, connections=32)
-        paced = load(server.url, requests=specs, rate=rate, duration=seconds, connections=64)
+        ceiling = _load_or_error(server.url, specs, rate=0, seconds=seconds, connections=32)
+        paced = _load_or_error(server.url, specs, rate=rate, seconds=seconds, connections=64)
         metrics = __import__("httpx").get(server.url + "/metrics", timeout=5).text
     return {
         "workers": 2,
@@ -275,6 +276,14 @@ def http_run(snapshot: Path, queries: list[SearchQuery], rate: float, seconds: f
         "open_loop": paced,
         "cache_hit_rate_one_worker": _hit_rate(metrics),
     }
+
+
+def _load_or_error(url: str, specs: list[dict], *, rate: float, seconds: float, connections: int) -> dict:
+    """A failed load run (an overloaded server, the client's own limits) is a result too."""
+    try:
+        return load(url, requests=specs, rate=rate, duration=seconds, connections=connections)
+    except subprocess.SubprocessError as error:
+        return {"error": type(error).__name__, "stderr": (getattr(error, "stderr", "") or "")[-800:]}
 
 
 def _hit_rate(metrics: str) -> float | None:
@@ -437,6 +446,7 @@ def main() -> None:
     parser.add_argument("--typesense-properties", type=int, default=100_000)
     parser.add_argument("--seconds", type=float, default=15, help="duration of each measured phase")
     parser.add_argument("--rate", type=float, default=2000, help="open-loop arrival rate over HTTP, searches/s")
+    parser.add_argument("--name", default="search", help="results file name under bench/results/")
     args = parser.parse_args()
     today = datetime.now(UTC).date()
     origin = today - timedelta(days=1)
@@ -459,23 +469,23 @@ def main() -> None:
     }
     print("memory library", memory)
     result["memory"] = memory
-    write_result("search", result)  # after every phase: a cut-short run still leaves its figures
+    write_result(args.name, result)  # after every phase: a cut-short run still leaves its figures
     snapshot = Path(tempfile.mkdtemp(prefix="staybook-search-bench-"))
     try:
         save_snapshot(index, snapshot)
         del index
         gc.collect()
         memory["http_uncached"] = http_run(snapshot, queries, args.rate, args.seconds, cache_seconds=0)
-        print("memory http", memory["http_uncached"]["open_loop"])
-        write_result("search", result)
+        print("memory http", memory["http_uncached"])
+        write_result(args.name, result)
         memory["http_cached_1s"] = http_run(snapshot, queries[:2000], args.rate, args.seconds, cache_seconds=1)
     finally:
         shutil.rmtree(snapshot, ignore_errors=True)
     result["memory"] = memory
-    write_result("search", result)
+    write_result(args.name, result)
     result["typesense"] = typesense_phase(args.typesense_properties, origin, queries, args.seconds)
     print("typesense", result["typesense"])
-    write_result("search", result)
+    write_result(args.name, result)
     result["event_lag"] = event_lag(50)
     print("event lag", result["event_lag"])
     result["load_average_at_end"] = os.getloadavg()
@@ -485,7 +495,7 @@ def main() -> None:
         "from scheduled send time. Typesense measured at a smaller size (stated) with availability from the "
         "in-process read model; agreement compares full result lists (limit 100) on the same data."
     )
-    path = write_result("search", result)
+    path = write_result(args.name, result)
     print(path)
 
 
