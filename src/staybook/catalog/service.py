@@ -919,7 +919,7 @@ async def seed_demo(runtime: Runtime, *, properties: int, seed: int) -> dict:
 
     Each property and room type announces itself (property.created, room_type.created) through the
     outbox like any other, so search indexes them; calendars are the inventory seeder's job
-    (docs/adr/0006-seeding-calendars-without-events.md).
+    (docs/adr/0008-seeding-calendars-without-events.md).
     """
     rng = random.Random(seed)
     demo_host = await _demo_host(runtime)

@@ -29,7 +29,7 @@ MAX_AMENITIES = 20
 EARTH_RADIUS_KM = 6371.0088
 
 # The amenity vocabulary guests can filter on. The catalog owns amenities; until it
-# publishes its vocabulary this list is the contract (docs/adr/0007-search-read-model.md).
+# publishes its vocabulary this list is the contract (docs/adr/0010-search-read-model.md).
 AMENITIES = (
     "wifi",
     "parking",

@@ -4,7 +4,7 @@ Typesense answers what it is good at — text with typo tolerance, geo radius, a
 type and rating — and returns candidate property ids. Dates, guests, stay prices,
 currency filters, sorting, facets and pages are then answered by the in-process
 availability read model (`MemoryIndex.answer`), because date availability in Typesense
-0.24 measured 100x slower (docs/adr/0007-search-read-model.md).
+0.24 measured 100x slower (docs/adr/0010-search-read-model.md).
 
 Documents live in a collection behind an alias: a rebuild imports into a new collection
 and switches the alias in one call, so queries never see a half-filled collection.
