@@ -785,7 +785,7 @@ async def seed_demo(runtime: Runtime, *, properties: int, seed: int) -> dict:
     """Opens the calendar of every room type that has none yet, for the horizon, in bulk.
 
     No inventory.changed per room type or night: a fresh calendar is fully open at the seeded
-    prices, and read models build from `nights()` or the next change (docs/adr/0006).
+    prices, and read models build from `nights()` or the next change (docs/adr/0008).
     """
     from rich.progress import Progress
 
