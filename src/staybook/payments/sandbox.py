@@ -95,6 +95,9 @@ class SandboxProvider:
             f"http://{settings.http_host}:{settings.http_port}/api/v1/payments/webhooks/sandbox"
         )
         self._background: set[asyncio.Task] = set()
+        # Where webhooks go when no client is given: a client of its own on `webhook_url`, or one
+        # set here (tests point it at an in-process app).
+        self.client: httpx.AsyncClient | None = None
 
     # ----------------------------------------------------------- the merchant's calls
 
@@ -251,6 +254,7 @@ class SandboxProvider:
     async def _post(self, client: httpx.AsyncClient | None, payload: dict) -> tuple[bool, str | None]:
         body = orjson.dumps(payload)
         headers = {"content-type": "application/json", SIGNATURE_HEADER: sign(self.secret, int(time.time()), body)}
+        client = client or self.client
         try:
             if client is not None:
                 response = await client.post("/api/v1/payments/webhooks/sandbox", content=body, headers=headers)
