@@ -196,24 +196,65 @@ class NatsJetStreamBus:
         self.ack_wait_seconds = ack_wait_seconds
         self.nc = None
         self.js = None
+        self._contexts: list[str] = []
+        self._pending_consumers: list[tuple] = []
         self._tasks: list[asyncio.Task] = []
         self._closing = False
 
     async def connect(self, contexts: Iterable[str]) -> None:
+        """Connects and creates the streams; if NATS is down, keeps trying in the background.
+
+        Meanwhile `ping` fails (readiness 503), publishing fails (events wait in the outbox)
+        and consumers are started once the connection is up.
+        """
+        self._contexts = [*contexts, DEAD_LETTER_CONTEXT]
+        try:
+            await self._connect_once()
+        except Exception as error:
+            log.warning(
+                "NATS unreachable; retrying in the background, events wait in the outbox",
+                error_type=type(error).__name__,
+                context={"url": self.url, "error": str(error)},
+            )
+            self._tasks.append(asyncio.get_running_loop().create_task(self._connect_until_up(), name="nats-connect"))
+
+    async def _connect_once(self) -> None:
         import nats
 
-        self.nc = await nats.connect(
+        nc = await nats.connect(
             self.url,
             name=self.name,
             connect_timeout=3,
+            allow_reconnect=True,
             max_reconnect_attempts=-1,
             reconnect_time_wait=1,
             error_cb=self._on_error,
             disconnected_cb=self._on_disconnect,
             reconnected_cb=self._on_reconnect,
         )
-        self.js = self.nc.jetstream(timeout=self.publish_timeout, publish_async_max_pending=20_000)
-        for context in [*contexts, DEAD_LETTER_CONTEXT]:
+        js = nc.jetstream(timeout=self.publish_timeout, publish_async_max_pending=20_000)
+        self.nc, self.js = nc, js
+        await self._ensure_streams()
+        pending, self._pending_consumers = self._pending_consumers, []
+        for consumer, subject, handler, durable in pending:
+            await self._start_consumer(consumer, subject, handler, durable)
+
+    async def _connect_until_up(self) -> None:
+        while not self._closing:
+            await asyncio.sleep(1)
+            try:
+                await self._connect_once()
+                log.info("NATS connected", context={"url": self.url})
+                return
+            except Exception as error:
+                if self.nc is not None:
+                    with contextlib.suppress(Exception):
+                        await self.nc.close()
+                    self.nc = self.js = None
+                log.warning("NATS still unreachable", error_type=type(error).__name__, context={"url": self.url})
+
+    async def _ensure_streams(self) -> None:
+        for context in self._contexts:
             await self._ensure_stream(context)
 
     def _wire(self, subject: str) -> str:
@@ -246,6 +287,11 @@ class NatsJetStreamBus:
 
     async def _on_reconnect(self) -> None:
         log.info("nats reconnected")
+        # A server that lost its store (or a new cluster member) needs the streams again.
+        try:
+            await self._ensure_streams()
+        except Exception as error:
+            log.warning("could not re-create streams after reconnect", error_type=type(error).__name__)
 
     async def ping(self) -> None:
         if self.nc is None or not self.nc.is_connected:
@@ -266,11 +312,19 @@ class NatsJetStreamBus:
             raise RuntimeError("JetStream acknowledged fewer messages than were published")
 
     async def publish_dead_letter(self, consumer: str, envelope: EventEnvelope, error: str) -> None:
+        if self.js is None:
+            raise ConnectionError("not connected to NATS")
         subject = f"{self.namespace}.{DEAD_LETTER_CONTEXT}.{re.sub(r'[^A-Za-z0-9_-]', '_', consumer)}"
         headers = {"Nats-Msg-Id": f"{consumer}:{envelope.id}", "Staybook-Error": error[:500]}
         await self.js.publish(subject, envelope.to_bytes(), headers=headers)
 
     async def consume(self, consumer: str, subject: str, handler: DeliveryHandler, *, durable: bool) -> None:
+        if self.js is None:
+            self._pending_consumers.append((consumer, subject, handler, durable))
+            return
+        await self._start_consumer(consumer, subject, handler, durable)
+
+    async def _start_consumer(self, consumer: str, subject: str, handler: DeliveryHandler, durable: bool) -> None:
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
         context = subject.split(".")[1]

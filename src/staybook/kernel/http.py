@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import structlog
+from starlette.exceptions import HTTPException
 
 from staybook.kernel import metrics
 from staybook.kernel.errors import problem_body
@@ -147,7 +148,7 @@ class BodySizeLimitMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise _BodyTooLarge
+                    raise _BodyTooLarge(limit)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -163,8 +164,11 @@ class BodySizeLimitMiddleware:
                 await _send_too_large(send, scope, limit)
 
 
-class _BodyTooLarge(Exception):
-    pass
+class _BodyTooLarge(HTTPException):
+    """An HTTPException so that body parsers re-raise it (FastAPI turns other errors into 400)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"The request body exceeds the {limit}-byte limit for this route.")
 
 
 async def _send_too_large(send: Send, scope: Scope, limit: int) -> None:

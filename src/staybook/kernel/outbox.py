@@ -66,20 +66,25 @@ class OutboxRelay:
                 EventEnvelope(r.id, r.subject, r.event_type, r.created_at, r.payload, r.headers or {}) for r in rows
             ]
             ids = [r.id for r in rows]
+            failure: Exception | None = None
             try:
                 await self.bus.publish_batch(envelopes)
             except Exception as error:
-                metrics.OUTBOX_PUBLISH_ERRORS.inc()
+                # Record the attempt and commit it; the rows stay unpublished for the next pass.
+                failure = error
                 await session.execute(
                     update(OutboxMessage)
                     .where(OutboxMessage.id.in_(ids))
                     .values(attempts=OutboxMessage.attempts + 1, last_error=f"{type(error).__name__}: {error}"[:2000])
                 )
-                raise
-            if self.after_publish_hook is not None:
-                await self.after_publish_hook(envelopes)
-            now = utcnow()
-            await session.execute(update(OutboxMessage).where(OutboxMessage.id.in_(ids)).values(published_at=now))
+            else:
+                if self.after_publish_hook is not None:
+                    await self.after_publish_hook(envelopes)
+                now = utcnow()
+                await session.execute(update(OutboxMessage).where(OutboxMessage.id.in_(ids)).values(published_at=now))
+        if failure is not None:
+            metrics.OUTBOX_PUBLISH_ERRORS.inc()
+            raise failure
         metrics.OUTBOX_PUBLISHED.inc(len(rows))
         for envelope in envelopes:
             metrics.OUTBOX_LAG.observe(max(0.0, (now - envelope.occurred_at).total_seconds()))

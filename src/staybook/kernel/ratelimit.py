@@ -50,7 +50,7 @@ def sliding_window(
     else:
         # When does previous * weight(t) + current + cost fall to the limit?
         needed_weight = (limit - current - cost) / previous
-        retry_ms = int(window_ms * (1 - needed_weight)) - (now_ms - window_start)
+        retry_ms = math.ceil(window_ms * (1 - needed_weight)) - (now_ms - window_start)
     return False, 0, max(1, retry_ms)
 
 
@@ -123,7 +123,7 @@ local retry
 if current + cost > limit or previous == 0 then
   retry = start + window - now
 else
-  retry = math.floor(window * (1 - (limit - current - cost) / previous)) - (now - start)
+  retry = math.ceil(window * (1 - (limit - current - cost) / previous)) - (now - start)
 end
 if retry < 1 then retry = 1 end
 return {0, 0, retry}

@@ -79,6 +79,8 @@ class Worker:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if self._tasks:
+            log.info("worker stopped")
         self._tasks.clear()
 
     async def run_forever(self) -> None:

@@ -1,0 +1,74 @@
+"""`/healthz/live` through the whole staybook stack vs a bare ASGI app on the same uvicorn.
+
+Both servers: one uvicorn worker (uvloop + httptools) pinned to CPU 0; the load generator
+runs on CPU 1. Closed loop gives saturation throughput; open loop at a fixed rate gives
+latency percentiles measured from the scheduled send time.
+
+    .venv/bin/python -m bench.healthz [--duration 10] [--rate 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+
+from bench.harness import Server, load, print_table, ratio, write_result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--duration", type=float, default=10)
+    parser.add_argument("--rate", type=float, default=2000, help="open-loop arrival rate, requests/s")
+    args = parser.parse_args()
+    uvicorn = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--port",
+        "{port}",
+        "--host",
+        "127.0.0.1",
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+    bare_cmd = [*uvicorn, "bench.bare_asgi:app"]
+    workdir = tempfile.mkdtemp(prefix="staybook-bench-")
+    staybook_cmd = [*uvicorn, "--factory", "staybook.app:create_app"]
+    env = {"STAYBOOK_DATABASE_URL": f"sqlite:///{workdir}/bench.db", "STAYBOOK_LOG_LEVEL": "WARNING"}
+    rows, figures = [], {}
+    for label, command in (("bare ASGI", bare_cmd), ("staybook /healthz/live", staybook_cmd)):
+        with Server(command, env=env, cpu=0) as server:
+            load(server.url, path="/healthz/live", rate=0, duration=2, cpu=1)  # warm-up
+            saturated = load(server.url, path="/healthz/live", rate=0, duration=args.duration, connections=32, cpu=1)
+            paced = load(
+                server.url, path="/healthz/live", rate=args.rate, duration=args.duration, connections=64, cpu=1
+            )
+        figures[label] = {"closed_loop": saturated, "open_loop": paced}
+        rows += [(f"{label} (closed loop)", saturated), (f"{label} @ {args.rate:.0f}/s", paced)]
+    print_table(rows)
+    throughput_ratio = ratio(
+        figures["staybook /healthz/live"]["closed_loop"]["throughput_rps"],
+        figures["bare ASGI"]["closed_loop"]["throughput_rps"],
+    )
+    print(f"\nstaybook / bare ASGI throughput ratio: {throughput_ratio}")
+    path = write_result(
+        "healthz",
+        {
+            "what": "/healthz/live through create_app (middleware, routing) vs bare ASGI, same uvicorn, 1 worker",
+            "ceiling": "bare ASGI app on uvicorn (uvloop, httptools), same run",
+            "open_loop_rate": args.rate,
+            "results": figures,
+            "ratio_to_ceiling": throughput_ratio,
+        },
+    )
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""`staybook demo` on a fresh directory: comes up with nothing configured and answers like production."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from bench.harness import free_port
+
+STAYBOOK = str(Path(sys.executable).parent / "staybook")
+
+
+@pytest.fixture
+def demo_server(tmp_path):
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STAYBOOK_")}
+    log = (tmp_path / "demo.log").open("w")
+    process = subprocess.Popen(
+        [STAYBOOK, "demo", "--port", str(port), "--data-dir", str(tmp_path / "demo"), "--properties", "20"],
+        cwd=tmp_path,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert process.poll() is None, (tmp_path / "demo.log").read_text()
+        try:
+            if httpx.get(url + "/healthz/ready", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    else:
+        process.kill()
+        pytest.fail("demo did not become ready:\n" + (tmp_path / "demo.log").read_text())
+    yield url, tmp_path / "demo.log"
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def test_demo_serves_health_metrics_openapi_and_problems(demo_server):
+    url, log = demo_server
+    with httpx.Client(base_url=url, timeout=10) as client:
+        assert client.get("/healthz/live").json() == {"status": "ok"}
+        ready = client.get("/healthz/ready").json()
+        assert ready["checks"]["database"] == "ok"
+        metrics = client.get("/metrics")
+        assert metrics.status_code == 200 and "staybook_http_requests_total" in metrics.text
+        spec = client.get("/openapi.json").json()
+        assert spec["info"]["title"] == "staybook"
+        assert client.get("/docs").status_code == 200
+        missing = client.get("/api/v1/no-such-thing")
+        assert missing.status_code == 404
+        assert missing.headers["content-type"] == "application/problem+json"
+        assert missing.json()["status"] == 404
+    printed = log.read_text()
+    assert f"staybook demo on {url}" in printed
+
+
+def test_check_reports_configuration_and_failing_connections(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STAYBOOK_")}
+    env |= {"STAYBOOK_DATABASE_URL": f"sqlite:///{tmp_path}/check.db", "STAYBOOK_SECRET_KEY": "s3cr3t-" + "x" * 30}
+    ok = subprocess.run([STAYBOOK, "check"], env=env, capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    assert "s3cr3t" not in ok.stdout and "ok     database (sqlite)" in ok.stdout
+    env["STAYBOOK_REDIS_URL"] = "redis://127.0.0.1:1/0"
+    failing = subprocess.run([STAYBOOK, "check"], env=env, capture_output=True, text=True, timeout=60)
+    assert failing.returncode == 1
+    assert "FAILED redis" in failing.stderr
