@@ -494,6 +494,15 @@ async def _authorise(runtime, provider, booking: Booking, payment, drive: _Drive
         reason = (charge.decline_code if charge else None) or "declined"
         await _fail(runtime, booking.id, AUTHORISING, payment, reason, drive, charge=charge)
         return True
+    if drive.mode == "live":
+        # Straight on to capture: no transaction in between. A crash here leaves step AUTHORISING,
+        # and recovery asks the provider (`find`) what happened, so nothing is lost by not recording it.
+        captured = await provider.capture(
+            charge.reference, amount=payment.amount, idempotency_key=f"{payment.id}:capture"
+        )
+        checkpoint("captured-at-provider")
+        await _finish_capture(runtime, booking.id, captured, payment, drive, expected=AUTHORISING, authorisation=charge)
+        return True
     async with runtime.db.unit_of_work() as uow:
         if charge is not None:
             await payments.record(uow, payment.id, "authorised", charge=charge)
@@ -531,20 +540,31 @@ async def _capture(runtime, provider, booking: Booking, payment, drive: _Drive) 
     return True
 
 
-async def _finish_capture(runtime, booking_id, charge: ChargeState | None, payment, drive: _Drive) -> None:
+async def _finish_capture(
+    runtime,
+    booking_id,
+    charge: ChargeState | None,
+    payment,
+    drive: _Drive,
+    *,
+    expected: str = CAPTURING,
+    authorisation: ChargeState | None = None,
+) -> None:
     """One transaction: payment captured, and booking confirmed (held -> booked) or refund scheduled."""
     async with runtime.db.unit_of_work() as uow:
         booking = await _lock(uow, booking_id)
+        if authorisation is not None:
+            await payments.record(uow, payment.id, "authorised", charge=authorisation)
         captured = await payments.record(uow, payment.id, "captured", charge=charge)
         if booking.status == "held":
             await inventory.confirm_hold(uow, stay_of(booking))
             _transition(uow, booking, "confirmed", "saga", "payment captured")
-            await _set_step(uow, booking_id, CAPTURING, CONFIRMED)
+            await _set_step(uow, booking_id, expected, CONFIRMED)
             uow.emit(BookingConfirmed(booking=snapshot(booking), payment_id=payment.id))
             answer = (200, _outcome(booking, captured, "confirmed", "Payment captured; the booking is confirmed."))
         else:
             # The hold ended while the money moved (expired by an operator, recovered late): give it back.
-            await _set_step(uow, booking_id, CAPTURING, REFUNDING)
+            await _set_step(uow, booking_id, expected, REFUNDING)
             answer = None
         if drive.mode == "live" and answer is not None:
             drive.answer = answer

@@ -152,7 +152,9 @@ class IdempotencyStore:
             "locked_until": now + self.lock,
             "expires_at": now + self.ttl,
         }
-        async with self.db.unit_of_work() as uow:
+        # The claim needs no WAL flush of its own: the business change that follows commits durably
+        # and flushes the WAL up to and including this claim; without that change a lost claim is harmless.
+        async with self.db.unit_of_work(flush_wal=False) as uow:
             insert = pg_insert if self.db.dialect == "postgresql" else sqlite_insert
             inserted = await uow.session.execute(
                 insert(IdempotencyKey).values(**row).on_conflict_do_nothing(index_elements=["scope", "key"])

@@ -90,6 +90,8 @@ class SandboxProvider:
         self.tolerance = settings.payments.webhook_tolerance_seconds
         self.timeout = settings.payments.provider_timeout_seconds
         self.latency = 0.0 if settings.payments.sandbox_instant else settings.payments.sandbox_latency_ms / 1000
+        # Instant mode also commits its ledger without waiting for the WAL flush: the sandbox stands in
+        # for a remote system whose durability is not staybook's to measure.
         self.webhooks = not settings.payments.sandbox_instant
         self.webhook_url = settings.payments.sandbox_webhook_url or (
             f"http://{settings.http_host}:{settings.http_port}/api/v1/payments/webhooks/sandbox"
@@ -159,7 +161,7 @@ class SandboxProvider:
         await asyncio.sleep(self.timeout * 2 if slow else 0)
         await self._network()
         now = utcnow()
-        async with self.db.unit_of_work() as uow:
+        async with self.db.unit_of_work(flush_wal=self.webhooks) as uow:
             existing = await uow.session.scalar(select(SandboxCharge).where(SandboxCharge.idempotency_key == key))
             if existing is not None:
                 return _state(existing)
@@ -183,7 +185,7 @@ class SandboxProvider:
         return _state(row)
 
     async def _move(self, reference: str, status: str, allowed_from: set[str], **amounts: int) -> ChargeState:
-        async with self.db.unit_of_work() as uow:
+        async with self.db.unit_of_work(flush_wal=self.webhooks) as uow:
             row = await uow.session.scalar(
                 select(SandboxCharge).where(SandboxCharge.reference == reference).with_for_update()
             )
