@@ -109,7 +109,8 @@ UPDATE room_nights SET held = held + 1
   WHERE room_type_id = (SELECT id FROM bench_room_types WHERE i = :i)
     AND night >= DATE '{start}' + :d AND night < DATE '{start}' + :d + 3
     AND total - held - booked >= 1 AND NOT closed;
-INSERT INTO bench_holds (room_type_id, check_in) VALUES ((SELECT id FROM bench_room_types WHERE i = :i), DATE '{start}' + :d);
+INSERT INTO bench_holds (room_type_id, check_in)
+  VALUES ((SELECT id FROM bench_room_types WHERE i = :i), DATE '{start}' + :d);
 END;
 """
 
@@ -253,6 +254,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     parser.add_argument("--variants", default="spread,hotspot")
+    parser.add_argument("--server-cpu", type=int, default=None, help="pin the server to this CPU")
+    parser.add_argument("--client-cpu", type=int, default=None, help="pin the load generator to this CPU")
     args = parser.parse_args()
 
     plain_url, async_url = fresh_database()
@@ -272,7 +275,8 @@ def main() -> None:
         "STAYBOOK_PAYMENTS__SANDBOX_INSTANT": "true",
         "STAYBOOK_BOOKING__HOLD_TTL_SECONDS": "600",
     }
-    os.sched_setaffinity(0, {1})
+    if args.client_cpu is not None:
+        os.sched_setaffinity(0, {args.client_cpu})
     try:
         import uvloop
 
@@ -281,7 +285,8 @@ def main() -> None:
         pass
     variants = {}
     command = staybook_command("serve", "--port", "{port}", "--workers", str(args.workers))
-    with Server(command, env=env, cpu=0 if args.workers == 1 else None) as server:
+    with Server(command, env=env, cpu=args.server_cpu) as server:
+        print(f"server pid {server.process.pid}", flush=True)
         for variant in args.variants.split(","):
             targets = room_types if variant == "spread" else room_types[:10]
             asyncio.run(drive(server.url, targets, tokens, rate=min(args.rate, 20), duration=3,
