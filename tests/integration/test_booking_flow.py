@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 
 from staybook.booking.models import BookingHistory
 from staybook.kernel.models import OutboxMessage
+from staybook.payments import service as payments
 from tests.bookings import START, hold_body, night_counts, seed_room_type
 from tests.conftest import bearer
 
@@ -91,23 +92,30 @@ async def test_hold_pay_confirm(db_settings, client_for):
         assert history == 3
 
 
-async def test_decline_releases_the_hold(db_settings, client_for):
+@pytest.mark.parametrize(
+    ("token", "reason"),
+    [
+        ("tok_decline", "card_declined"),
+        ("tok_insufficient_funds", "insufficient_funds"),
+        ("tok_provider_error", "provider error"),
+    ],
+)
+async def test_decline_releases_the_hold(token, reason, db_settings, client_for):
     headers = bearer(db_settings, "guest")
     async with client_for(db_settings) as client:
         runtime = client.app.state.runtime
         room = await seed_room_type(runtime, total=1)
-        booking = (
-            await client.post("/api/v1/bookings", json=hold_body(room["room_type_id"]), headers=headers | key())
-        ).json()
-        for token, reason in (("tok_insufficient_funds", "insufficient_funds"),):
-            paid = await client.post(
-                f"/api/v1/bookings/{booking['id']}/payment", json={"payment_method": token}, headers=headers | key()
-            )
-            assert paid.status_code == 402, paid.text
-            assert paid.json()["reason"] == reason
+        held = await client.post("/api/v1/bookings", json=hold_body(room["room_type_id"]), headers=headers | key())
+        booking = held.json()
+        paid = await client.post(
+            f"/api/v1/bookings/{booking['id']}/payment", json={"payment_method": token}, headers=headers | key()
+        )
+        assert paid.status_code == 402, paid.text
+        assert paid.json()["reason"].startswith(reason)
         assert (await night_counts(runtime, room["room_type_id"]))[START.isoformat()] == (1, 0, 0)
         state = await client.get(f"/api/v1/bookings/{booking['id']}", headers=headers)
         assert state.json()["status"] == "payment_failed"
+        assert (await payments.reconcile(runtime))["balanced"]
 
 
 async def test_idempotent_replay_and_mismatch(pg_settings, client_for):

@@ -450,12 +450,10 @@ async def _run(runtime: Runtime, booking_id: uuid.UUID, drive: _Drive) -> None:
                 await _record_answer(runtime, drive)
             return
         except ProviderError as error:
-            if step != AUTHORISING:
-                await _note_attempt(runtime, booking_id, str(error))
-                if drive.mode == "live":
-                    raise
-                return
-            await _fail(runtime, booking_id, AUTHORISING, payment, f"provider error: {error}", drive)
+            await _note_attempt(runtime, booking_id, str(error))
+            if drive.mode == "live":
+                raise
+            return
 
 
 async def _record_answer(runtime: Runtime, drive: _Drive) -> None:
@@ -478,9 +476,15 @@ async def _authorise(runtime, provider, booking: Booking, payment, drive: _Drive
     charge: ChargeState | None = None
     if payment.status == "pending":
         if drive.mode == "live":
-            charge = await provider.authorise(
-                token=drive.token, amount=payment.amount, currency=payment.currency, idempotency_key=str(payment.id)
-            )
+            try:
+                charge = await provider.authorise(
+                    token=drive.token, amount=payment.amount, currency=payment.currency, idempotency_key=str(payment.id)
+                )
+            except ProviderTimeout:
+                raise
+            except ProviderError as error:  # the provider refused to work: nothing was reserved
+                await _fail(runtime, booking.id, AUTHORISING, payment, f"provider error: {error}", drive)
+                return True
             checkpoint("authorised-at-provider")
         elif drive.mode == "recovery":
             charge = await provider.find(str(payment.id))
@@ -497,9 +501,16 @@ async def _authorise(runtime, provider, booking: Booking, payment, drive: _Drive
     if drive.mode == "live":
         # Straight on to capture: no transaction in between. A crash here leaves step AUTHORISING,
         # and recovery asks the provider (`find`) what happened, so nothing is lost by not recording it.
-        captured = await provider.capture(
-            charge.reference, amount=payment.amount, idempotency_key=f"{payment.id}:capture"
-        )
+        try:
+            captured = await provider.capture(
+                charge.reference, amount=payment.amount, idempotency_key=f"{payment.id}:capture"
+            )
+        except ProviderError:
+            # Money is reserved but not taken: record that, so a webhook or recovery captures or voids it.
+            async with runtime.db.unit_of_work() as uow:
+                await payments.record(uow, payment.id, "authorised", charge=charge)
+                await _set_step(uow, booking.id, AUTHORISING, CAPTURING)
+            raise
         checkpoint("captured-at-provider")
         await _finish_capture(runtime, booking.id, captured, payment, drive, expected=AUTHORISING, authorisation=charge)
         return True
