@@ -30,7 +30,7 @@ from datetime import timedelta
 import httpx
 import orjson
 import structlog
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from staybook.kernel.db import Database
 from staybook.kernel.orm import utcnow
@@ -43,6 +43,8 @@ log = structlog.get_logger("staybook.payments.sandbox")
 SIGNATURE_HEADER = "sandbox-signature"
 DECLINES = {"tok_decline": "card_declined", "tok_insufficient_funds": "insufficient_funds"}
 MAX_DELIVERY_ATTEMPTS = 12
+# How long a leased delivery stays invisible to other deliverers while it is being posted.
+LEASE = timedelta(seconds=30)
 
 
 def sign(secret: bytes, timestamp: int, body: bytes) -> str:
@@ -223,7 +225,12 @@ class SandboxProvider:
         task.add_done_callback(self._background.discard)
 
     async def deliver_pending(self, client: httpx.AsyncClient | None = None, *, limit: int = 50) -> int:
-        """Posts owed webhooks (signed) to the merchant; failures retry with exponential backoff."""
+        """Posts owed webhooks (signed) to the merchant; failures retry with exponential backoff.
+
+        The batch is leased in one short transaction (`next_attempt_at` pushed out, SKIP LOCKED so
+        several processes share the work) and posted with no transaction open: the receiver may be
+        this very process, writing to the same database (on SQLite, the one writer).
+        """
         delivered = 0
         try:
             async with self.db.unit_of_work() as uow:
@@ -237,18 +244,23 @@ class SandboxProvider:
                     )
                 ).all()
                 for row in rows:
-                    ok, error = await self._post(client, row.payload)
-                    row.attempts += 1
-                    if ok:
-                        row.delivered_at = utcnow()
-                        delivered += 1
-                    else:
-                        row.last_error = error
-                        backoff = min(600, 2**row.attempts)
-                        row.next_attempt_at = utcnow() + timedelta(seconds=backoff)
-                        if row.attempts >= MAX_DELIVERY_ATTEMPTS:
-                            row.delivered_at = utcnow()
-                            log.warning("sandbox webhook abandoned", context={"event_id": row.id, "error": error})
+                    row.next_attempt_at = utcnow() + LEASE
+            for row in rows:
+                ok, error = await self._post(client, row.payload)
+                attempts = row.attempts + 1
+                values: dict = {"attempts": attempts, "last_error": error}
+                if ok:
+                    values["delivered_at"] = utcnow()
+                    delivered += 1
+                elif attempts >= MAX_DELIVERY_ATTEMPTS:
+                    values["delivered_at"] = utcnow()
+                    log.warning("sandbox webhook abandoned", context={"event_id": row.id, "error": error})
+                else:
+                    values["next_attempt_at"] = utcnow() + timedelta(seconds=min(600, 2**attempts))
+                async with self.db.unit_of_work() as uow:
+                    await uow.session.execute(
+                        update(SandboxWebhook).where(SandboxWebhook.id == row.id).values(**values)
+                    )
         except Exception as error:  # the sandbox's own trouble must not break the caller's request
             log.warning("sandbox webhook delivery failed", error_type=type(error).__name__, message=str(error))
         return delivered

@@ -23,7 +23,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from staybook.kernel.db import UnitOfWork
 from staybook.kernel.errors import Conflict, NotFound, StaybookError
 from staybook.kernel.orm import new_id, utcnow
-from staybook.kernel.runtime import Runtime
+from staybook.kernel.runtime import PeriodicJob, Runtime
 from staybook.payments.events import (
     PaymentAuthorised,
     PaymentCaptured,
@@ -328,3 +328,12 @@ async def reconcile(runtime: Runtime) -> dict:
         "mismatches": mismatches,
         "balanced": not mismatches and captured_ours == captured_theirs and refunded_ours == refunded_theirs,
     }
+
+
+async def _retry_sandbox_webhooks(runtime: Runtime) -> None:
+    active = provider(runtime)
+    if isinstance(active, SandboxProvider) and active.webhooks:
+        await active.deliver_pending()
+
+
+JOBS = [PeriodicJob("payments.sandbox-webhooks", 2, _retry_sandbox_webhooks)]
