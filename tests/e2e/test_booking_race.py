@@ -27,7 +27,7 @@ pytestmark = pytest.mark.e2e
 
 
 async def _post_alone(url: str, body: dict, headers: dict) -> httpx.Response:
-    async with httpx.AsyncClient(base_url=url, timeout=60) as client:  # one connection per guest
+    async with httpx.AsyncClient(base_url=url, timeout=300) as client:  # one connection per guest
         return await client.post("/api/v1/bookings", json=body, headers=headers)
 
 
