@@ -231,9 +231,13 @@ async def place_hold(runtime: Runtime, principal: Principal, request: HoldReques
             raise InvalidInput(
                 f"At most {facts.max_guests * request.units} guests for {request.units} room(s)", field="body.guests"
             )
-        nights = await inventory.hold(
-            uow, Stay(request.room_type_id, request.check_in, request.check_out, request.units)
-        )
+        stay = Stay(request.room_type_id, request.check_in, request.check_out, request.units)
+        # Everything that does not need the held rows is written BEFORE the hold: the hold's row
+        # locks are then kept for the fewest statements (hot room types queue on those locks).
+        quoted = {
+            n.night: n.price
+            for n in await inventory.nights(uow.session, stay.room_type_id, stay.check_in, stay.check_out)
+        }
         now = utcnow()
         booking = Booking(
             id=new_id(),
@@ -250,22 +254,32 @@ async def place_hold(runtime: Runtime, principal: Principal, request: HoldReques
             check_out=request.check_out,
             units=request.units,
             guests=request.guests,
-            total_amount=sum(n.price for n in nights) * request.units,
             currency=facts.currency,
-            nightly_prices=[{"night": n.night.isoformat(), "amount": n.price} for n in nights],
             cancellation_policy=facts.cancellation_policy,
             expires_at=now + ttl,
             created_at=now,
             updated_at=now,
         )
+        _price(booking, [(night, quoted.get(night, 0)) for night in stay.nights])
         uow.session.add(booking)
         uow.session.add(BookingSaga(booking_id=booking.id, step=HELD, attempts=0, updated_at=now))
         _history(uow, booking, None, f"guest:{principal.user_id}", "hold placed")
+        await uow.session.flush()
+        held = await inventory.hold(uow, stay)
+        if any(quoted.get(n.night) != n.price for n in held):  # a price changed between the read and the hold
+            _price(booking, [(n.night, n.price) for n in held])
+            await uow.session.flush()
         uow.emit(BookingHeld(booking=snapshot(booking)))
         body = present(booking)
         if claim is not None:
             await claim.record(uow.session, 201, body)
     return body
+
+
+def _price(booking: Booking, nightly: list[tuple[date, int]]) -> None:
+    """The booking's price: the held nights' prices (per unit) times the units."""
+    booking.nightly_prices = [{"night": night.isoformat(), "amount": amount} for night, amount in nightly]
+    booking.total_amount = sum(amount for _, amount in nightly) * booking.units
 
 
 # ------------------------------------------------------------------ reads
