@@ -28,6 +28,7 @@ import tempfile
 import time
 import uuid
 from datetime import date, timedelta
+from pathlib import Path
 
 import numpy as np
 import psycopg
@@ -246,6 +247,13 @@ async def drive(url: str, room_types: list[str], tokens: list[str], *, rate: flo
 # ------------------------------------------------------------------ main
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (from /proc), to measure cost per booking under
+    contention: on a shared machine throughput says how much CPU we were given, this says what we need."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rate", type=float, default=100, help="booking flows started per second (open loop)")
@@ -296,8 +304,17 @@ def main() -> None:
             targets = room_types if variant == "spread" else room_types[:10]
             asyncio.run(drive(server.url, targets, tokens, rate=min(args.rate, 20), duration=3,
                               connections=args.connections, seed_value=1))  # warm-up
+            cpu_before = cpu_seconds(server.process.pid)
             figures = asyncio.run(drive(server.url, targets, tokens, rate=args.rate, duration=args.duration,
                                         connections=args.connections, seed_value=2))
+            used = cpu_seconds(server.process.pid) - cpu_before
+            per_booking = 1000 * used / max(1, figures["confirmed"])
+            figures["server_cpu"] = {
+                "seconds": round(used, 2),
+                "share_of_one_core": round(used / figures["duration_s"], 2),
+                "ms_per_confirmed_booking": round(per_booking, 2),
+                "confirmed_per_s_per_dedicated_core": round(1000 / per_booking, 1),
+            }
             figures["room_types"] = len(targets)
             variants[variant] = figures
             lat = figures["latency_ms"]
@@ -305,7 +322,7 @@ def main() -> None:
                   f"hold p50/p99/p99.9 {lat['hold']['p50']}/{lat['hold']['p99']}/{lat['hold']['p99.9']} ms; "
                   f"pay {lat['pay_and_confirm']['p50']}/{lat['pay_and_confirm']['p99']}/"
                   f"{lat['pay_and_confirm']['p99.9']} ms; end-to-end p99 {lat['end_to_end']['p99']} ms; "
-                  f"errors {figures['errors']}; {figures['statuses']}")
+                  f"errors {figures['errors']}; {figures['statuses']}; server CPU {figures['server_cpu']}")
     best = max(v["confirmed_per_s"] for v in variants.values())
     result = write_result(
         "booking",
