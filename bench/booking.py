@@ -144,11 +144,18 @@ def pgbench(url: str, count: int, *, clients: int = 8, seconds: int = 10) -> dic
 class Connection:
     """Raw HTTP/1.1 keep-alive connection that returns status and body (the flow needs the booking id)."""
 
+    # uvicorn closes keep-alive connections idle for 5 s; reopen before that instead of failing.
+    MAX_IDLE_S = 4.0
+
     def __init__(self, host: str, port: int) -> None:
         self.host, self.port = host, port
         self.reader = self.writer = None
+        self.last_used = 0.0
 
     async def request(self, method: str, path: str, headers: dict, body: bytes) -> tuple[int, bytes]:
+        if self.writer is not None and time.perf_counter() - self.last_used > self.MAX_IDLE_S:
+            self.writer.close()
+            self.writer = None
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         head = f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nContent-Type: application/json\r\n"
@@ -157,7 +164,9 @@ class Connection:
         response = await self.reader.readuntil(b"\r\n\r\n")
         status = int(response[9:12])
         length = int(re.search(rb"(?i)content-length: *(\d+)", response).group(1))
-        return status, await self.reader.readexactly(length)
+        payload = await self.reader.readexactly(length)
+        self.last_used = time.perf_counter()
+        return status, payload
 
 
 async def drive(url: str, room_types: list[str], tokens: list[str], *, rate: float, duration: float,
