@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,19 +37,22 @@ class Server:
             "STAYBOOK_PAYMENTS__SANDBOX_INSTANT": "true",
             **(env or {}),
         }
+        # Logs go to a file: an unread pipe fills up (64 KB) and then blocks the server mid-request.
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tests.faults", "serve", "--port", str(self.port)],
             cwd=ROOT,
             env=environment,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
         )
 
     def wait_ready(self, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"server exited: {self.process.stderr.read().decode()[-3000:]}")
+                self.log.seek(0)
+                raise RuntimeError(f"server exited: {self.log.read().decode()[-3000:]}")
             try:
                 if httpx.get(self.url + "/healthz/live", timeout=1).status_code == 200:
                     return
