@@ -1,1 +1,98 @@
 """Request and response models of the booking context."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import date, datetime
+
+from pydantic import BaseModel, Field, field_validator
+
+from staybook.kernel.schemas import Money, Schema
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# A payment method is the provider's token; anything that looks like a card number is refused
+# here so it is never logged or stored (PCI scope stays with the provider).
+_TOKEN = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{2,99}$")
+
+
+class GuestDetails(Schema):
+    name: str = Field(..., min_length=1, max_length=200)
+    email: str = Field(..., max_length=254)
+    phone: str | None = Field(None, max_length=32)
+    locale: str = Field("en", max_length=16)
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str) -> str:
+        if not _EMAIL.match(value):
+            raise ValueError("not an email address")
+        return value.lower()
+
+
+class HoldRequest(Schema):
+    room_type_id: uuid.UUID
+    check_in: date
+    check_out: date
+    guests: int = Field(..., ge=1, le=50)
+    units: int = Field(1, ge=1, le=20)
+    guest: GuestDetails
+
+
+class PaymentRequest(Schema):
+    payment_method: str = Field(..., description="A token from the payment provider, e.g. tok_success")
+
+    @field_validator("payment_method")
+    @classmethod
+    def _token(cls, value: str) -> str:
+        if not _TOKEN.match(value):
+            raise ValueError("must be a payment provider token (card numbers are never accepted)")
+        return value
+
+
+class CancelRequest(Schema):
+    reason: str | None = Field(None, max_length=500)
+
+
+class NightPrice(BaseModel):
+    night: date
+    amount: int
+
+
+class PaymentSummary(BaseModel):
+    payment_id: uuid.UUID
+    status: str
+    amount: Money
+    refunded: Money
+
+
+class BookingOut(BaseModel):
+    id: uuid.UUID
+    reference: str
+    status: str
+    guest_user_id: uuid.UUID
+    guest: dict
+    host_id: uuid.UUID
+    property: dict
+    room_type: dict
+    check_in: date
+    check_out: date
+    nights: int
+    units: int
+    guests: int
+    total: Money
+    price_breakdown: list[NightPrice]
+    cancellation_policy: str
+    expires_at: datetime | None
+    payment_id: uuid.UUID | None
+    refund: Money | None
+    cancelled_by: str | None
+    failure_reason: str | None
+    created_at: datetime
+
+
+class PaymentOutcome(BaseModel):
+    booking: BookingOut
+    payment: PaymentSummary | None
+    outcome: str = Field(..., description="confirmed | payment_failed | pending | refunded")
+    detail: str

@@ -1,1 +1,782 @@
-"""Use cases of the booking context: commands in, events out."""
+"""Use cases of the booking context: hold, pay (the saga), cancel, expire, recover.
+
+Every state change of a booking is one unit of work that also writes its history
+row, its saga step and its outbox event. Payment calls happen between units of
+work, never inside one (docs/booking-saga.md): record the intent, call the
+provider, apply the result in a new transaction, compensate when the booking can
+no longer be honoured. A crash between any two steps leaves a saga step the
+recovery pass (`recover`) finishes or undoes.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import structlog
+from sqlalchemy import select, update
+
+from staybook.booking import policy
+from staybook.booking.events import (
+    BookingCancelled,
+    BookingConfirmed,
+    BookingExpired,
+    BookingHeld,
+    BookingPaymentFailed,
+    BookingSnapshot,
+)
+from staybook.booking.models import Booking, BookingHistory, BookingSaga
+from staybook.booking.ports import SqlStayCatalog, StayCatalog
+from staybook.booking.schemas import BookingOut, HoldRequest, PaymentOutcome, PaymentSummary
+from staybook.inventory import service as inventory
+from staybook.inventory.service import Stay
+from staybook.kernel.db import UnitOfWork
+from staybook.kernel.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    StaybookError,
+    UpstreamError,
+    problem_body,
+)
+from staybook.kernel.idempotency import Claim
+from staybook.kernel.orm import new_id, utcnow
+from staybook.kernel.runtime import PeriodicJob, Runtime
+from staybook.kernel.security import Principal
+from staybook.payments import service as payments
+from staybook.payments.provider import ChargeState, ProviderError, ProviderTimeout
+
+log = structlog.get_logger("staybook.booking")
+audit = structlog.get_logger("staybook.audit")
+
+catalog: StayCatalog = SqlStayCatalog()
+
+# Saga steps (docs/booking-saga.md). Terminal steps need nothing more from anyone.
+HELD, AUTHORISING, CAPTURING, VOIDING, REFUNDING, CANCEL_REFUNDING = (
+    "held",
+    "authorising",
+    "capturing",
+    "voiding",
+    "refunding",
+    "cancel_refunding",
+)
+CONFIRMED, FAILED, COMPENSATED, EXPIRED, CANCELLED = "confirmed", "failed", "compensated", "expired", "cancelled"
+IN_FLIGHT = (AUTHORISING, CAPTURING, VOIDING, REFUNDING, CANCEL_REFUNDING)
+
+_REFERENCE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+
+# A seam for the crash tests: called with the name of each saga point between a provider
+# call and its transaction. Production never sets it; tests/faults.py installs a kill -9.
+checkpoint_hook: Callable[[str], None] | None = None
+
+
+def checkpoint(name: str) -> None:
+    if checkpoint_hook is not None:
+        checkpoint_hook(name)
+
+
+class HoldExpired(Conflict):
+    code, title = "hold-expired", "The hold on this booking has expired"
+
+
+class PaymentDeclined(StaybookError):
+    status, code, title = 402, "payment-declined", "Payment declined"
+
+
+class _StepTaken(Exception):
+    """Another process advanced the saga first; the caller reloads and carries on from there."""
+
+
+# ------------------------------------------------------------------ presentation
+
+
+def stay_of(booking: Booking) -> Stay:
+    return Stay(booking.room_type_id, booking.check_in, booking.check_out, booking.units)
+
+
+def snapshot(booking: Booking) -> BookingSnapshot:
+    return BookingSnapshot(
+        booking_id=booking.id,
+        reference=booking.reference,
+        status=booking.status,
+        guest_user_id=booking.guest_user_id,
+        guest=booking.guest,
+        host_id=booking.host_id,
+        property=booking.property,
+        room_type={"room_type_id": str(booking.room_type_id), "name": booking.room_type_name},
+        check_in=booking.check_in.isoformat(),
+        check_out=booking.check_out.isoformat(),
+        nights=(booking.check_out - booking.check_in).days,
+        units=booking.units,
+        guests=booking.guests,
+        total={"amount": booking.total_amount, "currency": booking.currency},
+        expires_at=booking.expires_at.isoformat() if booking.status == "held" else None,
+        cancellation_policy=booking.cancellation_policy,
+    )
+
+
+def present(booking: Booking) -> dict:
+    """The booking as the API shows it (JSON-ready; also what idempotent replays return)."""
+    money = {"currency": booking.currency}
+    return BookingOut(
+        id=booking.id,
+        reference=booking.reference,
+        status=booking.status,
+        guest_user_id=booking.guest_user_id,
+        guest=booking.guest,
+        host_id=booking.host_id,
+        property=booking.property,
+        room_type={"room_type_id": str(booking.room_type_id), "name": booking.room_type_name},
+        check_in=booking.check_in,
+        check_out=booking.check_out,
+        nights=(booking.check_out - booking.check_in).days,
+        units=booking.units,
+        guests=booking.guests,
+        total={"amount": booking.total_amount, **money},
+        price_breakdown=booking.nightly_prices,
+        cancellation_policy=booking.cancellation_policy,
+        expires_at=booking.expires_at if booking.status == "held" else None,
+        payment_id=booking.payment_id,
+        refund={"amount": booking.refund_amount, **money} if booking.refund_amount is not None else None,
+        cancelled_by=booking.cancelled_by,
+        failure_reason=booking.failure_reason,
+        created_at=booking.created_at,
+    ).model_dump(mode="json")
+
+
+def _outcome(booking: Booking, payment: payments.PaymentView | None, outcome: str, detail: str) -> dict:
+    summary = None
+    if payment is not None:
+        summary = PaymentSummary(
+            payment_id=payment.id,
+            status=payment.status,
+            amount={"amount": payment.amount, "currency": payment.currency},
+            refunded={"amount": payment.refunded_amount, "currency": payment.currency},
+        )
+    return PaymentOutcome(booking=present(booking), payment=summary, outcome=outcome, detail=detail).model_dump(
+        mode="json"
+    )
+
+
+def _history(uow: UnitOfWork, booking: Booking, from_status: str | None, actor: str, reason: str | None) -> None:
+    uow.session.add(
+        BookingHistory(
+            id=new_id(),
+            booking_id=booking.id,
+            from_status=from_status,
+            to_status=booking.status,
+            actor=actor,
+            reason=reason,
+            at=utcnow(),
+        )
+    )
+    audit.info(
+        "booking status changed",
+        booking_id=str(booking.id),
+        context={"from": from_status, "to": booking.status, "actor": actor, "reason": reason},
+    )
+
+
+def _transition(uow: UnitOfWork, booking: Booking, wanted: str, actor: str, reason: str | None = None) -> None:
+    before = booking.status
+    booking.status = policy.next_status(before, wanted)
+    booking.updated_at = utcnow()
+    _history(uow, booking, before, actor, reason)
+
+
+async def _set_step(uow: UnitOfWork, booking_id: uuid.UUID, expected: str, step: str, **values) -> None:
+    """Guarded step change: exactly one of two racing processes moves the saga on."""
+    result = await uow.session.execute(
+        update(BookingSaga)
+        .where(BookingSaga.booking_id == booking_id, BookingSaga.step == expected)
+        .values(step=step, updated_at=utcnow(), **values)
+    )
+    if result.rowcount != 1:
+        raise _StepTaken()
+
+
+# ------------------------------------------------------------------ hold
+
+
+def validate_stay(request: HoldRequest, *, today: date, max_nights: int) -> None:
+    """Refuses stays the calendar should never see: backwards, in the past, too long."""
+    if request.check_out <= request.check_in:
+        raise InvalidInput("check_out must be after check_in", field="body.check_out")
+    if request.check_in < today:
+        raise InvalidInput("check_in is in the past", field="body.check_in")
+    if (request.check_out - request.check_in).days > max_nights:
+        raise InvalidInput(f"stays are limited to {max_nights} nights", field="body.check_out")
+
+
+async def place_hold(runtime: Runtime, principal: Principal, request: HoldRequest, claim: Claim | None) -> dict:
+    """Holds the nights and creates the booking (status held), in ONE unit of work with its events.
+
+    Raises NightsUnavailable (409, naming the nights) when any night lacks the units.
+    """
+    ttl = timedelta(seconds=runtime.settings.booking.hold_ttl_seconds)
+    async with runtime.db.unit_of_work() as uow:
+        facts = await catalog.room_type(uow.session, request.room_type_id)
+        if facts is None:
+            raise NotFound(f"No room type {request.room_type_id}")
+        if not facts.bookable:
+            raise InvalidInput("This room type is no longer bookable", field="body.room_type_id")
+        today = datetime.now(ZoneInfo(facts.timezone)).date()
+        validate_stay(request, today=today, max_nights=runtime.settings.inventory.max_stay_nights)
+        if request.guests > facts.max_guests * request.units:
+            raise InvalidInput(
+                f"At most {facts.max_guests * request.units} guests for {request.units} room(s)", field="body.guests"
+            )
+        stay = Stay(request.room_type_id, request.check_in, request.check_out, request.units)
+        # Everything that does not need the held rows is written BEFORE the hold: the hold's row
+        # locks are then kept for the fewest statements (hot room types queue on those locks).
+        quoted = {
+            n.night: n.price
+            for n in await inventory.nights(uow.session, stay.room_type_id, stay.check_in, stay.check_out)
+        }
+        now = utcnow()
+        booking = Booking(
+            id=new_id(),
+            reference="SB" + "".join(secrets.choice(_REFERENCE_ALPHABET) for _ in range(8)),
+            status="held",
+            guest_user_id=principal.user_id,
+            guest=request.guest.model_dump(mode="json"),
+            host_id=facts.host_id,
+            property_id=facts.property_id,
+            property=facts.property_snapshot(),
+            room_type_id=facts.room_type_id,
+            room_type_name=facts.room_type_name,
+            check_in=request.check_in,
+            check_out=request.check_out,
+            units=request.units,
+            guests=request.guests,
+            currency=facts.currency,
+            cancellation_policy=facts.cancellation_policy,
+            expires_at=now + ttl,
+            created_at=now,
+            updated_at=now,
+        )
+        _price(booking, [(night, quoted.get(night, 0)) for night in stay.nights])
+        uow.session.add(booking)
+        uow.session.add(BookingSaga(booking_id=booking.id, step=HELD, attempts=0, updated_at=now))
+        _history(uow, booking, None, f"guest:{principal.user_id}", "hold placed")
+        await uow.session.flush()
+        held = await inventory.hold(uow, stay)
+        if any(quoted.get(n.night) != n.price for n in held):  # a price changed between the read and the hold
+            _price(booking, [(n.night, n.price) for n in held])
+            await uow.session.flush()
+        uow.emit(BookingHeld(booking=snapshot(booking)))
+        body = present(booking)
+        if claim is not None:
+            await claim.record(uow.session, 201, body)
+    return body
+
+
+def _price(booking: Booking, nightly: list[tuple[date, int]]) -> None:
+    """The booking's price: the held nights' prices (per unit) times the units."""
+    booking.nightly_prices = [{"night": night.isoformat(), "amount": amount} for night, amount in nightly]
+    booking.total_amount = sum(amount for _, amount in nightly) * booking.units
+
+
+# ------------------------------------------------------------------ reads
+
+
+async def _visible(runtime: Runtime, principal: Principal, booking_id: uuid.UUID) -> Booking:
+    async with runtime.db.session() as session:
+        booking = await session.get(Booking, booking_id)
+    if booking is None or not _may_see(principal, booking):
+        raise NotFound(f"No booking {booking_id}")
+    return booking
+
+
+def _may_see(principal: Principal, booking: Booking) -> bool:
+    return principal.is_admin or principal.user_id in (booking.guest_user_id, booking.host_id)
+
+
+async def get_booking(runtime: Runtime, principal: Principal, booking_id: uuid.UUID) -> dict:
+    """The booking, for its guest, the property's host or an admin (404 for anyone else)."""
+    return present(await _visible(runtime, principal, booking_id))
+
+
+async def list_for_guest(runtime: Runtime, principal: Principal, *, cursor: uuid.UUID | None, limit: int) -> dict:
+    """The principal's own bookings, newest first, cursor-paginated."""
+    query = select(Booking).where(Booking.guest_user_id == principal.user_id)
+    return await _page(runtime, query, cursor, limit)
+
+
+async def list_for_host(
+    runtime: Runtime,
+    principal: Principal,
+    *,
+    property_id: uuid.UUID | None,
+    start: date | None,
+    end: date | None,
+    cursor: uuid.UUID | None,
+    limit: int,
+) -> dict:
+    """Bookings of the host's properties overlapping [start, end), newest first."""
+    if start and end and end <= start:
+        raise InvalidInput("to must be after from", field="query.to")
+    query = select(Booking)
+    if not principal.is_admin:
+        query = query.where(Booking.host_id == principal.user_id)
+    if property_id is not None:
+        query = query.where(Booking.property_id == property_id)
+    if start is not None:
+        query = query.where(Booking.check_out > start)
+    if end is not None:
+        query = query.where(Booking.check_in < end)
+    return await _page(runtime, query, cursor, limit)
+
+
+async def _page(runtime: Runtime, query, cursor: uuid.UUID | None, limit: int) -> dict:
+    if cursor is not None:
+        query = query.where(Booking.id < cursor)  # ids are UUIDv7: time-ordered
+    async with runtime.db.session() as session:
+        rows = (await session.scalars(query.order_by(Booking.id.desc()).limit(limit + 1))).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return {"items": [present(b) for b in rows], "next_cursor": str(rows[-1].id) if more and rows else None}
+
+
+# ------------------------------------------------------------------ the payment saga
+
+
+@dataclass
+class _Drive:
+    """How a saga run behaves: the live request (has the token and the idempotency claim),
+    a webhook (only moves a saga the provider answered late), or the recovery pass."""
+
+    mode: str  # live | webhook | recovery
+    token: str | None = None
+    claim: Claim | None = None
+    answer: tuple[int, dict] | None = None
+    # A webhook run captures only an authorisation it applied itself; otherwise the live
+    # request that recorded the authorisation is capturing it right now.
+    applied_authorisation: bool = False
+
+
+async def pay(
+    runtime: Runtime, principal: Principal, booking_id: uuid.UUID, token: str, claim: Claim | None
+) -> tuple[int, dict]:
+    """Pays a held booking: authorise and capture at the provider, then confirm (held -> booked).
+
+    Returns (HTTP status, body): 200 confirmed, 202 provider did not answer in time (the
+    booking stays held; a webhook or the recovery pass settles it), 402 declined (hold
+    released), 409 the hold was gone by the time the money came (payment refunded).
+    """
+    async with runtime.db.unit_of_work() as uow:
+        booking = await _lock(uow, booking_id)
+        if booking is None or not _may_see(principal, booking):
+            raise NotFound(f"No booking {booking_id}")
+        if booking.guest_user_id != principal.user_id:
+            raise Forbidden("Only the booking's guest can pay for it")
+        if booking.status != "held":
+            raise Conflict(
+                f"This booking is {booking.status}; only a held booking can be paid", booking_status=booking.status
+            )
+        saga = await uow.session.get(BookingSaga, booking_id)
+        if saga.step != HELD:
+            raise Conflict("A payment for this booking is already in progress", step=saga.step)
+        if booking.expires_at <= utcnow():
+            raise HoldExpired("The hold expired before payment; please book again")
+        payment = await payments.open_payment(
+            uow,
+            booking_id=booking.id,
+            payer_id=principal.user_id,
+            amount=booking.total_amount,
+            currency=booking.currency,
+            provider_name=payments.provider(runtime).name,
+        )
+        booking.payment_id = payment.id
+        await _set_step(uow, booking_id, HELD, AUTHORISING, payment_id=payment.id, attempts=1)
+    checkpoint("authorising")
+    drive = _Drive("live", token=token, claim=claim)
+    try:
+        await _run(runtime, booking_id, drive)
+    except ProviderError as error:
+        raise UpstreamError(
+            "The payment provider failed mid-way; the booking will be settled automatically", booking_id=str(booking_id)
+        ) from error
+    if drive.answer is None:  # only when another process finished the saga: report what it did
+        async with runtime.db.session() as session:
+            booking = await session.get(Booking, booking_id)
+            payment = await payments.for_booking(session, booking_id)
+        return 200, _outcome(booking, payment, booking.status, "settled by a concurrent process")
+    return drive.answer
+
+
+async def _lock(uow: UnitOfWork, booking_id: uuid.UUID) -> Booking | None:
+    return await uow.session.scalar(select(Booking).where(Booking.id == booking_id).with_for_update())
+
+
+async def _load(runtime: Runtime, booking_id: uuid.UUID):
+    async with runtime.db.session() as session:
+        saga = await session.get(BookingSaga, booking_id)
+        booking = await session.get(Booking, booking_id)
+        payment = await payments.get(session, saga.payment_id) if saga and saga.payment_id else None
+    return saga, booking, payment
+
+
+async def _run(runtime: Runtime, booking_id: uuid.UUID, drive: _Drive) -> None:
+    """Advances the saga until it reaches a terminal step or has to wait for the provider."""
+    provider = payments.provider(runtime)
+    for _ in range(20):  # each pass moves at least one step or returns; 20 is far more than the longest path
+        saga, booking, payment = await _load(runtime, booking_id)
+        step = saga.step if saga else None
+        try:
+            if step == AUTHORISING:
+                if not await _authorise(runtime, provider, booking, payment, drive):
+                    return
+            elif step == CAPTURING:
+                if not await _capture(runtime, provider, booking, payment, drive):
+                    return
+            elif step == VOIDING:
+                charge = await provider.void(payment.provider_reference, idempotency_key=f"{payment.id}:void")
+                await _finish_void(runtime, booking_id, charge, drive)
+            elif step in (REFUNDING, CANCEL_REFUNDING):
+                amount = payment.amount if step == REFUNDING else booking.refund_amount
+                checkpoint(step)
+                charge = await provider.refund(
+                    payment.provider_reference, amount=amount, idempotency_key=f"{payment.id}:refund"
+                )
+                await _finish_refund(runtime, booking_id, step, charge, drive)
+            else:
+                return
+        except _StepTaken:
+            continue
+        except ProviderTimeout as error:
+            await _note_attempt(runtime, booking_id, str(error))
+            if drive.mode == "live":
+                drive.answer = (
+                    202,
+                    _outcome(
+                        booking,
+                        payment,
+                        "pending",
+                        "The payment provider has not answered yet; the booking stays held until it does.",
+                    ),
+                )
+                await _record_answer(runtime, drive)
+            return
+        except ProviderError as error:
+            await _note_attempt(runtime, booking_id, str(error))
+            if drive.mode == "live":
+                raise
+            return
+
+
+async def _record_answer(runtime: Runtime, drive: _Drive) -> None:
+    if drive.claim is not None and drive.answer is not None:
+        async with runtime.db.unit_of_work() as uow:
+            await drive.claim.record(uow.session, *drive.answer)
+
+
+async def _note_attempt(runtime: Runtime, booking_id: uuid.UUID, error: str) -> None:
+    async with runtime.db.unit_of_work() as uow:
+        await uow.session.execute(
+            update(BookingSaga)
+            .where(BookingSaga.booking_id == booking_id)
+            .values(attempts=BookingSaga.attempts + 1, last_error=error[:2000])
+        )
+
+
+async def _authorise(runtime, provider, booking: Booking, payment, drive: _Drive) -> bool:
+    """Step AUTHORISING -> CAPTURING (authorised) or FAILED (declined). False: nothing to do now."""
+    charge: ChargeState | None = None
+    if payment.status == "pending":
+        if drive.mode == "live":
+            try:
+                charge = await provider.authorise(
+                    token=drive.token, amount=payment.amount, currency=payment.currency, idempotency_key=str(payment.id)
+                )
+            except ProviderTimeout:
+                raise
+            except ProviderError as error:  # the provider refused to work: nothing was reserved
+                await _fail(runtime, booking.id, AUTHORISING, payment, f"provider error: {error}", drive)
+                return True
+            checkpoint("authorised-at-provider")
+        elif drive.mode == "recovery":
+            charge = await provider.find(str(payment.id))
+            if charge is None:
+                await _fail(runtime, booking.id, AUTHORISING, payment, "payment interrupted before the provider", drive)
+                return True
+        else:
+            return False  # a webhook about something else; the live request or recovery will settle it
+    status = charge.status if charge is not None else payment.status
+    if status == "declined" or status == "failed":
+        reason = (charge.decline_code if charge else None) or "declined"
+        await _fail(runtime, booking.id, AUTHORISING, payment, reason, drive, charge=charge)
+        return True
+    if drive.mode == "live":
+        # Straight on to capture: no transaction in between. A crash here leaves step AUTHORISING,
+        # and recovery asks the provider (`find`) what happened, so nothing is lost by not recording it.
+        try:
+            captured = await provider.capture(
+                charge.reference, amount=payment.amount, idempotency_key=f"{payment.id}:capture"
+            )
+        except ProviderError:
+            # Money is reserved but not taken: record that, so a webhook or recovery captures or voids it.
+            async with runtime.db.unit_of_work() as uow:
+                await payments.record(uow, payment.id, "authorised", charge=charge)
+                await _set_step(uow, booking.id, AUTHORISING, CAPTURING)
+            raise
+        checkpoint("captured-at-provider")
+        await _finish_capture(runtime, booking.id, captured, payment, drive, expected=AUTHORISING, authorisation=charge)
+        return True
+    async with runtime.db.unit_of_work() as uow:
+        if charge is not None:
+            await payments.record(uow, payment.id, "authorised", charge=charge)
+        await _set_step(uow, booking.id, AUTHORISING, CAPTURING)
+    drive.applied_authorisation = True
+    checkpoint("capturing")
+    return True
+
+
+async def _capture(runtime, provider, booking: Booking, payment, drive: _Drive) -> bool:
+    """Step CAPTURING -> CONFIRMED, or REFUNDING/VOIDING when the booking cannot be honoured."""
+    if payment.status == "captured":
+        await _finish_capture(runtime, booking.id, None, payment, drive)
+        return True
+    if drive.mode == "recovery":
+        # A crash after authorising: ask the provider whether the capture happened.
+        charge = await provider.find(str(payment.id))
+        if charge is not None and charge.status in ("captured", "refunded"):
+            await _finish_capture(runtime, booking.id, charge, payment, drive)
+            return True
+        async with runtime.db.unit_of_work() as uow:
+            await _set_step(uow, booking.id, CAPTURING, VOIDING)
+        return True
+    if drive.mode == "webhook" and not drive.applied_authorisation:
+        return False
+    if booking.status != "held":
+        async with runtime.db.unit_of_work() as uow:
+            await _set_step(uow, booking.id, CAPTURING, VOIDING)
+        return True
+    charge = await provider.capture(
+        payment.provider_reference, amount=payment.amount, idempotency_key=f"{payment.id}:capture"
+    )
+    checkpoint("captured-at-provider")
+    await _finish_capture(runtime, booking.id, charge, payment, drive)
+    return True
+
+
+async def _finish_capture(
+    runtime,
+    booking_id,
+    charge: ChargeState | None,
+    payment,
+    drive: _Drive,
+    *,
+    expected: str = CAPTURING,
+    authorisation: ChargeState | None = None,
+) -> None:
+    """One transaction: payment captured, and booking confirmed (held -> booked) or refund scheduled."""
+    async with runtime.db.unit_of_work() as uow:
+        booking = await _lock(uow, booking_id)
+        if authorisation is not None:
+            await payments.record(uow, payment.id, "authorised", charge=authorisation)
+        captured = await payments.record(uow, payment.id, "captured", charge=charge)
+        if booking.status == "held":
+            await inventory.confirm_hold(uow, stay_of(booking))
+            _transition(uow, booking, "confirmed", "saga", "payment captured")
+            await _set_step(uow, booking_id, expected, CONFIRMED)
+            uow.emit(BookingConfirmed(booking=snapshot(booking), payment_id=payment.id))
+            answer = (200, _outcome(booking, captured, "confirmed", "Payment captured; the booking is confirmed."))
+        else:
+            # The hold ended while the money moved (expired by an operator, recovered late): give it back.
+            await _set_step(uow, booking_id, expected, REFUNDING)
+            answer = None
+        if drive.mode == "live" and answer is not None:
+            drive.answer = answer
+            if drive.claim is not None:
+                await drive.claim.record(uow.session, *answer)
+
+
+async def _fail(runtime, booking_id, expected_step: str, payment, reason: str, drive: _Drive, charge=None) -> None:
+    """Payment failed: record it, release the hold, booking payment_failed; one transaction."""
+    async with runtime.db.unit_of_work() as uow:
+        booking = await _lock(uow, booking_id)
+        failed = await payments.record(uow, payment.id, "failed", charge=charge, reason=reason)
+        if booking.status == "held":
+            await inventory.release_hold(uow, stay_of(booking))
+            booking.failure_reason = reason
+            _transition(uow, booking, "payment_failed", "saga", reason)
+            uow.emit(BookingPaymentFailed(booking=snapshot(booking), reason=reason))
+        await _set_step(uow, booking_id, expected_step, FAILED)
+        if drive.mode == "live":
+            error = PaymentDeclined(
+                f"The payment was declined ({reason}); the hold is released.",
+                booking_id=str(booking_id),
+                reason=reason,
+                booking_status=booking.status,
+            )
+            drive.answer = (402, {**_problem(error), "payment": failed.status})
+            if drive.claim is not None:
+                await drive.claim.record(uow.session, *drive.answer)
+
+
+def _problem(error: StaybookError) -> dict:
+    return problem_body(error.status, error.code, error.title, error.detail, None, **error.extensions)
+
+
+async def _finish_void(runtime, booking_id, charge: ChargeState, drive: _Drive) -> None:
+    """Authorised but never captured: the authorisation is voided, the booking fails and frees its nights."""
+    async with runtime.db.unit_of_work() as uow:
+        booking = await _lock(uow, booking_id)
+        voided = await payments.record(uow, booking.payment_id, "voided", charge=charge)
+        if booking.status == "held":
+            await inventory.release_hold(uow, stay_of(booking))
+            booking.failure_reason = "payment voided"
+            _transition(uow, booking, "payment_failed", "saga", "authorised payment voided after an interruption")
+            uow.emit(BookingPaymentFailed(booking=snapshot(booking), reason="payment voided"))
+        await _set_step(uow, booking_id, VOIDING, COMPENSATED)
+        if drive.mode == "live":
+            error = HoldExpired("The hold ended before the payment completed; the authorisation was voided.")
+            drive.answer = (409, {**_problem(error), "payment": voided.status})
+            if drive.claim is not None:
+                await drive.claim.record(uow.session, *drive.answer)
+
+
+async def _finish_refund(runtime, booking_id, step: str, charge: ChargeState, drive: _Drive) -> None:
+    async with runtime.db.unit_of_work() as uow:
+        booking = await uow.session.get(Booking, booking_id)
+        refunded = await payments.record(uow, booking.payment_id, "refunded", charge=charge)
+        await _set_step(uow, booking_id, step, COMPENSATED if step == REFUNDING else CANCELLED)
+        if drive.mode == "live" and step == REFUNDING:
+            error = HoldExpired("The hold ended before the payment completed; the payment was refunded.")
+            drive.answer = (409, {**_problem(error), "payment": refunded.status})
+            if drive.claim is not None:
+                await drive.claim.record(uow.session, *drive.answer)
+
+
+async def on_payment_settled(runtime: Runtime, booking_id: uuid.UUID) -> None:
+    """A webhook moved this booking's payment: continue a saga that was waiting for the provider."""
+    await _run(runtime, booking_id, _Drive("webhook"))
+
+
+payments.settlement_listeners.append(on_payment_settled)
+
+
+# ------------------------------------------------------------------ cancellation
+
+
+async def cancel(
+    runtime: Runtime, principal: Principal, booking_id: uuid.UUID, reason: str | None, claim: Claim | None
+) -> dict:
+    """Cancels a confirmed booking: nights back to inventory, refund by policy (hosts: in full)."""
+    async with runtime.db.unit_of_work() as uow:
+        booking = await _lock(uow, booking_id)
+        if booking is None or not _may_see(principal, booking):
+            raise NotFound(f"No booking {booking_id}")
+        if principal.is_admin:
+            by = "admin"
+        elif principal.user_id == booking.host_id:
+            by = "host"
+        else:
+            by = "guest"
+        if booking.status != "confirmed":
+            raise Conflict(
+                f"This booking is {booking.status}; only a confirmed booking can be cancelled",
+                booking_status=booking.status,
+            )
+        refund = policy.refund_amount(
+            booking.cancellation_policy,
+            [n["amount"] * booking.units for n in booking.nightly_prices],
+            booked_at=booking.created_at,
+            starts_at=policy.check_in_moment(
+                booking.check_in, booking.property["check_in_time"], booking.property["timezone"]
+            ),
+            cancelled_at=utcnow(),
+            by_host=by != "guest",
+        )
+        await inventory.release_booking(uow, stay_of(booking))
+        booking.refund_amount = refund
+        booking.cancelled_by = by
+        _transition(uow, booking, "cancelled", f"{by}:{principal.user_id}", reason or "cancelled")
+        await _set_step(uow, booking_id, CONFIRMED, CANCEL_REFUNDING if refund else CANCELLED)
+        uow.emit(
+            BookingCancelled(
+                booking=snapshot(booking), cancelled_by=by, refund={"amount": refund, "currency": booking.currency}
+            )
+        )
+        body = present(booking)
+        if claim is not None:
+            await claim.record(uow.session, 200, body)
+    if refund:
+        await _run(runtime, booking_id, _Drive("live"))
+    return body
+
+
+# ------------------------------------------------------------------ expiry and recovery
+
+
+async def expire_holds(runtime: Runtime) -> int:
+    """Expires one batch of held bookings past their deadline and releases their nights.
+
+    `FOR UPDATE SKIP LOCKED`: several workers take disjoint batches, and a booking whose
+    payment is being opened (row locked by the payer) is skipped, not waited for. Only
+    sagas still at `held` expire; one with a payment in flight is the recovery pass's.
+    """
+    async with runtime.db.unit_of_work() as uow:
+        bookings = (
+            await uow.session.scalars(
+                select(Booking)
+                .join(BookingSaga, BookingSaga.booking_id == Booking.id)
+                .where(Booking.status == "held", Booking.expires_at <= utcnow(), BookingSaga.step == HELD)
+                .order_by(Booking.expires_at)
+                .limit(runtime.settings.booking.expiry_batch_size)
+                .with_for_update(skip_locked=True, of=Booking)
+            )
+        ).all()
+        for booking in bookings:
+            await inventory.release_hold(uow, stay_of(booking))
+            _transition(uow, booking, "expired", "worker", "hold expired")
+            await _set_step(uow, booking.id, HELD, EXPIRED)
+            uow.emit(BookingExpired(booking=snapshot(booking)))
+    if bookings:
+        log.info("expired holds", context={"count": len(bookings)})
+    return len(bookings)
+
+
+async def recover(runtime: Runtime, *, grace_seconds: float | None = None) -> int:
+    """Finishes or undoes sagas left mid-way by a crash (no progress for the grace period).
+
+    Captured but not confirmed -> confirm if the nights are still held, else refund;
+    authorised but not captured -> void; never reached the provider -> payment failed.
+    """
+    grace = runtime.settings.booking.recovery_grace_seconds if grace_seconds is None else grace_seconds
+    async with runtime.db.session() as session:
+        stuck = (
+            await session.scalars(
+                select(BookingSaga.booking_id)
+                .where(BookingSaga.step.in_(IN_FLIGHT), BookingSaga.updated_at <= utcnow() - timedelta(seconds=grace))
+                .order_by(BookingSaga.updated_at)
+                .limit(runtime.settings.booking.recovery_batch_size)
+            )
+        ).all()
+    for booking_id in stuck:
+        try:
+            await _run(runtime, booking_id, _Drive("recovery"))
+        except Exception as error:  # one stuck saga must not block the others; the next pass retries it
+            log.warning(
+                "saga recovery failed", booking_id=str(booking_id), error_type=type(error).__name__, message=str(error)
+            )
+    if stuck:
+        log.info("recovered sagas", context={"count": len(stuck)})
+    return len(stuck)
+
+
+async def _expire_job(runtime: Runtime) -> None:
+    while await expire_holds(runtime) == runtime.settings.booking.expiry_batch_size:
+        pass
+
+
+JOBS = [
+    PeriodicJob("booking.expire-holds", 5, _expire_job),
+    PeriodicJob("booking.recover-sagas", 30, recover),
+]

@@ -124,11 +124,18 @@ class Database:
             listener()
 
     @asynccontextmanager
-    async def unit_of_work(self) -> AsyncIterator[UnitOfWork]:
-        """Yields a UnitOfWork; commits when the block ends cleanly, rolls back on error."""
+    async def unit_of_work(self, *, flush_wal: bool = True) -> AsyncIterator[UnitOfWork]:
+        """Yields a UnitOfWork; commits when the block ends cleanly, rolls back on error.
+
+        `flush_wal=False` (PostgreSQL) commits without waiting for the WAL flush: for records
+        that only matter together with a later durable commit (which flushes the WAL before
+        it, in order), such as an idempotency claim ahead of the business change.
+        """
         async with self.sessions() as session:
             uow = UnitOfWork(session, self._notify)
             try:
+                if not flush_wal and self.dialect == "postgresql":
+                    await session.execute(text("SET LOCAL synchronous_commit = off"))
                 yield uow
                 await uow.commit()
             except BaseException:

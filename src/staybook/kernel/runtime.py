@@ -120,7 +120,7 @@ class Runtime:
         return dict(results)
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
     return request.app.state.runtime
 
 

@@ -93,12 +93,22 @@ class BookingSettings(BaseModel):
     hold_ttl_seconds: int = Field(600, ge=10)
     expiry_batch_size: int = Field(500, ge=1)
     idempotency_ttl_seconds: int = Field(86_400, ge=60)
+    # A saga step older than this is taken as abandoned (its process crashed) and recovered.
+    recovery_grace_seconds: float = Field(60, ge=0)
+    recovery_batch_size: int = Field(100, ge=1)
 
 
 class PaymentsSettings(BaseModel):
     provider: str = "sandbox"
     webhook_secret: SecretStr = SecretStr(DEMO_SECRET)
     webhook_tolerance_seconds: int = Field(300, ge=1)
+    # How long staybook waits for the provider before treating the outcome as unknown.
+    provider_timeout_seconds: float = Field(10, gt=0)
+    # The sandbox's simulated network round trip; `sandbox_instant` (benchmarks) skips it and its webhooks.
+    sandbox_latency_ms: int = Field(40, ge=0)
+    sandbox_instant: bool = False
+    # Where the sandbox posts its webhooks; default this process's own /api/v1/payments/webhooks/sandbox.
+    sandbox_webhook_url: str | None = None
 
 
 class SearchSettings(BaseModel):

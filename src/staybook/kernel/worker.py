@@ -13,6 +13,7 @@ from datetime import timedelta
 
 import structlog
 
+from staybook.kernel.idempotency import IdempotencyStore
 from staybook.kernel.outbox import purge_handled
 from staybook.kernel.runtime import PeriodicJob, Runtime
 
@@ -25,7 +26,12 @@ async def _purge(runtime: Runtime) -> None:
         log.info("purged handled events", context={"outbox": removed[0], "inbox": removed[1]})
 
 
+async def _purge_idempotency_keys(runtime: Runtime) -> None:
+    await IdempotencyStore(runtime.db, runtime.settings.booking.idempotency_ttl_seconds).purge_expired()
+
+
 KERNEL_JOBS = [
+    PeriodicJob("idempotency.purge", 600, _purge_idempotency_keys),
     PeriodicJob("outbox.purge", 3600, _purge),
     PeriodicJob("outbox.backlog", 15, lambda runtime: runtime.relay.backlog()),
 ]

@@ -1,1 +1,339 @@
-"""Use cases of the payments context: commands in, events out."""
+"""Use cases of the payments context: staybook's record of payments, provider calls, webhooks.
+
+The booking saga drives payments: it opens a payment in its own unit of work, calls
+the provider outside any transaction (`provider(runtime)`), and records the result
+with `record_*` in the next unit of work, together with its own change. Webhooks
+bring the provider's view asynchronously (late answers after a timeout, retries,
+out-of-order deliveries); they are verified, de-duplicated by event id, and applied
+with the same monotonic transitions, so a duplicate or stale event changes nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+import structlog
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from staybook.kernel.db import UnitOfWork
+from staybook.kernel.errors import Conflict, NotFound, StaybookError
+from staybook.kernel.orm import new_id, utcnow
+from staybook.kernel.runtime import PeriodicJob, Runtime
+from staybook.payments.events import (
+    PaymentAuthorised,
+    PaymentCaptured,
+    PaymentFailed,
+    PaymentRefunded,
+    PaymentVoided,
+)
+from staybook.payments.models import Payment, SandboxCharge, WebhookEvent
+from staybook.payments.provider import ChargeState, InvalidSignature, PaymentProvider
+from staybook.payments.sandbox import SandboxProvider
+
+log = structlog.get_logger("staybook.payments")
+audit = structlog.get_logger("staybook.audit")
+
+PROVIDER_KEY = "payments.provider"
+
+# Which recorded status may follow which: anything else is a duplicate or an out-of-order event.
+TRANSITIONS = {
+    "pending": {"authorised", "captured", "failed"},
+    "authorised": {"captured", "voided"},
+    "captured": {"refunded"},
+    "refunded": {"refunded"},  # a further partial refund
+    "failed": set(),
+    "voided": set(),
+}
+
+SettlementListener = Callable[[Runtime, uuid.UUID], Awaitable[None]]
+# Called (outside any transaction) with a booking id after a webhook moved its payment;
+# the booking context registers its saga here, so payments never imports booking.
+settlement_listeners: list[SettlementListener] = []
+
+
+class BadSignature(StaybookError):
+    status, code, title = 400, "invalid-signature", "Webhook signature does not verify"
+
+
+@dataclass(frozen=True)
+class PaymentView:
+    id: uuid.UUID
+    booking_id: uuid.UUID
+    status: str
+    amount: int
+    currency: str
+    provider: str
+    provider_reference: str | None
+    refunded_amount: int
+    attempts: int
+
+    @classmethod
+    def of(cls, row: Payment) -> PaymentView:
+        return cls(
+            row.id,
+            row.booking_id,
+            row.status,
+            row.amount,
+            row.currency,
+            row.provider,
+            row.provider_reference,
+            row.refunded_amount,
+            row.attempts,
+        )
+
+
+@contextlib.asynccontextmanager
+async def lifespan(runtime: Runtime) -> AsyncIterator[None]:
+    """Creates the configured provider for this process and closes it at shutdown."""
+    created = provider(runtime)
+    try:
+        yield
+    finally:
+        close = getattr(created, "close", None)
+        if close is not None:
+            await close()
+        runtime.extensions.pop(PROVIDER_KEY, None)
+
+
+def provider(runtime: Runtime) -> PaymentProvider:
+    """The process's payment provider (created on first use)."""
+    existing = runtime.extensions.get(PROVIDER_KEY)
+    if existing is None:
+        name = runtime.settings.payments.provider
+        if name != "sandbox":
+            raise ValueError(f"unknown payment provider {name!r}")
+        existing = runtime.extensions[PROVIDER_KEY] = SandboxProvider(runtime.db, runtime.settings)
+    return existing
+
+
+def _money(amount: int, currency: str) -> dict:
+    return {"amount": amount, "currency": currency}
+
+
+async def open_payment(
+    uow: UnitOfWork, *, booking_id: uuid.UUID, payer_id: uuid.UUID, amount: int, currency: str, provider_name: str
+) -> PaymentView:
+    """Records the intent to pay (status pending) before the provider is called."""
+    now = utcnow()
+    insert = pg_insert if uow.session.bind.dialect.name == "postgresql" else sqlite_insert
+    payment_id = new_id()
+    result = await uow.session.execute(
+        insert(Payment)
+        .values(
+            id=payment_id,
+            booking_id=booking_id,
+            payer_id=payer_id,
+            amount=amount,
+            currency=currency,
+            provider=provider_name,
+            status="pending",
+            refunded_amount=0,
+            attempts=1,
+            created_at=now,
+            updated_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["booking_id"])
+    )
+    if result.rowcount != 1:
+        raise Conflict("This booking already has a payment")
+    return PaymentView(payment_id, booking_id, "pending", amount, currency, provider_name, None, 0, 1)
+
+
+async def get(session, payment_id: uuid.UUID) -> PaymentView | None:
+    row = await session.get(Payment, payment_id)
+    return PaymentView.of(row) if row is not None else None
+
+
+async def for_booking(session, booking_id: uuid.UUID) -> PaymentView | None:
+    row = await session.scalar(select(Payment).where(Payment.booking_id == booking_id))
+    return PaymentView.of(row) if row is not None else None
+
+
+async def record(
+    uow: UnitOfWork, payment_id: uuid.UUID, status: str, *, charge: ChargeState | None = None, reason: str | None = None
+) -> PaymentView:
+    """Moves the payment to `status` if that follows its current one, emitting the payment event.
+
+    Locks the payment row; a transition that does not follow (a duplicate or stale
+    webhook, a recovery racing a live request) changes nothing and emits nothing.
+    """
+    row = await uow.session.scalar(select(Payment).where(Payment.id == payment_id).with_for_update())
+    if row is None:
+        raise NotFound(f"No payment {payment_id}")
+    refunded = charge.refunded_amount if charge is not None else row.refunded_amount
+    if status not in TRANSITIONS[row.status] or (status == "refunded" and refunded <= row.refunded_amount):
+        return PaymentView.of(row)
+    values: dict = {"status": status, "updated_at": utcnow()}
+    if charge is not None:
+        values["provider_reference"] = charge.reference
+        values["refunded_amount"] = charge.refunded_amount
+    if reason is not None:
+        values["failure_reason"] = reason
+    await uow.session.execute(update(Payment).where(Payment.id == payment_id).values(**values))
+    for field, value in values.items():
+        setattr(row, field, value)
+    reference = row.provider_reference or ""
+    amount = _money(row.amount, row.currency)
+    if status == "authorised":
+        uow.emit(
+            PaymentAuthorised(
+                payment_id=row.id,
+                booking_id=row.booking_id,
+                amount=amount,
+                provider=row.provider,
+                provider_reference=reference,
+            )
+        )
+    elif status == "captured":
+        uow.emit(
+            PaymentCaptured(
+                payment_id=row.id,
+                booking_id=row.booking_id,
+                amount=amount,
+                provider=row.provider,
+                provider_reference=reference,
+            )
+        )
+    elif status == "failed":
+        uow.emit(
+            PaymentFailed(
+                payment_id=row.id, booking_id=row.booking_id, reason=reason or "failed", provider=row.provider
+            )
+        )
+    elif status == "voided":
+        uow.emit(PaymentVoided(payment_id=row.id, booking_id=row.booking_id))
+    elif status == "refunded":
+        uow.emit(
+            PaymentRefunded(
+                payment_id=row.id,
+                booking_id=row.booking_id,
+                amount=_money(row.refunded_amount, row.currency),
+                provider_reference=reference,
+            )
+        )
+    return PaymentView.of(row)
+
+
+async def count_attempt(uow: UnitOfWork, payment_id: uuid.UUID) -> None:
+    await uow.session.execute(update(Payment).where(Payment.id == payment_id).values(attempts=Payment.attempts + 1))
+
+
+WEBHOOK_STATUS = {
+    "charge.authorised": "authorised",
+    "charge.captured": "captured",
+    "charge.declined": "failed",
+    "charge.voided": "voided",
+    "charge.refunded": "refunded",
+}
+
+
+async def handle_webhook(runtime: Runtime, provider_name: str, body: bytes, headers: Mapping[str, str]) -> str:
+    """Verifies, de-duplicates and applies one provider webhook; returns `applied`, `duplicate` or `ignored`.
+
+    A forged or stale delivery raises BadSignature (400) and leaves an audit line.
+    """
+    active = provider(runtime)
+    if provider_name != active.name:
+        raise NotFound(f"No payment provider {provider_name!r}")
+    try:
+        event = active.parse_webhook(body, headers)
+    except InvalidSignature as error:
+        audit.warning(
+            "payment webhook refused",
+            error_type="InvalidSignature",
+            context={"provider": provider_name, "reason": str(error), "bytes": len(body)},
+        )
+        raise BadSignature(str(error)) from error
+    except (ValueError, KeyError, TypeError) as error:
+        raise BadSignature(f"malformed webhook: {error}") from error
+    booking_id = None
+    async with runtime.db.unit_of_work() as uow:
+        insert = pg_insert if runtime.db.dialect == "postgresql" else sqlite_insert
+        fresh = await uow.session.execute(
+            insert(WebhookEvent)
+            .values(
+                provider=provider_name,
+                event_id=event.id,
+                event_type=event.type,
+                payload={"charge": event.charge.__dict__},
+                received_at=utcnow(),
+            )
+            .on_conflict_do_nothing(index_elements=["provider", "event_id"])
+        )
+        if fresh.rowcount != 1:
+            return "duplicate"
+        status = WEBHOOK_STATUS.get(event.type)
+        try:
+            payment_id = uuid.UUID(event.charge.idempotency_key.split(":", 1)[0])
+        except ValueError:
+            payment_id = None
+        payment = await uow.session.get(Payment, payment_id) if payment_id else None
+        if status is None or payment is None:
+            log.info("payment webhook ignored", context={"event_id": event.id, "type": event.type})
+            return "ignored"
+        # A late `authorised` after we already captured, or any other stale state, is absorbed by record().
+        await record(uow, payment.id, status, charge=event.charge, reason=event.charge.decline_code)
+        booking_id = payment.booking_id
+    for listener in settlement_listeners:
+        await listener(runtime, booking_id)
+    return "applied"
+
+
+async def reconcile(runtime: Runtime) -> dict:
+    """Compares staybook's payments with the sandbox provider's ledger, charge by charge."""
+    async with runtime.db.session() as session:
+        ours = {
+            row.provider_reference: row
+            for row in (await session.scalars(select(Payment).where(Payment.provider_reference.is_not(None)))).all()
+        }
+        theirs = {row.reference: row for row in (await session.scalars(select(SandboxCharge))).all()}
+        pending = await session.scalar(select(func.count()).select_from(Payment).where(Payment.status == "pending"))
+    captured_ours = sum(p.amount for p in ours.values() if p.status in ("captured", "refunded"))
+    refunded_ours = sum(p.refunded_amount for p in ours.values())
+    captured_theirs = sum(c.captured_amount for c in theirs.values() if c.status in ("captured", "refunded"))
+    refunded_theirs = sum(c.refunded_amount for c in theirs.values())
+    mismatches = []
+    for reference, charge in theirs.items():
+        mine = ours.get(reference)
+        expected = {"declined": "failed"}.get(charge.status, charge.status)
+        if mine is None:
+            if charge.status != "declined":
+                mismatches.append(
+                    {"reference": reference, "problem": "charge unknown to staybook", "provider_status": charge.status}
+                )
+        elif mine.status != expected or mine.refunded_amount != charge.refunded_amount:
+            mismatches.append(
+                {
+                    "reference": reference,
+                    "problem": "status differs",
+                    "staybook_status": mine.status,
+                    "provider_status": charge.status,
+                    "staybook_refunded": mine.refunded_amount,
+                    "provider_refunded": charge.refunded_amount,
+                }
+            )
+    for reference in ours.keys() - theirs.keys():
+        mismatches.append({"reference": reference, "problem": "payment unknown to the provider"})
+    return {
+        "payments": len(ours),
+        "provider_charges": len(theirs),
+        "pending_without_reference": pending or 0,
+        "captured": {"staybook": captured_ours, "provider": captured_theirs},
+        "refunded": {"staybook": refunded_ours, "provider": refunded_theirs},
+        "mismatches": mismatches,
+        "balanced": not mismatches and captured_ours == captured_theirs and refunded_ours == refunded_theirs,
+    }
+
+
+async def _retry_sandbox_webhooks(runtime: Runtime) -> None:
+    active = provider(runtime)
+    if isinstance(active, SandboxProvider) and active.webhooks:
+        await active.deliver_pending()
+
+
+JOBS = [PeriodicJob("payments.sandbox-webhooks", 2, _retry_sandbox_webhooks)]

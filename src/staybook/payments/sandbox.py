@@ -1,0 +1,287 @@
+"""The sandbox provider: a card processor that behaves like a real one, for the demo, tests and benches.
+
+Test tokens decide what happens (as with real providers' test cards):
+
+| token | result |
+|---|---|
+| `tok_success`, `tok_visa`, any other `tok_...` | authorised, capturable |
+| `tok_decline` | declined (`card_declined`) |
+| `tok_insufficient_funds` | declined (`insufficient_funds`) |
+| `tok_provider_error` | the provider fails (HTTP 500 at a real one): nothing recorded |
+| `tok_timeout` | the answer comes after the client gave up; the charge still happens and a webhook tells |
+
+The sandbox keeps its own ledger (`sandbox_charges`, the "bank's" books, apart from
+staybook's `payments`) and owes the merchant a signed webhook for every change
+(`sandbox_webhooks`), delivered over HTTP with retries and backoff until acknowledged.
+Each call waits `sandbox_latency_ms` like a network round trip; `sandbox_instant`
+(benchmarks) skips the wait and the webhooks but still keeps the ledger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Mapping
+from datetime import timedelta
+
+import httpx
+import orjson
+import structlog
+from sqlalchemy import select, update
+
+from staybook.kernel.db import Database
+from staybook.kernel.orm import utcnow
+from staybook.kernel.settings import Settings
+from staybook.payments.models import SandboxCharge, SandboxWebhook
+from staybook.payments.provider import ChargeState, InvalidSignature, ProviderError, ProviderEvent, ProviderTimeout
+
+log = structlog.get_logger("staybook.payments.sandbox")
+
+SIGNATURE_HEADER = "sandbox-signature"
+DECLINES = {"tok_decline": "card_declined", "tok_insufficient_funds": "insufficient_funds"}
+MAX_DELIVERY_ATTEMPTS = 12
+# How long a leased delivery stays invisible to other deliverers while it is being posted.
+LEASE = timedelta(seconds=30)
+
+
+def sign(secret: bytes, timestamp: int, body: bytes) -> str:
+    """`t=<unix seconds>,v1=<hex HMAC-SHA256 of "t.body">`, the header a webhook carries."""
+    digest = hmac.new(secret, str(timestamp).encode() + b"." + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"
+
+
+def verify(secret: bytes, header: str | None, body: bytes, *, tolerance_seconds: int, now: float) -> None:
+    """Raises InvalidSignature unless the header signs `body` with `secret` within the time window."""
+    if not header:
+        raise InvalidSignature("missing signature header")
+    parts = dict(part.split("=", 1) for part in header.split(",") if "=" in part)
+    try:
+        timestamp = int(parts["t"])
+        given = parts["v1"]
+    except (KeyError, ValueError) as error:
+        raise InvalidSignature("malformed signature header") from error
+    if abs(now - timestamp) > tolerance_seconds:
+        raise InvalidSignature("timestamp outside the tolerance window")
+    expected = sign(secret, timestamp, body).split("v1=", 1)[1]
+    if not hmac.compare_digest(expected, given):
+        raise InvalidSignature("signature mismatch")
+
+
+def _state(row: SandboxCharge) -> ChargeState:
+    return ChargeState(
+        reference=row.reference,
+        idempotency_key=row.idempotency_key,
+        status=row.status,
+        amount=row.amount,
+        currency=row.currency,
+        captured_amount=row.captured_amount,
+        refunded_amount=row.refunded_amount,
+        decline_code=row.decline_code,
+    )
+
+
+class SandboxProvider:
+    name = "sandbox"
+
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self.db = db
+        self.secret = settings.payments.webhook_secret.get_secret_value().encode()
+        self.tolerance = settings.payments.webhook_tolerance_seconds
+        self.timeout = settings.payments.provider_timeout_seconds
+        self.latency = 0.0 if settings.payments.sandbox_instant else settings.payments.sandbox_latency_ms / 1000
+        # Instant mode also commits its ledger without waiting for the WAL flush: the sandbox stands in
+        # for a remote system whose durability is not staybook's to measure.
+        self.webhooks = not settings.payments.sandbox_instant
+        self.webhook_url = settings.payments.sandbox_webhook_url or (
+            f"http://{settings.http_host}:{settings.http_port}/api/v1/payments/webhooks/sandbox"
+        )
+        self._background: set[asyncio.Task] = set()
+        # Where webhooks go when no client is given: a client of its own on `webhook_url`, or one
+        # set here (tests point it at an in-process app).
+        self.client: httpx.AsyncClient | None = None
+
+    # ----------------------------------------------------------- the merchant's calls
+
+    async def authorise(self, *, token: str, amount: int, currency: str, idempotency_key: str) -> ChargeState:
+        if token == "tok_provider_error":
+            await self._network()
+            raise ProviderError("sandbox: internal error (test token tok_provider_error)")
+        slow = token == "tok_timeout"
+        work = asyncio.ensure_future(self._authorise(token, amount, currency, idempotency_key, slow=slow))
+        self._background.add(work)
+        work.add_done_callback(self._background.discard)
+        try:
+            # shield: like a real provider, the charge goes on when the client stops waiting.
+            return await asyncio.wait_for(asyncio.shield(work), timeout=self.timeout)
+        except TimeoutError as error:
+            raise ProviderTimeout(f"sandbox: no answer within {self.timeout} s") from error
+
+    async def capture(self, reference: str, *, amount: int, idempotency_key: str) -> ChargeState:
+        await self._network()
+        return await self._move(reference, "captured", {"authorised"}, captured_amount=amount)
+
+    async def void(self, reference: str, *, idempotency_key: str) -> ChargeState:
+        await self._network()
+        return await self._move(reference, "voided", {"authorised"})
+
+    async def refund(self, reference: str, *, amount: int, idempotency_key: str) -> ChargeState:
+        await self._network()
+        return await self._move(reference, "refunded", {"captured"}, refunded_amount=amount)
+
+    async def find(self, idempotency_key: str) -> ChargeState | None:
+        await self._network()
+        async with self.db.session() as session:
+            row = await session.scalar(select(SandboxCharge).where(SandboxCharge.idempotency_key == idempotency_key))
+        return _state(row) if row is not None else None
+
+    def parse_webhook(self, body: bytes, headers: Mapping[str, str]) -> ProviderEvent:
+        verify(self.secret, headers.get(SIGNATURE_HEADER), body, tolerance_seconds=self.tolerance, now=time.time())
+        raw = orjson.loads(body)
+        data = raw["data"]
+        charge = ChargeState(
+            reference=str(data["reference"]),
+            idempotency_key=str(data["idempotency_key"]),
+            status=str(data["status"]),
+            amount=int(data["amount"]),
+            currency=str(data["currency"]),
+            captured_amount=int(data.get("captured_amount", 0)),
+            refunded_amount=int(data.get("refunded_amount", 0)),
+            decline_code=data.get("decline_code"),
+        )
+        return ProviderEvent(id=str(raw["id"]), type=str(raw["type"]), charge=charge)
+
+    # ----------------------------------------------------------- the provider's side
+
+    async def _network(self) -> None:
+        if self.latency:
+            await asyncio.sleep(self.latency)
+
+    async def _authorise(self, token: str, amount: int, currency: str, key: str, *, slow: bool) -> ChargeState:
+        await asyncio.sleep(self.timeout * 2 if slow else 0)
+        await self._network()
+        now = utcnow()
+        async with self.db.unit_of_work(flush_wal=self.webhooks) as uow:
+            existing = await uow.session.scalar(select(SandboxCharge).where(SandboxCharge.idempotency_key == key))
+            if existing is not None:
+                return _state(existing)
+            decline = DECLINES.get(token)
+            row = SandboxCharge(
+                reference="ch_" + secrets.token_hex(12),
+                idempotency_key=key,
+                token=token,
+                amount=amount,
+                currency=currency,
+                status="declined" if decline else "authorised",
+                captured_amount=0,
+                refunded_amount=0,
+                decline_code=decline,
+                created_at=now,
+                updated_at=now,
+            )
+            uow.session.add(row)
+            self._owe_webhook(uow.session, "charge.declined" if decline else "charge.authorised", row)
+        self._kick()
+        return _state(row)
+
+    async def _move(self, reference: str, status: str, allowed_from: set[str], **amounts: int) -> ChargeState:
+        async with self.db.unit_of_work(flush_wal=self.webhooks) as uow:
+            row = await uow.session.scalar(
+                select(SandboxCharge).where(SandboxCharge.reference == reference).with_for_update()
+            )
+            if row is None:
+                raise ProviderError(f"sandbox: no charge {reference}")
+            if row.status == status:
+                return _state(row)  # a retried call: the first one's result
+            if row.status not in allowed_from:
+                raise ProviderError(f"sandbox: cannot move charge {reference} from {row.status} to {status}")
+            row.status = status
+            row.updated_at = utcnow()
+            for field, value in amounts.items():
+                setattr(row, field, value)
+            self._owe_webhook(uow.session, f"charge.{status}", row)
+        self._kick()
+        return _state(row)
+
+    def _owe_webhook(self, session, event_type: str, row: SandboxCharge) -> None:
+        if not self.webhooks:
+            return
+        event_id = "evt_" + secrets.token_hex(12)
+        payload = {
+            "id": event_id,
+            "type": event_type,
+            "created": int(time.time()),
+            "data": _state(row).__dict__,
+        }
+        session.add(SandboxWebhook(id=event_id, event_type=event_type, payload=payload, attempts=0))
+
+    def _kick(self) -> None:
+        if not self.webhooks:
+            return
+        task = asyncio.ensure_future(self.deliver_pending())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def deliver_pending(self, client: httpx.AsyncClient | None = None, *, limit: int = 50) -> int:
+        """Posts owed webhooks (signed) to the merchant; failures retry with exponential backoff.
+
+        The batch is leased in one short transaction (`next_attempt_at` pushed out, SKIP LOCKED so
+        several processes share the work) and posted with no transaction open: the receiver may be
+        this very process, writing to the same database (on SQLite, the one writer).
+        """
+        delivered = 0
+        try:
+            async with self.db.unit_of_work() as uow:
+                rows = (
+                    await uow.session.scalars(
+                        select(SandboxWebhook)
+                        .where(SandboxWebhook.delivered_at.is_(None), SandboxWebhook.next_attempt_at <= utcnow())
+                        .order_by(SandboxWebhook.created_at)
+                        .limit(limit)
+                        .with_for_update(skip_locked=True)
+                    )
+                ).all()
+                for row in rows:
+                    row.next_attempt_at = utcnow() + LEASE
+            for row in rows:
+                ok, error = await self._post(client, row.payload)
+                attempts = row.attempts + 1
+                values: dict = {"attempts": attempts, "last_error": error}
+                if ok:
+                    values["delivered_at"] = utcnow()
+                    delivered += 1
+                elif attempts >= MAX_DELIVERY_ATTEMPTS:
+                    values["delivered_at"] = utcnow()
+                    log.warning("sandbox webhook abandoned", context={"event_id": row.id, "error": error})
+                else:
+                    values["next_attempt_at"] = utcnow() + timedelta(seconds=min(600, 2**attempts))
+                async with self.db.unit_of_work() as uow:
+                    await uow.session.execute(
+                        update(SandboxWebhook).where(SandboxWebhook.id == row.id).values(**values)
+                    )
+        except Exception as error:  # the sandbox's own trouble must not break the caller's request
+            log.warning("sandbox webhook delivery failed", error_type=type(error).__name__, message=str(error))
+        return delivered
+
+    async def _post(self, client: httpx.AsyncClient | None, payload: dict) -> tuple[bool, str | None]:
+        body = orjson.dumps(payload)
+        headers = {"content-type": "application/json", SIGNATURE_HEADER: sign(self.secret, int(time.time()), body)}
+        client = client or self.client
+        try:
+            if client is not None:
+                response = await client.post("/api/v1/payments/webhooks/sandbox", content=body, headers=headers)
+            else:
+                async with httpx.AsyncClient(timeout=5) as own:
+                    response = await own.post(self.webhook_url, content=body, headers=headers)
+        except httpx.HTTPError as error:
+            return False, f"{type(error).__name__}: {error}"
+        if response.status_code < 300:
+            return True, None
+        return False, f"HTTP {response.status_code}"
+
+    async def close(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)

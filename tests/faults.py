@@ -1,0 +1,29 @@
+"""Tests-only fault injection: `python -m tests.faults serve ...` runs `staybook` with a hook that
+kills the process (SIGKILL, no cleanup) when the booking saga reaches STAYBOOK_TEST_FAULT."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+
+def install() -> None:
+    step = os.environ.get("STAYBOOK_TEST_FAULT")
+    if not step:
+        return
+    from staybook.booking import service
+
+    def crash(name: str) -> None:
+        if name == step:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    service.checkpoint_hook = crash
+
+
+if __name__ == "__main__":
+    install()
+    from staybook.cli import main
+
+    sys.argv[0] = "staybook"
+    main()

@@ -1,0 +1,89 @@
+"""Hold expiry by several workers at once, recovery after an expiry, and SQLite's exclusive holds."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import timedelta
+
+from sqlalchemy import func, select, update
+
+from staybook.booking import service
+from staybook.booking.models import Booking, BookingHistory
+from staybook.booking.schemas import HoldRequest
+from staybook.inventory.service import NightsUnavailable
+from staybook.kernel.orm import utcnow
+from staybook.kernel.runtime import Wiring
+from staybook.kernel.security import Principal
+from tests.bookings import START, hold_body, night_counts, seed_room_type
+
+
+async def _hold(runtime, room, **kw) -> dict:
+    return await service.place_hold(
+        runtime, Principal(uuid.uuid4(), "guest"), HoldRequest(**hold_body(room, **kw)), None
+    )
+
+
+async def test_concurrent_expiry_workers_release_each_hold_once(pg_settings, make_runtime):
+    settings = pg_settings.model_copy(
+        update={"booking": pg_settings.booking.model_copy(update={"expiry_batch_size": 7}), "database_pool_size": 20}
+    )
+    runtime = await make_runtime(settings, Wiring())
+    room = await seed_room_type(runtime, total=40)
+    for _ in range(40):
+        await _hold(runtime, room["room_type_id"])
+    async with runtime.db.unit_of_work() as uow:
+        await uow.session.execute(update(Booking).values(expires_at=utcnow() - timedelta(seconds=1)))
+    workers = [await make_runtime(settings, Wiring()) for _ in range(3)]
+
+    async def drain(worker) -> int:
+        expired = 0
+        while count := await service.expire_holds(worker):
+            expired += count
+        return expired
+
+    counts = await asyncio.gather(*(drain(w) for w in workers))
+    assert sum(counts) == 40
+    assert (await night_counts(runtime, room["room_type_id"]))[START.isoformat()] == (40, 0, 0)
+    async with runtime.db.session() as session:
+        statuses = set((await session.scalars(select(Booking.status))).all())
+        history = await session.scalar(
+            select(func.count()).select_from(BookingHistory).where(BookingHistory.to_status == "expired")
+        )
+    assert statuses == {"expired"} and history == 40
+
+
+async def test_unexpired_and_paying_holds_are_left_alone(pg_settings, make_runtime):
+    runtime = await make_runtime(pg_settings, Wiring())
+    room = await seed_room_type(runtime, total=3)
+    fresh = await _hold(runtime, room["room_type_id"])
+    paying = await _hold(runtime, room["room_type_id"])
+    async with runtime.db.unit_of_work() as uow:
+        await uow.session.execute(
+            update(Booking).where(Booking.id == uuid.UUID(paying["id"])).values(expires_at=utcnow())
+        )
+        await uow.session.execute(
+            update(service.BookingSaga)
+            .where(service.BookingSaga.booking_id == uuid.UUID(paying["id"]))
+            .values(step=service.AUTHORISING)
+        )
+    assert await service.expire_holds(runtime) == 0
+    async with runtime.db.session() as session:
+        assert (await session.get(Booking, uuid.UUID(fresh["id"]))).status == "held"
+
+
+async def test_sqlite_holds_are_exclusive(sqlite_settings, make_runtime):
+    runtime = await make_runtime(sqlite_settings, Wiring())
+    room = await seed_room_type(runtime, total=1)
+
+    async def attempt():
+        try:
+            await _hold(runtime, room["room_type_id"], nights=3)
+            return True
+        except NightsUnavailable:
+            return False
+
+    results = await asyncio.gather(*(attempt() for _ in range(20)))
+    assert results.count(True) == 1
+    nights = await night_counts(runtime, room["room_type_id"])
+    assert [nights[(START + timedelta(days=i)).isoformat()] for i in range(3)] == [(1, 1, 0)] * 3
