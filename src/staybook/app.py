@@ -118,10 +118,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                         "worker_in_process": worker is not None,
                     },
                 )
-                yield
+                try:
+                    yield
+                finally:
+                    # Stop every handler before the contexts release what the handlers use.
+                    if worker is not None:
+                        await worker.stop()
+                    await runtime.bus.close()
         finally:
-            if worker is not None:
-                await worker.stop()
             await runtime.close()
             shutdown_tracing()
 

@@ -128,7 +128,10 @@ async def _run_worker(settings: Settings) -> None:
         loop.add_signal_handler(signum, runner.stop_event.set)
     try:
         async with context_lifespans(runtime):
-            await runner.run_forever()
+            try:
+                await runner.run_forever()
+            finally:
+                await runtime.bus.close()  # no handler runs while the contexts shut down
     finally:
         await runtime.close()
 

@@ -139,7 +139,9 @@ async def test_last_unit_held_and_archived_property_leave_the_results(live_setti
         assert str(ids[0]) in {
             i["property_id"] for i in (await client.get("/api/v1/search", params=later)).json()["items"]
         }
-        assert await search_service.reindex(runtime) == {"properties": 3, "room_types": 3, "room_nights": 90}
+        # The worker's roll-forward job may have opened more nights since the seed.
+        counts = await search_service.reindex(runtime)
+        assert counts["properties"] == 3 and counts["room_types"] == 3 and counts["room_nights"] >= 90
         assert await gone()
 
 
