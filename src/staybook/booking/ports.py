@@ -1,14 +1,10 @@
 """What booking needs to know about the thing being booked, behind a port.
 
 `StayCatalog` is the booking context's view of the catalog: the facts of a room
-type and its property that a booking copies in at hold time. `SqlStayCatalog`
-reads them with plain SQL over the `properties` and `room_types` tables (their
-columns are a published contract; booking never imports catalog's models).
-Nightly prices come from the hold itself (the inventory's RETURNING clause), so
-the price charged is the price of the rows actually held.
-
-When `staybook.catalog.service.room_type_summary` lands, `SqlStayCatalog` becomes
-a thin call to it; the port does not change.
+type and its property that a booking copies in at hold time. `CatalogStayCatalog`
+asks the catalog context's service for them (booking never imports catalog's
+models). Nightly prices come from the hold itself (the inventory's RETURNING
+clause), so the price charged is the price of the rows actually held.
 """
 
 from __future__ import annotations
@@ -17,8 +13,10 @@ import uuid
 from dataclasses import dataclass
 from typing import Protocol
 
-from sqlalchemy import Uuid, bindparam, text
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from staybook.catalog import service as catalog_service
+from staybook.kernel.errors import NotFound
 
 
 @dataclass(frozen=True)
@@ -62,24 +60,27 @@ class StayCatalog(Protocol):
         """The room type with its property's facts, or None when it does not exist."""
 
 
-_ROOM_TYPE = (
-    text(
-        """
-    SELECT rt.id AS room_type_id, rt.name AS room_type_name, rt.max_guests, rt.status AS room_type_status,
-           p.id AS property_id, p.host_id, p.name AS property_name, p.address, p.city, p.country, p.timezone,
-           p.currency, p.check_in_time, p.check_out_time, p.cancellation_policy, p.status AS property_status
-    FROM room_types rt JOIN properties p ON p.id = rt.property_id
-    WHERE rt.id = :room_type_id
-    """
-    )
-    .bindparams(bindparam("room_type_id", type_=Uuid))
-    .columns(room_type_id=Uuid, property_id=Uuid, host_id=Uuid)
-)
-
-
-class SqlStayCatalog:
+class CatalogStayCatalog:
     async def room_type(self, session: AsyncSession, room_type_id: uuid.UUID) -> RoomTypeFacts | None:
-        row = (await session.execute(_ROOM_TYPE, {"room_type_id": room_type_id})).mappings().first()
-        if row is None:
+        try:
+            summary = await catalog_service.room_type_summary(session, room_type_id)
+        except NotFound:
             return None
-        return RoomTypeFacts(**row)
+        return RoomTypeFacts(
+            room_type_id=summary.room_type_id,
+            room_type_name=summary.room_type_name,
+            max_guests=summary.max_guests,
+            room_type_status=summary.room_type_status,
+            property_id=summary.property_id,
+            host_id=summary.host_id,
+            property_name=summary.property_name,
+            address=summary.address,
+            city=summary.city,
+            country=summary.country,
+            timezone=summary.timezone,
+            currency=summary.currency,
+            check_in_time=summary.check_in_time,
+            check_out_time=summary.check_out_time,
+            cancellation_policy=summary.cancellation_policy,
+            property_status=summary.property_status,
+        )

@@ -30,7 +30,7 @@ from staybook.booking.events import (
     BookingSnapshot,
 )
 from staybook.booking.models import Booking, BookingHistory, BookingSaga
-from staybook.booking.ports import SqlStayCatalog, StayCatalog
+from staybook.booking.ports import CatalogStayCatalog, StayCatalog
 from staybook.booking.schemas import BookingOut, HoldRequest, PaymentOutcome, PaymentSummary
 from staybook.inventory import service as inventory
 from staybook.inventory.service import Stay
@@ -54,7 +54,7 @@ from staybook.payments.provider import ChargeState, ProviderError, ProviderTimeo
 log = structlog.get_logger("staybook.booking")
 audit = structlog.get_logger("staybook.audit")
 
-catalog: StayCatalog = SqlStayCatalog()
+catalog: StayCatalog = CatalogStayCatalog()
 
 # Saga steps (docs/booking-saga.md). Terminal steps need nothing more from anyone.
 HELD, AUTHORISING, CAPTURING, VOIDING, REFUNDING, CANCEL_REFUNDING = (
