@@ -17,6 +17,7 @@ import asyncio
 import random
 import re
 import sys
+import uuid
 from datetime import date, timedelta
 
 import httpx
@@ -114,7 +115,7 @@ def main() -> None:
     base_env = {
         "STAYBOOK_DATABASE_URL": settings.database_url,
         "STAYBOOK_REDIS_URL": REDIS_URL,
-        "STAYBOOK_REDIS_KEY_PREFIX": "bench-availability:",
+        "STAYBOOK_REDIS_KEY_PREFIX": f"bench{uuid.uuid4().hex[:8]}:",
         "STAYBOOK_LOG_LEVEL": "WARNING",
     }
     cases = {

@@ -29,6 +29,11 @@ RESULTS = ROOT / "bench" / "results"
 VENV_BIN = Path(sys.executable).parent
 
 
+# All load comes from one loopback address: the gateway's per-IP limit (2,000 per 5 minutes)
+# would turn a benchmark into a rate-limit test. Benchmarks that measure the limit set their own.
+BENCH_ENV = {"STAYBOOK_GATEWAY__RATE_LIMIT_REQUESTS": "100000000"}
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -54,7 +59,7 @@ class Server:
     ) -> None:
         self.port = port or free_port()
         self.command = [part.replace("{port}", str(self.port)) for part in command]
-        self.env = {**os.environ, **(env or {})}
+        self.env = {**os.environ, **BENCH_ENV, **(env or {})}
         self.health_path = health_path
         self.cpu = cpu
         self.startup_timeout = startup_timeout
