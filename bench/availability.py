@@ -16,14 +16,13 @@ import argparse
 import asyncio
 import random
 import re
-import sys
 import uuid
 from datetime import date, timedelta
 
 import httpx
 import psycopg
 
-from bench.harness import Server, load, print_table, ratio, write_result
+from bench.harness import Server, load, print_table, ratio, uvicorn_command, write_result
 from staybook import migrate
 from staybook.app import collect_wiring
 from staybook.catalog import service as catalog
@@ -34,22 +33,6 @@ from staybook.kernel.settings import Settings
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DATABASE = "staybook_bench_availability"
 REDIS_URL = "redis://127.0.0.1:6379/0"
-UVICORN = [
-    sys.executable,
-    "-m",
-    "uvicorn",
-    "--port",
-    "{port}",
-    "--host",
-    "127.0.0.1",
-    "--loop",
-    "uvloop",
-    "--http",
-    "httptools",
-    "--no-access-log",
-    "--log-level",
-    "warning",
-]
 
 
 def fresh_database() -> str:
@@ -125,12 +108,12 @@ def main() -> None:
     rates = {"cached": args.rate_cached, "uncached": args.rate_uncached}
     figures: dict = {}
     rows = []
-    with Server([*UVICORN, "bench.bare_asgi:app"], cpu=0) as server:
+    with Server(uvicorn_command("bench.bare_asgi:app", factory=False), cpu=0) as server:
         load(server.url, path="/", rate=0, duration=2, cpu=1)
         ceiling = load(server.url, path="/", rate=0, duration=args.duration, connections=32, cpu=1)
     rows.append(("bare ASGI (closed loop)", ceiling))
     for label, env in cases.items():
-        with Server([*UVICORN, "--factory", "staybook.app:create_app"], env=env, cpu=0) as server:
+        with Server(uvicorn_command("staybook.app:create_app"), env=env, cpu=0) as server:
             # Warm-up: every distinct stay once, so the cached case starts with a full cache.
             with httpx.Client(base_url=server.url, timeout=30) as client:
                 for request in requests:

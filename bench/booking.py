@@ -68,9 +68,27 @@ def seed(url: str, count: int, units: int) -> list[str]:
         ) as copy:
             for i, _ in enumerate(room_types):
                 copy.write_row(
-                    (uuid.UUID(int=i + 1), uuid.uuid4(), f"Bench {i}", "", "hotel", "1 Main St", "Lisbon", "PT",
-                     38.7, -9.1, "Europe/Lisbon", "EUR", "[]", "15:00", "11:00", "moderate", "active",
-                     "2026-01-01T00:00:00Z", "2026-01-01T00:00:00Z")
+                    (
+                        uuid.UUID(int=i + 1),
+                        uuid.uuid4(),
+                        f"Bench {i}",
+                        "",
+                        "hotel",
+                        "1 Main St",
+                        "Lisbon",
+                        "PT",
+                        38.7,
+                        -9.1,
+                        "Europe/Lisbon",
+                        "EUR",
+                        "[]",
+                        "15:00",
+                        "11:00",
+                        "moderate",
+                        "active",
+                        "2026-01-01T00:00:00Z",
+                        "2026-01-01T00:00:00Z",
+                    )
                 )
         with cur.copy(
             "COPY room_types (id, property_id, name, description, max_guests, beds, units, base_price_amount,"
@@ -78,8 +96,20 @@ def seed(url: str, count: int, units: int) -> list[str]:
         ) as copy:
             for i, room_type in enumerate(room_types):
                 copy.write_row(
-                    (room_type, uuid.UUID(int=i + 1), "Double", "", 4, 2, units, 12_000, "EUR", "active",
-                     "2026-01-01T00:00:00Z", "2026-01-01T00:00:00Z")
+                    (
+                        room_type,
+                        uuid.UUID(int=i + 1),
+                        "Double",
+                        "",
+                        4,
+                        2,
+                        units,
+                        12_000,
+                        "EUR",
+                        "active",
+                        "2026-01-01T00:00:00Z",
+                        "2026-01-01T00:00:00Z",
+                    )
                 )
         with cur.copy(
             "COPY room_nights (room_type_id, night, property_id, total, held, booked, price_amount, currency,"
@@ -88,8 +118,19 @@ def seed(url: str, count: int, units: int) -> list[str]:
             for i, room_type in enumerate(room_types):
                 for day in range(CALENDAR_DAYS):
                     copy.write_row(
-                        (room_type, START + timedelta(days=day), uuid.UUID(int=i + 1), units, 0, 0, 12_000, "EUR",
-                         1, False, False)
+                        (
+                            room_type,
+                            START + timedelta(days=day),
+                            uuid.UUID(int=i + 1),
+                            units,
+                            0,
+                            0,
+                            12_000,
+                            "EUR",
+                            1,
+                            False,
+                            False,
+                        )
                     )
         cur.execute("CREATE TABLE bench_room_types (i int PRIMARY KEY, id uuid NOT NULL)")
         cur.executemany("INSERT INTO bench_room_types VALUES (%s, %s)", list(enumerate(room_types, 1)))
@@ -134,8 +175,13 @@ def pgbench(url: str, count: int, *, clients: int = 8, seconds: int = 10) -> dic
     with psycopg.connect(url, autocommit=True) as conn:  # give the bench's units back for the HTTP run
         conn.execute("UPDATE room_nights SET held = 0 WHERE held > 0")
         conn.execute("TRUNCATE bench_holds")
-    return {"tps": tps, "latency_avg_ms": latency, "clients": clients, "seconds": seconds,
-            "transaction": "3-night conditional UPDATE of room_nights + INSERT, one room type of " + str(count)}
+    return {
+        "tps": tps,
+        "latency_avg_ms": latency,
+        "clients": clients,
+        "seconds": seconds,
+        "transaction": "3-night conditional UPDATE of room_nights + INSERT, one room type of " + str(count),
+    }
 
 
 # ------------------------------------------------------------------ HTTP client
@@ -169,8 +215,16 @@ class Connection:
         return status, payload
 
 
-async def drive(url: str, room_types: list[str], tokens: list[str], *, rate: float, duration: float,
-                connections: int, seed_value: int) -> dict:
+async def drive(
+    url: str,
+    room_types: list[str],
+    tokens: list[str],
+    *,
+    rate: float,
+    duration: float,
+    connections: int,
+    seed_value: int,
+) -> dict:
     host, port = url.removeprefix("http://").split(":")
     idle: asyncio.Queue[Connection] = asyncio.Queue()
     for _ in range(connections):
@@ -194,11 +248,18 @@ async def drive(url: str, room_types: list[str], tokens: list[str], *, rate: flo
         nonlocal confirmed, errors
         auth = {"Authorization": f"Bearer {token}", "Idempotency-Key": uuid.uuid4().hex}
         try:
-            status, body = await call("POST", "/api/v1/bookings", auth, {
-                "room_type_id": room_type, "check_in": check_in.isoformat(),
-                "check_out": (check_in + timedelta(days=nights)).isoformat(), "guests": 2,
-                "guest": {"name": "Bench Guest", "email": "bench@example.com"},
-            })
+            status, body = await call(
+                "POST",
+                "/api/v1/bookings",
+                auth,
+                {
+                    "room_type_id": room_type,
+                    "check_in": check_in.isoformat(),
+                    "check_out": (check_in + timedelta(days=nights)).isoformat(),
+                    "guests": 2,
+                    "guest": {"name": "Bench Guest", "email": "bench@example.com"},
+                },
+            )
             held_at = time.perf_counter()
             hold_ms.append((held_at - scheduled) * 1000)
             statuses[f"hold {status}"] = statuses.get(f"hold {status}", 0) + 1
@@ -206,8 +267,9 @@ async def drive(url: str, room_types: list[str], tokens: list[str], *, rate: flo
                 return
             booking_id = json.loads(body)["id"]
             auth["Idempotency-Key"] = uuid.uuid4().hex
-            status, body = await call("POST", f"/api/v1/bookings/{booking_id}/payment", auth,
-                                      {"payment_method": "tok_success"})
+            status, body = await call(
+                "POST", f"/api/v1/bookings/{booking_id}/payment", auth, {"payment_method": "tok_success"}
+            )
             done = time.perf_counter()
             pay_ms.append((done - held_at) * 1000)
             statuses[f"pay {status}"] = statuses.get(f"pay {status}", 0) + 1
@@ -226,18 +288,27 @@ async def drive(url: str, room_types: list[str], tokens: list[str], *, rate: flo
         delay = scheduled - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        tasks.append(asyncio.ensure_future(flow(
-            scheduled, rng.choice(room_types), START + timedelta(days=rng.randrange(0, CALENDAR_DAYS - 4)),
-            rng.randrange(1, 4), tokens[index % len(tokens)],
-        )))
+        tasks.append(
+            asyncio.ensure_future(
+                flow(
+                    scheduled,
+                    rng.choice(room_types),
+                    START + timedelta(days=rng.randrange(0, CALENDAR_DAYS - 4)),
+                    rng.randrange(1, 4),
+                    tokens[index % len(tokens)],
+                )
+            )
+        )
         index += 1
     await asyncio.wait_for(asyncio.gather(*tasks), timeout=duration + 120)
     elapsed = time.perf_counter() - started
 
     def percentiles(values: list[float]) -> dict:
         data = np.array(values or [0.0])
-        return {p: round(float(np.percentile(data, q)), 2) for p, q in
-                (("p50", 50), ("p90", 90), ("p99", 99), ("p99.9", 99.9))} | {"max": round(float(data.max()), 2)}
+        return {
+            p: round(float(np.percentile(data, q)), 2)
+            for p, q in (("p50", 50), ("p90", 90), ("p99", 99), ("p99.9", 99.9))
+        } | {"max": round(float(data.max()), 2)}
 
     return {
         "mode": "open-loop",
@@ -248,8 +319,11 @@ async def drive(url: str, room_types: list[str], tokens: list[str], *, rate: flo
         "confirmed_per_s": round(confirmed / elapsed, 1),
         "errors": errors,
         "statuses": dict(sorted(statuses.items())),
-        "latency_ms": {"hold": percentiles(hold_ms), "pay_and_confirm": percentiles(pay_ms),
-                       "end_to_end": percentiles(flow_ms)},
+        "latency_ms": {
+            "hold": percentiles(hold_ms),
+            "pay_and_confirm": percentiles(pay_ms),
+            "end_to_end": percentiles(flow_ms),
+        },
     }
 
 
@@ -311,11 +385,29 @@ def main() -> None:
         print(f"server pid {server.process.pid}", flush=True)
         for variant in args.variants.split(","):
             targets = room_types if variant == "spread" else room_types[:10]
-            asyncio.run(drive(server.url, targets, tokens, rate=min(args.rate, 20), duration=3,
-                              connections=args.connections, seed_value=1))  # warm-up
+            asyncio.run(
+                drive(
+                    server.url,
+                    targets,
+                    tokens,
+                    rate=min(args.rate, 20),
+                    duration=3,
+                    connections=args.connections,
+                    seed_value=1,
+                )
+            )  # warm-up
             cpu_before = cpu_seconds(server.process.pid)
-            figures = asyncio.run(drive(server.url, targets, tokens, rate=args.rate, duration=args.duration,
-                                        connections=args.connections, seed_value=2))
+            figures = asyncio.run(
+                drive(
+                    server.url,
+                    targets,
+                    tokens,
+                    rate=args.rate,
+                    duration=args.duration,
+                    connections=args.connections,
+                    seed_value=2,
+                )
+            )
             used = cpu_seconds(server.process.pid) - cpu_before
             per_booking = 1000 * used / max(1, figures["confirmed"])
             figures["server_cpu"] = {
@@ -327,11 +419,13 @@ def main() -> None:
             figures["room_types"] = len(targets)
             variants[variant] = figures
             lat = figures["latency_ms"]
-            print(f"{variant:>8}: {figures['confirmed_per_s']:.1f} confirmed/s at {args.rate}/s offered; "
-                  f"hold p50/p99/p99.9 {lat['hold']['p50']}/{lat['hold']['p99']}/{lat['hold']['p99.9']} ms; "
-                  f"pay {lat['pay_and_confirm']['p50']}/{lat['pay_and_confirm']['p99']}/"
-                  f"{lat['pay_and_confirm']['p99.9']} ms; end-to-end p99 {lat['end_to_end']['p99']} ms; "
-                  f"errors {figures['errors']}; {figures['statuses']}; server CPU {figures['server_cpu']}")
+            print(
+                f"{variant:>8}: {figures['confirmed_per_s']:.1f} confirmed/s at {args.rate}/s offered; "
+                f"hold p50/p99/p99.9 {lat['hold']['p50']}/{lat['hold']['p99']}/{lat['hold']['p99.9']} ms; "
+                f"pay {lat['pay_and_confirm']['p50']}/{lat['pay_and_confirm']['p99']}/"
+                f"{lat['pay_and_confirm']['p99.9']} ms; end-to-end p99 {lat['end_to_end']['p99']} ms; "
+                f"errors {figures['errors']}; {figures['statuses']}; server CPU {figures['server_cpu']}"
+            )
     best = max(v["confirmed_per_s"] for v in variants.values())
     result = write_result(
         "booking",

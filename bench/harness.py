@@ -40,6 +40,28 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def uvicorn_command(app: str, *extra: str, factory: bool = True) -> list[str]:
+    """uvicorn as production runs it (uvloop, httptools, no access log) on `{port}` of 127.0.0.1."""
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--port",
+        "{port}",
+        "--host",
+        "127.0.0.1",
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+        *extra,
+    ]
+    return [*command, "--factory", app] if factory else [*command, app]
+
+
 def staybook_command(*args: str) -> list[str]:
     return [str(VENV_BIN / "staybook"), *args]
 

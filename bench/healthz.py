@@ -10,10 +10,9 @@ latency percentiles measured from the scheduled send time.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 
-from bench.harness import Server, load, print_table, ratio, write_result
+from bench.harness import Server, load, print_table, ratio, uvicorn_command, write_result
 
 
 def main() -> None:
@@ -21,25 +20,9 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10)
     parser.add_argument("--rate", type=float, default=2000, help="open-loop arrival rate, requests/s")
     args = parser.parse_args()
-    uvicorn = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "--port",
-        "{port}",
-        "--host",
-        "127.0.0.1",
-        "--loop",
-        "uvloop",
-        "--http",
-        "httptools",
-        "--no-access-log",
-        "--log-level",
-        "warning",
-    ]
-    bare_cmd = [*uvicorn, "bench.bare_asgi:app"]
+    bare_cmd = uvicorn_command("bench.bare_asgi:app", factory=False)
     workdir = tempfile.mkdtemp(prefix="staybook-bench-")
-    staybook_cmd = [*uvicorn, "--factory", "staybook.app:create_app"]
+    staybook_cmd = uvicorn_command("staybook.app:create_app")
     env = {"STAYBOOK_DATABASE_URL": f"sqlite:///{workdir}/bench.db", "STAYBOOK_LOG_LEVEL": "WARNING"}
     rows, figures = [], {}
     for label, command in (("bare ASGI", bare_cmd), ("staybook /healthz/live", staybook_cmd)):

@@ -21,14 +21,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import sys
 import time
 import uuid
 
 import httpx
 import psycopg
 
-from bench.harness import Server, load, print_table, ratio, write_result
+from bench.harness import Server, load, print_table, ratio, uvicorn_command, write_result
 from staybook import migrate
 from staybook.identity.passwords import PasswordHashing
 from staybook.kernel.security import TokenSigner
@@ -90,24 +89,7 @@ def main() -> None:
         ceiling = argon2_ceiling(settings)
         token_cost = token_verify_cost(settings)
         os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
-        uvicorn = [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "--port",
-            "{port}",
-            "--host",
-            "127.0.0.1",
-            "--loop",
-            "uvloop",
-            "--http",
-            "httptools",
-            "--no-access-log",
-            "--log-level",
-            "warning",
-            "--factory",
-            "bench.identity_app:create_app",
-        ]
+        uvicorn = uvicorn_command("bench.identity_app:create_app")
         with Server(uvicorn, env=env, cpu=0) as server:
             client = httpx.Client(base_url=server.url, timeout=30)
             registered = client.post(

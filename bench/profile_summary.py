@@ -1,6 +1,6 @@
 """Summarises a py-spy collapsed-stacks file: the share of samples per function (self and inclusive).
 
-    .venv/bin/python -m bench.profile_summary /tmp/booking.prof [--top 25]
+.venv/bin/python -m bench.profile_summary /tmp/booking.prof [--top 25]
 """
 
 from __future__ import annotations
