@@ -16,8 +16,15 @@ def test_a_remembered_token_still_expires(monkeypatch):
     assert token in signer._verified
     real_time = time.time
     monkeypatch.setattr(security.time, "time", lambda: real_time() + 120)
+
+    def expired(token, token_type):
+        raise Unauthorized("Access token expired")
+
+    # Past its exp the remembered answer is not used: the token goes through full verification again.
+    monkeypatch.setattr(signer, "decode", expired)
     with pytest.raises(Unauthorized):
         signer.verify(token)
+    assert token not in signer._verified
 
 
 def test_a_tampered_token_is_not_served_from_memory():
