@@ -212,7 +212,7 @@ async def make_runtime() -> AsyncIterator[Callable[..., Runtime]]:
 async def app_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """An httpx client driving `create_app(settings)` in-process, with its lifespan run."""
     app = create_app(settings)
-    async with LifespanManager(app, startup_timeout=30, shutdown_timeout=30) as manager:
+    async with LifespanManager(app, startup_timeout=60, shutdown_timeout=90) as manager:
         transport = httpx.ASGITransport(app=manager.app, client=("127.0.0.1", 50000))
         async with httpx.AsyncClient(transport=transport, base_url="http://staybook.test") as client:
             client.app = app  # type: ignore[attr-defined]

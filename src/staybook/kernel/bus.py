@@ -17,6 +17,7 @@ from typing import Protocol
 import structlog
 
 from staybook.kernel.events import SUBJECT_PREFIX, EventEnvelope
+from staybook.kernel.tasks import cancel_all
 
 log = structlog.get_logger("staybook.bus")
 
@@ -133,11 +134,7 @@ class InProcessBus:
         self._tasks.append(asyncio.get_running_loop().create_task(pump(), name=f"consume:{consumer}:{subject}"))
 
     async def close(self) -> None:
-        for task in [*self._tasks, *self._retries]:
-            task.cancel()
-        for task in [*self._tasks, *self._retries]:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_all([*self._tasks, *self._retries])
         self._tasks.clear()
         self._subscriptions.clear()
 
@@ -374,11 +371,7 @@ class NatsJetStreamBus:
 
     async def close(self) -> None:
         self._closing = True
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_all(self._tasks)
         self._tasks.clear()
         # A fetch cancelled above can leave messages in its subscription's queue that nobody will
         # take; drain() would wait for them until its timeout, so drop pull subscriptions first.

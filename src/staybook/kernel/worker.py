@@ -16,6 +16,7 @@ import structlog
 from staybook.kernel.idempotency import IdempotencyStore
 from staybook.kernel.outbox import purge_handled
 from staybook.kernel.runtime import PeriodicJob, Runtime
+from staybook.kernel.tasks import cancel_all
 
 log = structlog.get_logger("staybook.worker")
 
@@ -74,11 +75,7 @@ class Worker:
 
     async def stop(self) -> None:
         self.stop_event.set()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_all(self._tasks)
         if self._tasks:
             log.info("worker stopped")
         self._tasks.clear()
