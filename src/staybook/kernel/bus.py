@@ -380,8 +380,12 @@ class NatsJetStreamBus:
                 await subscription.unsubscribe()
         self._pull_subscriptions.clear()
         if self.nc is not None:
-            with contextlib.suppress(Exception):
-                await self.nc.drain()
+            # Drain flushes pending publishes; bound it so a dead server cannot hold up shutdown.
+            try:
+                await asyncio.wait_for(self.nc.drain(), timeout=5)
+            except Exception:
+                with contextlib.suppress(Exception):
+                    await self.nc.close()
             self.nc = None
 
 
