@@ -78,6 +78,7 @@ class Server:
         health_path: str = "/healthz/live",
         cpu: int | None = None,
         startup_timeout: float = 120,
+        cwd: Path = ROOT,
     ) -> None:
         self.port = port or free_port()
         self.command = [part.replace("{port}", str(self.port)) for part in command]
@@ -85,6 +86,7 @@ class Server:
         self.health_path = health_path
         self.cpu = cpu
         self.startup_timeout = startup_timeout
+        self.cwd = cwd
         self.process: subprocess.Popen | None = None
         self.log = tempfile.NamedTemporaryFile(prefix="staybook-bench-", suffix=".log", delete=False)  # noqa: SIM115
 
@@ -95,7 +97,7 @@ class Server:
     def __enter__(self) -> Server:
         preexec = (lambda: os.sched_setaffinity(0, {self.cpu})) if self.cpu is not None else None
         self.process = subprocess.Popen(
-            self.command, env=self.env, stdout=self.log, stderr=subprocess.STDOUT, preexec_fn=preexec
+            self.command, env=self.env, stdout=self.log, stderr=subprocess.STDOUT, preexec_fn=preexec, cwd=self.cwd
         )
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:

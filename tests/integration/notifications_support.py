@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import email
-import socket
 import uuid
 from dataclasses import dataclass
 from email import policy
@@ -13,6 +12,7 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
+from bench.harness import free_port
 from sqlalchemy import select
 
 from staybook.kernel.events import EventEnvelope, subject_for
@@ -132,12 +132,6 @@ class SmtpRecorder:
 
     def to(self, address: str) -> list[email.message.EmailMessage]:
         return [m for m in self.messages if address in str(m["To"])]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(name="smtp")

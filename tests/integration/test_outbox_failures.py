@@ -11,6 +11,7 @@ import uuid
 from collections import Counter
 
 import pytest
+from bench.harness import free_port
 from sqlalchemy import func, select
 
 from staybook.kernel.bus import InProcessBus
@@ -96,17 +97,11 @@ async def test_publish_failures_keep_events_in_the_outbox(sqlite_settings, make_
     assert await count_rows(runtime, OutboxMessage, OutboxMessage.published_at.is_(None)) == 0
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 class NatsServer:
     """A private JetStream server for tests that stop and restart the broker."""
 
     def __init__(self, store) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.store = store
         self.process = None
 
