@@ -31,7 +31,7 @@ ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 class BenchEvent(Event):
     context: ClassVar[str] = "inventory"
-    name: ClassVar[str] = "bench.happened"
+    event_type: ClassVar[str] = "bench.happened"
     room_type_id: uuid.UUID
     night: str
     available: int

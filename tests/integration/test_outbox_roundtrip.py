@@ -17,7 +17,7 @@ from staybook.kernel.worker import Worker
 
 class ThingHappened(Event):
     context: ClassVar[str] = "catalog"
-    name: ClassVar[str] = "thing.happened"
+    event_type: ClassVar[str] = "thing.happened"
     number: int
 
 

@@ -25,7 +25,7 @@ class PropertyArchived(Event):
     """The catalog's event as docs/events.md defines it (the catalog API is not on this branch)."""
 
     context: ClassVar[str] = "catalog"
-    name: ClassVar[str] = "property.archived"
+    event_type: ClassVar[str] = "property.archived"
     property_id: uuid.UUID
     host_id: uuid.UUID
 

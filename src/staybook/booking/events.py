@@ -34,14 +34,14 @@ class BookingSnapshot(BaseModel):
 
 class BookingHeld(Event):
     context: ClassVar[str] = "booking"
-    name: ClassVar[str] = "booking.held"
+    event_type: ClassVar[str] = "booking.held"
 
     booking: BookingSnapshot
 
 
 class BookingConfirmed(Event):
     context: ClassVar[str] = "booking"
-    name: ClassVar[str] = "booking.confirmed"
+    event_type: ClassVar[str] = "booking.confirmed"
 
     booking: BookingSnapshot
     payment_id: uuid.UUID
@@ -49,7 +49,7 @@ class BookingConfirmed(Event):
 
 class BookingPaymentFailed(Event):
     context: ClassVar[str] = "booking"
-    name: ClassVar[str] = "booking.payment_failed"
+    event_type: ClassVar[str] = "booking.payment_failed"
 
     booking: BookingSnapshot
     reason: str
@@ -57,14 +57,14 @@ class BookingPaymentFailed(Event):
 
 class BookingExpired(Event):
     context: ClassVar[str] = "booking"
-    name: ClassVar[str] = "booking.expired"
+    event_type: ClassVar[str] = "booking.expired"
 
     booking: BookingSnapshot
 
 
 class BookingCancelled(Event):
     context: ClassVar[str] = "booking"
-    name: ClassVar[str] = "booking.cancelled"
+    event_type: ClassVar[str] = "booking.cancelled"
 
     booking: BookingSnapshot
     cancelled_by: str

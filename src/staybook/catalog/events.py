@@ -5,26 +5,19 @@ from __future__ import annotations
 import uuid
 from typing import ClassVar
 
-from pydantic import ConfigDict, Field
-
 from staybook.kernel.consumers import Subscription
 from staybook.kernel.events import Event
 from staybook.kernel.schemas import Money
-
-# `name` is both the event's ClassVar (its subject) and a payload member: the payload field is
-# declared as `title` and published under the alias "name", the documented contract.
-_PAYLOAD_BY_ALIAS = ConfigDict(frozen=True, serialize_by_alias=True)
 
 
 class PropertyState(Event):
     """What search and personalisation need to show a property (event-carried state transfer)."""
 
-    model_config = _PAYLOAD_BY_ALIAS
     context: ClassVar[str] = "catalog"
 
     property_id: uuid.UUID
     host_id: uuid.UUID
-    title: str = Field(serialization_alias="name")
+    name: str
     description: str
     address: str
     city: str
@@ -44,28 +37,27 @@ class PropertyState(Event):
 
 
 class PropertyCreated(PropertyState):
-    name: ClassVar[str] = "property.created"
+    event_type: ClassVar[str] = "property.created"
 
 
 class PropertyUpdated(PropertyState):
-    name: ClassVar[str] = "property.updated"
+    event_type: ClassVar[str] = "property.updated"
 
 
 class PropertyArchived(Event):
     context: ClassVar[str] = "catalog"
-    name: ClassVar[str] = "property.archived"
+    event_type: ClassVar[str] = "property.archived"
 
     property_id: uuid.UUID
     host_id: uuid.UUID
 
 
 class RoomTypeState(Event):
-    model_config = _PAYLOAD_BY_ALIAS
     context: ClassVar[str] = "catalog"
 
     room_type_id: uuid.UUID
     property_id: uuid.UUID
-    title: str = Field(serialization_alias="name")
+    name: str
     max_guests: int
     beds: int
     units: int
@@ -74,16 +66,16 @@ class RoomTypeState(Event):
 
 
 class RoomTypeCreated(RoomTypeState):
-    name: ClassVar[str] = "room_type.created"
+    event_type: ClassVar[str] = "room_type.created"
 
 
 class RoomTypeUpdated(RoomTypeState):
-    name: ClassVar[str] = "room_type.updated"
+    event_type: ClassVar[str] = "room_type.updated"
 
 
 class RoomTypeArchived(Event):
     context: ClassVar[str] = "catalog"
-    name: ClassVar[str] = "room_type.archived"
+    event_type: ClassVar[str] = "room_type.archived"
 
     room_type_id: uuid.UUID
     property_id: uuid.UUID
@@ -91,7 +83,7 @@ class RoomTypeArchived(Event):
 
 class PhotoUploaded(Event):
     context: ClassVar[str] = "catalog"
-    name: ClassVar[str] = "photo.uploaded"
+    event_type: ClassVar[str] = "photo.uploaded"
 
     photo_id: uuid.UUID
     property_id: uuid.UUID

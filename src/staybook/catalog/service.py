@@ -237,7 +237,7 @@ def property_state(prop: Property, event_type, thumbnail_url: str | None = None)
     return event_type(
         property_id=prop.id,
         host_id=prop.host_id,
-        title=prop.name,
+        name=prop.name,
         description=prop.description,
         address=prop.address,
         city=prop.city,
@@ -261,7 +261,7 @@ def room_type_state(room_type: RoomType, event_type):
     return event_type(
         room_type_id=room_type.id,
         property_id=room_type.property_id,
-        title=room_type.name,
+        name=room_type.name,
         max_guests=room_type.max_guests,
         beds=room_type.beds,
         units=room_type.units,

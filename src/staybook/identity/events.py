@@ -11,8 +11,6 @@ import uuid
 from datetime import datetime
 from typing import ClassVar
 
-from pydantic import Field
-
 from staybook.identity import audit
 from staybook.kernel.consumers import Subscription
 from staybook.kernel.db import UnitOfWork
@@ -21,10 +19,10 @@ from staybook.kernel.events import Event, EventEnvelope
 
 class UserRegistered(Event):
     context: ClassVar[str] = "identity"
-    name: ClassVar[str] = "user.registered"
+    event_type: ClassVar[str] = "user.registered"
     user_id: uuid.UUID
     email: str
-    user_name: str = Field(alias="name")
+    name: str
     role: str
     locale: str
     timezone: str
@@ -34,10 +32,10 @@ class UserRegistered(Event):
 
 class UserSignedIn(Event):
     context: ClassVar[str] = "identity"
-    name: ClassVar[str] = "user.signed_in"
+    event_type: ClassVar[str] = "user.signed_in"
     user_id: uuid.UUID
     email: str
-    user_name: str = Field(alias="name")
+    name: str
     locale: str
     ip: str | None
     user_agent: str | None
@@ -46,10 +44,10 @@ class UserSignedIn(Event):
 
 class UserUpdated(Event):
     context: ClassVar[str] = "identity"
-    name: ClassVar[str] = "user.updated"
+    event_type: ClassVar[str] = "user.updated"
     user_id: uuid.UUID
     email: str
-    user_name: str = Field(alias="name")
+    name: str
     locale: str
     timezone: str
     role: str
@@ -58,14 +56,14 @@ class UserUpdated(Event):
 
 class UserExported(Event):
     context: ClassVar[str] = "identity"
-    name: ClassVar[str] = "user.exported"
+    event_type: ClassVar[str] = "user.exported"
     user_id: uuid.UUID
     at: datetime
 
 
 class UserErased(Event):
     context: ClassVar[str] = "identity"
-    name: ClassVar[str] = "user.erased"
+    event_type: ClassVar[str] = "user.erased"
     user_id: uuid.UUID
     at: datetime
 

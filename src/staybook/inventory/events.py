@@ -26,7 +26,7 @@ class InventoryChanged(Event):
     """The state of a contiguous range of nights of one room type after a change."""
 
     context: ClassVar[str] = "inventory"
-    name: ClassVar[str] = "inventory.changed"
+    event_type: ClassVar[str] = "inventory.changed"
 
     property_id: uuid.UUID
     room_type_id: uuid.UUID

@@ -4,7 +4,7 @@ A context declares its events as subclasses of `Event` in its `events.py`:
 
     class BookingHeld(Event):
         context: ClassVar[str] = "booking"
-        name: ClassVar[str] = "booking.held"
+        event_type: ClassVar[str] = "booking.held"
         booking_id: UUID
         ...
 
@@ -37,23 +37,21 @@ def subject_for(context: str, name: str) -> str:
 class Event(BaseModel):
     """Something that happened. Immutable; its fields are the documented payload."""
 
-    model_config = ConfigDict(frozen=True, populate_by_name=True)
+    model_config = ConfigDict(frozen=True)
 
     context: ClassVar[str]
-    name: ClassVar[str]
+    event_type: ClassVar[str]
 
     @classmethod
     def subject(cls) -> str:
-        return subject_for(cls.context, cls.name)
+        return subject_for(cls.context, cls.event_type)
 
     def outbox_row(self) -> dict[str, Any]:
         return {
             "id": new_id(),
             "subject": self.subject(),
-            "event_type": self.name,
-            # by_alias: a payload field called `name` is declared under another attribute
-            # name with `Field(alias="name")`, since `name` is the event's ClassVar.
-            "payload": self.model_dump(mode="json", by_alias=True),
+            "event_type": self.event_type,
+            "payload": self.model_dump(mode="json"),
             "headers": current_trace_headers(),
             "created_at": utcnow(),
             "published_at": None,

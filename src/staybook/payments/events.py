@@ -11,7 +11,7 @@ from staybook.kernel.schemas import Money
 
 class PaymentAuthorised(Event):
     context: ClassVar[str] = "payments"
-    name: ClassVar[str] = "payment.authorised"
+    event_type: ClassVar[str] = "payment.authorised"
 
     payment_id: uuid.UUID
     booking_id: uuid.UUID
@@ -22,7 +22,7 @@ class PaymentAuthorised(Event):
 
 class PaymentCaptured(Event):
     context: ClassVar[str] = "payments"
-    name: ClassVar[str] = "payment.captured"
+    event_type: ClassVar[str] = "payment.captured"
 
     payment_id: uuid.UUID
     booking_id: uuid.UUID
@@ -33,7 +33,7 @@ class PaymentCaptured(Event):
 
 class PaymentFailed(Event):
     context: ClassVar[str] = "payments"
-    name: ClassVar[str] = "payment.failed"
+    event_type: ClassVar[str] = "payment.failed"
 
     payment_id: uuid.UUID
     booking_id: uuid.UUID
@@ -43,7 +43,7 @@ class PaymentFailed(Event):
 
 class PaymentRefunded(Event):
     context: ClassVar[str] = "payments"
-    name: ClassVar[str] = "payment.refunded"
+    event_type: ClassVar[str] = "payment.refunded"
 
     payment_id: uuid.UUID
     booking_id: uuid.UUID
@@ -53,7 +53,7 @@ class PaymentRefunded(Event):
 
 class PaymentVoided(Event):
     context: ClassVar[str] = "payments"
-    name: ClassVar[str] = "payment.voided"
+    event_type: ClassVar[str] = "payment.voided"
 
     payment_id: uuid.UUID
     booking_id: uuid.UUID
