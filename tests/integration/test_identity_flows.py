@@ -137,13 +137,26 @@ async def test_mfa_enrol_sign_in_recovery_code_once_and_disable(any_settings, cl
         assert (
             await client.get("/api/v1/me", headers={"Authorization": f"Bearer {challenge['mfa_token']}"})
         ).status_code == 401
-        # The confirm step spent the current TOTP step; a recovery code signs in, once.
-        ok = await client.post("/api/v1/auth/mfa/verify", json={"mfa_token": challenge["mfa_token"], "code": codes[0]})
-        assert ok.status_code == 200, ok.text
-        reused = await client.post(
+        # A newer sign-in replaces the open challenge: the first MFA token no longer works.
+        newer = (
+            await client.post("/api/v1/auth/login", json={"email": "ana@example.com", "password": "violet-harbour-91"})
+        ).json()
+        replaced = await client.post(
             "/api/v1/auth/mfa/verify", json={"mfa_token": challenge["mfa_token"], "code": codes[0]}
         )
-        assert reused.status_code == 401
+        assert replaced.status_code == 401
+        # The confirm step spent the current TOTP step; a recovery code signs in, once.
+        ok = await client.post("/api/v1/auth/mfa/verify", json={"mfa_token": newer["mfa_token"], "code": codes[0]})
+        assert ok.status_code == 200, ok.text
+        reused_code = await client.post(
+            "/api/v1/auth/mfa/verify", json={"mfa_token": newer["mfa_token"], "code": codes[0]}
+        )
+        assert reused_code.status_code == 401
+        # The MFA token signs in once, even with another good code.
+        reused_token = await client.post(
+            "/api/v1/auth/mfa/verify", json={"mfa_token": newer["mfa_token"], "code": codes[2]}
+        )
+        assert reused_token.status_code == 401
 
         signed_in = ok.json()
         bad_disable = await client.request(

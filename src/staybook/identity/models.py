@@ -51,6 +51,8 @@ class User(Base):
     totp_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
     # Last accepted TOTP time step: a code is accepted once (no replay within its 30 s).
     totp_last_step: Mapped[int] = mapped_column(BigInteger, default=0)
+    # jti of the one open MFA challenge: a challenge signs in once, and a newer sign-in replaces it.
+    mfa_challenge_jti: Mapped[str | None] = mapped_column(String(32), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

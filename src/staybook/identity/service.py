@@ -344,6 +344,7 @@ async def login(runtime: Runtime, data: LoginRequest, info: RequestInfo) -> dict
                 mfa_token = runtime.tokens.issue(
                     user.id, user.role, extra={"typ": "mfa"}, ttl=timedelta(seconds=settings.mfa_token_ttl_seconds)
                 )
+                user.mfa_challenge_jti = runtime.tokens.decode(mfa_token, "mfa")["jti"]
                 return {"mfa_required": True, "mfa_token": mfa_token}
             return await _signed_in(uow, runtime, user, info, "password")
     await _record_failure(
@@ -375,8 +376,11 @@ async def verify_mfa(runtime: Runtime, mfa_token: str, code: str, info: RequestI
     creds = credentials(runtime)
     async with runtime.db.unit_of_work() as uow:
         user = await _active_user(uow.session, user_id, for_update=True)
+        if user.mfa_challenge_jti is None or claims.get("jti") != user.mfa_challenge_jti:
+            raise Unauthorized("Invalid mfa token: it was used already or replaced by a newer sign-in")
         method = await _consume_second_factor(uow.session, creds, user, code)
         if method is not None:
+            user.mfa_challenge_jti = None
             return await _signed_in(uow, runtime, user, info, method)
     await _record_failure(
         runtime,
