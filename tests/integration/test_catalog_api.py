@@ -195,6 +195,50 @@ async def test_ical_round_trip(db_settings, client_for):
         assert not_ical.status_code == 422 and not_ical.json()["errors"][0]["field"] == "body.file"
 
 
+async def test_signed_calendar_feed_needs_no_bearer_and_rotation_revokes_it(db_settings, client_for):
+    host = bearer(db_settings, "host")
+    async with client_for(db_settings) as client:
+        _, room_type_id = await listed(client, host, units=1)
+        _, other_room_type_id = await listed(client, host, units=1)
+        today = date.today()
+        await client.put(
+            f"/api/v1/room-types/{room_type_id}/calendar",
+            json={"from": str(today + timedelta(days=4)), "to": str(today + timedelta(days=6)), "closed": True},
+            headers=host,
+        )
+        feed = await client.get(f"/api/v1/room-types/{room_type_id}/calendar-feed", headers=host)
+        assert feed.status_code == 200, feed.text
+        url = feed.json()["url"]
+        assert f"/api/v1/room-types/{room_type_id}/calendar.ics?token=" in url
+
+        fetched = await client.get(url)  # what a channel manager does: no Authorization header
+        assert fetched.status_code == 200, fetched.text
+        assert fetched.headers["content-type"].startswith("text/calendar")
+        assert fetched.text.count("BEGIN:VEVENT") == 1 and f"{today + timedelta(days=4):%Y%m%d}" in fetched.text
+        assert (await client.get(f"/api/v1/room-types/{room_type_id}/calendar-feed", headers=host)).json()["url"] == url
+
+        token = url.split("token=")[1]
+        for wrong in (
+            f"/api/v1/room-types/{room_type_id}/calendar.ics?token={token[:-2]}xx",
+            f"/api/v1/room-types/{room_type_id}/calendar.ics?token=",
+            f"/api/v1/room-types/{other_room_type_id}/calendar.ics?token={token}",
+            f"/api/v1/room-types/{uuid.uuid4()}/calendar.ics?token={token}",
+        ):
+            refused = await client.get(wrong)
+            assert refused.status_code == 404, (wrong, refused.text)
+            assert refused.headers["content-type"] == "application/problem+json"
+            assert "BEGIN:VCALENDAR" not in refused.text
+
+        rotated = await client.post(f"/api/v1/room-types/{room_type_id}/calendar-feed/rotate", headers=host)
+        assert rotated.status_code == 200 and rotated.json()["url"] != url
+        assert (await client.get(url)).status_code == 404
+        assert (await client.get(rotated.json()["url"])).status_code == 200
+        other_host = bearer(db_settings, "host")
+        assert (
+            await client.get(f"/api/v1/room-types/{room_type_id}/calendar-feed", headers=other_host)
+        ).status_code == 403
+
+
 def jpeg_with_gps() -> bytes:
     image = Image.new("RGB", (1200, 800), (200, 120, 40))
     exif = Image.Exif()

@@ -18,8 +18,11 @@ statement. The CHECK constraint `held + booked <= total` backs it all up.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import functools
+import hashlib
+import hmac
 import math
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -32,13 +35,14 @@ from sqlalchemy.exc import IntegrityError
 
 from staybook.catalog import service as catalog
 from staybook.inventory.events import InventoryChanged, NightSnapshot
-from staybook.inventory.models import RoomNight
+from staybook.inventory.models import CalendarFeed, RoomNight
 from staybook.inventory.pricing import assess_stay, validate_stay_dates
 from staybook.kernel.db import UnitOfWork
-from staybook.kernel.errors import Conflict, InvalidInput
+from staybook.kernel.errors import Conflict, InvalidInput, NotFound
+from staybook.kernel.orm import utcnow
 from staybook.kernel.runtime import PeriodicJob, Runtime
 from staybook.kernel.schemas import Money
-from staybook.kernel.settings import InventorySettings
+from staybook.kernel.settings import InventorySettings, Settings
 
 _RETURNED = (
     RoomNight.night,
@@ -410,6 +414,41 @@ async def close_nights(uow: UnitOfWork, room_type_id: uuid.UUID, nights_to_close
 
 
 # ------------------------------------------------------------------ quotes and availability
+
+
+# ------------------------------------------------------------------ signed calendar feeds
+
+
+def feed_token(settings: Settings, room_type_id: uuid.UUID, version: int) -> str:
+    """The token of a room type's iCal export URL: an HMAC of (room type, feed version) under the
+    platform secret, so channel managers fetch a plain URL and a rotation revokes the old one."""
+    message = f"calendar-feed:{room_type_id}:{version}".encode()
+    digest = hmac.new(settings.secret_key.get_secret_value().encode(), message, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest[:24]).decode()
+
+
+async def feed_version(session, room_type_id: uuid.UUID) -> int:
+    return await session.scalar(select(CalendarFeed.version).where(CalendarFeed.room_type_id == room_type_id)) or 0
+
+
+async def rotate_feed(uow: UnitOfWork, room_type_id: uuid.UUID) -> int:
+    """Bumps the feed version (every URL handed out before stops working); returns the new version."""
+    feed = await uow.session.get(CalendarFeed, room_type_id, with_for_update=True)
+    if feed is None:
+        feed = CalendarFeed(room_type_id=room_type_id, version=0, rotated_at=utcnow())
+        uow.session.add(feed)
+    feed.version += 1
+    feed.rotated_at = utcnow()
+    await uow.session.flush()
+    return feed.version
+
+
+async def check_feed_token(session, settings: Settings, room_type_id: uuid.UUID, token: str) -> None:
+    """NotFound unless `token` is the room type's current feed token: a wrong or revoked URL looks
+    like no calendar at all, so tokens cannot be probed against known room type ids."""
+    expected = feed_token(settings, room_type_id, await feed_version(session, room_type_id))
+    if not hmac.compare_digest(expected.encode(), token.encode()):
+        raise NotFound(f"No calendar feed for room type {room_type_id} with this token")
 
 
 @dataclass(frozen=True)
