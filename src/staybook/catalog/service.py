@@ -21,8 +21,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import cache
-from pathlib import Path
-from typing import Protocol
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -40,6 +38,7 @@ from staybook.catalog.events import (
     RoomTypeCreated,
     RoomTypeUpdated,
 )
+from staybook.catalog.media import PUBLIC_MEDIA_PREFIX, MediaStore, media_store, media_url
 from staybook.catalog.models import Photo, Property, RoomType
 from staybook.catalog.schemas import (
     AMENITIES,
@@ -489,54 +488,12 @@ async def archive_room_type(runtime: Runtime, principal: Principal, room_type_id
 # ------------------------------------------------------------------ photos
 
 
-class MediaStore(Protocol):
-    """Where photo bytes live: a local directory by default; an S3-compatible bucket fits the same three calls."""
-
-    async def put(self, key: str, data: bytes, content_type: str) -> None: ...
-
-    async def get(self, key: str) -> bytes: ...
-
-    async def delete(self, key: str) -> None: ...
-
-
-class LocalMediaStore:
-    def __init__(self, root: Path) -> None:
-        self.root = root.resolve()
-
-    def path(self, key: str) -> Path:
-        path = (self.root / key).resolve()
-        if not path.is_relative_to(self.root):
-            raise NotFound(f"No media {key}")
-        return path
-
-    async def put(self, key: str, data: bytes, content_type: str) -> None:
-        def write() -> None:
-            path = self.path(key)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            partial = path.with_suffix(path.suffix + ".part")
-            partial.write_bytes(data)
-            partial.replace(path)  # readers never see a half-written file
-
-        await asyncio.to_thread(write)
-
-    async def get(self, key: str) -> bytes:
-        try:
-            return await asyncio.to_thread(self.path(key).read_bytes)
-        except FileNotFoundError as error:
-            raise NotFound(f"No media {key}") from error
-
-    async def delete(self, key: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            await asyncio.to_thread(self.path(key).unlink)
-
-
 PHOTO_FORMATS = {"JPEG": ("image/jpeg", "jpg"), "PNG": ("image/png", "png"), "WEBP": ("image/webp", "webp")}
 # Decoded size limit: a 40 MP photo is already larger than any listing needs; bigger "images"
 # that compress to a few KB are decompression bombs meant to exhaust the worker's memory.
 MAX_PHOTO_PIXELS = 40_000_000
 # name, longest side in pixels, Pillow format
 PHOTO_VARIANTS = (("thumb", 320, "JPEG"), ("thumb_webp", 320, "WEBP"), ("large_webp", 1600, "WEBP"))
-PUBLIC_MEDIA_PREFIX = "photos/"
 
 
 @dataclass(frozen=True)
@@ -579,20 +536,6 @@ def inspect_image(data: bytes, *, max_bytes: int, max_pixels: int = MAX_PHOTO_PI
     return InspectedImage(image_format, content_type, extension, width, height)
 
 
-def media_store(settings: Settings) -> MediaStore:
-    if settings.catalog.s3_bucket or settings.catalog.s3_endpoint_url:
-        # Refuse loudly rather than write photos to a local disk the operator did not ask for.
-        raise RuntimeError(
-            "S3-compatible photo storage has no adapter yet; unset STAYBOOK_CATALOG__S3_BUCKET and "
-            "STAYBOOK_CATALOG__S3_ENDPOINT_URL to store photos in STAYBOOK_CATALOG__MEDIA_DIR"
-        )
-    return LocalMediaStore(settings.catalog.media_dir)
-
-
-def media_url(settings: Settings, key: str) -> str:
-    return f"{settings.catalog.media_base_url.rstrip('/')}/{key}"
-
-
 def photo_out(settings: Settings, photo: Photo) -> PhotoOut:
     return PhotoOut(
         id=photo.id,
@@ -604,7 +547,7 @@ def photo_out(settings: Settings, photo: Photo) -> PhotoOut:
         variants=[
             PhotoVariant(
                 name=v["name"],
-                url=media_url(settings, v["key"]),
+                url=media_url(settings.catalog, v["key"]),
                 width=v["width"],
                 height=v["height"],
                 content_type=v["content_type"],
@@ -621,7 +564,7 @@ async def upload_photo(
     """Checks the bytes, stores the original (private) and emits photo.uploaded for the variant worker."""
     settings = runtime.settings
     inspected = inspect_image(data, max_bytes=settings.catalog.max_photo_bytes)
-    store = store or media_store(settings)
+    store = store or media_store(settings.catalog)
     photo_id = new_id()
     key = f"originals/{property_id}/{photo_id}.{inspected.extension}"
     # The file goes in before the commit, so a committed row always has its original; when the
@@ -719,7 +662,7 @@ async def _thumbnail_url(session: AsyncSession, settings: Settings, property_id:
     )
     for variant in variants or []:
         if variant["name"] == "thumb":
-            return media_url(settings, variant["key"])
+            return media_url(settings.catalog, variant["key"])
     return None
 
 
@@ -734,10 +677,13 @@ async def handle_photo_uploaded(envelope, uow: UnitOfWork) -> None:
 
 @contextlib.asynccontextmanager
 async def lifespan(runtime: Runtime) -> AsyncIterator[None]:
-    store = media_store(runtime.settings)
+    store = media_store(runtime.settings.catalog)
     runtime.extensions["catalog.media"] = store
     _WORKER_MEDIA.update(store=store, settings=runtime.settings)
-    yield
+    try:
+        yield
+    finally:
+        await store.close()
 
 
 # ------------------------------------------------------------------ demo data
