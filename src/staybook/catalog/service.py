@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import cache
+from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -57,6 +58,7 @@ from staybook.catalog.schemas import (
 from staybook.inventory import service as inventory
 from staybook.kernel.db import UnitOfWork
 from staybook.kernel.errors import Conflict, Forbidden, InvalidInput, NotFound, PayloadTooLarge, UnsupportedMediaType
+from staybook.kernel.models import OutboxMessage
 from staybook.kernel.orm import new_id, utcnow
 from staybook.kernel.runtime import Runtime
 from staybook.kernel.schemas import Money, minor_unit_digits
@@ -172,6 +174,42 @@ async def active_room_types(session: AsyncSession, *, after: uuid.UUID | None, l
     if after is not None:
         query = query.where(RoomType.id > after)
     return [_summary(*row) for row in (await session.execute(query)).all()]
+
+
+@dataclass(frozen=True, slots=True)
+class CalendarSeed:
+    """What opening a room type's calendar needs, read in bulk without building ORM objects."""
+
+    room_type_id: uuid.UUID
+    property_id: uuid.UUID
+    units: int
+    base_price_amount: int
+    currency: str
+    timezone: str
+    latitude: float
+
+
+async def calendar_seeds(session: AsyncSession, *, after: uuid.UUID | None, limit: int) -> list[CalendarSeed]:
+    """Active room types of active properties in id order, `limit` at a time after `after`: the
+    compact rows bulk calendar seeding works from (one Core query, plain tuples)."""
+    query = (
+        select(
+            RoomType.id,
+            RoomType.property_id,
+            RoomType.units,
+            RoomType.base_price_amount,
+            RoomType.currency,
+            Property.timezone,
+            Property.latitude,
+        )
+        .join(Property, Property.id == RoomType.property_id)
+        .where(RoomType.status == "active", Property.status == "active")
+        .order_by(RoomType.id)
+        .limit(limit)
+    )
+    if after is not None:
+        query = query.where(RoomType.id > after)
+    return [CalendarSeed(*row) for row in (await session.execute(query)).all()]
 
 
 def ensure_may_change(principal: Principal, host_id: uuid.UUID) -> None:
@@ -883,13 +921,14 @@ async def seed_demo(runtime: Runtime, *, properties: int, seed: int) -> dict:
                 prop, rooms = demo_property(rng, host)
                 props.append(prop)
                 room_types.extend(rooms)
+            # The same events the API emits, written to the outbox in the rows' transaction, but in
+            # bulk (COPY) and built from the plain rows: an ORM instance per event costs more than its row.
+            events = [property_state(SimpleNamespace(**prop), PropertyCreated).outbox_row() for prop in props]
+            events += [room_type_state(SimpleNamespace(**room), RoomTypeCreated).outbox_row() for room in room_types]
             async with runtime.db.unit_of_work() as uow:
                 await bulk_insert(uow.session, Property.__table__, props)
                 await bulk_insert(uow.session, RoomType.__table__, room_types)
-                for prop in props:
-                    uow.emit(property_state(Property(**prop), PropertyCreated))
-                for room_type in room_types:
-                    uow.emit(room_type_state(RoomType(**room_type), RoomTypeCreated))
+                await bulk_insert(uow.session, OutboxMessage.__table__, events)
             room_type_count += len(room_types)
             progress.update(task, advance=len(batch))
     return {"properties": properties, "room_types": room_type_count, "demo_host_id": str(demo_host)}

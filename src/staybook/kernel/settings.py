@@ -103,6 +103,8 @@ class InventorySettings(BaseModel):
     horizon_days: int = Field(365, ge=30, le=1100)
     max_stay_nights: int = Field(30, ge=1, le=365)
     availability_cache_seconds: int = Field(30, ge=0)
+    # Connections that open calendars at once when seeding PostgreSQL (each runs INSERT ... SELECT).
+    seed_connections: int = Field(2, ge=1, le=32)
 
 
 class BookingSettings(BaseModel):
