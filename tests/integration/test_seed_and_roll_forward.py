@@ -28,7 +28,7 @@ async def test_seed_demo_creates_real_cities_rooms_and_calendars(db_settings, ma
     seeded = await catalog.seed_demo(runtime, properties=30, seed=5)
     calendars = await inventory.seed_demo(runtime, properties=30, seed=5)
     assert seeded["properties"] == 30 and 30 <= seeded["room_types"] <= 120
-    assert calendars == {"room_types": seeded["room_types"], "room_nights": seeded["room_types"] * 40}
+    assert calendars["room_types"] == seeded["room_types"] and calendars["room_nights"] == seeded["room_types"] * 40
     async with runtime.db.session() as session:
         props = (await session.scalars(select(Property))).all()
         events = dict(

@@ -25,12 +25,14 @@ import functools
 import hashlib
 import hmac
 import math
+import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from itertools import repeat
 
+import orjson
 from sqlalchemy import and_, case, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -558,23 +560,22 @@ async def invalidate_availability(runtime: Runtime, property_id: uuid.UUID | str
 
 async def property_availability(
     runtime: Runtime, property_id: uuid.UUID, check_in: date, check_out: date, guests: int
-) -> dict:
-    """Per active room type: available units, nightly prices, total, bookable and why not.
+) -> bytes:
+    """Per active room type: available units, nightly prices, total, bookable and why not, as JSON bytes.
 
     Answers are cached per property under a namespace version bumped on every inventory change
-    of the property (see `invalidate_availability` and the inventory.changed replica subscription),
-    so a cache hit costs one or two cache round trips and no database work.
+    of the property (see `invalidate_availability` and the inventory.changed replica subscription).
+    A hit is one cache round trip (version and answer together) and no database work or JSON
+    encoding: the cached bytes are the response body, behind the property's time zone, which the
+    date checks need on every call.
     """
     settings = runtime.settings.inventory
     if check_out <= check_in:
         raise InvalidInput("check_out must be after check_in", field="query.check_out")
     if guests < 1:
         raise InvalidInput("guests must be at least 1", field="query.guests")
-    namespace = availability_namespace(property_id)
-    version = await runtime.cache.namespace_version(namespace)
-    key = f"{namespace}:v{version}:{check_in.isoformat()}:{check_out.isoformat()}:{guests}"
 
-    async def load() -> dict:
+    async def load() -> bytes:
         async with runtime.db.session() as session:
             room_types = await catalog.property_room_types(session, property_id)
             rows = (
@@ -586,22 +587,28 @@ async def property_availability(
                     .order_by(RoomNight.room_type_id, RoomNight.night)
                 )
             ).all()
-        return availability_answer(room_types, rows, property_id, check_in, check_out, guests)
+        answer = availability_answer(room_types, rows, property_id, check_in, check_out, guests)
+        return answer["timezone"].encode() + b"\n" + orjson.dumps(answer)
 
     if settings.availability_cache_seconds:
-        answer = await runtime.cache.get_or_load(
-            key, settings.availability_cache_seconds, load, namespace="availability"
+        cached = await runtime.cache.get_or_load_versioned(
+            availability_namespace(property_id),
+            f"{check_in.isoformat()}:{check_out.isoformat()}:{guests}",
+            settings.availability_cache_seconds,
+            load,
+            metric="availability",
         )
     else:
-        answer = await load()
+        cached = await load()
+    timezone, _, body = cached.partition(b"\n")
     # Re-checked on every call, hit or miss: "today" moves while an answer sits in the cache.
     validate_stay_dates(
         check_in,
         check_out,
-        today=catalog.today_in(answer["timezone"]),
+        today=catalog.today_in(timezone.decode()),
         max_nights=settings.max_stay_nights,
     )
-    return answer
+    return body
 
 
 def availability_answer(room_types, rows, property_id, check_in: date, check_out: date, guests: int) -> dict:
@@ -872,7 +879,7 @@ def _open_calendars_arguments(batch: Sequence[catalog.CalendarSeed], horizon: in
     )
 
 
-async def _seed_calendars_in_postgres(runtime: Runtime, horizon: int, on_batch) -> tuple[int, int]:
+async def _seed_calendars_in_postgres(runtime: Runtime, horizon: int, on_batch, phases: dict) -> tuple[int, int]:
     """Opens calendars with INSERT ... SELECT on `inventory.seed_connections` connections at once,
     one transaction per statement; returns (room types opened, nights added).
 
@@ -890,9 +897,13 @@ async def _seed_calendars_in_postgres(runtime: Runtime, horizon: int, on_batch) 
             await raw.execute(f"CREATE TABLE {_SEED_TABLE} (LIKE room_nights INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
     target = _SEED_TABLE if empty else "room_nights"
     try:
+        started = time.perf_counter()
         opened = await _open_calendars_in_parallel(runtime, horizon, target, on_batch)
+        phases["load"] = round(time.perf_counter() - started, 3)
         if empty:
+            started = time.perf_counter()
             await _index_and_swap_in(runtime)
+            phases["index_and_swap"] = round(time.perf_counter() - started, 3)
     finally:
         if empty:
             async with runtime.db.engine.connect() as connection:
@@ -902,6 +913,8 @@ async def _seed_calendars_in_postgres(runtime: Runtime, horizon: int, on_batch) 
 
 
 _SEED_TABLE = "room_nights_seeding"
+# Per index build; two builds run at once.
+SEED_INDEX_MEMORY = "512MB"
 
 
 async def _open_calendars_in_parallel(runtime: Runtime, horizon: int, target: str, on_batch) -> tuple[int, int]:
@@ -927,13 +940,19 @@ async def _open_calendars_in_parallel(runtime: Runtime, horizon: int, target: st
     async def open_calendars() -> None:
         async with runtime.db.engine.connect() as connection:
             raw = (await connection.get_raw_connection()).driver_connection
-            while (batch := await batches.get()) is not None:
-                async with raw.transaction():
-                    status = await raw.execute(statement, *_open_calendars_arguments(batch, horizon))
-                nights = int(status.rsplit(" ", 1)[1])
-                opened[0] += nights // horizon
-                opened[1] += nights
-                on_batch(len(batch))
+            # A lost batch is re-done by the next seed (it skips opened room types); no need to wait
+            # for each commit's WAL flush. Session-level, reset before the connection goes back to the pool.
+            await raw.execute("SET synchronous_commit = off")
+            try:
+                while (batch := await batches.get()) is not None:
+                    async with raw.transaction():
+                        status = await raw.execute(statement, *_open_calendars_arguments(batch, horizon))
+                    nights = int(status.rsplit(" ", 1)[1])
+                    opened[0] += nights // horizon
+                    opened[1] += nights
+                    on_batch(len(batch))
+            finally:
+                await raw.execute("RESET synchronous_commit")
 
     await asyncio.gather(read_room_types(), *(open_calendars() for _ in range(jobs)))
     return opened[0], opened[1]
@@ -960,7 +979,12 @@ async def _index_and_swap_in(runtime: Runtime) -> None:
     async def build(ddl: str) -> None:
         async with runtime.db.engine.connect() as connection:
             raw = (await connection.get_raw_connection()).driver_connection
-            await raw.execute(ddl)
+            # Sort in memory rather than in temporary files (this session only).
+            await raw.execute(f"SET maintenance_work_mem = '{SEED_INDEX_MEMORY}'")
+            try:
+                await raw.execute(ddl)
+            finally:
+                await raw.execute("RESET ALL")
 
     await asyncio.gather(*(build(ddl) for ddl in indexes))
     columns = ", ".join(c.name for c in table.columns)
@@ -982,7 +1006,7 @@ async def _index_and_swap_in(runtime: Runtime) -> None:
                 await raw.execute(f"ALTER INDEX {_SEED_TABLE}_{index.name} RENAME TO {index.name}")
 
 
-async def _seed_calendars_with_copy(runtime: Runtime, horizon: int, on_batch) -> tuple[int, int]:
+async def _seed_calendars_with_copy(runtime: Runtime, horizon: int, on_batch, phases: dict) -> tuple[int, int]:
     """Portable path (SQLite, the demo): nights built in Python and bulk-inserted per batch."""
     nights_added = room_types_opened = 0
     after: uuid.UUID | None = None
@@ -1025,12 +1049,13 @@ async def seed_demo(runtime: Runtime, *, properties: int, seed: int) -> dict:
     from rich.progress import Progress
 
     horizon = runtime.settings.inventory.horizon_days
+    phases: dict[str, float] = {}
     seeder = (
         _seed_calendars_in_postgres if runtime.db.engine.dialect.name == "postgresql" else _seed_calendars_with_copy
     )
     with Progress(transient=True) as progress:
         task = progress.add_task("inventory: calendars (room types)", total=None)
         room_types_opened, nights_added = await seeder(
-            runtime, horizon, lambda room_types: progress.update(task, advance=room_types)
+            runtime, horizon, lambda room_types: progress.update(task, advance=room_types), phases
         )
-    return {"room_types": room_types_opened, "room_nights": nights_added}
+    return {"room_types": room_types_opened, "room_nights": nights_added, "seconds": phases}
