@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 import uuid
 from datetime import date, timedelta
 
@@ -259,7 +260,7 @@ def jpeg_with_gps() -> bytes:
 @pytest.fixture(params=["local", "s3"])
 def photo_settings(request, db_settings, tmp_path):
     """The photo pipeline's settings on each store: the local media directory and an S3 bucket."""
-    catalog_settings = {"media_dir": tmp_path / "media"}
+    catalog_settings = {"media_dir": tmp_path / "media", "max_photo_bytes": 300_000}
     if request.param == "s3":
         catalog_settings.update(request.getfixturevalue("s3_bucket_settings"))
     return db_settings.model_copy(update={"catalog": db_settings.catalog.model_validate(catalog_settings)})
@@ -343,12 +344,18 @@ async def test_bad_photos_are_refused_and_leave_nothing(photo_settings, client_f
     Image.new("1", (10_000, 10_000)).save(bomb, format="PNG")
     gif = io.BytesIO()
     Image.new("RGB", (10, 10)).save(gif, format="GIF")
+    heavy = io.BytesIO()  # a real photo, but more bytes than catalog.max_photo_bytes
+    Image.frombytes("RGB", (400, 400), os.urandom(400 * 400 * 3)).save(heavy, format="PNG")
+    truncated = jpeg_with_gps()[:200]
     async with client_for(settings) as client:
         property_id, _ = await listed(client, host)
         for name, data, status in (
             ("notes.jpg", b"these are not the pixels you are looking for" * 10, 422),
             ("bomb.png", bomb.getvalue(), 413),
             ("anim.jpg", gif.getvalue(), 415),
+            ("heavy.png", heavy.getvalue(), 413),
+            ("cut.jpg", truncated, 422),
+            ("empty.jpg", b"", 422),
         ):
             response = await client.post(
                 f"/api/v1/properties/{property_id}/photos", files={"file": (name, data, "image/jpeg")}, headers=host
