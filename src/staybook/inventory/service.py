@@ -902,6 +902,7 @@ async def _seed_calendars_in_postgres(runtime: Runtime, horizon: int, on_batch, 
         phases["load"] = round(time.perf_counter() - started, 3)
         if empty:
             started = time.perf_counter()
+            on_batch(0, "inventory: building the calendar's keys")
             await _index_and_swap_in(runtime)
             phases["index_and_swap"] = round(time.perf_counter() - started, 3)
     finally:
@@ -1056,6 +1057,9 @@ async def seed_demo(runtime: Runtime, *, properties: int, seed: int) -> dict:
     with Progress(transient=True) as progress:
         task = progress.add_task("inventory: calendars (room types)", total=None)
         room_types_opened, nights_added = await seeder(
-            runtime, horizon, lambda room_types: progress.update(task, advance=room_types), phases
+            runtime,
+            horizon,
+            lambda room_types, phase=None: progress.update(task, advance=room_types, description=phase),
+            phases,
         )
     return {"room_types": room_types_opened, "room_nights": nights_added, "seconds": phases}
