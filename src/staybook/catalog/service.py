@@ -20,7 +20,7 @@ import warnings
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from functools import cache
+from functools import cache, lru_cache
 from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
@@ -105,8 +105,18 @@ class RoomTypeSummary:
 
 
 def today_in(timezone: str, now: datetime | None = None) -> date:
-    """The calendar date at a place at `now` (default: this instant); stays are in local dates."""
-    return (now or datetime.now(UTC)).astimezone(ZoneInfo(timezone)).date()
+    """The calendar date at a place at `now` (default: this instant); stays are in local dates.
+
+    Every UTC offset in use and every transition between them falls on a quarter hour of UTC, so
+    the local date cannot change inside a UTC quarter hour: it is computed once per zone and quarter
+    (the availability hot path asks on every request).
+    """
+    return _local_date(timezone, int((now or datetime.now(UTC)).timestamp()) // 900)
+
+
+@lru_cache(maxsize=2048)
+def _local_date(timezone: str, quarter_hour: int) -> date:
+    return datetime.fromtimestamp(quarter_hour * 900, UTC).astimezone(ZoneInfo(timezone)).date()
 
 
 def _summary(room_type: RoomType, prop: Property) -> RoomTypeSummary:
