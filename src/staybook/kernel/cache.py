@@ -161,6 +161,8 @@ class MemoryCache:
 
 
 # The namespace version and the value under it in one round trip (a hit is one EVALSHA, not two GETs).
+# The value's key is built inside the script, which a single Redis (or a primary with replicas)
+# allows; Redis Cluster would need both keys under one hash tag.
 _GET_VERSIONED = """
 local version = redis.call('GET', KEYS[1]) or '0'
 return {version, redis.call('GET', ARGV[1] .. version .. ARGV[2])}
