@@ -890,7 +890,11 @@ async def _seed_calendars_in_postgres(runtime: Runtime, horizon: int, on_batch, 
     """
     async with runtime.db.engine.connect() as connection:
         raw = (await connection.get_raw_connection()).driver_connection
-        empty = not await raw.fetchval("SELECT EXISTS (SELECT 1 FROM room_nights)")
+        # Only a fresh table without grants of its own is swapped: privileges would not carry over.
+        empty = await raw.fetchval(
+            "SELECT NOT EXISTS (SELECT 1 FROM room_nights)"
+            " AND (SELECT relacl IS NULL FROM pg_class WHERE oid = 'room_nights'::regclass)"
+        )
         if empty:
             await raw.execute(f"DROP TABLE IF EXISTS {_SEED_TABLE}")
             # Same columns, defaults, NOT NULLs and CHECK constraints (checked on every row loaded).
