@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from urllib.parse import urlparse
 
@@ -241,3 +241,36 @@ def typesense_url() -> str:
 
     with typesense_server() as url:
         yield url
+
+
+# ------------------------------------------------------------------ S3-compatible object store
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A real S3 HTTP API on a free port: moto's server, started in a thread for the session."""
+    from bench.harness import free_port
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket_settings(s3_endpoint):
+    """Catalog settings of a fresh bucket on the test S3 server (the bucket is created here)."""
+    import boto3
+
+    bucket = f"staybook-test-{uuid.uuid4().hex[:16]}"
+    credentials = {"aws_access_key_id": "staybook-test", "aws_secret_access_key": "staybook-test"}
+    boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1", **credentials).create_bucket(Bucket=bucket)
+    return {
+        "s3_bucket": bucket,
+        "s3_endpoint_url": s3_endpoint,
+        "s3_region": "us-east-1",
+        "s3_access_key_id": credentials["aws_access_key_id"],
+        "s3_secret_access_key": credentials["aws_secret_access_key"],
+    }

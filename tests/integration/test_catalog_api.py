@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 import uuid
 from datetime import date, timedelta
 
+import httpx
 import pytest
 from PIL import Image
 from sqlalchemy import func, select
@@ -195,6 +197,50 @@ async def test_ical_round_trip(db_settings, client_for):
         assert not_ical.status_code == 422 and not_ical.json()["errors"][0]["field"] == "body.file"
 
 
+async def test_signed_calendar_feed_needs_no_bearer_and_rotation_revokes_it(db_settings, client_for):
+    host = bearer(db_settings, "host")
+    async with client_for(db_settings) as client:
+        _, room_type_id = await listed(client, host, units=1)
+        _, other_room_type_id = await listed(client, host, units=1)
+        today = date.today()
+        await client.put(
+            f"/api/v1/room-types/{room_type_id}/calendar",
+            json={"from": str(today + timedelta(days=4)), "to": str(today + timedelta(days=6)), "closed": True},
+            headers=host,
+        )
+        feed = await client.get(f"/api/v1/room-types/{room_type_id}/calendar-feed", headers=host)
+        assert feed.status_code == 200, feed.text
+        url = feed.json()["url"]
+        assert f"/api/v1/room-types/{room_type_id}/calendar.ics?token=" in url
+
+        fetched = await client.get(url)  # what a channel manager does: no Authorization header
+        assert fetched.status_code == 200, fetched.text
+        assert fetched.headers["content-type"].startswith("text/calendar")
+        assert fetched.text.count("BEGIN:VEVENT") == 1 and f"{today + timedelta(days=4):%Y%m%d}" in fetched.text
+        assert (await client.get(f"/api/v1/room-types/{room_type_id}/calendar-feed", headers=host)).json()["url"] == url
+
+        token = url.split("token=")[1]
+        for wrong in (
+            f"/api/v1/room-types/{room_type_id}/calendar.ics?token={token[:-2]}xx",
+            f"/api/v1/room-types/{room_type_id}/calendar.ics?token=",
+            f"/api/v1/room-types/{other_room_type_id}/calendar.ics?token={token}",
+            f"/api/v1/room-types/{uuid.uuid4()}/calendar.ics?token={token}",
+        ):
+            refused = await client.get(wrong)
+            assert refused.status_code == 404, (wrong, refused.text)
+            assert refused.headers["content-type"] == "application/problem+json"
+            assert "BEGIN:VCALENDAR" not in refused.text
+
+        rotated = await client.post(f"/api/v1/room-types/{room_type_id}/calendar-feed/rotate", headers=host)
+        assert rotated.status_code == 200 and rotated.json()["url"] != url
+        assert (await client.get(url)).status_code == 404
+        assert (await client.get(rotated.json()["url"])).status_code == 200
+        other_host = bearer(db_settings, "host")
+        assert (
+            await client.get(f"/api/v1/room-types/{room_type_id}/calendar-feed", headers=other_host)
+        ).status_code == 403
+
+
 def jpeg_with_gps() -> bytes:
     image = Image.new("RGB", (1200, 800), (200, 120, 40))
     exif = Image.Exif()
@@ -211,10 +257,50 @@ def jpeg_with_gps() -> bytes:
     return data
 
 
-async def test_photo_pipeline_strips_gps(db_settings, client_for, tmp_path):
-    settings = db_settings.model_copy(
-        update={"catalog": db_settings.catalog.model_copy(update={"media_dir": tmp_path})}
+@pytest.fixture(params=["local", "s3"])
+def photo_settings(request, db_settings, tmp_path):
+    """The photo pipeline's settings on each store: the local media directory and an S3 bucket."""
+    catalog_settings = {"media_dir": tmp_path / "media", "max_photo_bytes": 300_000}
+    if request.param == "s3":
+        catalog_settings.update(request.getfixturevalue("s3_bucket_settings"))
+    return db_settings.model_copy(update={"catalog": db_settings.catalog.model_validate(catalog_settings)})
+
+
+def stored_keys(settings) -> list[str]:
+    """Every object the photo store holds, whichever store it is."""
+    if not settings.catalog.s3_bucket:
+        media = settings.catalog.media_dir
+        return sorted(str(p.relative_to(media)) for p in media.rglob("*") if p.is_file())
+    import boto3
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=settings.catalog.s3_endpoint_url,
+        region_name=settings.catalog.s3_region,
+        aws_access_key_id=settings.catalog.s3_access_key_id,
+        aws_secret_access_key=settings.catalog.s3_secret_access_key.get_secret_value(),
     )
+    listed = client.list_objects_v2(Bucket=settings.catalog.s3_bucket)
+    return sorted(item["Key"] for item in listed.get("Contents", []))
+
+
+async def fetch_variant(client, url: str) -> httpx.Response:
+    """A variant as a browser gets it: served by the API, or via its redirect to a presigned S3 URL."""
+    served = await client.get(url)
+    if served.status_code != 307:
+        assert "immutable" in served.headers["cache-control"]
+        return served
+    location = served.headers["location"]
+    assert "Signature" in location or "X-Amz-Signature" in location
+    assert served.headers["cache-control"].startswith("private, max-age=")
+    async with httpx.AsyncClient() as outside:
+        fetched = await outside.get(location)
+    assert "immutable" in fetched.headers["cache-control"]
+    return fetched
+
+
+async def test_photo_pipeline_strips_gps(photo_settings, client_for):
+    settings = photo_settings
     host = bearer(settings, "host")
     async with client_for(settings) as client:
         property_id, _ = await listed(client, host)
@@ -225,42 +311,51 @@ async def test_photo_pipeline_strips_gps(db_settings, client_for, tmp_path):
         )
         assert uploaded.status_code == 202, uploaded.text
         runtime = client.app.state.runtime
+        store = runtime.extensions["catalog.media"]
+        assert store.kind == ("s3" if settings.catalog.s3_bucket else "local")
         async with runtime.db.session() as session:
             payload = (
                 await session.scalars(select(OutboxMessage.payload).where(OutboxMessage.event_type == "photo.uploaded"))
             ).one()
+        assert stored_keys(settings) == [payload["original_key"]]
         async with runtime.db.unit_of_work() as uow:
-            await catalog.make_photo_variants(catalog.LocalMediaStore(tmp_path), uow, payload, settings)
+            await catalog.make_photo_variants(store, uow, payload, settings)
         photos = (await client.get(f"/api/v1/properties/{property_id}/photos")).json()
         assert photos[0]["status"] == "ready"
         variants = {v["name"]: v for v in photos[0]["variants"]}
         assert set(variants) == {"thumb", "thumb_webp", "large_webp"}
         assert variants["thumb"]["width"] == 320 and variants["large_webp"]["content_type"] == "image/webp"
+        assert len(stored_keys(settings)) == 4
         for variant in variants.values():
-            served = await client.get(variant["url"])
+            served = await fetch_variant(client, variant["url"])
             assert served.status_code == 200
-            assert "immutable" in served.headers["cache-control"]
             image = Image.open(io.BytesIO(served.content))
+            assert image.size == (variant["width"], variant["height"])
             assert not image.getexif().get_ifd(0x8825)
             assert 0x010F not in image.getexif()
         original = await client.get(f"/api/v1/media/{payload['original_key']}")
         assert original.status_code == 404
 
 
-async def test_bad_photos_are_refused_and_leave_nothing(db_settings, client_for, tmp_path):
-    media = tmp_path / "refused-media"
-    settings = db_settings.model_copy(update={"catalog": db_settings.catalog.model_copy(update={"media_dir": media})})
+async def test_bad_photos_are_refused_and_leave_nothing(photo_settings, client_for):
+    settings = photo_settings
     host = bearer(settings, "host")
     bomb = io.BytesIO()
     Image.new("1", (10_000, 10_000)).save(bomb, format="PNG")
     gif = io.BytesIO()
     Image.new("RGB", (10, 10)).save(gif, format="GIF")
+    heavy = io.BytesIO()  # a real photo, but more bytes than catalog.max_photo_bytes
+    Image.frombytes("RGB", (400, 400), os.urandom(400 * 400 * 3)).save(heavy, format="PNG")
+    truncated = jpeg_with_gps()[:200]
     async with client_for(settings) as client:
         property_id, _ = await listed(client, host)
         for name, data, status in (
             ("notes.jpg", b"these are not the pixels you are looking for" * 10, 422),
             ("bomb.png", bomb.getvalue(), 413),
             ("anim.jpg", gif.getvalue(), 415),
+            ("heavy.png", heavy.getvalue(), 413),
+            ("cut.jpg", truncated, 422),
+            ("empty.jpg", b"", 422),
         ):
             response = await client.post(
                 f"/api/v1/properties/{property_id}/photos", files={"file": (name, data, "image/jpeg")}, headers=host
@@ -270,7 +365,7 @@ async def test_bad_photos_are_refused_and_leave_nothing(db_settings, client_for,
             assert response.json()["errors"][0]["field"] == "body.file"
         async with client.app.state.runtime.db.session() as session:
             assert await session.scalar(select(func.count()).select_from(Photo)) == 0
-        assert not any(p.is_file() for p in media.rglob("*"))
+        assert stored_keys(settings) == []
 
 
 BAD_PROPERTIES = [

@@ -44,6 +44,8 @@ HOST_ROUTES = [
     ("PUT", "/api/v1/room-types/{room_type_id}/calendar", lambda: {"json": {**calendar_range(), "closed": True}}),
     ("GET", "/api/v1/room-types/{room_type_id}/calendar", lambda: {"params": calendar_range()}),
     ("GET", "/api/v1/room-types/{room_type_id}/calendar.ics", dict),
+    ("GET", "/api/v1/room-types/{room_type_id}/calendar-feed", dict),
+    ("POST", "/api/v1/room-types/{room_type_id}/calendar-feed/rotate", dict),
     (
         "POST",
         "/api/v1/room-types/{room_type_id}/calendar/import",

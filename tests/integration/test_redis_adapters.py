@@ -65,3 +65,31 @@ async def test_cache_ttl_and_namespaces(redis_clients, redis_key_prefix):
     assert await cache.get("short") is None
     assert await cache.namespace_version("availability") == 0
     assert await cache.bump_namespace("availability") == 1
+
+
+@pytest.mark.parametrize("adapter", ["redis", "memory"])
+async def test_versioned_bytes_load_once_and_go_stale_on_a_bump(adapter, redis_clients, redis_key_prefix):
+    from staybook.kernel.cache import MemoryCache
+
+    if adapter == "redis":
+        caches = [RedisCache(c, prefix=redis_key_prefix + "cache:") for c in redis_clients]
+    else:
+        caches = [MemoryCache()] * 2
+    loads = []
+
+    async def loader() -> bytes:
+        loads.append(1)
+        await asyncio.sleep(0.05)
+        return b'{"answer": %d}' % len(loads)
+
+    first = await asyncio.gather(
+        *(caches[i % 2].get_or_load_versioned("availability:p1", "stay", 30, loader) for i in range(20))
+    )
+    assert first == [b'{"answer": 1}'] * 20 and len(loads) == 1
+    assert await caches[1].get_or_load_versioned("availability:p1", "stay", 30, loader) == b'{"answer": 1}'
+    # Another property's namespace is its own.
+    assert await caches[0].get_or_load_versioned("availability:p2", "stay", 30, loader) == b'{"answer": 2}'
+    await caches[0].bump_namespace("availability:p1")
+    assert await caches[1].get_or_load_versioned("availability:p1", "stay", 30, loader) == b'{"answer": 3}'
+    assert await caches[0].get_or_load_versioned("availability:p1", "stay", 30, loader) == b'{"answer": 3}'
+    assert len(loads) == 3

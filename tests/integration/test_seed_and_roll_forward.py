@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import date, timedelta
 
 import pytest
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, text
 
 from staybook.catalog import service as catalog
 from staybook.catalog.models import Property, RoomType
@@ -28,7 +28,7 @@ async def test_seed_demo_creates_real_cities_rooms_and_calendars(db_settings, ma
     seeded = await catalog.seed_demo(runtime, properties=30, seed=5)
     calendars = await inventory.seed_demo(runtime, properties=30, seed=5)
     assert seeded["properties"] == 30 and 30 <= seeded["room_types"] <= 120
-    assert calendars == {"room_types": seeded["room_types"], "room_nights": seeded["room_types"] * 40}
+    assert calendars["room_types"] == seeded["room_types"] and calendars["room_nights"] == seeded["room_types"] * 40
     async with runtime.db.session() as session:
         props = (await session.scalars(select(Property))).all()
         events = dict(
@@ -43,6 +43,30 @@ async def test_seed_demo_creates_real_cities_rooms_and_calendars(db_settings, ma
         assert set(prop.amenities) <= set(AMENITIES)
     assert len({p.country for p in props}) > 5
     assert len(set(prices)) > 3  # seasonal and weekend shape, not one flat price
+    if runtime.db.dialect == "postgresql":
+        # Built in a twin table and swapped in: the keys, index and checks are the migrations' own.
+        async with runtime.db.session() as session:
+            constraints = set(
+                (
+                    await session.execute(
+                        text("SELECT conname FROM pg_constraint WHERE conrelid = 'room_nights'::regclass")
+                    )
+                ).scalars()
+            )
+            indexes = set(
+                (
+                    await session.execute(text("SELECT indexname FROM pg_indexes WHERE tablename = 'room_nights'"))
+                ).scalars()
+            )
+            summaries = await catalog.active_room_types(session, after=None, limit=3)
+            for summary in summaries:
+                nights = await inventory.nights(session, summary.room_type_id, summary.today(), date.max)
+                expected = inventory.demo_calendar(summary, summary.today(), 40)
+                # The database prices nights with the same seasonal shape (rounding ties aside).
+                assert [n.night for n in nights] == [r[1] for r in expected]
+                assert sum(n.price != r[6] for n, r in zip(nights, expected, strict=True)) <= 1
+        assert {"pk_room_nights", "ix_room_nights_property_night"} <= constraints | indexes
+        assert len([c for c in constraints if c.startswith("ck_")]) == 3
     # Seeding again leaves existing calendars alone.
     assert (await inventory.seed_demo(runtime, properties=0, seed=5))["room_nights"] == 0
 

@@ -160,3 +160,16 @@ def test_ical_ranges_merge_contiguous_nights_and_round_trip():
     parsed = blocked_nights(exported)
     assert parsed.events == 2
     assert parsed.nights == [MONDAY + timedelta(days=d) for d in (1, 2, 4)]
+
+
+def test_today_in_agrees_with_the_zone_at_every_minute_around_midnights_and_dst():
+    from datetime import UTC, datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    zones = ("Europe/Lisbon", "America/St_Johns", "Asia/Kathmandu", "Australia/Lord_Howe", "Pacific/Chatham")
+    # Days with DST changes north and south, stepped minute by minute through 30 hours each.
+    for start in (datetime(2030, 3, 30, 12, tzinfo=UTC), datetime(2030, 10, 26, 12, tzinfo=UTC)):
+        for minute in range(0, 30 * 60, 7):
+            instant = start + timedelta(minutes=minute, seconds=31)
+            for zone in zones:
+                assert today_in(zone, instant) == instant.astimezone(ZoneInfo(zone)).date(), (zone, instant)

@@ -61,3 +61,17 @@ def test_demo_secrets_are_detected():
     assert Settings().uses_demo_secrets()
     strong = "x" * 40
     assert not Settings(secret_key=strong, payments={"webhook_secret": strong}).uses_demo_secrets()
+
+
+def test_photo_store_settings_choose_where_variant_urls_point():
+    from staybook.catalog.media import media_url
+    from staybook.kernel.settings import CatalogSettings
+
+    local = CatalogSettings()
+    assert media_url(local, "photos/p/1/thumb.jpg") == "/api/v1/media/photos/p/1/thumb.jpg"
+    presigned = CatalogSettings(s3_bucket="photos", s3_endpoint_url="http://127.0.0.1:9000")
+    assert media_url(presigned, "photos/p/1/thumb.jpg") == "/api/v1/media/photos/p/1/thumb.jpg"
+    cdn = CatalogSettings(s3_bucket="photos", s3_public_base_url="https://cdn.example.org/")
+    assert media_url(cdn, "photos/p/1/thumb.jpg") == "https://cdn.example.org/photos/p/1/thumb.jpg"
+    with pytest.raises(ValueError, match="s3_bucket"):
+        CatalogSettings(s3_endpoint_url="http://127.0.0.1:9000")

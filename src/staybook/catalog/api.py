@@ -6,9 +6,10 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Query, Response, UploadFile, status
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, RedirectResponse
 
 from staybook.catalog import service
+from staybook.catalog.media import IMMUTABLE, PUBLIC_MEDIA_PREFIX, LocalMediaStore
 from staybook.catalog.schemas import (
     PhotoOut,
     PropertyCreate,
@@ -28,9 +29,6 @@ router = APIRouter(tags=["catalog"])
 
 Host = Annotated[Principal, Depends(require_role("host", "admin"))]
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
-
-# Variant keys embed the photo id, so a URL never changes content: cache it for a year.
-IMMUTABLE = "public, max-age=31536000, immutable"
 
 
 @router.post("/properties", status_code=status.HTTP_201_CREATED, response_model=PropertyOut)
@@ -123,10 +121,18 @@ async def list_photos(property_id: uuid.UUID, runtime: RuntimeDep):
 
 @router.get("/media/{key:path}", include_in_schema=False)
 async def media(key: str, runtime: RuntimeDep):
-    """Serves photo variants from the local media directory. Originals (with their EXIF) are never served."""
-    if not key.startswith(service.PUBLIC_MEDIA_PREFIX):
+    """Serves photo variants: from the local media directory, or by redirect to a presigned URL of the
+    S3 bucket. Originals (with their EXIF) are never served."""
+    if not key.startswith(PUBLIC_MEDIA_PREFIX):
         raise NotFound(f"No media {key}")
-    path = service.LocalMediaStore(runtime.settings.catalog.media_dir).path(key)
-    if not path.is_file():
-        raise NotFound(f"No media {key}")
-    return FileResponse(path, headers={"Cache-Control": IMMUTABLE})
+    store = runtime.extensions.get("catalog.media") or LocalMediaStore(runtime.settings.catalog.media_dir)
+    if isinstance(store, LocalMediaStore):
+        path = store.path(key)
+        if not path.is_file():
+            raise NotFound(f"No media {key}")
+        return FileResponse(path, headers={"Cache-Control": IMMUTABLE})
+    # The redirect may be cached only while its signature is valid (and by the client alone).
+    seconds = max(0, runtime.settings.catalog.s3_presign_seconds - 60)
+    return RedirectResponse(
+        await store.download_url(key), status_code=307, headers={"Cache-Control": f"private, max-age={seconds}"}
+    )

@@ -20,9 +20,8 @@ import warnings
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from functools import cache
-from pathlib import Path
-from typing import Protocol
+from functools import cache, lru_cache
+from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -40,6 +39,7 @@ from staybook.catalog.events import (
     RoomTypeCreated,
     RoomTypeUpdated,
 )
+from staybook.catalog.media import PUBLIC_MEDIA_PREFIX, MediaStore, media_store, media_url
 from staybook.catalog.models import Photo, Property, RoomType
 from staybook.catalog.schemas import (
     AMENITIES,
@@ -58,6 +58,7 @@ from staybook.catalog.schemas import (
 from staybook.inventory import service as inventory
 from staybook.kernel.db import UnitOfWork
 from staybook.kernel.errors import Conflict, Forbidden, InvalidInput, NotFound, PayloadTooLarge, UnsupportedMediaType
+from staybook.kernel.models import OutboxMessage
 from staybook.kernel.orm import new_id, utcnow
 from staybook.kernel.runtime import Runtime
 from staybook.kernel.schemas import Money, minor_unit_digits
@@ -104,8 +105,18 @@ class RoomTypeSummary:
 
 
 def today_in(timezone: str, now: datetime | None = None) -> date:
-    """The calendar date at a place at `now` (default: this instant); stays are in local dates."""
-    return (now or datetime.now(UTC)).astimezone(ZoneInfo(timezone)).date()
+    """The calendar date at a place at `now` (default: this instant); stays are in local dates.
+
+    Every UTC offset in use and every transition between them falls on a quarter hour of UTC, so
+    the local date cannot change inside a UTC quarter hour: it is computed once per zone and quarter
+    (the availability hot path asks on every request).
+    """
+    return _local_date(timezone, int((now or datetime.now(UTC)).timestamp()) // 900)
+
+
+@lru_cache(maxsize=2048)
+def _local_date(timezone: str, quarter_hour: int) -> date:
+    return datetime.fromtimestamp(quarter_hour * 900, UTC).astimezone(ZoneInfo(timezone)).date()
 
 
 def _summary(room_type: RoomType, prop: Property) -> RoomTypeSummary:
@@ -173,6 +184,42 @@ async def active_room_types(session: AsyncSession, *, after: uuid.UUID | None, l
     if after is not None:
         query = query.where(RoomType.id > after)
     return [_summary(*row) for row in (await session.execute(query)).all()]
+
+
+@dataclass(frozen=True, slots=True)
+class CalendarSeed:
+    """What opening a room type's calendar needs, read in bulk without building ORM objects."""
+
+    room_type_id: uuid.UUID
+    property_id: uuid.UUID
+    units: int
+    base_price_amount: int
+    currency: str
+    timezone: str
+    latitude: float
+
+
+async def calendar_seeds(session: AsyncSession, *, after: uuid.UUID | None, limit: int) -> list[CalendarSeed]:
+    """Active room types of active properties in id order, `limit` at a time after `after`: the
+    compact rows bulk calendar seeding works from (one Core query, plain tuples)."""
+    query = (
+        select(
+            RoomType.id,
+            RoomType.property_id,
+            RoomType.units,
+            RoomType.base_price_amount,
+            RoomType.currency,
+            Property.timezone,
+            Property.latitude,
+        )
+        .join(Property, Property.id == RoomType.property_id)
+        .where(RoomType.status == "active", Property.status == "active")
+        .order_by(RoomType.id)
+        .limit(limit)
+    )
+    if after is not None:
+        query = query.where(RoomType.id > after)
+    return [CalendarSeed(*row) for row in (await session.execute(query)).all()]
 
 
 def ensure_may_change(principal: Principal, host_id: uuid.UUID) -> None:
@@ -489,54 +536,12 @@ async def archive_room_type(runtime: Runtime, principal: Principal, room_type_id
 # ------------------------------------------------------------------ photos
 
 
-class MediaStore(Protocol):
-    """Where photo bytes live: a local directory by default; an S3-compatible bucket fits the same three calls."""
-
-    async def put(self, key: str, data: bytes, content_type: str) -> None: ...
-
-    async def get(self, key: str) -> bytes: ...
-
-    async def delete(self, key: str) -> None: ...
-
-
-class LocalMediaStore:
-    def __init__(self, root: Path) -> None:
-        self.root = root.resolve()
-
-    def path(self, key: str) -> Path:
-        path = (self.root / key).resolve()
-        if not path.is_relative_to(self.root):
-            raise NotFound(f"No media {key}")
-        return path
-
-    async def put(self, key: str, data: bytes, content_type: str) -> None:
-        def write() -> None:
-            path = self.path(key)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            partial = path.with_suffix(path.suffix + ".part")
-            partial.write_bytes(data)
-            partial.replace(path)  # readers never see a half-written file
-
-        await asyncio.to_thread(write)
-
-    async def get(self, key: str) -> bytes:
-        try:
-            return await asyncio.to_thread(self.path(key).read_bytes)
-        except FileNotFoundError as error:
-            raise NotFound(f"No media {key}") from error
-
-    async def delete(self, key: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            await asyncio.to_thread(self.path(key).unlink)
-
-
 PHOTO_FORMATS = {"JPEG": ("image/jpeg", "jpg"), "PNG": ("image/png", "png"), "WEBP": ("image/webp", "webp")}
 # Decoded size limit: a 40 MP photo is already larger than any listing needs; bigger "images"
 # that compress to a few KB are decompression bombs meant to exhaust the worker's memory.
 MAX_PHOTO_PIXELS = 40_000_000
 # name, longest side in pixels, Pillow format
 PHOTO_VARIANTS = (("thumb", 320, "JPEG"), ("thumb_webp", 320, "WEBP"), ("large_webp", 1600, "WEBP"))
-PUBLIC_MEDIA_PREFIX = "photos/"
 
 
 @dataclass(frozen=True)
@@ -579,20 +584,6 @@ def inspect_image(data: bytes, *, max_bytes: int, max_pixels: int = MAX_PHOTO_PI
     return InspectedImage(image_format, content_type, extension, width, height)
 
 
-def media_store(settings: Settings) -> MediaStore:
-    if settings.catalog.s3_bucket or settings.catalog.s3_endpoint_url:
-        # Refuse loudly rather than write photos to a local disk the operator did not ask for.
-        raise RuntimeError(
-            "S3-compatible photo storage has no adapter yet; unset STAYBOOK_CATALOG__S3_BUCKET and "
-            "STAYBOOK_CATALOG__S3_ENDPOINT_URL to store photos in STAYBOOK_CATALOG__MEDIA_DIR"
-        )
-    return LocalMediaStore(settings.catalog.media_dir)
-
-
-def media_url(settings: Settings, key: str) -> str:
-    return f"{settings.catalog.media_base_url.rstrip('/')}/{key}"
-
-
 def photo_out(settings: Settings, photo: Photo) -> PhotoOut:
     return PhotoOut(
         id=photo.id,
@@ -604,7 +595,7 @@ def photo_out(settings: Settings, photo: Photo) -> PhotoOut:
         variants=[
             PhotoVariant(
                 name=v["name"],
-                url=media_url(settings, v["key"]),
+                url=media_url(settings.catalog, v["key"]),
                 width=v["width"],
                 height=v["height"],
                 content_type=v["content_type"],
@@ -621,7 +612,7 @@ async def upload_photo(
     """Checks the bytes, stores the original (private) and emits photo.uploaded for the variant worker."""
     settings = runtime.settings
     inspected = inspect_image(data, max_bytes=settings.catalog.max_photo_bytes)
-    store = store or media_store(settings)
+    store = store or media_store(settings.catalog)
     photo_id = new_id()
     key = f"originals/{property_id}/{photo_id}.{inspected.extension}"
     # The file goes in before the commit, so a committed row always has its original; when the
@@ -719,7 +710,7 @@ async def _thumbnail_url(session: AsyncSession, settings: Settings, property_id:
     )
     for variant in variants or []:
         if variant["name"] == "thumb":
-            return media_url(settings, variant["key"])
+            return media_url(settings.catalog, variant["key"])
     return None
 
 
@@ -734,10 +725,13 @@ async def handle_photo_uploaded(envelope, uow: UnitOfWork) -> None:
 
 @contextlib.asynccontextmanager
 async def lifespan(runtime: Runtime) -> AsyncIterator[None]:
-    store = media_store(runtime.settings)
+    store = media_store(runtime.settings.catalog)
     runtime.extensions["catalog.media"] = store
     _WORKER_MEDIA.update(store=store, settings=runtime.settings)
-    yield
+    try:
+        yield
+    finally:
+        await store.close()
 
 
 # ------------------------------------------------------------------ demo data
@@ -937,13 +931,14 @@ async def seed_demo(runtime: Runtime, *, properties: int, seed: int) -> dict:
                 prop, rooms = demo_property(rng, host)
                 props.append(prop)
                 room_types.extend(rooms)
+            # The same events the API emits, written to the outbox in the rows' transaction, but in
+            # bulk (COPY) and built from the plain rows: an ORM instance per event costs more than its row.
+            events = [property_state(SimpleNamespace(**prop), PropertyCreated).outbox_row() for prop in props]
+            events += [room_type_state(SimpleNamespace(**room), RoomTypeCreated).outbox_row() for room in room_types]
             async with runtime.db.unit_of_work() as uow:
                 await bulk_insert(uow.session, Property.__table__, props)
                 await bulk_insert(uow.session, RoomType.__table__, room_types)
-                for prop in props:
-                    uow.emit(property_state(Property(**prop), PropertyCreated))
-                for room_type in room_types:
-                    uow.emit(room_type_state(RoomType(**room_type), RoomTypeCreated))
+                await bulk_insert(uow.session, OutboxMessage.__table__, events)
             room_type_count += len(room_types)
             progress.update(task, advance=len(batch))
     return {"properties": properties, "room_types": room_type_count, "demo_host_id": str(demo_host)}

@@ -6,17 +6,16 @@ import uuid
 from datetime import date
 from typing import Annotated
 
-import orjson
-from fastapi import APIRouter, Depends, File, Query, UploadFile
+from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
 from fastapi.responses import Response
 
 from staybook.catalog import service as catalog
 from staybook.inventory import ical, service
 from staybook.inventory.pricing import nightly_prices
-from staybook.inventory.schemas import Calendar, CalendarUpdate, IcalImportResult
-from staybook.kernel.errors import InvalidInput
+from staybook.inventory.schemas import Calendar, CalendarFeedOut, CalendarUpdate, IcalImportResult
+from staybook.kernel.errors import Forbidden, InvalidInput, Unauthorized
 from staybook.kernel.runtime import Runtime, get_runtime
-from staybook.kernel.security import Principal, require_role
+from staybook.kernel.security import Principal, optional_principal, require_role
 
 router = APIRouter(tags=["inventory"])
 
@@ -78,16 +77,29 @@ async def availability(
     guests: Annotated[int, Query(ge=1, le=100)] = 1,
 ):
     """Per room type: available units, nightly prices, total, bookable and the reasons when not."""
-    answer = await service.property_availability(runtime, property_id, check_in, check_out, guests)
-    # Plain JSON data from the cache: orjson directly, skipping FastAPI's generic encoder (the hot path).
-    return Response(orjson.dumps(answer), media_type="application/json")
+    body = await service.property_availability(runtime, property_id, check_in, check_out, guests)
+    # The cached JSON bytes are the body: no decoding, no re-encoding, no FastAPI encoder (the hot path).
+    return Response(body, media_type="application/json")
 
 
 @router.get("/room-types/{room_type_id}/calendar.ics")
-async def export_ical(room_type_id: uuid.UUID, principal: Host, runtime: RuntimeDep) -> Response:
-    """Booked-out and closed nights as all-day events, for channel managers (Airbnb, Booking.com)."""
+async def export_ical(
+    room_type_id: uuid.UUID,
+    runtime: RuntimeDep,
+    principal: Annotated[Principal | None, Depends(optional_principal)],
+    token: Annotated[str | None, Query(max_length=200, description="The feed token of the signed URL")] = None,
+) -> Response:
+    """Booked-out and closed nights as all-day events, for channel managers (Airbnb, Booking.com).
+
+    Channel managers fetch a plain URL: with `?token=` from GET /room-types/{id}/calendar-feed no
+    bearer token is needed (a wrong or rotated token is 404); without it, the owning host or an admin.
+    """
     async with runtime.db.session() as session:
-        summary = await catalog.authorize_room_type(session, principal, room_type_id)
+        if token is not None:
+            await service.check_feed_token(session, runtime.settings, room_type_id, token)
+            summary = await catalog.room_type_summary(session, room_type_id)
+        else:
+            summary = await catalog.authorize_room_type(session, _host(principal), room_type_id)
         nights = await service.nights(session, room_type_id, summary.today(), date.max)
     body = ical.export_calendar(room_type_id, summary.room_type_name, nights)
     return Response(
@@ -95,6 +107,38 @@ async def export_ical(room_type_id: uuid.UUID, principal: Host, runtime: Runtime
         media_type="text/calendar; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{room_type_id}.ics"', "Cache-Control": "no-store"},
     )
+
+
+def _host(principal: Principal | None) -> Principal:
+    if principal is None:
+        raise Unauthorized("This route needs a bearer access token or a calendar feed token")
+    if principal.role not in ("host", "admin"):
+        raise Forbidden("This action needs one of the roles: host, admin")
+    return principal
+
+
+def _feed_out(request: Request, runtime: Runtime, room_type_id: uuid.UUID, version: int) -> CalendarFeedOut:
+    token = service.feed_token(runtime.settings, room_type_id, version)
+    url = request.url_for("export_ical", room_type_id=str(room_type_id)).include_query_params(token=token)
+    return CalendarFeedOut(room_type_id=room_type_id, url=str(url), version=version)
+
+
+@router.get("/room-types/{room_type_id}/calendar-feed", response_model=CalendarFeedOut)
+async def calendar_feed(room_type_id: uuid.UUID, request: Request, principal: Host, runtime: RuntimeDep):
+    """The signed export URL of the room type's calendar (host or admin only)."""
+    async with runtime.db.session() as session:
+        await catalog.authorize_room_type(session, principal, room_type_id)
+        version = await service.feed_version(session, room_type_id)
+    return _feed_out(request, runtime, room_type_id, version)
+
+
+@router.post("/room-types/{room_type_id}/calendar-feed/rotate", response_model=CalendarFeedOut)
+async def rotate_calendar_feed(room_type_id: uuid.UUID, request: Request, principal: Host, runtime: RuntimeDep):
+    """A new signed export URL; every URL handed out before stops working at once."""
+    async with runtime.db.unit_of_work() as uow:
+        await catalog.authorize_room_type(uow.session, principal, room_type_id)
+        version = await service.rotate_feed(uow, room_type_id)
+    return _feed_out(request, runtime, room_type_id, version)
 
 
 @router.post("/room-types/{room_type_id}/calendar/import", response_model=IcalImportResult)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date
+from datetime import date, datetime
 
 from sqlalchemy import Boolean, CheckConstraint, Date, Index, Integer, String, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
-from staybook.kernel.orm import Base
+from staybook.kernel.orm import Base, UTCDateTime
 
 
 class RoomNight(Base):
@@ -40,3 +40,18 @@ class RoomNight(Base):
         CheckConstraint("price_amount >= 0 AND min_stay >= 1", name="price_and_min_stay"),
         Index("ix_room_nights_property_night", "property_id", "night"),
     )
+
+
+class CalendarFeed(Base):
+    """The version of a room type's signed iCal export URL; rotating it bumps the version.
+
+    The URL's token is an HMAC of (room type, version) under the platform's secret key, so the
+    database holds no usable secret and a rotation revokes every URL handed out before it.
+    A room type without a row is at version 0.
+    """
+
+    __tablename__ = "calendar_feeds"
+
+    room_type_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+    rotated_at: Mapped[datetime] = mapped_column(UTCDateTime)

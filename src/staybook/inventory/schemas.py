@@ -102,3 +102,11 @@ class IcalImportResult(BaseModel):
     events: int
     closed_nights: int
     skipped_nights: int
+
+
+class CalendarFeedOut(BaseModel):
+    """The signed iCal export URL to paste into a channel manager (Airbnb, Booking.com)."""
+
+    room_type_id: uuid.UUID
+    url: str = Field(description="Fetches calendar.ics without a bearer token; keep it secret, rotate it if leaked")
+    version: int

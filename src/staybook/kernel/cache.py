@@ -20,6 +20,7 @@ import orjson
 from staybook.kernel import metrics
 
 Loader = Callable[[], Awaitable[Any]]
+BytesLoader = Callable[[], Awaitable[bytes]]
 
 
 class Cache(Protocol):
@@ -32,6 +33,13 @@ class Cache(Protocol):
     async def delete(self, *keys: str) -> None: ...
 
     async def get_or_load(self, key: str, ttl_seconds: float, loader: Loader, namespace: str = "default") -> Any: ...
+
+    async def get_or_load_versioned(
+        self, namespace: str, key: str, ttl_seconds: float, loader: BytesLoader, metric: str = "default"
+    ) -> bytes:
+        """Pre-serialised bytes under `namespace`'s current version (see `versioned_key`): the
+        version and the value are read in one round trip, and the bytes go out as they are."""
+        ...
 
     async def namespace_version(self, namespace: str) -> int: ...
 
@@ -94,10 +102,7 @@ class MemoryCache:
         return orjson.loads(raw)
 
     async def set(self, key: str, value: Any, ttl_seconds: float) -> None:
-        self._entries[key] = (time.monotonic() + ttl_seconds, orjson.dumps(value))
-        self._entries.move_to_end(key)
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
+        self._store(key, orjson.dumps(value), ttl_seconds)
 
     async def delete(self, *keys: str) -> None:
         for key in keys:
@@ -117,6 +122,30 @@ class MemoryCache:
 
         return await self._flight.run(key, load_and_store)
 
+    async def get_or_load_versioned(
+        self, namespace: str, key: str, ttl_seconds: float, loader: BytesLoader, metric: str = "default"
+    ) -> bytes:
+        full_key = f"{namespace}:v{self._versions.get(namespace, 0)}:{key}"
+        entry = self._entries.get(full_key)
+        if entry is not None and entry[0] >= time.monotonic():
+            self._entries.move_to_end(full_key)
+            metrics.CACHE_REQUESTS.labels(metric, "hit").inc()
+            return entry[1]
+        metrics.CACHE_REQUESTS.labels(metric, "miss").inc()
+
+        async def load_and_store() -> bytes:
+            loaded = await loader()
+            self._store(full_key, loaded, ttl_seconds)
+            return loaded
+
+        return await self._flight.run(full_key, load_and_store)
+
+    def _store(self, key: str, raw: bytes, ttl_seconds: float) -> None:
+        self._entries[key] = (time.monotonic() + ttl_seconds, raw)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
     async def namespace_version(self, namespace: str) -> int:
         return self._versions.get(namespace, 0)
 
@@ -131,6 +160,15 @@ class MemoryCache:
         self._entries.clear()
 
 
+# The namespace version and the value under it in one round trip (a hit is one EVALSHA, not two GETs).
+# The value's key is built inside the script, which a single Redis (or a primary with replicas)
+# allows; Redis Cluster would need both keys under one hash tag.
+_GET_VERSIONED = """
+local version = redis.call('GET', KEYS[1]) or '0'
+return {version, redis.call('GET', ARGV[1] .. version .. ARGV[2])}
+"""
+
+
 class RedisCache:
     kind = "redis"
 
@@ -139,6 +177,7 @@ class RedisCache:
         self.prefix = prefix
         self.lock_seconds = lock_seconds
         self._flight = _SingleFlight()
+        self._get_versioned = client.register_script(_GET_VERSIONED)
 
     def _key(self, key: str) -> str:
         return self.prefix + key
@@ -163,6 +202,18 @@ class RedisCache:
         return await self._flight.run(key, lambda: self._load_with_lock(key, ttl_seconds, loader))
 
     async def _load_with_lock(self, key: str, ttl_seconds: float, loader: Loader) -> Any:
+        # A value this process loads itself is returned as the loader made it (no round trip through JSON).
+        loaded: list[Any] = []
+
+        async def remember() -> bytes:
+            value = await loader()
+            loaded.append(value)
+            return orjson.dumps(value)
+
+        raw = await self._load_raw_with_lock(key, ttl_seconds, remember)
+        return loaded[0] if loaded else orjson.loads(raw)
+
+    async def _load_raw_with_lock(self, key: str, ttl_seconds: float, loader: BytesLoader) -> bytes:
         lock_key = self._key(key) + ":lock"
         got_lock = await self.client.set(lock_key, b"1", nx=True, px=int(self.lock_seconds * 1000))
         if not got_lock:
@@ -172,14 +223,27 @@ class RedisCache:
                 await asyncio.sleep(0.01)
                 raw = await self.client.get(self._key(key))
                 if raw is not None:
-                    return orjson.loads(raw)
+                    return raw
         try:
-            value = await loader()
-            await self.set(key, value, ttl_seconds)
-            return value
+            raw = await loader()
+            await self.client.set(self._key(key), raw, px=max(1, int(ttl_seconds * 1000)))
+            return raw
         finally:
             if got_lock:
                 await self.client.delete(lock_key)
+
+    async def get_or_load_versioned(
+        self, namespace: str, key: str, ttl_seconds: float, loader: BytesLoader, metric: str = "default"
+    ) -> bytes:
+        version, raw = await self._get_versioned(
+            keys=[self.prefix + "ns:" + namespace], args=[f"{self.prefix}{namespace}:v", f":{key}"]
+        )
+        if raw is not None:
+            metrics.CACHE_REQUESTS.labels(metric, "hit").inc()
+            return raw
+        metrics.CACHE_REQUESTS.labels(metric, "miss").inc()
+        full_key = f"{namespace}:v{int(version)}:{key}"
+        return await self._flight.run(full_key, lambda: self._load_raw_with_lock(full_key, ttl_seconds, loader))
 
     async def namespace_version(self, namespace: str) -> int:
         raw = await self.client.get(self.prefix + "ns:" + namespace)

@@ -78,15 +78,33 @@ class CatalogSettings(BaseModel):
     # Where variant URLs point: the API serves the local media directory here; a CDN URL in production.
     media_base_url: str = "/api/v1/media"
     max_photo_bytes: int = Field(15 * 1024 * 1024, ge=1024)
-    # An S3-compatible store for photos; the local media directory when unset.
-    s3_endpoint_url: str | None = None
+    # An S3-compatible bucket for photos (AWS S3, MinIO, Ceph, R2...) when s3_bucket is set; the local
+    # media directory otherwise. Needs the `s3` extra (boto3). Credentials left unset come from
+    # boto3's usual chain (AWS_* environment variables, instance or pod role).
     s3_bucket: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    s3_addressing_style: Literal["auto", "path", "virtual"] = "path"
+    # Variant URLs: under this public base (a CDN or a public-read bucket) when set; otherwise under
+    # media_base_url, where the API answers with a redirect to a presigned URL valid this long.
+    s3_public_base_url: str | None = None
+    s3_presign_seconds: int = Field(3600, ge=60, le=7 * 24 * 3600)
+
+    @model_validator(mode="after")
+    def _s3_needs_a_bucket(self) -> CatalogSettings:
+        if self.s3_bucket is None and (self.s3_endpoint_url or self.s3_public_base_url):
+            raise ValueError("catalog.s3_endpoint_url and s3_public_base_url need catalog.s3_bucket")
+        return self
 
 
 class InventorySettings(BaseModel):
     horizon_days: int = Field(365, ge=30, le=1100)
     max_stay_nights: int = Field(30, ge=1, le=365)
     availability_cache_seconds: int = Field(30, ge=0)
+    # Connections that open calendars at once when seeding PostgreSQL (each runs INSERT ... SELECT).
+    seed_connections: int = Field(2, ge=1, le=32)
 
 
 class BookingSettings(BaseModel):

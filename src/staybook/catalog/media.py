@@ -1,0 +1,155 @@
+"""Where photo bytes live: a local directory (the default) or an S3-compatible bucket.
+
+Both stores take the same calls, so the photo pipeline (upload, variant worker, serving) does not
+know which one it talks to. The S3 store uses boto3, AWS's own SDK, which works against any
+S3-compatible server (MinIO, Ceph, R2, moto in the tests). boto3 is blocking; its calls run in
+worker threads (one short request each; its connection pool is thread-safe), which keeps one
+well-kept client instead of an async wrapper pinned to exact botocore releases.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+from typing import Protocol
+
+from staybook.kernel.errors import NotFound
+from staybook.kernel.settings import CatalogSettings
+
+# Variant keys embed the photo id, so a URL never changes content: cache it for a year.
+IMMUTABLE = "public, max-age=31536000, immutable"
+PUBLIC_MEDIA_PREFIX = "photos/"
+
+
+class MediaStore(Protocol):
+    kind: str
+
+    async def put(self, key: str, data: bytes, content_type: str) -> None: ...
+
+    async def get(self, key: str) -> bytes: ...
+
+    async def delete(self, key: str) -> None: ...
+
+    async def download_url(self, key: str) -> str | None:
+        """A URL where clients fetch the object directly (presigned), or None when the API serves it."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class LocalMediaStore:
+    kind = "local"
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+
+    def path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if not path.is_relative_to(self.root):
+            raise NotFound(f"No media {key}")
+        return path
+
+    async def put(self, key: str, data: bytes, content_type: str) -> None:
+        def write() -> None:
+            path = self.path(key)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_suffix(path.suffix + ".part")
+            partial.write_bytes(data)
+            partial.replace(path)  # readers never see a half-written file
+
+        await asyncio.to_thread(write)
+
+    async def get(self, key: str) -> bytes:
+        try:
+            return await asyncio.to_thread(self.path(key).read_bytes)
+        except FileNotFoundError as error:
+            raise NotFound(f"No media {key}") from error
+
+    async def delete(self, key: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            await asyncio.to_thread(self.path(key).unlink)
+
+    async def download_url(self, key: str) -> str | None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+class S3MediaStore:
+    """Objects in one bucket of an S3-compatible server; keys are the same as the local store's paths.
+
+    Originals stay private like every object (no ACLs are set): clients reach variants through
+    `s3_public_base_url` (a CDN or a bucket policy that exposes `photos/`) or a presigned URL.
+    """
+
+    kind = "s3"
+
+    def __init__(self, settings: CatalogSettings) -> None:
+        try:
+            import boto3
+            from botocore.config import Config
+        except ImportError as error:  # the optional extra is missing: say which one
+            raise RuntimeError("S3 photo storage needs boto3: pip install 'staybook[s3]'") from error
+        self.bucket = settings.s3_bucket
+        self.presign_seconds = settings.s3_presign_seconds
+        secret = settings.s3_secret_access_key
+        self.client = boto3.session.Session().client(
+            "s3",
+            endpoint_url=settings.s3_endpoint_url,
+            region_name=settings.s3_region,
+            aws_access_key_id=settings.s3_access_key_id,
+            aws_secret_access_key=secret.get_secret_value() if secret is not None else None,
+            config=Config(
+                s3={"addressing_style": settings.s3_addressing_style},
+                retries={"mode": "standard", "max_attempts": 3},
+                connect_timeout=5,
+                read_timeout=30,
+                max_pool_connections=32,
+            ),
+        )
+
+    async def put(self, key: str, data: bytes, content_type: str) -> None:
+        extra = {"CacheControl": IMMUTABLE} if key.startswith(PUBLIC_MEDIA_PREFIX) else {}
+        # One PUT is atomic in S3: readers see the old object, none, or all of the new one.
+        await asyncio.to_thread(
+            self.client.put_object, Bucket=self.bucket, Key=key, Body=data, ContentType=content_type, **extra
+        )
+
+    async def get(self, key: str) -> bytes:
+        def read() -> bytes:
+            try:
+                response = self.client.get_object(Bucket=self.bucket, Key=key)
+            except self.client.exceptions.NoSuchKey as error:
+                raise NotFound(f"No media {key}") from error
+            with contextlib.closing(response["Body"]) as body:
+                return body.read()
+
+        return await asyncio.to_thread(read)
+
+    async def delete(self, key: str) -> None:
+        # DeleteObject succeeds for a key that does not exist, like the local store's delete.
+        await asyncio.to_thread(self.client.delete_object, Bucket=self.bucket, Key=key)
+
+    async def download_url(self, key: str) -> str | None:
+        # Signing is local computation (no request), so no thread hand-off is needed.
+        return self.client.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=self.presign_seconds
+        )
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self.client.close)
+
+
+def media_store(settings: CatalogSettings) -> MediaStore:
+    """The store the settings choose: S3 when a bucket is set, the local media directory otherwise."""
+    if settings.s3_bucket:
+        return S3MediaStore(settings)
+    return LocalMediaStore(settings.media_dir)
+
+
+def media_url(settings: CatalogSettings, key: str) -> str:
+    """Where clients fetch a variant: the public S3 base (CDN) when set, else the API's media route."""
+    base = settings.s3_public_base_url if settings.s3_bucket and settings.s3_public_base_url else None
+    return f"{(base or settings.media_base_url).rstrip('/')}/{key}"
