@@ -892,12 +892,15 @@ class MemoryIndex:
             owner, room_types = owner[allowed], room_types[allowed]
         prices = self._palette[self.price_codes[room_types, day0:day1]]
         totals = prices.sum(axis=1) * query.rooms
-        # Cheapest per property: sort by (owner, total, room type slot) and keep each owner's first.
-        order = np.lexsort((room_types, totals, owner))
-        owner, room_types, totals = owner[order], room_types[order], totals[order]
-        first = np.ones(owner.size, dtype=bool)
-        first[1:] = owner[1:] != owner[:-1]
-        return owner[first], room_types[first], totals[first]
+        if owner.size == 0:
+            return _EMPTY, _EMPTY, _EMPTY
+        # Cheapest per property. Rows are grouped by owner (ascending) and, within an owner, in room
+        # type slot order: each group's first row at the group's minimum total wins.
+        starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
+        lowest = np.minimum.reduceat(totals, starts)
+        cheapest = np.flatnonzero(totals == np.repeat(lowest, np.diff(np.r_[starts, owner.size])))
+        chosen = cheapest[np.r_[True, owner[cheapest][1:] != owner[cheapest][:-1]]]
+        return owner[chosen], room_types[chosen], totals[chosen]
 
     def converted(self, slots: np.ndarray, totals: np.ndarray, currency: str) -> np.ndarray:
         """Stay totals (property currencies) in the requested currency, exact integer floor."""

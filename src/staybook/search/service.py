@@ -374,7 +374,7 @@ async def _answer(runtime: Runtime, query: SearchQuery) -> dict[str, Any]:
 def page_document(codec: CursorCodec, query: SearchQuery, page: SearchPage) -> dict[str, Any]:
     items = [
         {
-            "property_id": str(hit.property_id),
+            "property_id": hit.property_id,  # orjson writes UUIDs in their canonical form
             "name": hit.name,
             "city": hit.city,
             "country": hit.country,
@@ -383,7 +383,7 @@ def page_document(codec: CursorCodec, query: SearchQuery, page: SearchPage) -> d
             "rating": None if hit.rating_tenths is None else hit.rating_tenths / 10,
             "thumbnail_url": hit.thumbnail_url,
             "room_type": {
-                "room_type_id": str(hit.room_type_id),
+                "room_type_id": hit.room_type_id,
                 "name": hit.room_type_name,
                 "max_guests": hit.max_guests,
             },
