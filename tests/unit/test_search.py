@@ -370,3 +370,17 @@ def test_text_and_suggestions_follow_renames_after_compaction():
     assert ids_of(run(index.search(replace(stay, text="spree loft"), RatingRanker()))) == [ids[1]]
     assert [s.label for s in run(index.suggest("spree", 5))] == ["Spree Loft"]
     assert index.memory_report()["properties"] == len(ids)
+
+
+def test_response_cache_answers_repeats_and_stays_bounded():
+    from staybook.search.service import ResponseCache
+
+    cache = ResponseCache(max_entries=4)
+    assert cache.get("a") is None
+    cache.put("a", b"{}", ttl_seconds=60)
+    assert cache.get("a") == b"{}"
+    for n in range(10):
+        cache.put(f"k{n}", b"[]", ttl_seconds=60)
+    assert len(cache._entries) <= 4 and cache.get("k9") == b"[]"
+    cache.put("gone", b"[]", ttl_seconds=-1)
+    assert cache.get("gone") is None
