@@ -219,14 +219,18 @@ async def room_type_count(runtime: Runtime) -> int:
 
 
 async def property_listings(runtime: Runtime, *, batch_size: int = 2000) -> AsyncIterator[list[PropertyListing]]:
-    """Every property, any status, in batches streamed from one read (for rebuilding read models)."""
+    """Every property, any status, in batches streamed from one read (for rebuilding read models).
+
+    In place order (country, city), so an in-memory read model filled in this order keeps a
+    city's properties together."""
     columns = (
         Property.id, Property.name, Property.description, Property.property_type, Property.city, Property.country,
         Property.latitude, Property.longitude, Property.currency, Property.amenities, Property.rating_tenths,
         Property.status,
     )  # fmt: skip
     async with runtime.db.engine.connect() as conn:
-        rows = await conn.stream(select(*columns).execution_options(yield_per=batch_size))
+        query = select(*columns).order_by(Property.country, Property.city, Property.id)
+        rows = await conn.stream(query.execution_options(yield_per=batch_size))
         async for batch in rows.partitions(batch_size):
             listings = []
             for row in batch:
@@ -253,10 +257,15 @@ async def property_listings(runtime: Runtime, *, batch_size: int = 2000) -> Asyn
 
 
 async def room_type_listings(runtime: Runtime, *, batch_size: int = 5000) -> AsyncIterator[list[RoomTypeListing]]:
-    """Every room type, any status, in batches streamed from one read."""
-    columns = (RoomType.id, RoomType.property_id, RoomType.name, RoomType.max_guests, RoomType.status)
+    """Every room type, any status, in batches streamed from one read; in the order of
+    `property_listings` (their property's place), then by id."""
+    query = (
+        select(RoomType.id, RoomType.property_id, RoomType.name, RoomType.max_guests, RoomType.status)
+        .join(Property, Property.id == RoomType.property_id)
+        .order_by(Property.country, Property.city, Property.id, RoomType.id)
+    )
     async with runtime.db.engine.connect() as conn:
-        rows = await conn.stream(select(*columns).execution_options(yield_per=batch_size))
+        rows = await conn.stream(query.execution_options(yield_per=batch_size))
         async for batch in rows.partitions(batch_size):
             yield [
                 RoomTypeListing(_as_uuid(r.id), _as_uuid(r.property_id), r.name, int(r.max_guests), r.status)
