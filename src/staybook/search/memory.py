@@ -780,16 +780,12 @@ class MemoryIndex:
         elif query.city is not None:
             slots = self._by_city.get(f"{query.country or ''}|{query.city}", self._stale_view())
         elif query.text is not None:
-            # Text alone: start from the first word's postings, not from every property.
+            # Text alone: start from the first word's postings (typos included), not from every property.
             words = tokens(query.text)
-            postings = self._word_postings(words[0], last=len(words) == 1) if words else []
+            postings = self._word_postings(words[0], last=len(words) == 1, typos=True) if words else []
             slots = np.unique(np.concatenate(postings)) if postings else _EMPTY
         else:
             slots = np.arange(count, dtype=np.int64)
-        if query.text is not None:
-            keep = self.text_mask(slots, query.text)
-            slots = slots[keep]
-            distances = None if distances is None else distances[keep]
         keep = self._live[slots]
         if query.property_type is not None:
             keep &= self._type[slots] == self._types.get(query.property_type, -1)
@@ -800,7 +796,15 @@ class MemoryIndex:
             for amenity in query.amenities:
                 mask |= AMENITY_BITS[amenity]
             keep &= (self._amenities[slots] & mask) == mask
-        return slots[keep], (None if distances is None else distances[keep])
+        slots, distances = slots[keep], (None if distances is None else distances[keep])
+        if query.text is not None:
+            # Words as written first; when nothing matches them, near spellings too (as Typesense
+            # falls back to typos when exact matches are fewer than one).
+            keep = self.text_mask(slots, query.text)
+            if not keep.any():
+                keep = self.text_mask(slots, query.text, typos=True)
+            slots, distances = slots[keep], (None if distances is None else distances[keep])
+        return slots, distances
 
     def within_circle(self, slots: np.ndarray, circle: Circle) -> tuple[np.ndarray, np.ndarray]:
         """The slots inside the circle (exact great-circle distance) and their distances in metres."""
@@ -839,19 +843,22 @@ class MemoryIndex:
     def _stale_view(self) -> np.ndarray | None:
         return self._stale if self._stale_count else None
 
-    def _word_postings(self, word: str, *, last: bool) -> list[np.ndarray]:
-        variants = [word] if word in self._words else self._vocabulary_near(word, prefix=last)
+    def _word_postings(self, word: str, *, last: bool, typos: bool = False) -> list[np.ndarray]:
+        known = word in self._words
+        variants = [word] if known else []
+        if typos or not known:
+            variants += self._vocabulary_near(word, prefix=last)
         stale = self._stale_view()
         return [p for p in (self._words.get(v, stale) for v in variants) if p.size]
 
-    def text_mask(self, slots: np.ndarray, text: str) -> np.ndarray:
+    def text_mask(self, slots: np.ndarray, text: str, *, typos: bool = False) -> np.ndarray:
         """Which slots match every word of `text` (name, city, description): exactly, as a prefix
         (the last word, while typing) or one typo away (words of five letters or more)."""
         words = tokens(text)[:8]
         mask = np.full(slots.size, bool(words))
         for position, word in enumerate(words):
             hit = np.zeros(slots.size, dtype=bool)
-            for posting in self._word_postings(word, last=position == len(words) - 1):
+            for posting in self._word_postings(word, last=position == len(words) - 1, typos=typos):
                 at = np.minimum(np.searchsorted(posting, slots), posting.size - 1)
                 hit |= posting[at] == slots
             mask &= hit
