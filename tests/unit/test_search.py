@@ -8,14 +8,16 @@ import uuid
 from dataclasses import replace
 from datetime import timedelta
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from staybook.kernel.errors import InvalidInput
 from staybook.search.index import NightState, PropertyRecord, RatingRanker, RoomTypeRecord
-from staybook.search.memory import MemoryIndex
+from staybook.search.memory import MemoryIndex, PropertyColumns, RoomTypeColumns
 from staybook.search.query import (
+    AMENITIES,
     BoundingBox,
     Circle,
     CursorCodec,
@@ -37,6 +39,73 @@ def build(data: Dataset) -> MemoryIndex:
         index.put_property(prop)
     for room_type in data.room_types:
         index.put_room_type(room_type)
+        index.put_night_states(room_type.room_type_id, room_type.property_id, data.nights[room_type.room_type_id])
+    return index
+
+
+def build_compacted(data: Dataset) -> MemoryIndex:
+    """Half loaded and compacted, the rest written after; a quarter rewritten (renamed) and back."""
+    index = MemoryIndex(ORIGIN, HORIZON + 5, RATES, capacity=4)
+    half = len(data.properties) // 2
+    for prop in data.properties[:half]:
+        index.put_property(prop)
+    index.compact()
+    for prop in data.properties[half:]:
+        index.put_property(prop)
+    for prop in data.properties[: len(data.properties) // 4]:
+        index.put_property(replace(prop, name="Renamed Place", city="Elsewhere"))
+        index.put_property(prop)
+    for room_type in data.room_types:
+        index.put_room_type(room_type)
+        index.put_night_states(room_type.room_type_id, room_type.property_id, data.nights[room_type.room_type_id])
+    return index
+
+
+def build_from_columns(data: Dataset) -> MemoryIndex:
+    """The bulk (columnar) load of the benchmark, then the nights as events."""
+    index = MemoryIndex(ORIGIN, HORIZON + 5, RATES, capacity=1)
+    props = data.properties
+    cities = sorted({(p.city, p.country) for p in props})
+    currencies = sorted({p.currency for p in props})
+    types = sorted({p.property_type for p in props})
+    bits = [sum(1 << AMENITIES.index(a) for a in p.amenities) for p in props]
+    slot_of = {p.property_id: n for n, p in enumerate(props)}
+    room_names = sorted({r.name for r in data.room_types})
+    index.bulk_load(
+        PropertyColumns(
+            id_high=np.array([p.property_id.int >> 64 for p in props], dtype=np.uint64),
+            id_low=np.array([p.property_id.int & (2**64 - 1) for p in props], dtype=np.uint64),
+            names=[p.name for p in props],
+            city=np.array([cities.index((p.city, p.country)) for p in props]),
+            city_names=[c for c, _ in cities],
+            city_countries=[c for _, c in cities],
+            latitude=np.array([p.latitude for p in props]),
+            longitude=np.array([p.longitude for p in props]),
+            currency=np.array([currencies.index(p.currency) for p in props]),
+            currencies=currencies,
+            amenity_bits=np.array(bits, dtype=np.uint64),
+            property_type=np.array([types.index(p.property_type) for p in props]),
+            property_types=types,
+            rating_tenths=np.array([-1 if p.rating_tenths is None else p.rating_tenths for p in props]),
+        ),
+        RoomTypeColumns(
+            id_high=np.array([r.room_type_id.int >> 64 for r in data.room_types], dtype=np.uint64),
+            id_low=np.array([r.room_type_id.int & (2**64 - 1) for r in data.room_types], dtype=np.uint64),
+            owner=np.array([slot_of[r.property_id] for r in data.room_types]),
+            max_guests=np.array([r.max_guests for r in data.room_types]),
+            name=np.array([room_names.index(r.name) for r in data.room_types]),
+            names=room_names,
+        ),
+        np.zeros((len(data.room_types), HORIZON + 5), dtype=np.uint8),
+        np.zeros((len(data.room_types), HORIZON + 5), dtype=np.uint16),
+        np.zeros(1, dtype=np.int64),
+    )
+    for prop in props:
+        if not prop.active:
+            run(index.remove_property(prop.property_id))
+    for room_type in data.room_types:
+        if not room_type.active:
+            run(index.remove_room_type(room_type.room_type_id))
         index.put_night_states(room_type.room_type_id, room_type.property_id, data.nights[room_type.room_type_id])
     return index
 
@@ -268,9 +337,50 @@ queries = st.builds(
 
 DATASETS = {seed: make_dataset(seed) for seed in (1, 2)}
 INDEXES = {seed: build(data) for seed, data in DATASETS.items()}
+COMPACTED = {seed: build_compacted(data) for seed, data in DATASETS.items()}
+FROM_COLUMNS = {seed: build_from_columns(data) for seed, data in DATASETS.items()}
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.sampled_from(sorted(DATASETS)), q=queries)
 def test_memory_index_agrees_with_the_reference(seed, q):
     assert answer(INDEXES[seed], q) == reference_answer(DATASETS[seed], q, RATES)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.sampled_from(sorted(DATASETS)), q=queries)
+def test_compacted_and_bulk_loaded_indexes_agree_with_the_reference(seed, q):
+    expected = reference_answer(DATASETS[seed], q, RATES)
+    assert answer(COMPACTED[seed], q) == expected
+    assert answer(FROM_COLUMNS[seed], q) == expected
+
+
+def test_text_and_suggestions_follow_renames_after_compaction():
+    index, ids = small_world()
+    index.compact()
+    assert [s.label for s in run(index.suggest("hotel 1", 5))] == ["Hotel 1"]
+    renamed = PropertyRecord(ids[1], "Spree Loft", "Berlin", "DE", 52.52, 13.41, "EUR")
+    index.put_property(renamed)
+    stay = SearchQuery(ORIGIN + timedelta(days=3), ORIGIN + timedelta(days=5), text="hotel")
+    assert ids[1] not in ids_of(run(index.search(stay, RatingRanker())))
+    assert ids_of(run(index.search(replace(stay, text="spree loft"), RatingRanker()))) == [ids[1]]
+    assert run(index.suggest("hotel 1", 5)) == []
+    assert [s.label for s in run(index.suggest("spree", 5))] == ["Spree Loft"]
+    index.compact()
+    assert ids_of(run(index.search(replace(stay, text="spree loft"), RatingRanker()))) == [ids[1]]
+    assert [s.label for s in run(index.suggest("spree", 5))] == ["Spree Loft"]
+    assert index.memory_report()["properties"] == len(ids)
+
+
+def test_response_cache_answers_repeats_and_stays_bounded():
+    from staybook.search.service import ResponseCache
+
+    cache = ResponseCache(max_entries=4)
+    assert cache.get("a") is None
+    cache.put("a", b"{}", ttl_seconds=60)
+    assert cache.get("a") == b"{}"
+    for n in range(10):
+        cache.put(f"k{n}", b"[]", ttl_seconds=60)
+    assert len(cache._entries) <= 4 and cache.get("k9") == b"[]"
+    cache.put("gone", b"[]", ttl_seconds=-1)
+    assert cache.get("gone") is None

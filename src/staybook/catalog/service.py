@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 import orjson
 import structlog
 from PIL import Image, ImageOps, UnidentifiedImageError
-from sqlalchemy import JSON, and_, insert, select
+from sqlalchemy import JSON, and_, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from staybook.catalog.events import (
@@ -220,6 +220,104 @@ async def calendar_seeds(session: AsyncSession, *, after: uuid.UUID | None, limi
     if after is not None:
         query = query.where(RoomType.id > after)
     return [CalendarSeed(*row) for row in (await session.execute(query)).all()]
+
+
+@dataclass(frozen=True, slots=True)
+class PropertyListing:
+    """What read models (search) keep of a property; any status."""
+
+    property_id: uuid.UUID
+    name: str
+    description: str
+    property_type: str
+    city: str
+    country: str
+    latitude: float
+    longitude: float
+    currency: str
+    amenities: tuple[str, ...]
+    rating_tenths: int | None
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class RoomTypeListing:
+    """What read models keep of a room type; any status."""
+
+    room_type_id: uuid.UUID
+    property_id: uuid.UUID
+    name: str
+    max_guests: int
+    status: str
+
+
+def _as_uuid(value) -> uuid.UUID:
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+
+
+async def property_count(runtime: Runtime) -> int:
+    async with runtime.db.engine.connect() as conn:
+        return int(await conn.scalar(select(func.count()).select_from(Property)) or 0)
+
+
+async def room_type_count(runtime: Runtime) -> int:
+    async with runtime.db.engine.connect() as conn:
+        return int(await conn.scalar(select(func.count()).select_from(RoomType)) or 0)
+
+
+async def property_listings(runtime: Runtime, *, batch_size: int = 2000) -> AsyncIterator[list[PropertyListing]]:
+    """Every property, any status, in batches streamed from one read (for rebuilding read models).
+
+    In place order (country, city), so an in-memory read model filled in this order keeps a
+    city's properties together."""
+    columns = (
+        Property.id, Property.name, Property.description, Property.property_type, Property.city, Property.country,
+        Property.latitude, Property.longitude, Property.currency, Property.amenities, Property.rating_tenths,
+        Property.status,
+    )  # fmt: skip
+    async with runtime.db.engine.connect() as conn:
+        query = select(*columns).order_by(Property.country, Property.city, Property.id)
+        rows = await conn.stream(query.execution_options(yield_per=batch_size))
+        async for batch in rows.partitions(batch_size):
+            listings = []
+            for row in batch:
+                amenities = row.amenities
+                if isinstance(amenities, str | bytes):
+                    amenities = orjson.loads(amenities)
+                listings.append(
+                    PropertyListing(
+                        property_id=_as_uuid(row.id),
+                        name=row.name,
+                        description=row.description or "",
+                        property_type=row.property_type,
+                        city=row.city,
+                        country=row.country,
+                        latitude=float(row.latitude),
+                        longitude=float(row.longitude),
+                        currency=row.currency,
+                        amenities=tuple(amenities or ()),
+                        rating_tenths=row.rating_tenths,
+                        status=row.status,
+                    )
+                )
+            yield listings
+
+
+async def room_type_listings(runtime: Runtime, *, batch_size: int = 5000) -> AsyncIterator[list[RoomTypeListing]]:
+    """Every room type, any status, in batches streamed from one read; in the order of
+    `property_listings` (their property's place), then by id."""
+    query = (
+        select(RoomType.id, RoomType.property_id, RoomType.name, RoomType.max_guests, RoomType.status)
+        .join(Property, Property.id == RoomType.property_id)
+        .order_by(Property.country, Property.city, Property.id, RoomType.id)
+    )
+    async with runtime.db.engine.connect() as conn:
+        rows = await conn.stream(query.execution_options(yield_per=batch_size))
+        async for batch in rows.partitions(batch_size):
+            yield [
+                RoomTypeListing(_as_uuid(r.id), _as_uuid(r.property_id), r.name, int(r.max_guests), r.status)
+                for r in batch
+            ]
 
 
 def ensure_may_change(principal: Principal, host_id: uuid.UUID) -> None:

@@ -316,6 +316,73 @@ async def nights(session, room_type_id: uuid.UUID, start: date, end: date) -> li
 # ------------------------------------------------------------------ calendar changes by the host
 
 
+@dataclass(frozen=True, slots=True)
+class NightListing:
+    """One room type's night as read models (search) keep it."""
+
+    room_type_id: uuid.UUID
+    property_id: uuid.UUID
+    night: date
+    available: int
+    price: int
+    closed: bool
+    closed_to_arrival: bool
+    min_stay: int
+
+
+def _as_uuid(value) -> uuid.UUID:
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+
+
+def _as_date(value) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(str(value))
+
+
+async def night_count(runtime: Runtime, start: date, end: date) -> int:
+    """Room nights from `start` up to (not including) `end`, every room type."""
+    query = select(func.count()).select_from(RoomNight).where(RoomNight.night >= start, RoomNight.night < end)
+    async with runtime.db.engine.connect() as conn:
+        return int(await conn.scalar(query) or 0)
+
+
+async def night_listings(
+    runtime: Runtime, start: date, end: date, *, batch_size: int = 20_000
+) -> AsyncIterator[list[NightListing]]:
+    """Every room type's nights from `start` up to `end`, ordered by room type then night, in
+    batches streamed from one read (for rebuilding read models)."""
+    query = (
+        select(
+            RoomNight.room_type_id,
+            RoomNight.property_id,
+            RoomNight.night,
+            (RoomNight.total - RoomNight.held - RoomNight.booked).label("available"),
+            RoomNight.price_amount,
+            RoomNight.closed,
+            RoomNight.closed_to_arrival,
+            RoomNight.min_stay,
+        )
+        .where(RoomNight.night >= start, RoomNight.night < end)
+        .order_by(RoomNight.room_type_id, RoomNight.night)
+        .execution_options(yield_per=batch_size)
+    )
+    async with runtime.db.engine.connect() as conn:
+        rows = await conn.stream(query)
+        async for batch in rows.partitions(batch_size):
+            yield [
+                NightListing(
+                    _as_uuid(r.room_type_id),
+                    _as_uuid(r.property_id),
+                    _as_date(r.night),
+                    int(r.available),
+                    int(r.price_amount),
+                    bool(r.closed),
+                    bool(r.closed_to_arrival),
+                    int(r.min_stay),
+                )
+                for r in batch
+            ]
+
+
 class UnitsBelowCommitted(Conflict):
     """The new unit count is below what is already held + booked on some nights; `nights` names them."""
 

@@ -137,7 +137,7 @@ async def search(
         sort=sort,
         limit=limit,
     )
-    return _json(await service.search(runtime, query, cursor))
+    return Response(await service.search_json(runtime, query, cursor), media_type="application/json")
 
 
 def _check_dates(runtime: Runtime, check_in: date, check_out: date) -> None:

@@ -18,7 +18,7 @@ app = typer.Typer(no_args_is_help=True, help="Search index: rebuild from the dat
 
 @app.command()
 def reindex() -> None:
-    """Rebuild the search index from the catalog and inventory tables, online.
+    """Rebuild the search index from what the catalog and inventory services list, online.
 
     With Typesense (STAYBOOK_SEARCH__BACKEND=typesense) the documents go into a new
     collection and the alias switches to it in one step: API processes keep answering

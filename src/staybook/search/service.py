@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
@@ -20,8 +21,10 @@ from typing import Any
 
 import orjson
 import structlog
-from sqlalchemy import text
 
+from staybook.catalog import service as catalog
+from staybook.inventory import service as inventory
+from staybook.kernel import metrics
 from staybook.kernel.consumers import ReplicaSubscription
 from staybook.kernel.errors import InvalidInput, ServiceUnavailable
 from staybook.kernel.events import EventEnvelope
@@ -51,13 +54,40 @@ SUBJECTS = (
 Progress = Callable[[str, int, int | None], None]
 
 
+class ResponseCache:
+    """Search responses by normalised query, held as the JSON bytes sent: a hit is one dict lookup,
+    no (de)serialising. Per process, like the index it caches; bounded by entry count."""
+
+    def __init__(self, max_entries: int = 20_000) -> None:
+        self.max_entries = max_entries
+        self._entries: dict[str, tuple[float, bytes]] = {}
+
+    def get(self, key: str) -> bytes | None:
+        entry = self._entries.get(key)
+        if entry is None or entry[0] < time.monotonic():
+            metrics.CACHE_REQUESTS.labels("search", "miss").inc()
+            return None
+        metrics.CACHE_REQUESTS.labels("search", "hit").inc()
+        return entry[1]
+
+    def put(self, key: str, value: bytes, ttl_seconds: float) -> None:
+        if len(self._entries) >= self.max_entries:
+            now = time.monotonic()
+            self._entries = {k: e for k, e in self._entries.items() if e[0] >= now}
+            if len(self._entries) >= self.max_entries:  # all fresh: drop the older half
+                self._entries = dict(list(self._entries.items())[self.max_entries // 2 :])
+        self._entries[key] = (time.monotonic() + ttl_seconds, value)
+
+
 class SearchState:
-    """Per-process search plumbing: the rates table, the cursor codec, the rebuild's event buffer."""
+    """Per-process search plumbing: the rates table, the cursor codec, the response cache, the
+    rebuild's event buffer."""
 
     def __init__(self, runtime: Runtime) -> None:
         settings = runtime.settings
         self.rates = CurrencyRates(settings.search.rates or None)
         self.codec = CursorCodec(settings.secret_key.get_secret_value().encode())
+        self.responses = ResponseCache()
         self.rebuilding: list[EventEnvelope] | None = None
         self.build_error: str | None = None
         self.lock = asyncio.Lock()
@@ -163,96 +193,50 @@ def replica_subscriptions(runtime: Runtime) -> list[ReplicaSubscription]:
 # ---------------------------------------------------------------------------- rebuild
 
 
-def _uuid(value: Any) -> uuid.UUID:
-    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
-
-
-def _date(value: Any) -> date:
-    return value if isinstance(value, date) else date.fromisoformat(str(value))
-
-
 async def load_from_database(runtime: Runtime, index: SearchIndex, progress: Progress | None = None) -> dict[str, int]:
-    """Fills an index from the catalog and inventory tables.
-
-    Reads the published table layouts with plain SQL: the catalog and inventory contexts
-    have no bulk read services yet (issue 7 notes this); swap these statements for their
-    service calls when they exist.
-    """
+    """Fills an index from what the catalog and inventory services list (their streamed reads)."""
     report = progress or (lambda stage, done, total: None)
     counts = {"properties": 0, "room_types": 0, "room_nights": 0}
     start, end = index_window(index)
-    async with runtime.db.engine.connect() as conn:
-        total = await conn.scalar(text("SELECT count(*) FROM properties"))
-        rows = await conn.stream(
-            text(
-                "SELECT id, name, description, property_type, city, country, latitude, longitude, currency,"
-                " amenities, rating_tenths, status FROM properties"
+    total = await catalog.property_count(runtime)
+    async for batch in catalog.property_listings(runtime):
+        await index.put_properties(
+            PropertyRecord(
+                property_id=p.property_id,
+                name=p.name,
+                city=p.city,
+                country=p.country,
+                latitude=p.latitude,
+                longitude=p.longitude,
+                currency=p.currency,
+                description=p.description,
+                amenities=p.amenities,
+                property_type=p.property_type,
+                rating_tenths=p.rating_tenths,
+                active=p.status == "active",
             )
+            for p in batch
         )
-        async for batch in rows.partitions(2000):
-            records = []
-            for row in batch:
-                amenities = row.amenities
-                if isinstance(amenities, str | bytes):
-                    amenities = orjson.loads(amenities)
-                records.append(
-                    PropertyRecord(
-                        property_id=_uuid(row.id),
-                        name=row.name,
-                        city=row.city,
-                        country=row.country,
-                        latitude=float(row.latitude),
-                        longitude=float(row.longitude),
-                        currency=row.currency,
-                        description=row.description or "",
-                        amenities=tuple(amenities or ()),
-                        property_type=row.property_type,
-                        rating_tenths=row.rating_tenths,
-                        active=row.status == "active",
-                    )
-                )
-            await index.put_properties(records)
-            counts["properties"] += len(records)
-            report("properties", counts["properties"], total)
-        total = await conn.scalar(text("SELECT count(*) FROM room_types"))
-        rows = await conn.stream(text("SELECT id, property_id, name, max_guests, status FROM room_types"))
-        async for batch in rows.partitions(5000):
-            records = [
-                RoomTypeRecord(_uuid(r.id), _uuid(r.property_id), r.name, int(r.max_guests), r.status == "active")
-                for r in batch
-            ]
-            await index.put_room_types(records)
-            counts["room_types"] += len(records)
-            report("room types", counts["room_types"], total)
-        window = {"start": start, "end": end}
-        total = await conn.scalar(
-            text("SELECT count(*) FROM room_nights WHERE night >= :start AND night < :end"), window
+        counts["properties"] += len(batch)
+        report("properties", counts["properties"], total)
+    total = await catalog.room_type_count(runtime)
+    async for batch in catalog.room_type_listings(runtime):
+        await index.put_room_types(
+            RoomTypeRecord(r.room_type_id, r.property_id, r.name, r.max_guests, r.status == "active") for r in batch
         )
-        rows = await conn.stream(
-            text(
-                "SELECT room_type_id, property_id, night, total - held - booked AS available, price_amount,"
-                " closed, closed_to_arrival, min_stay FROM room_nights"
-                " WHERE night >= :start AND night < :end ORDER BY room_type_id, night"
-            ),
-            window,
-        )
-        async for batch in rows.partitions(20_000):
-            by_room_type: dict[tuple[Any, Any], list[NightState]] = {}
-            for r in batch:
-                by_room_type.setdefault((r.room_type_id, r.property_id), []).append(
-                    NightState(
-                        _date(r.night),
-                        int(r.available),
-                        int(r.price_amount),
-                        bool(r.closed),
-                        bool(r.closed_to_arrival),
-                        int(r.min_stay),
-                    )
-                )
-            for (room_type_id, property_id), nights in by_room_type.items():
-                await index.put_nights(_uuid(room_type_id), _uuid(property_id), nights)
-            counts["room_nights"] += len(batch)
-            report("room nights", counts["room_nights"], total)
+        counts["room_types"] += len(batch)
+        report("room types", counts["room_types"], total)
+    total = await inventory.night_count(runtime, start, end)
+    async for batch in inventory.night_listings(runtime, start, end):
+        by_room_type: dict[tuple[uuid.UUID, uuid.UUID], list[NightState]] = {}
+        for n in batch:
+            by_room_type.setdefault((n.room_type_id, n.property_id), []).append(
+                NightState(n.night, n.available, n.price, n.closed, n.closed_to_arrival, n.min_stay)
+            )
+        for (room_type_id, property_id), nights in by_room_type.items():
+            await index.put_nights(room_type_id, property_id, nights)
+        counts["room_nights"] += len(batch)
+        report("room nights", counts["room_nights"], total)
     return counts
 
 
@@ -357,15 +341,24 @@ async def ready(runtime: Runtime) -> None:
 
 async def search(runtime: Runtime, query: SearchQuery, cursor: str | None) -> dict[str, Any]:
     """Answers a search as the response document; cached briefly by the normalised query."""
+    return orjson.loads(await search_json(runtime, query, cursor))
+
+
+async def search_json(runtime: Runtime, query: SearchQuery, cursor: str | None) -> bytes:
+    """`search` as the JSON bytes the API sends; the cache holds these bytes."""
     state = state_of(runtime)
     if cursor:
         query = _with_mark(query, state.codec.decode(query, cursor))
-    mark = "" if query.after is None else f"{query.after.key}:{query.after.property_id.hex}"
     ttl = runtime.settings.search.cache_seconds
     if ttl <= 0:
-        return await _answer(runtime, query)
-    key = f"search:{query.fingerprint()}:{mark}"
-    return await runtime.cache.get_or_load(key, ttl, lambda: _answer(runtime, query), namespace="search")
+        return orjson.dumps(await _answer(runtime, query))
+    mark = "" if query.after is None else f"{query.after.key}:{query.after.property_id.hex}"
+    key = f"{query.fingerprint()}:{mark}"
+    cached = state.responses.get(key)
+    if cached is None:
+        cached = orjson.dumps(await _answer(runtime, query))
+        state.responses.put(key, cached, ttl)
+    return cached
 
 
 def _with_mark(query: SearchQuery, mark: PageMark) -> SearchQuery:
@@ -381,7 +374,7 @@ async def _answer(runtime: Runtime, query: SearchQuery) -> dict[str, Any]:
 def page_document(codec: CursorCodec, query: SearchQuery, page: SearchPage) -> dict[str, Any]:
     items = [
         {
-            "property_id": str(hit.property_id),
+            "property_id": hit.property_id,  # orjson writes UUIDs in their canonical form
             "name": hit.name,
             "city": hit.city,
             "country": hit.country,
@@ -390,7 +383,7 @@ def page_document(codec: CursorCodec, query: SearchQuery, page: SearchPage) -> d
             "rating": None if hit.rating_tenths is None else hit.rating_tenths / 10,
             "thumbnail_url": hit.thumbnail_url,
             "room_type": {
-                "room_type_id": str(hit.room_type_id),
+                "room_type_id": hit.room_type_id,
                 "name": hit.room_type_name,
                 "max_guests": hit.max_guests,
             },

@@ -173,6 +173,7 @@ class TypesenseIndex:
         every API process starting against one Typesense does not re-import the world.
         """
         documents, self._pending = self._pending or [], None
+        await self.availability.publish(rebuild=rebuild)
         if not rebuild and await asyncio.to_thread(self._document_count) == self.availability.property_count():
             return
         await asyncio.to_thread(self._replace_collection, documents)
