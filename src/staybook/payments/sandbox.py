@@ -31,6 +31,8 @@ import httpx
 import orjson
 import structlog
 from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from staybook.kernel.db import Database
 from staybook.kernel.orm import utcnow
@@ -42,6 +44,7 @@ log = structlog.get_logger("staybook.payments.sandbox")
 
 SIGNATURE_HEADER = "sandbox-signature"
 DECLINES = {"tok_decline": "card_declined", "tok_insufficient_funds": "insufficient_funds"}
+CHARGES = SandboxCharge.__table__
 MAX_DELIVERY_ATTEMPTS = 12
 # How long a leased delivery stays invisible to other deliverers while it is being posted.
 LEASE = timedelta(seconds=30)
@@ -70,7 +73,7 @@ def verify(secret: bytes, header: str | None, body: bytes, *, tolerance_seconds:
         raise InvalidSignature("signature mismatch")
 
 
-def _state(row: SandboxCharge) -> ChargeState:
+def _state(row) -> ChargeState:
     return ChargeState(
         reference=row.reference,
         idempotency_key=row.idempotency_key,
@@ -163,44 +166,55 @@ class SandboxProvider:
         await asyncio.sleep(self.timeout * 2 if slow else 0)
         await self._network()
         now = utcnow()
+        decline = DECLINES.get(token)
+        insert = pg_insert if self.db.dialect == "postgresql" else sqlite_insert
         async with self.db.unit_of_work(flush_wal=self.webhooks) as uow:
-            existing = await uow.session.scalar(select(SandboxCharge).where(SandboxCharge.idempotency_key == key))
-            if existing is not None:
+            # A retried call (same idempotency key) finds the first call's charge.
+            row = (
+                await uow.session.execute(
+                    insert(CHARGES)
+                    .values(
+                        reference="ch_" + secrets.token_hex(12),
+                        idempotency_key=key,
+                        token=token,
+                        amount=amount,
+                        currency=currency,
+                        status="declined" if decline else "authorised",
+                        captured_amount=0,
+                        refunded_amount=0,
+                        decline_code=decline,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                    .on_conflict_do_nothing(index_elements=["idempotency_key"])
+                    .returning(*CHARGES.c)
+                )
+            ).first()
+            if row is None:
+                existing = (await uow.session.execute(select(CHARGES).where(CHARGES.c.idempotency_key == key))).one()
                 return _state(existing)
-            decline = DECLINES.get(token)
-            row = SandboxCharge(
-                reference="ch_" + secrets.token_hex(12),
-                idempotency_key=key,
-                token=token,
-                amount=amount,
-                currency=currency,
-                status="declined" if decline else "authorised",
-                captured_amount=0,
-                refunded_amount=0,
-                decline_code=decline,
-                created_at=now,
-                updated_at=now,
-            )
-            uow.session.add(row)
             self._owe_webhook(uow.session, "charge.declined" if decline else "charge.authorised", row)
         self._kick()
         return _state(row)
 
     async def _move(self, reference: str, status: str, allowed_from: set[str], **amounts: int) -> ChargeState:
         async with self.db.unit_of_work(flush_wal=self.webhooks) as uow:
-            row = await uow.session.scalar(
-                select(SandboxCharge).where(SandboxCharge.reference == reference).with_for_update()
-            )
+            # One conditional UPDATE; only when it does not apply, a read says why.
+            row = (
+                await uow.session.execute(
+                    update(CHARGES)
+                    .where(CHARGES.c.reference == reference, CHARGES.c.status.in_(allowed_from))
+                    .values(status=status, updated_at=utcnow(), **amounts)
+                    .returning(*CHARGES.c)
+                )
+            ).first()
             if row is None:
-                raise ProviderError(f"sandbox: no charge {reference}")
-            if row.status == status:
-                return _state(row)  # a retried call: the first one's result
-            if row.status not in allowed_from:
-                raise ProviderError(f"sandbox: cannot move charge {reference} from {row.status} to {status}")
-            row.status = status
-            row.updated_at = utcnow()
-            for field, value in amounts.items():
-                setattr(row, field, value)
+                current = (await uow.session.execute(select(CHARGES).where(CHARGES.c.reference == reference))).first()
+                if current is None:
+                    raise ProviderError(f"sandbox: no charge {reference}")
+                if current.status == status:
+                    return _state(current)  # a retried call: the first one's result
+                raise ProviderError(f"sandbox: cannot move charge {reference} from {current.status} to {status}")
             self._owe_webhook(uow.session, f"charge.{status}", row)
         self._kick()
         return _state(row)

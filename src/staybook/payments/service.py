@@ -50,6 +50,13 @@ TRANSITIONS = {
     "voided": set(),
 }
 
+# The statuses a payment may be in for it to move to a given status (TRANSITIONS read backwards).
+PREDECESSORS = {
+    status: tuple(before for before, after in TRANSITIONS.items() if status in after)
+    for status in ("authorised", "captured", "failed", "voided", "refunded")
+}
+PAYMENTS = Payment.__table__
+
 SettlementListener = Callable[[Runtime, uuid.UUID], Awaitable[None]]
 # Called (outside any transaction) with a booking id after a webhook moved its payment;
 # the booking context registers its saga here, so payments never imports booking.
@@ -73,7 +80,7 @@ class PaymentView:
     attempts: int
 
     @classmethod
-    def of(cls, row: Payment) -> PaymentView:
+    def of(cls, row) -> PaymentView:
         return cls(
             row.id,
             row.booking_id,
@@ -123,7 +130,7 @@ async def open_payment(
     insert = pg_insert if uow.session.bind.dialect.name == "postgresql" else sqlite_insert
     payment_id = new_id()
     result = await uow.session.execute(
-        insert(Payment)
+        insert(PAYMENTS)
         .values(
             id=payment_id,
             booking_id=booking_id,
@@ -145,12 +152,12 @@ async def open_payment(
 
 
 async def get(session, payment_id: uuid.UUID) -> PaymentView | None:
-    row = await session.get(Payment, payment_id)
+    row = (await session.execute(select(PAYMENTS).where(PAYMENTS.c.id == payment_id))).first()
     return PaymentView.of(row) if row is not None else None
 
 
 async def for_booking(session, booking_id: uuid.UUID) -> PaymentView | None:
-    row = await session.scalar(select(Payment).where(Payment.booking_id == booking_id))
+    row = (await session.execute(select(PAYMENTS).where(PAYMENTS.c.booking_id == booking_id))).first()
     return PaymentView.of(row) if row is not None else None
 
 
@@ -159,24 +166,29 @@ async def record(
 ) -> PaymentView:
     """Moves the payment to `status` if that follows its current one, emitting the payment event.
 
-    Locks the payment row; a transition that does not follow (a duplicate or stale
-    webhook, a recovery racing a live request) changes nothing and emits nothing.
+    One conditional UPDATE (it locks the row): a transition that does not follow (a duplicate
+    or stale webhook, a recovery racing a live request) changes nothing and emits nothing.
+    A refund moves the payment only when it raises the refunded amount.
     """
-    row = await uow.session.scalar(select(Payment).where(Payment.id == payment_id).with_for_update())
-    if row is None:
-        raise NotFound(f"No payment {payment_id}")
-    refunded = charge.refunded_amount if charge is not None else row.refunded_amount
-    if status not in TRANSITIONS[row.status] or (status == "refunded" and refunded <= row.refunded_amount):
-        return PaymentView.of(row)
+    condition = PAYMENTS.c.status.in_(PREDECESSORS[status])
+    if status == "refunded":
+        condition &= PAYMENTS.c.refunded_amount < (charge.refunded_amount if charge is not None else 0)
     values: dict = {"status": status, "updated_at": utcnow()}
     if charge is not None:
         values["provider_reference"] = charge.reference
         values["refunded_amount"] = charge.refunded_amount
     if reason is not None:
         values["failure_reason"] = reason
-    await uow.session.execute(update(Payment).where(Payment.id == payment_id).values(**values))
-    for field, value in values.items():
-        setattr(row, field, value)
+    row = (
+        await uow.session.execute(
+            update(PAYMENTS).where(PAYMENTS.c.id == payment_id, condition).values(**values).returning(*PAYMENTS.c)
+        )
+    ).first()
+    if row is None:  # not a transition that follows: report the payment as it is
+        current = await get(uow.session, payment_id)
+        if current is None:
+            raise NotFound(f"No payment {payment_id}")
+        return current
     reference = row.provider_reference or ""
     amount = _money(row.amount, row.currency)
     if status == "authorised":
