@@ -96,6 +96,12 @@ class PaymentDeclined(StaybookError):
     status, code, title = 402, "payment-declined", "Payment declined"
 
 
+class ProviderUnavailable(UpstreamError):
+    """The provider failed before reserving anything: the booking stays held and the guest may pay again."""
+
+    code, title = "payment-provider-error", "The payment provider failed; nothing was charged"
+
+
 class _StepTaken(Exception):
     """Another process advanced the saga first; the caller reloads and carries on from there."""
 
@@ -429,12 +435,14 @@ async def pay(
             provider_name=payments.provider(runtime).name,
         )
         await uow.session.execute(update(BOOKINGS).where(BOOKINGS.c.id == booking_id).values(payment_id=payment.id))
-        await _set_step(uow, booking_id, HELD, AUTHORISING, payment_id=payment.id, attempts=1)
+        await _set_step(uow, booking_id, HELD, AUTHORISING, payment_id=payment.id, attempts=SAGAS.c.attempts + 1)
     checkpoint("authorising")
     drive = _Drive("live", token=token, claim=claim)
     try:
         # The first pass starts from what this request just wrote: no reload.
         await _run(runtime, booking_id, drive, loaded=(AUTHORISING, booking, payment))
+    except ProviderUnavailable:
+        raise
     except ProviderError as error:
         raise UpstreamError(
             "The payment provider failed mid-way; the booking will be settled automatically", booking_id=str(booking_id)
@@ -552,8 +560,14 @@ async def _authorise(runtime, provider, booking: Booking, payment, drive: _Drive
             except ProviderTimeout:
                 raise
             except ProviderError as error:  # the provider refused to work: nothing was reserved
-                await _fail(runtime, booking.id, AUTHORISING, payment, f"provider error: {error}", drive)
-                return True
+                await _back_to_held(runtime, booking.id, payment, f"provider error: {error}")
+                raise ProviderUnavailable(
+                    "The payment provider failed before charging anything; the booking is still held, "
+                    "so the payment can be tried again until the hold expires.",
+                    booking_id=str(booking.id),
+                    booking_status="held",
+                    expires_at=booking.expires_at.isoformat(),
+                ) from error
             checkpoint("authorised-at-provider")
         elif drive.mode == "recovery":
             charge = await provider.find(str(payment.id))
@@ -590,6 +604,14 @@ async def _authorise(runtime, provider, booking: Booking, payment, drive: _Drive
     drive.applied_authorisation = True
     checkpoint("capturing")
     return True
+
+
+async def _back_to_held(runtime, booking_id: uuid.UUID, payment, reason: str) -> None:
+    """The saga returns to `held` (the payment stays pending, to be tried again with the same
+    idempotency key at the provider); one transaction."""
+    async with runtime.db.unit_of_work() as uow:
+        await payments.note_error(uow, payment.id, reason)
+        await _set_step(uow, booking_id, AUTHORISING, HELD, last_error=reason[:2000])
 
 
 async def _capture(runtime, provider, booking: Booking, payment, drive: _Drive) -> bool:
@@ -809,6 +831,8 @@ async def expire_holds(runtime: Runtime) -> int:
         ).all()
         for booking in bookings:
             await inventory.release_hold(uow, stay_of(booking))
+            if booking.payment_id is not None:  # a payment the provider failed on, never retried
+                await payments.record(uow, booking.payment_id, "failed", reason="hold expired")
             booking = await _transition(uow, booking, "expired", "worker", "hold expired")
             await _set_step(uow, booking.id, HELD, EXPIRED)
             uow.emit(BookingExpired(booking=snapshot(booking)))

@@ -12,7 +12,8 @@ The protocol, for any mutating endpoint:
    would then repeat the change) or an answer without its change.
 3. An expected failure (a StaybookError, its transaction rolled back) is stored with
    `claim.record_failure(...)`: replays of a refused request are refused the same way.
-   An unexpected error `release()`s the claim so the client may retry.
+   An unexpected error, or a 5xx StaybookError (a dependency such as the payment
+   provider failed), `release()`s the claim so the client may retry with the same key.
 
 A claim left `in_progress` by a crashed process is taken over after `lock_seconds`
 (its work never committed: the answer would have committed with it). Keys belong to
@@ -224,7 +225,10 @@ async def run_idempotent(
     try:
         status, payload = await work(outcome)
     except StaybookError as error:
-        await outcome.record_failure(error, instance=request.url.path)
+        if error.status >= 500:  # a dependency failed: not an answer to keep, the client may retry with the key
+            await outcome.release()
+        else:
+            await outcome.record_failure(error, instance=request.url.path)
         raise
     except BaseException:
         await outcome.release()

@@ -125,30 +125,46 @@ def _money(amount: int, currency: str) -> dict:
 async def open_payment(
     uow: UnitOfWork, *, booking_id: uuid.UUID, payer_id: uuid.UUID, amount: int, currency: str, provider_name: str
 ) -> PaymentView:
-    """Records the intent to pay (status pending) before the provider is called."""
+    """Records the intent to pay (status pending) before the provider is called.
+
+    A booking has one payment. One still pending (the provider failed before reserving
+    anything) is tried again: the same row, hence the same idempotency key at the provider,
+    with one more attempt counted.
+    """
     now = utcnow()
     insert = pg_insert if uow.session.bind.dialect.name == "postgresql" else sqlite_insert
-    payment_id = new_id()
-    result = await uow.session.execute(
-        insert(PAYMENTS)
-        .values(
-            id=payment_id,
-            booking_id=booking_id,
-            payer_id=payer_id,
-            amount=amount,
-            currency=currency,
-            provider=provider_name,
-            status="pending",
-            refunded_amount=0,
-            attempts=1,
-            created_at=now,
-            updated_at=now,
-        )
-        .on_conflict_do_nothing(index_elements=["booking_id"])
+    statement = insert(PAYMENTS).values(
+        id=new_id(),
+        booking_id=booking_id,
+        payer_id=payer_id,
+        amount=amount,
+        currency=currency,
+        provider=provider_name,
+        status="pending",
+        refunded_amount=0,
+        attempts=1,
+        created_at=now,
+        updated_at=now,
     )
-    if result.rowcount != 1:
+    row = (
+        await uow.session.execute(
+            statement.on_conflict_do_update(
+                index_elements=["booking_id"],
+                set_={"attempts": PAYMENTS.c.attempts + 1, "failure_reason": None, "updated_at": now},
+                where=(PAYMENTS.c.status == "pending") & (PAYMENTS.c.amount == amount),
+            ).returning(*PAYMENTS.c)
+        )
+    ).first()
+    if row is None:
         raise Conflict("This booking already has a payment")
-    return PaymentView(payment_id, booking_id, "pending", amount, currency, provider_name, None, 0, 1)
+    return PaymentView.of(row)
+
+
+async def note_error(uow: UnitOfWork, payment_id: uuid.UUID, reason: str) -> None:
+    """A provider call failed without an outcome: the payment stays as it is, with the reason noted."""
+    await uow.session.execute(
+        update(PAYMENTS).where(PAYMENTS.c.id == payment_id).values(failure_reason=reason, updated_at=utcnow())
+    )
 
 
 async def get(session, payment_id: uuid.UUID) -> PaymentView | None:
