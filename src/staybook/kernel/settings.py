@@ -109,6 +109,10 @@ class PaymentsSettings(BaseModel):
     sandbox_instant: bool = False
     # Where the sandbox posts its webhooks; default this process's own /api/v1/payments/webhooks/sandbox.
     sandbox_webhook_url: str | None = None
+    # Webhook deliveries accepted per provider and source address per window (forgeries and floods
+    # are refused before the body is read or a signature checked).
+    webhook_rate_limit_requests: int = Field(600, ge=1)
+    webhook_rate_limit_window_seconds: int = Field(60, ge=1)
 
 
 class SearchSettings(BaseModel):
