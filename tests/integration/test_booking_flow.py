@@ -53,6 +53,7 @@ async def test_hold_pay_confirm(db_settings, client_for):
             f"/api/v1/bookings/{booking['id']}/payment", json={"payment_method": "tok_success"}, headers=headers | key()
         )
         assert again.status_code == 409 and again.headers["content-type"] == "application/problem+json"
+        assert (await night_counts(runtime, room["room_type_id"]))[START.isoformat()] == (1, 0, 1)
 
         seen = await client.get(
             f"/api/v1/bookings/{booking['id']}", headers=bearer(db_settings, "host", room["host_id"])
@@ -74,7 +75,7 @@ async def test_hold_pay_confirm(db_settings, client_for):
         assert cancelled.json()["status"] == "cancelled"
         assert cancelled.json()["refund"] == {"amount": 20_000, "currency": "EUR"}  # 60 days ahead: moderate = full
         twice = await client.post(f"/api/v1/bookings/{booking['id']}/cancel", json={}, headers=headers)
-        assert twice.status_code == 409
+        assert twice.status_code == 409 and twice.headers["content-type"] == "application/problem+json"
         nights = await night_counts(runtime, room["room_type_id"])
         assert nights[START.isoformat()] == (1, 0, 0)
         async with runtime.db.session() as session:
@@ -194,6 +195,7 @@ async def test_bad_input_leaves_inventory_untouched(pg_settings, client_for):
             hold_body(rt) | {"guests": 0},
             hold_body(rt, guests=3),
             hold_body(rt) | {"check_out": START.isoformat()},
+            hold_body(rt) | {"check_out": (START - timedelta(days=1)).isoformat()},
             hold_body(rt, nights=31),
             hold_body(uuid.uuid4()),
             hold_body(archived["room_type_id"]),
@@ -211,7 +213,7 @@ async def test_bad_input_leaves_inventory_untouched(pg_settings, client_for):
             json={"payment_method": "tok_success"},
             headers=bearer(pg_settings, "guest") | key(),
         )
-        assert other.status_code == 404
+        assert other.status_code == 404 and other.headers["content-type"] == "application/problem+json"
         card = await client.post(
             f"/api/v1/bookings/{booking['id']}/payment",
             json={"payment_method": "4242424242424242"},
