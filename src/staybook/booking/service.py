@@ -45,7 +45,7 @@ from staybook.kernel.errors import (
     UpstreamError,
     problem_body,
 )
-from staybook.kernel.idempotency import Claim
+from staybook.kernel.idempotency import Claim, record_if_unanswered
 from staybook.kernel.orm import new_id, utcnow
 from staybook.kernel.runtime import PeriodicJob, Runtime
 from staybook.kernel.security import Principal
@@ -393,6 +393,8 @@ class _Drive:
     # A webhook run captures only an authorisation it applied itself; otherwise the live
     # request that recorded the authorisation is capturing it right now.
     applied_authorisation: bool = False
+    # (scope, key) of the payment request's Idempotency-Key, for webhook and recovery runs.
+    answer_to: tuple[str, str] | None = None
 
 
 async def pay(
@@ -435,7 +437,16 @@ async def pay(
             provider_name=payments.provider(runtime).name,
         )
         await uow.session.execute(update(BOOKINGS).where(BOOKINGS.c.id == booking_id).values(payment_id=payment.id))
-        await _set_step(uow, booking_id, HELD, AUTHORISING, payment_id=payment.id, attempts=SAGAS.c.attempts + 1)
+        await _set_step(
+            uow,
+            booking_id,
+            HELD,
+            AUTHORISING,
+            payment_id=payment.id,
+            attempts=SAGAS.c.attempts + 1,
+            answer_scope=claim.scope if claim else None,
+            answer_key=claim.key if claim else None,
+        )
     checkpoint("authorising")
     drive = _Drive("live", token=token, claim=claim)
     try:
@@ -447,8 +458,11 @@ async def pay(
         raise UpstreamError(
             "The payment provider failed mid-way; the booking will be settled automatically", booking_id=str(booking_id)
         ) from error
-    if drive.answer is None:  # only when another process finished the saga: report what it did
+    if drive.answer is None:  # only when another process finished the saga: its answer, or what it did
         async with runtime.db.session() as session:
+            stored = await claim.stored_answer(session) if claim is not None else None
+            if stored is not None:
+                return stored
             booking = await _read(session, booking_id)
             payment = await payments.for_booking(session, booking_id)
         return 200, _outcome(booking, payment, booking.status, "settled by a concurrent process")
@@ -468,7 +482,13 @@ async def _load(runtime: Runtime, booking_id: uuid.UUID):
     async with runtime.db.session() as session:
         booking = (
             await session.execute(
-                select(*BOOKINGS.c, SAGAS.c.step.label("saga_step"), SAGAS.c.payment_id.label("saga_payment_id"))
+                select(
+                    *BOOKINGS.c,
+                    SAGAS.c.step.label("saga_step"),
+                    SAGAS.c.payment_id.label("saga_payment_id"),
+                    SAGAS.c.answer_scope,
+                    SAGAS.c.answer_key,
+                )
                 .join(SAGAS, SAGAS.c.booking_id == BOOKINGS.c.id)
                 .where(BOOKINGS.c.id == booking_id)
             )
@@ -491,6 +511,8 @@ async def _run(runtime: Runtime, booking_id: uuid.UUID, drive: _Drive, loaded: t
             return
         step, booking, payment = loaded if loaded is not None else await _load(runtime, booking_id)
         loaded = None
+        if drive.mode != "live" and booking is not None and booking.answer_key is not None:
+            drive.answer_to = (booking.answer_scope, booking.answer_key)
         try:
             if step == AUTHORISING:
                 if not await _authorise(runtime, provider, booking, payment, drive):
@@ -534,9 +556,12 @@ async def _run(runtime: Runtime, booking_id: uuid.UUID, drive: _Drive, loaded: t
 
 
 async def _record_answer(runtime: Runtime, drive: _Drive) -> None:
+    """Stores the live answer unless a webhook already answered under the key; then that is the answer."""
     if drive.claim is not None and drive.answer is not None:
         async with runtime.db.unit_of_work() as uow:
-            await drive.claim.record(uow.session, *drive.answer)
+            claim = drive.claim
+            if not await record_if_unanswered(uow.session, claim.scope, claim.key, *drive.answer):
+                drive.answer = await claim.stored_answer(uow.session) or drive.answer
 
 
 async def _note_attempt(runtime: Runtime, booking_id: uuid.UUID, error: str) -> None:
@@ -676,10 +701,8 @@ async def _finish_capture(
             # The hold ended while the money moved (expired by an operator, recovered late): give it back.
             await _set_step(uow, booking_id, expected, REFUNDING)
             answer = None
-        if drive.mode == "live" and answer is not None:
-            drive.answer = answer
-            if drive.claim is not None:
-                await drive.claim.record(uow.session, *answer)
+        if answer is not None:
+            await _answer(uow, drive, *answer)
 
 
 async def _fail(runtime, booking_id, expected_step: str, payment, reason: str, drive: _Drive, charge=None) -> None:
@@ -692,16 +715,29 @@ async def _fail(runtime, booking_id, expected_step: str, payment, reason: str, d
             booking = await _transition(uow, booking, "payment_failed", "saga", reason, failure_reason=reason)
             uow.emit(BookingPaymentFailed(booking=snapshot(booking), reason=reason))
         await _set_step(uow, booking_id, expected_step, FAILED)
-        if drive.mode == "live":
-            error = PaymentDeclined(
-                f"The payment was declined ({reason}); the hold is released.",
-                booking_id=str(booking_id),
-                reason=reason,
-                booking_status=booking.status,
-            )
-            drive.answer = (402, {**_problem(error), "payment": failed.status})
-            if drive.claim is not None:
-                await drive.claim.record(uow.session, *drive.answer)
+        error = PaymentDeclined(
+            f"The payment was declined ({reason}); the hold is released.",
+            booking_id=str(booking_id),
+            reason=reason,
+            booking_status=booking.status,
+        )
+        await _answer(uow, drive, 402, {**_problem(error), "payment": failed.status})
+
+
+async def _answer(uow: UnitOfWork, drive: _Drive, status: int, body: dict) -> None:
+    """The payment request's answer, stored with the change that produced it.
+
+    A live request answers it and records it under its Idempotency-Key. A webhook or the
+    recovery pass finishing a saga whose request died (or gave up waiting) records it under
+    that request's key if no answer is stored there yet: a retry with the key then gets
+    this first outcome, not a new reading of the booking.
+    """
+    if drive.mode == "live":
+        drive.answer = (status, body)
+        if drive.claim is not None:
+            await drive.claim.record(uow.session, status, body)
+    elif drive.answer_to is not None:
+        await record_if_unanswered(uow.session, *drive.answer_to, status, body)
 
 
 def _problem(error: StaybookError) -> dict:
@@ -725,11 +761,8 @@ async def _finish_void(runtime, booking_id, charge: ChargeState, drive: _Drive) 
             )
             uow.emit(BookingPaymentFailed(booking=snapshot(booking), reason="payment voided"))
         await _set_step(uow, booking_id, VOIDING, COMPENSATED)
-        if drive.mode == "live":
-            error = HoldExpired("The hold ended before the payment completed; the authorisation was voided.")
-            drive.answer = (409, {**_problem(error), "payment": voided.status})
-            if drive.claim is not None:
-                await drive.claim.record(uow.session, *drive.answer)
+        error = HoldExpired("The hold ended before the payment completed; the authorisation was voided.")
+        await _answer(uow, drive, 409, {**_problem(error), "payment": voided.status})
 
 
 async def _finish_refund(runtime, booking_id, step: str, charge: ChargeState, drive: _Drive) -> None:
@@ -737,11 +770,9 @@ async def _finish_refund(runtime, booking_id, step: str, charge: ChargeState, dr
         booking = await _read(uow.session, booking_id)
         refunded = await payments.record(uow, booking.payment_id, "refunded", charge=charge)
         await _set_step(uow, booking_id, step, COMPENSATED if step == REFUNDING else CANCELLED)
-        if drive.mode == "live" and step == REFUNDING:
+        if step == REFUNDING:
             error = HoldExpired("The hold ended before the payment completed; the payment was refunded.")
-            drive.answer = (409, {**_problem(error), "payment": refunded.status})
-            if drive.claim is not None:
-                await drive.claim.record(uow.session, *drive.answer)
+            await _answer(uow, drive, 409, {**_problem(error), "payment": refunded.status})
 
 
 async def on_payment_settled(runtime: Runtime, booking_id: uuid.UUID) -> None:
