@@ -451,7 +451,12 @@ async def pay(
     drive = _Drive("live", token=token, claim=claim)
     try:
         # The first pass starts from what this request just wrote: no reload.
-        await _run(runtime, booking_id, drive, loaded=(AUTHORISING, booking, payment))
+        await _run(
+            runtime,
+            booking_id,
+            drive,
+            loaded=(AUTHORISING, SimpleNamespace(**{**booking._mapping, "payment_id": payment.id}), payment),
+        )
     except ProviderUnavailable:
         raise
     except ProviderError as error:
