@@ -14,12 +14,15 @@ The sandbox keeps its own ledger (`sandbox_charges`, the "bank's" books, apart f
 staybook's `payments`) and owes the merchant a signed webhook for every change
 (`sandbox_webhooks`), delivered over HTTP with retries and backoff until acknowledged.
 Each call waits `sandbox_latency_ms` like a network round trip; `sandbox_instant`
-(benchmarks) skips the wait and the webhooks but still keeps the ledger.
+(benchmarks) skips the wait and the webhooks but still keeps the ledger, each change one
+autocommitted statement (on PostgreSQL): the sandbox stands in for a remote system whose
+round trips are not staybook's to measure.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import secrets
@@ -95,8 +98,7 @@ class SandboxProvider:
         self.tolerance = settings.payments.webhook_tolerance_seconds
         self.timeout = settings.payments.provider_timeout_seconds
         self.latency = 0.0 if settings.payments.sandbox_instant else settings.payments.sandbox_latency_ms / 1000
-        # Instant mode also commits its ledger without waiting for the WAL flush: the sandbox stands in
-        # for a remote system whose durability is not staybook's to measure.
+        # Instant mode writes each ledger change as one autocommitted statement (see `_ledger`).
         self.webhooks = not settings.payments.sandbox_instant
         self.webhook_url = settings.payments.sandbox_webhook_url or (
             f"http://{settings.http_host}:{settings.http_port}/api/v1/payments/webhooks/sandbox"
@@ -168,10 +170,10 @@ class SandboxProvider:
         now = utcnow()
         decline = DECLINES.get(token)
         insert = pg_insert if self.db.dialect == "postgresql" else sqlite_insert
-        async with self.db.unit_of_work(flush_wal=self.webhooks) as uow:
+        async with self._ledger() as ledger:
             # A retried call (same idempotency key) finds the first call's charge.
             row = (
-                await uow.session.execute(
+                await ledger.execute(
                     insert(CHARGES)
                     .values(
                         reference="ch_" + secrets.token_hex(12),
@@ -191,17 +193,17 @@ class SandboxProvider:
                 )
             ).first()
             if row is None:
-                existing = (await uow.session.execute(select(CHARGES).where(CHARGES.c.idempotency_key == key))).one()
+                existing = (await ledger.execute(select(CHARGES).where(CHARGES.c.idempotency_key == key))).one()
                 return _state(existing)
-            self._owe_webhook(uow.session, "charge.declined" if decline else "charge.authorised", row)
+            self._owe_webhook(ledger, "charge.declined" if decline else "charge.authorised", row)
         self._kick()
         return _state(row)
 
     async def _move(self, reference: str, status: str, allowed_from: set[str], **amounts: int) -> ChargeState:
-        async with self.db.unit_of_work(flush_wal=self.webhooks) as uow:
+        async with self._ledger() as ledger:
             # One conditional UPDATE; only when it does not apply, a read says why.
             row = (
-                await uow.session.execute(
+                await ledger.execute(
                     update(CHARGES)
                     .where(CHARGES.c.reference == reference, CHARGES.c.status.in_(allowed_from))
                     .values(status=status, updated_at=utcnow(), **amounts)
@@ -209,15 +211,26 @@ class SandboxProvider:
                 )
             ).first()
             if row is None:
-                current = (await uow.session.execute(select(CHARGES).where(CHARGES.c.reference == reference))).first()
+                current = (await ledger.execute(select(CHARGES).where(CHARGES.c.reference == reference))).first()
                 if current is None:
                     raise ProviderError(f"sandbox: no charge {reference}")
                 if current.status == status:
                     return _state(current)  # a retried call: the first one's result
                 raise ProviderError(f"sandbox: cannot move charge {reference} from {current.status} to {status}")
-            self._owe_webhook(uow.session, f"charge.{status}", row)
+            self._owe_webhook(ledger, f"charge.{status}", row)
         self._kick()
         return _state(row)
+
+    @contextlib.asynccontextmanager
+    async def _ledger(self):
+        """Where a ledger change is written: one transaction with the webhook it owes, or in instant
+        mode on PostgreSQL one autocommitted statement (no BEGIN/COMMIT round trips)."""
+        if not self.webhooks and self.db.dialect == "postgresql":
+            async with self.db.engine.connect() as connection:
+                yield await connection.execution_options(isolation_level="AUTOCOMMIT")
+            return
+        async with self.db.unit_of_work(flush_wal=self.webhooks) as uow:
+            yield uow.session
 
     def _owe_webhook(self, session, event_type: str, row: SandboxCharge) -> None:
         if not self.webhooks:
