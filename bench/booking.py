@@ -1,18 +1,23 @@
 """Full hold -> pay -> confirm over HTTP against PostgreSQL, and the pgbench ceiling of the bare hold.
 
-One `staybook serve` (uvicorn, uvloop + httptools, pinned to CPU 0) on a fresh PostgreSQL
-database, the sandbox provider in instant mode (no simulated latency, no webhooks; its
-ledger is still written). This process is the load generator (pinned to CPU 1): open
-loop, a booking flow starts every 1/rate s whatever happened before; the hold's latency
+One `staybook serve --workers <cores>` (uvicorn, uvloop + httptools; `--server-cpu` pins it)
+on a fresh PostgreSQL database, the sandbox provider in instant mode (no simulated latency,
+no webhooks; its ledger is still written). This process is the load generator (`--client-cpu`
+pins it): open loop, a booking flow starts every 1/rate s whatever happened before; the hold's latency
 counts from its scheduled start (no coordinated omission), the payment's from the moment
 the hold answered, end-to-end from the scheduled start.
 
 Two variants: `spread` (guests over many room types) and `hotspot` (all guests on 10 room
-types, so holds queue on the same room-night rows). In the same run, pgbench runs the bare
-hold transaction (3-night conditional UPDATE of room_nights + INSERT) on the same tables:
-the ceiling any HTTP path can approach.
+types, so holds queue on the same room-night rows). Each steps its arrival rate up
+(`--rates`) until the end-to-end p99 reaches 150 ms or a flow is lost (twice in a row: a
+failed step is run once more); the last rate below that is the variant's sustained rate,
+and its confirmed/s over the pgbench ceiling is the ratio. In the same run, pgbench runs
+the bare hold transaction (3-night conditional UPDATE of room_nights + INSERT) on the
+same tables: the ceiling any HTTP path can approach. The server runs as many uvicorn
+workers as the machine has cores; its CPU (all workers) per confirmed booking is
+recorded at every step.
 
-    .venv/bin/python -m bench.booking [--rate 100] [--duration 20] [--room-types 2000]
+    flock /tmp/staybook-bench.lock .venv/bin/python -m bench.booking [--rates 10,20,40] [--duration 15]
 """
 
 from __future__ import annotations
@@ -331,24 +336,51 @@ async def drive(
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (from /proc), to measure cost per booking under
-    contention: on a shared machine throughput says how much CPU we were given, this says what we need."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU time so far of a process and all its descendants (uvicorn's workers), from
+    /proc: on a shared machine throughput says how much CPU we were given, this says what we need."""
+    total, pending = 0.0, [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:  # gone meanwhile
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        pending.extend(int(child) for child in children)
+    return total
+
+
+P99_LIMIT_MS = 150.0
+
+
+def sustained(figures: dict) -> bool:
+    """Every flow confirmed, no errors, and the end-to-end p99 under the limit."""
+    return (
+        figures["errors"] == 0
+        and figures["confirmed"] == figures["flows_started"]
+        and figures["latency_ms"]["end_to_end"]["p99"] < P99_LIMIT_MS
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rate", type=float, default=100, help="booking flows started per second (open loop)")
-    parser.add_argument("--duration", type=float, default=20)
+    parser.add_argument(
+        "--rates",
+        default="10,20,30,40,50,60,70,80,100,120",
+        help="open-loop arrival rates (flows/s) tried in order per variant; the search stops at the first "
+        "rate whose end-to-end p99 reaches 150 ms (or that loses a flow)",
+    )
+    parser.add_argument("--duration", type=float, default=15, help="seconds per rate")
     parser.add_argument("--room-types", type=int, default=2000)
     parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    parser.add_argument("--workers", type=int, default=os.cpu_count(), help="uvicorn worker processes")
     parser.add_argument("--variants", default="spread,hotspot")
-    parser.add_argument("--pool", type=int, default=16, help="database connections of the server")
+    parser.add_argument("--pool", type=int, default=12, help="database connections per server worker")
     parser.add_argument("--server-cpu", type=int, default=None, help="pin the server to this CPU")
     parser.add_argument("--client-cpu", type=int, default=None, help="pin the load generator to this CPU")
     args = parser.parse_args()
+    rates = [float(rate) for rate in args.rates.split(",")]
 
     load_before = os.getloadavg()
     plain_url, async_url = fresh_database()
@@ -364,7 +396,7 @@ def main() -> None:
         "STAYBOOK_ENVIRONMENT": "test",
         "STAYBOOK_LOG_LEVEL": "WARNING",
         # No overflow: connections beyond the pool would be opened and closed per burst, and the
-        # PostgreSQL here (max_connections 100) is shared with other processes.
+        # PostgreSQL here is shared with other processes.
         "STAYBOOK_DATABASE_POOL_SIZE": str(args.pool),
         "STAYBOOK_DATABASE_MAX_OVERFLOW": "0",
         "STAYBOOK_GATEWAY__RATE_LIMIT_REQUESTS": "100000000",
@@ -386,58 +418,77 @@ def main() -> None:
         for variant in args.variants.split(","):
             targets = room_types if variant == "spread" else room_types[:10]
             asyncio.run(
-                drive(
-                    server.url,
-                    targets,
-                    tokens,
-                    rate=min(args.rate, 20),
-                    duration=3,
-                    connections=args.connections,
-                    seed_value=1,
+                drive(server.url, targets, tokens, rate=20, duration=3, connections=args.connections, seed_value=1)
+            )  # warm-up: every worker's connections, statements and caches
+            steps, best, retried = [], None, False
+            step = 0
+            while step < len(rates):
+                rate = rates[step]
+                cpu_before = cpu_seconds(server.process.pid)
+                figures = asyncio.run(
+                    drive(
+                        server.url,
+                        targets,
+                        tokens,
+                        rate=rate,
+                        duration=args.duration,
+                        connections=args.connections,
+                        seed_value=2 + len(steps),
+                    )
                 )
-            )  # warm-up
-            cpu_before = cpu_seconds(server.process.pid)
-            figures = asyncio.run(
-                drive(
-                    server.url,
-                    targets,
-                    tokens,
-                    rate=args.rate,
-                    duration=args.duration,
-                    connections=args.connections,
-                    seed_value=2,
+                used = cpu_seconds(server.process.pid) - cpu_before
+                per_booking = 1000 * used / max(1, figures["confirmed"])
+                figures["server_cpu"] = {
+                    "seconds": round(used, 2),
+                    "cores_busy": round(used / figures["duration_s"], 2),
+                    "ms_per_confirmed_booking": round(per_booking, 2),
+                }
+                figures["sustained"] = sustained(figures)
+                steps.append(figures)
+                lat = figures["latency_ms"]
+                print(
+                    f"{variant:>8} @ {rate:>5.0f}/s: {figures['confirmed_per_s']:.1f} confirmed/s; "
+                    f"hold p50/p99 {lat['hold']['p50']}/{lat['hold']['p99']} ms; "
+                    f"pay p50/p99 {lat['pay_and_confirm']['p50']}/{lat['pay_and_confirm']['p99']} ms; "
+                    f"end-to-end p50/p99/p99.9 {lat['end_to_end']['p50']}/{lat['end_to_end']['p99']}/"
+                    f"{lat['end_to_end']['p99.9']} ms; errors {figures['errors']}; {figures['statuses']}; "
+                    f"server CPU {figures['server_cpu']}",
+                    flush=True,
                 )
-            )
-            used = cpu_seconds(server.process.pid) - cpu_before
-            per_booking = 1000 * used / max(1, figures["confirmed"])
-            figures["server_cpu"] = {
-                "seconds": round(used, 2),
-                "share_of_one_core": round(used / figures["duration_s"], 2),
-                "ms_per_confirmed_booking": round(per_booking, 2),
-                "confirmed_per_s_per_dedicated_core": round(1000 / per_booking, 1),
+                if not figures["sustained"]:
+                    if retried:
+                        break
+                    # One retry of a failed step: on a shared machine a neighbour's burst can spoil one.
+                    retried = True
+                    continue
+                retried = False
+                best = figures
+                step += 1
+            variants[variant] = {
+                "room_types": len(targets),
+                "sustained": best,
+                "sustained_rate_per_s": best["arrival_rate_per_s"] if best else None,
+                "steps": steps,
             }
-            figures["room_types"] = len(targets)
-            variants[variant] = figures
-            lat = figures["latency_ms"]
-            print(
-                f"{variant:>8}: {figures['confirmed_per_s']:.1f} confirmed/s at {args.rate}/s offered; "
-                f"hold p50/p99/p99.9 {lat['hold']['p50']}/{lat['hold']['p99']}/{lat['hold']['p99.9']} ms; "
-                f"pay {lat['pay_and_confirm']['p50']}/{lat['pay_and_confirm']['p99']}/"
-                f"{lat['pay_and_confirm']['p99.9']} ms; end-to-end p99 {lat['end_to_end']['p99']} ms; "
-                f"errors {figures['errors']}; {figures['statuses']}; server CPU {figures['server_cpu']}"
-            )
-    best = max(v["confirmed_per_s"] for v in variants.values())
+    ratios = {
+        name: ratio(v["sustained"]["confirmed_per_s"], ceiling["tps"]) if v["sustained"] else 0.0
+        for name, v in variants.items()
+    }
     result = write_result(
         "booking",
         {
             "what": "hold -> pay -> confirm over HTTP (2 requests, sandbox provider instant), one staybook serve "
-            f"({args.workers} uvicorn worker(s)), PostgreSQL; open-loop arrivals",
+            f"({args.workers} uvicorn worker(s)), PostgreSQL; open-loop arrivals stepped up until the end-to-end "
+            f"p99 reaches {P99_LIMIT_MS:.0f} ms",
+            "command": "flock /tmp/staybook-bench.lock .venv/bin/python -m bench.booking",
             "ceiling": "pgbench, bare hold transaction on the same tables, same run",
             "pgbench": ceiling,
             "variants": variants,
-            "ratio_to_ceiling": {name: ratio(v["confirmed_per_s"], ceiling["tps"]) for name, v in variants.items()},
+            "ratio_to_ceiling": ratios,
             "target": "confirmed bookings/s >= 10% of pgbench with end-to-end p99 < 150 ms; platform peak 83/s",
-            "best_confirmed_per_s": best,
+            "best_sustained_confirmed_per_s": max(
+                (v["sustained"]["confirmed_per_s"] for v in variants.values() if v["sustained"]), default=0.0
+            ),
             # The machine is shared: other processes' load skews every figure (pgbench's included).
             "load_average_1m": {"before": round(load_before[0], 2), "after": round(os.getloadavg()[0], 2)},
         },

@@ -29,10 +29,12 @@ EXPECTED = {
     "authorised-at-provider": ("payment_failed", "voided"),  # authorised, never captured: void
     "captured-at-provider": ("confirmed", "captured"),  # captured: nights still held, confirm
 }
+# What the killed payment request would have answered; recovery stores it under the request's key.
+ANSWER = {"authorising": 402, "authorised-at-provider": 409, "captured-at-provider": 200}
 
 
 @pytest.mark.parametrize("step", list(EXPECTED))
-async def test_crash_at_each_saga_step_recovers(step, pg_settings, make_runtime):
+async def test_crash_at_each_saga_step_recovers(step, pg_settings, make_runtime, client_for):
     settings = pg_settings.model_copy(
         update={"payments": pg_settings.payments.model_copy(update={"sandbox_instant": True})}
     )
@@ -67,3 +69,15 @@ async def test_crash_at_each_saga_step_recovers(step, pg_settings, make_runtime)
     assert (await night_counts(runtime, room["room_type_id"]))[START.isoformat()] == (1, 0, booked)
     assert (await payments.reconcile(runtime))["balanced"]
     assert await service.recover(runtime, grace_seconds=0) == 0
+
+    # The guest's retry with the same Idempotency-Key gets the stored outcome, not a new reading.
+    async with client_for(settings) as client:
+        retry = await client.post(
+            f"/api/v1/bookings/{booking_id}/payment",
+            json={"payment_method": "tok_success"},
+            headers=headers | {"Idempotency-Key": "b"},
+        )
+    assert retry.status_code == ANSWER[step], retry.text
+    assert retry.headers["idempotent-replayed"] == "true"
+    answered = retry.json()
+    assert answered.get("booking", {}).get("status", answered.get("booking_status", status)) == status

@@ -53,6 +53,7 @@ async def test_hold_pay_confirm(db_settings, client_for):
             f"/api/v1/bookings/{booking['id']}/payment", json={"payment_method": "tok_success"}, headers=headers | key()
         )
         assert again.status_code == 409 and again.headers["content-type"] == "application/problem+json"
+        assert (await night_counts(runtime, room["room_type_id"]))[START.isoformat()] == (1, 0, 1)
 
         seen = await client.get(
             f"/api/v1/bookings/{booking['id']}", headers=bearer(db_settings, "host", room["host_id"])
@@ -74,7 +75,7 @@ async def test_hold_pay_confirm(db_settings, client_for):
         assert cancelled.json()["status"] == "cancelled"
         assert cancelled.json()["refund"] == {"amount": 20_000, "currency": "EUR"}  # 60 days ahead: moderate = full
         twice = await client.post(f"/api/v1/bookings/{booking['id']}/cancel", json={}, headers=headers)
-        assert twice.status_code == 409
+        assert twice.status_code == 409 and twice.headers["content-type"] == "application/problem+json"
         nights = await night_counts(runtime, room["room_type_id"])
         assert nights[START.isoformat()] == (1, 0, 0)
         async with runtime.db.session() as session:
@@ -97,7 +98,6 @@ async def test_hold_pay_confirm(db_settings, client_for):
     [
         ("tok_decline", "card_declined"),
         ("tok_insufficient_funds", "insufficient_funds"),
-        ("tok_provider_error", "provider error"),
     ],
 )
 async def test_decline_releases_the_hold(token, reason, db_settings, client_for):
@@ -115,6 +115,48 @@ async def test_decline_releases_the_hold(token, reason, db_settings, client_for)
         assert (await night_counts(runtime, room["room_type_id"]))[START.isoformat()] == (1, 0, 0)
         state = await client.get(f"/api/v1/bookings/{booking['id']}", headers=headers)
         assert state.json()["status"] == "payment_failed"
+        assert (await payments.reconcile(runtime))["balanced"]
+
+
+async def test_provider_error_is_a_bad_gateway_and_keeps_the_hold(db_settings, client_for):
+    """A provider failure is not a decline: 502, the booking stays held, and paying again works."""
+    guest = uuid.uuid4()
+    headers = bearer(db_settings, "guest", guest)
+    async with client_for(db_settings) as client:
+        runtime = client.app.state.runtime
+        room = await seed_room_type(runtime, total=1)
+        held = await client.post("/api/v1/bookings", json=hold_body(room["room_type_id"]), headers=headers | key())
+        booking = held.json()
+        retry_key = key()
+        failed = await client.post(
+            f"/api/v1/bookings/{booking['id']}/payment",
+            json={"payment_method": "tok_provider_error"},
+            headers=headers | retry_key,
+        )
+        assert failed.status_code == 502, failed.text
+        assert failed.headers["content-type"] == "application/problem+json"
+        assert failed.json()["type"].endswith("payment-provider-error") and failed.json()["booking_status"] == "held"
+        assert (await night_counts(runtime, room["room_type_id"]))[START.isoformat()] == (1, 1, 0)
+        state = await client.get(f"/api/v1/bookings/{booking['id']}", headers=headers)
+        assert state.json()["status"] == "held"
+
+        # The same key is not bound to the failure: the guest retries it (same body, the provider still fails),
+        # then pays with another card under a new key.
+        again = await client.post(
+            f"/api/v1/bookings/{booking['id']}/payment",
+            json={"payment_method": "tok_provider_error"},
+            headers=headers | retry_key,
+        )
+        assert again.status_code == 502 and "idempotent-replayed" not in again.headers
+        paid = await client.post(
+            f"/api/v1/bookings/{booking['id']}/payment", json={"payment_method": "tok_success"}, headers=headers | key()
+        )
+        assert paid.status_code == 200, paid.text
+        assert paid.json()["booking"]["status"] == "confirmed"
+        async with runtime.db.session() as session:
+            payment = await payments.for_booking(session, uuid.UUID(booking["id"]))
+        assert payment.status == "captured" and payment.attempts == 3
+        assert (await night_counts(runtime, room["room_type_id"]))[START.isoformat()] == (1, 0, 1)
         assert (await payments.reconcile(runtime))["balanced"]
 
 
@@ -153,6 +195,7 @@ async def test_bad_input_leaves_inventory_untouched(pg_settings, client_for):
             hold_body(rt) | {"guests": 0},
             hold_body(rt, guests=3),
             hold_body(rt) | {"check_out": START.isoformat()},
+            hold_body(rt) | {"check_out": (START - timedelta(days=1)).isoformat()},
             hold_body(rt, nights=31),
             hold_body(uuid.uuid4()),
             hold_body(archived["room_type_id"]),
@@ -170,7 +213,7 @@ async def test_bad_input_leaves_inventory_untouched(pg_settings, client_for):
             json={"payment_method": "tok_success"},
             headers=bearer(pg_settings, "guest") | key(),
         )
-        assert other.status_code == 404
+        assert other.status_code == 404 and other.headers["content-type"] == "application/problem+json"
         card = await client.post(
             f"/api/v1/bookings/{booking['id']}/payment",
             json={"payment_method": "4242424242424242"},

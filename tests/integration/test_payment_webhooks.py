@@ -138,3 +138,36 @@ async def test_duplicate_stale_and_forged_webhooks(pg_settings, client_for):
         assert events_after == events_before  # nothing stale or forged produced an event
         assert (await night_counts(runtime, room["room_type_id"]))[START.isoformat()] == (1, 0, 1)
         assert (await payments.reconcile(runtime))["balanced"]
+
+
+async def test_webhooks_are_rate_limited_per_provider_and_address(pg_settings, client_for):
+    settings = pg_settings.model_copy(
+        update={
+            "payments": pg_settings.payments.model_copy(
+                update={"webhook_rate_limit_requests": 3, "webhook_rate_limit_window_seconds": 3600}
+            ),
+            "gateway": pg_settings.gateway.model_copy(update={"trusted_proxies": ["127.0.0.1/32"]}),
+        }
+    )
+    url = "/api/v1/payments/webhooks/sandbox"
+
+    def forged(address: str) -> dict:
+        return {
+            "content": b"{}",
+            "headers": {
+                "content-type": "application/json",
+                SIGNATURE_HEADER: "t=1,v1=00",
+                "x-forwarded-for": address,
+            },
+        }
+
+    async with client_for(settings) as client:
+        answers = [(await client.post(url, **forged("203.0.113.7"))).status_code for _ in range(3)]
+        assert answers == [400, 400, 400]
+        limited = await client.post(url, **forged("203.0.113.7"))
+        assert limited.status_code == 429, limited.text
+        assert limited.headers["content-type"] == "application/problem+json"
+        assert int(limited.headers["retry-after"]) > 0
+        # Another source address has its own allowance; so would another provider.
+        other = await client.post(url, **forged("203.0.113.8"))
+        assert other.status_code == 400

@@ -93,5 +93,9 @@ class BookingSaga(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The payment request's Idempotency-Key (scope, key): whoever finishes the saga stores the
+    # answer there when the request itself could not (it crashed, or the provider was late).
+    answer_scope: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    answer_key: Mapped[str | None] = mapped_column(String(255), nullable=True)
 
     __table_args__ = (Index("ix_booking_sagas_step_updated", "step", "updated_at"),)

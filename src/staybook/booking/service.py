@@ -15,10 +15,11 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 import structlog
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 
 from staybook.booking import policy
 from staybook.booking.events import (
@@ -44,7 +45,7 @@ from staybook.kernel.errors import (
     UpstreamError,
     problem_body,
 )
-from staybook.kernel.idempotency import Claim
+from staybook.kernel.idempotency import Claim, record_if_unanswered
 from staybook.kernel.orm import new_id, utcnow
 from staybook.kernel.runtime import PeriodicJob, Runtime
 from staybook.kernel.security import Principal
@@ -68,6 +69,13 @@ HELD, AUTHORISING, CAPTURING, VOIDING, REFUNDING, CANCEL_REFUNDING = (
 CONFIRMED, FAILED, COMPENSATED, EXPIRED, CANCELLED = "confirmed", "failed", "compensated", "expired", "cancelled"
 IN_FLIGHT = (AUTHORISING, CAPTURING, VOIDING, REFUNDING, CANCEL_REFUNDING)
 
+# The hot path (hold, pay, confirm) writes with SQLAlchemy Core on the tables: one statement per
+# change, no ORM unit-of-work flush and no reload of rows it just wrote (docs/booking-saga.md,
+# "Performance"). A booking read this way is a Row; `present` and `snapshot` read its attributes.
+BOOKINGS = Booking.__table__
+HISTORY = BookingHistory.__table__
+SAGAS = BookingSaga.__table__
+
 _REFERENCE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 
 # A seam for the crash tests: called with the name of each saga point between a provider
@@ -86,6 +94,12 @@ class HoldExpired(Conflict):
 
 class PaymentDeclined(StaybookError):
     status, code, title = 402, "payment-declined", "Payment declined"
+
+
+class ProviderUnavailable(UpstreamError):
+    """The provider failed before reserving anything: the booking stays held and the guest may pay again."""
+
+    code, title = "payment-provider-error", "The payment provider failed; nothing was charged"
 
 
 class _StepTaken(Exception):
@@ -163,13 +177,15 @@ def _outcome(booking: Booking, payment: payments.PaymentView | None, outcome: st
     )
 
 
-def _history(uow: UnitOfWork, booking: Booking, from_status: str | None, actor: str, reason: str | None) -> None:
-    uow.session.add(
-        BookingHistory(
+async def _history(
+    uow: UnitOfWork, booking_id: uuid.UUID, from_status: str | None, to_status: str, actor: str, reason: str | None
+) -> None:
+    await uow.session.execute(
+        insert(HISTORY).values(
             id=new_id(),
-            booking_id=booking.id,
+            booking_id=booking_id,
             from_status=from_status,
-            to_status=booking.status,
+            to_status=to_status,
             actor=actor,
             reason=reason,
             at=utcnow(),
@@ -177,23 +193,32 @@ def _history(uow: UnitOfWork, booking: Booking, from_status: str | None, actor: 
     )
     audit.info(
         "booking status changed",
-        booking_id=str(booking.id),
-        context={"from": from_status, "to": booking.status, "actor": actor, "reason": reason},
+        booking_id=str(booking_id),
+        context={"from": from_status, "to": to_status, "actor": actor, "reason": reason},
     )
 
 
-def _transition(uow: UnitOfWork, booking: Booking, wanted: str, actor: str, reason: str | None = None) -> None:
+async def _transition(uow: UnitOfWork, booking, wanted: str, actor: str, reason: str | None = None, **values):
+    """Moves a booking the caller has locked to `wanted` (with `values`); returns the updated row."""
     before = booking.status
-    booking.status = policy.next_status(before, wanted)
-    booking.updated_at = utcnow()
-    _history(uow, booking, before, actor, reason)
+    status = policy.next_status(before, wanted)
+    updated = (
+        await uow.session.execute(
+            update(BOOKINGS)
+            .where(BOOKINGS.c.id == booking.id)
+            .values(status=status, updated_at=utcnow(), **values)
+            .returning(*BOOKINGS.c)
+        )
+    ).one()
+    await _history(uow, booking.id, before, status, actor, reason)
+    return updated
 
 
 async def _set_step(uow: UnitOfWork, booking_id: uuid.UUID, expected: str, step: str, **values) -> None:
     """Guarded step change: exactly one of two racing processes moves the saga on."""
     result = await uow.session.execute(
-        update(BookingSaga)
-        .where(BookingSaga.booking_id == booking_id, BookingSaga.step == expected)
+        update(SAGAS)
+        .where(SAGAS.c.booking_id == booking_id, SAGAS.c.step == expected)
         .values(step=step, updated_at=utcnow(), **values)
     )
     if result.rowcount != 1:
@@ -239,36 +264,44 @@ async def place_hold(runtime: Runtime, principal: Principal, request: HoldReques
             for n in await inventory.nights(uow.session, stay.room_type_id, stay.check_in, stay.check_out)
         }
         now = utcnow()
-        booking = Booking(
-            id=new_id(),
-            reference="SB" + "".join(secrets.choice(_REFERENCE_ALPHABET) for _ in range(8)),
-            status="held",
-            guest_user_id=principal.user_id,
-            guest=request.guest.model_dump(mode="json"),
-            host_id=facts.host_id,
-            property_id=facts.property_id,
-            property=facts.property_snapshot(),
-            room_type_id=facts.room_type_id,
-            room_type_name=facts.room_type_name,
-            check_in=request.check_in,
-            check_out=request.check_out,
-            units=request.units,
-            guests=request.guests,
-            currency=facts.currency,
-            cancellation_policy=facts.cancellation_policy,
-            expires_at=now + ttl,
-            created_at=now,
-            updated_at=now,
-        )
-        _price(booking, [(night, quoted.get(night, 0)) for night in stay.nights])
-        uow.session.add(booking)
-        uow.session.add(BookingSaga(booking_id=booking.id, step=HELD, attempts=0, updated_at=now))
-        _history(uow, booking, None, f"guest:{principal.user_id}", "hold placed")
-        await uow.session.flush()
+        values = {
+            "id": new_id(),
+            "reference": "SB" + "".join(secrets.choice(_REFERENCE_ALPHABET) for _ in range(8)),
+            "status": "held",
+            "guest_user_id": principal.user_id,
+            "guest": request.guest.model_dump(mode="json"),
+            "host_id": facts.host_id,
+            "property_id": facts.property_id,
+            "property": facts.property_snapshot(),
+            "room_type_id": facts.room_type_id,
+            "room_type_name": facts.room_type_name,
+            "check_in": request.check_in,
+            "check_out": request.check_out,
+            "units": request.units,
+            "guests": request.guests,
+            "currency": facts.currency,
+            "cancellation_policy": facts.cancellation_policy,
+            "expires_at": now + ttl,
+            "payment_id": None,
+            "refund_amount": None,
+            "cancelled_by": None,
+            "failure_reason": None,
+            "created_at": now,
+            "updated_at": now,
+            **_price(request.units, [(night, quoted.get(night, 0)) for night in stay.nights]),
+        }
+        await uow.session.execute(insert(BOOKINGS).values(values))
+        await uow.session.execute(insert(SAGAS).values(booking_id=values["id"], step=HELD, attempts=0, updated_at=now))
+        await _history(uow, values["id"], None, "held", f"guest:{principal.user_id}", "hold placed")
         held = await inventory.hold(uow, stay)
         if any(quoted.get(n.night) != n.price for n in held):  # a price changed between the read and the hold
-            _price(booking, [(n.night, n.price) for n in held])
-            await uow.session.flush()
+            values.update(_price(request.units, [(n.night, n.price) for n in held]))
+            await uow.session.execute(
+                update(BOOKINGS)
+                .where(BOOKINGS.c.id == values["id"])
+                .values(nightly_prices=values["nightly_prices"], total_amount=values["total_amount"])
+            )
+        booking = SimpleNamespace(**values)
         uow.emit(BookingHeld(booking=snapshot(booking)))
         body = present(booking)
         if claim is not None:
@@ -276,10 +309,12 @@ async def place_hold(runtime: Runtime, principal: Principal, request: HoldReques
     return body
 
 
-def _price(booking: Booking, nightly: list[tuple[date, int]]) -> None:
+def _price(units: int, nightly: list[tuple[date, int]]) -> dict:
     """The booking's price: the held nights' prices (per unit) times the units."""
-    booking.nightly_prices = [{"night": night.isoformat(), "amount": amount} for night, amount in nightly]
-    booking.total_amount = sum(amount for _, amount in nightly) * booking.units
+    return {
+        "nightly_prices": [{"night": night.isoformat(), "amount": amount} for night, amount in nightly],
+        "total_amount": sum(amount for _, amount in nightly) * units,
+    }
 
 
 # ------------------------------------------------------------------ reads
@@ -358,6 +393,8 @@ class _Drive:
     # A webhook run captures only an authorisation it applied itself; otherwise the live
     # request that recorded the authorisation is capturing it right now.
     applied_authorisation: bool = False
+    # (scope, key) of the payment request's Idempotency-Key, for webhook and recovery runs.
+    answer_to: tuple[str, str] | None = None
 
 
 async def pay(
@@ -370,7 +407,15 @@ async def pay(
     released), 409 the hold was gone by the time the money came (payment refunded).
     """
     async with runtime.db.unit_of_work() as uow:
-        booking = await _lock(uow, booking_id)
+        # The booking (locked) and its saga step in one statement.
+        booking = (
+            await uow.session.execute(
+                select(*BOOKINGS.c, SAGAS.c.step.label("saga_step"))
+                .join(SAGAS, SAGAS.c.booking_id == BOOKINGS.c.id)
+                .where(BOOKINGS.c.id == booking_id)
+                .with_for_update(of=BOOKINGS)
+            )
+        ).first()
         if booking is None or not _may_see(principal, booking):
             raise NotFound(f"No booking {booking_id}")
         if booking.guest_user_id != principal.user_id:
@@ -379,9 +424,8 @@ async def pay(
             raise Conflict(
                 f"This booking is {booking.status}; only a held booking can be paid", booking_status=booking.status
             )
-        saga = await uow.session.get(BookingSaga, booking_id)
-        if saga.step != HELD:
-            raise Conflict("A payment for this booking is already in progress", step=saga.step)
+        if booking.saga_step != HELD:
+            raise Conflict("A payment for this booking is already in progress", step=booking.saga_step)
         if booking.expires_at <= utcnow():
             raise HoldExpired("The hold expired before payment; please book again")
         payment = await payments.open_payment(
@@ -392,42 +436,88 @@ async def pay(
             currency=booking.currency,
             provider_name=payments.provider(runtime).name,
         )
-        booking.payment_id = payment.id
-        await _set_step(uow, booking_id, HELD, AUTHORISING, payment_id=payment.id, attempts=1)
+        await uow.session.execute(update(BOOKINGS).where(BOOKINGS.c.id == booking_id).values(payment_id=payment.id))
+        await _set_step(
+            uow,
+            booking_id,
+            HELD,
+            AUTHORISING,
+            payment_id=payment.id,
+            attempts=SAGAS.c.attempts + 1,
+            answer_scope=claim.scope if claim else None,
+            answer_key=claim.key if claim else None,
+        )
     checkpoint("authorising")
     drive = _Drive("live", token=token, claim=claim)
     try:
-        await _run(runtime, booking_id, drive)
+        # The first pass starts from what this request just wrote: no reload.
+        await _run(
+            runtime,
+            booking_id,
+            drive,
+            loaded=(AUTHORISING, SimpleNamespace(**{**booking._mapping, "payment_id": payment.id}), payment),
+        )
+    except ProviderUnavailable:
+        raise
     except ProviderError as error:
         raise UpstreamError(
             "The payment provider failed mid-way; the booking will be settled automatically", booking_id=str(booking_id)
         ) from error
-    if drive.answer is None:  # only when another process finished the saga: report what it did
+    if drive.answer is None:  # only when another process finished the saga: its answer, or what it did
         async with runtime.db.session() as session:
-            booking = await session.get(Booking, booking_id)
+            stored = await claim.stored_answer(session) if claim is not None else None
+            if stored is not None:
+                return stored
+            booking = await _read(session, booking_id)
             payment = await payments.for_booking(session, booking_id)
         return 200, _outcome(booking, payment, booking.status, "settled by a concurrent process")
     return drive.answer
 
 
-async def _lock(uow: UnitOfWork, booking_id: uuid.UUID) -> Booking | None:
-    return await uow.session.scalar(select(Booking).where(Booking.id == booking_id).with_for_update())
+async def _read(session, booking_id: uuid.UUID):
+    return (await session.execute(select(BOOKINGS).where(BOOKINGS.c.id == booking_id))).first()
+
+
+async def _lock(uow: UnitOfWork, booking_id: uuid.UUID):
+    return (await uow.session.execute(select(BOOKINGS).where(BOOKINGS.c.id == booking_id).with_for_update())).first()
 
 
 async def _load(runtime: Runtime, booking_id: uuid.UUID):
+    """The saga's step, the booking and its payment, in one read."""
     async with runtime.db.session() as session:
-        saga = await session.get(BookingSaga, booking_id)
-        booking = await session.get(Booking, booking_id)
-        payment = await payments.get(session, saga.payment_id) if saga and saga.payment_id else None
-    return saga, booking, payment
+        booking = (
+            await session.execute(
+                select(
+                    *BOOKINGS.c,
+                    SAGAS.c.step.label("saga_step"),
+                    SAGAS.c.payment_id.label("saga_payment_id"),
+                    SAGAS.c.answer_scope,
+                    SAGAS.c.answer_key,
+                )
+                .join(SAGAS, SAGAS.c.booking_id == BOOKINGS.c.id)
+                .where(BOOKINGS.c.id == booking_id)
+            )
+        ).first()
+        if booking is None:
+            return None, None, None
+        payment = await payments.get(session, booking.saga_payment_id) if booking.saga_payment_id else None
+    return booking.saga_step, booking, payment
 
 
-async def _run(runtime: Runtime, booking_id: uuid.UUID, drive: _Drive) -> None:
-    """Advances the saga until it reaches a terminal step or has to wait for the provider."""
+async def _run(runtime: Runtime, booking_id: uuid.UUID, drive: _Drive, loaded: tuple | None = None) -> None:
+    """Advances the saga until it reaches a terminal step or has to wait for the provider.
+
+    `loaded` (step, booking, payment) spares the first pass its read when the caller just wrote them.
+    A live request stops as soon as it has its answer: the step it reached is terminal.
+    """
     provider = payments.provider(runtime)
     for _ in range(20):  # each pass moves at least one step or returns; 20 is far more than the longest path
-        saga, booking, payment = await _load(runtime, booking_id)
-        step = saga.step if saga else None
+        if drive.mode == "live" and drive.answer is not None:
+            return
+        step, booking, payment = loaded if loaded is not None else await _load(runtime, booking_id)
+        loaded = None
+        if drive.mode != "live" and booking is not None and booking.answer_key is not None:
+            drive.answer_to = (booking.answer_scope, booking.answer_key)
         try:
             if step == AUTHORISING:
                 if not await _authorise(runtime, provider, booking, payment, drive):
@@ -471,9 +561,12 @@ async def _run(runtime: Runtime, booking_id: uuid.UUID, drive: _Drive) -> None:
 
 
 async def _record_answer(runtime: Runtime, drive: _Drive) -> None:
+    """Stores the live answer unless a webhook already answered under the key; then that is the answer."""
     if drive.claim is not None and drive.answer is not None:
         async with runtime.db.unit_of_work() as uow:
-            await drive.claim.record(uow.session, *drive.answer)
+            claim = drive.claim
+            if not await record_if_unanswered(uow.session, claim.scope, claim.key, *drive.answer):
+                drive.answer = await claim.stored_answer(uow.session) or drive.answer
 
 
 async def _note_attempt(runtime: Runtime, booking_id: uuid.UUID, error: str) -> None:
@@ -497,8 +590,14 @@ async def _authorise(runtime, provider, booking: Booking, payment, drive: _Drive
             except ProviderTimeout:
                 raise
             except ProviderError as error:  # the provider refused to work: nothing was reserved
-                await _fail(runtime, booking.id, AUTHORISING, payment, f"provider error: {error}", drive)
-                return True
+                await _back_to_held(runtime, booking.id, payment, f"provider error: {error}")
+                raise ProviderUnavailable(
+                    "The payment provider failed before charging anything; the booking is still held, "
+                    "so the payment can be tried again until the hold expires.",
+                    booking_id=str(booking.id),
+                    booking_status="held",
+                    expires_at=booking.expires_at.isoformat(),
+                ) from error
             checkpoint("authorised-at-provider")
         elif drive.mode == "recovery":
             charge = await provider.find(str(payment.id))
@@ -535,6 +634,14 @@ async def _authorise(runtime, provider, booking: Booking, payment, drive: _Drive
     drive.applied_authorisation = True
     checkpoint("capturing")
     return True
+
+
+async def _back_to_held(runtime, booking_id: uuid.UUID, payment, reason: str) -> None:
+    """The saga returns to `held` (the payment stays pending, to be tried again with the same
+    idempotency key at the provider); one transaction."""
+    async with runtime.db.unit_of_work() as uow:
+        await payments.note_error(uow, payment.id, reason)
+        await _set_step(uow, booking_id, AUTHORISING, HELD, last_error=reason[:2000])
 
 
 async def _capture(runtime, provider, booking: Booking, payment, drive: _Drive) -> bool:
@@ -577,13 +684,21 @@ async def _finish_capture(
 ) -> None:
     """One transaction: payment captured, and booking confirmed (held -> booked) or refund scheduled."""
     async with runtime.db.unit_of_work() as uow:
-        booking = await _lock(uow, booking_id)
+        # One conditional UPDATE locks the booking and confirms it if it is still held.
+        booking = (
+            await uow.session.execute(
+                update(BOOKINGS)
+                .where(BOOKINGS.c.id == booking_id, BOOKINGS.c.status == "held")
+                .values(status=policy.next_status("held", "confirmed"), updated_at=utcnow())
+                .returning(*BOOKINGS.c)
+            )
+        ).first()
         if authorisation is not None:
             await payments.record(uow, payment.id, "authorised", charge=authorisation)
         captured = await payments.record(uow, payment.id, "captured", charge=charge)
-        if booking.status == "held":
+        if booking is not None:
             await inventory.confirm_hold(uow, stay_of(booking))
-            _transition(uow, booking, "confirmed", "saga", "payment captured")
+            await _history(uow, booking_id, "held", booking.status, "saga", "payment captured")
             await _set_step(uow, booking_id, expected, CONFIRMED)
             uow.emit(BookingConfirmed(booking=snapshot(booking), payment_id=payment.id))
             answer = (200, _outcome(booking, captured, "confirmed", "Payment captured; the booking is confirmed."))
@@ -591,10 +706,8 @@ async def _finish_capture(
             # The hold ended while the money moved (expired by an operator, recovered late): give it back.
             await _set_step(uow, booking_id, expected, REFUNDING)
             answer = None
-        if drive.mode == "live" and answer is not None:
-            drive.answer = answer
-            if drive.claim is not None:
-                await drive.claim.record(uow.session, *answer)
+        if answer is not None:
+            await _answer(uow, drive, *answer)
 
 
 async def _fail(runtime, booking_id, expected_step: str, payment, reason: str, drive: _Drive, charge=None) -> None:
@@ -604,20 +717,32 @@ async def _fail(runtime, booking_id, expected_step: str, payment, reason: str, d
         failed = await payments.record(uow, payment.id, "failed", charge=charge, reason=reason)
         if booking.status == "held":
             await inventory.release_hold(uow, stay_of(booking))
-            booking.failure_reason = reason
-            _transition(uow, booking, "payment_failed", "saga", reason)
+            booking = await _transition(uow, booking, "payment_failed", "saga", reason, failure_reason=reason)
             uow.emit(BookingPaymentFailed(booking=snapshot(booking), reason=reason))
         await _set_step(uow, booking_id, expected_step, FAILED)
-        if drive.mode == "live":
-            error = PaymentDeclined(
-                f"The payment was declined ({reason}); the hold is released.",
-                booking_id=str(booking_id),
-                reason=reason,
-                booking_status=booking.status,
-            )
-            drive.answer = (402, {**_problem(error), "payment": failed.status})
-            if drive.claim is not None:
-                await drive.claim.record(uow.session, *drive.answer)
+        error = PaymentDeclined(
+            f"The payment was declined ({reason}); the hold is released.",
+            booking_id=str(booking_id),
+            reason=reason,
+            booking_status=booking.status,
+        )
+        await _answer(uow, drive, 402, {**_problem(error), "payment": failed.status})
+
+
+async def _answer(uow: UnitOfWork, drive: _Drive, status: int, body: dict) -> None:
+    """The payment request's answer, stored with the change that produced it.
+
+    A live request answers it and records it under its Idempotency-Key. A webhook or the
+    recovery pass finishing a saga whose request died (or gave up waiting) records it under
+    that request's key if no answer is stored there yet: a retry with the key then gets
+    this first outcome, not a new reading of the booking.
+    """
+    if drive.mode == "live":
+        drive.answer = (status, body)
+        if drive.claim is not None:
+            await drive.claim.record(uow.session, status, body)
+    elif drive.answer_to is not None:
+        await record_if_unanswered(uow.session, *drive.answer_to, status, body)
 
 
 def _problem(error: StaybookError) -> dict:
@@ -631,27 +756,28 @@ async def _finish_void(runtime, booking_id, charge: ChargeState, drive: _Drive) 
         voided = await payments.record(uow, booking.payment_id, "voided", charge=charge)
         if booking.status == "held":
             await inventory.release_hold(uow, stay_of(booking))
-            booking.failure_reason = "payment voided"
-            _transition(uow, booking, "payment_failed", "saga", "authorised payment voided after an interruption")
+            booking = await _transition(
+                uow,
+                booking,
+                "payment_failed",
+                "saga",
+                "authorised payment voided after an interruption",
+                failure_reason="payment voided",
+            )
             uow.emit(BookingPaymentFailed(booking=snapshot(booking), reason="payment voided"))
         await _set_step(uow, booking_id, VOIDING, COMPENSATED)
-        if drive.mode == "live":
-            error = HoldExpired("The hold ended before the payment completed; the authorisation was voided.")
-            drive.answer = (409, {**_problem(error), "payment": voided.status})
-            if drive.claim is not None:
-                await drive.claim.record(uow.session, *drive.answer)
+        error = HoldExpired("The hold ended before the payment completed; the authorisation was voided.")
+        await _answer(uow, drive, 409, {**_problem(error), "payment": voided.status})
 
 
 async def _finish_refund(runtime, booking_id, step: str, charge: ChargeState, drive: _Drive) -> None:
     async with runtime.db.unit_of_work() as uow:
-        booking = await uow.session.get(Booking, booking_id)
+        booking = await _read(uow.session, booking_id)
         refunded = await payments.record(uow, booking.payment_id, "refunded", charge=charge)
         await _set_step(uow, booking_id, step, COMPENSATED if step == REFUNDING else CANCELLED)
-        if drive.mode == "live" and step == REFUNDING:
+        if step == REFUNDING:
             error = HoldExpired("The hold ended before the payment completed; the payment was refunded.")
-            drive.answer = (409, {**_problem(error), "payment": refunded.status})
-            if drive.claim is not None:
-                await drive.claim.record(uow.session, *drive.answer)
+            await _answer(uow, drive, 409, {**_problem(error), "payment": refunded.status})
 
 
 async def on_payment_settled(runtime: Runtime, booking_id: uuid.UUID) -> None:
@@ -695,9 +821,15 @@ async def cancel(
             by_host=by != "guest",
         )
         await inventory.release_booking(uow, stay_of(booking))
-        booking.refund_amount = refund
-        booking.cancelled_by = by
-        _transition(uow, booking, "cancelled", f"{by}:{principal.user_id}", reason or "cancelled")
+        booking = await _transition(
+            uow,
+            booking,
+            "cancelled",
+            f"{by}:{principal.user_id}",
+            reason or "cancelled",
+            refund_amount=refund,
+            cancelled_by=by,
+        )
         await _set_step(uow, booking_id, CONFIRMED, CANCEL_REFUNDING if refund else CANCELLED)
         uow.emit(
             BookingCancelled(
@@ -724,18 +856,20 @@ async def expire_holds(runtime: Runtime) -> int:
     """
     async with runtime.db.unit_of_work() as uow:
         bookings = (
-            await uow.session.scalars(
-                select(Booking)
-                .join(BookingSaga, BookingSaga.booking_id == Booking.id)
-                .where(Booking.status == "held", Booking.expires_at <= utcnow(), BookingSaga.step == HELD)
-                .order_by(Booking.expires_at)
+            await uow.session.execute(
+                select(BOOKINGS)
+                .join(SAGAS, SAGAS.c.booking_id == BOOKINGS.c.id)
+                .where(BOOKINGS.c.status == "held", BOOKINGS.c.expires_at <= utcnow(), SAGAS.c.step == HELD)
+                .order_by(BOOKINGS.c.expires_at)
                 .limit(runtime.settings.booking.expiry_batch_size)
-                .with_for_update(skip_locked=True, of=Booking)
+                .with_for_update(skip_locked=True, of=BOOKINGS)
             )
         ).all()
         for booking in bookings:
             await inventory.release_hold(uow, stay_of(booking))
-            _transition(uow, booking, "expired", "worker", "hold expired")
+            if booking.payment_id is not None:  # a payment the provider failed on, never retried
+                await payments.record(uow, booking.payment_id, "failed", reason="hold expired")
+            booking = await _transition(uow, booking, "expired", "worker", "hold expired")
             await _set_step(uow, booking.id, HELD, EXPIRED)
             uow.emit(BookingExpired(booking=snapshot(booking)))
     if bookings:

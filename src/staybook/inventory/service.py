@@ -60,6 +60,9 @@ _RETURNED = (
     RoomNight.closed_to_arrival,
 )
 
+NIGHTS = RoomNight.__table__
+_RETURNED_COLUMNS = tuple(NIGHTS.c[column.key] for column in _RETURNED)
+
 
 @dataclass(frozen=True)
 class Stay:
@@ -198,22 +201,23 @@ async def hold(uow: UnitOfWork, stay: Stay) -> list[NightSnapshot]:
     Must run inside the caller's unit of work (the booking row and its event commit with it);
     the exception makes the unit of work roll back, undoing any nights the statement did touch.
     """
+    # Core on the table (no ORM session synchronisation): this is the hottest statement of a booking.
+    c = NIGHTS.c
     statement = (
-        update(RoomNight)
+        update(NIGHTS)
         .where(
-            RoomNight.room_type_id == stay.room_type_id,
-            RoomNight.night >= stay.check_in,
-            RoomNight.night < stay.check_out,
-            RoomNight.total - RoomNight.held - RoomNight.booked >= stay.units,
-            RoomNight.closed.is_(False),
+            c.room_type_id == stay.room_type_id,
+            c.night >= stay.check_in,
+            c.night < stay.check_out,
+            c.total - c.held - c.booked >= stay.units,
+            c.closed.is_(False),
             or_(
-                RoomNight.night != stay.check_in,
-                and_(RoomNight.closed_to_arrival.is_(False), RoomNight.min_stay <= stay.night_count),
+                c.night != stay.check_in,
+                and_(c.closed_to_arrival.is_(False), c.min_stay <= stay.night_count),
             ),
         )
-        .values(held=RoomNight.held + stay.units)
-        .returning(*_RETURNED)
-        .execution_options(synchronize_session=False)
+        .values(held=c.held + stay.units)
+        .returning(*_RETURNED_COLUMNS)
     )
     rows = (await uow.session.execute(statement)).all()
     if len(rows) != stay.night_count:
@@ -258,17 +262,12 @@ async def _explain_unavailable(uow: UnitOfWork, stay: Stay, touched: set[date]) 
 
 
 async def _move(uow: UnitOfWork, stay: Stay, values: dict, guard, reason: str) -> list[NightSnapshot]:
+    c = NIGHTS.c
     statement = (
-        update(RoomNight)
-        .where(
-            RoomNight.room_type_id == stay.room_type_id,
-            RoomNight.night >= stay.check_in,
-            RoomNight.night < stay.check_out,
-            guard,
-        )
+        update(NIGHTS)
+        .where(c.room_type_id == stay.room_type_id, c.night >= stay.check_in, c.night < stay.check_out, guard)
         .values(**values)
-        .returning(*_RETURNED)
-        .execution_options(synchronize_session=False)
+        .returning(*_RETURNED_COLUMNS)
     )
     rows = (await uow.session.execute(statement)).all()
     if len(rows) != stay.night_count:
@@ -282,23 +281,22 @@ async def _move(uow: UnitOfWork, stay: Stay, values: dict, guard, reason: str) -
 
 async def release_hold(uow: UnitOfWork, stay: Stay) -> list[NightSnapshot]:
     """Gives held units back (hold expired, payment failed)."""
-    return await _move(uow, stay, {"held": RoomNight.held - stay.units}, RoomNight.held >= stay.units, "release")
+    c = NIGHTS.c
+    return await _move(uow, stay, {"held": c.held - stay.units}, c.held >= stay.units, "release")
 
 
 async def confirm_hold(uow: UnitOfWork, stay: Stay) -> list[NightSnapshot]:
     """Turns held units into booked units (payment captured)."""
+    c = NIGHTS.c
     return await _move(
-        uow,
-        stay,
-        {"held": RoomNight.held - stay.units, "booked": RoomNight.booked + stay.units},
-        RoomNight.held >= stay.units,
-        "confirm",
+        uow, stay, {"held": c.held - stay.units, "booked": c.booked + stay.units}, c.held >= stay.units, "confirm"
     )
 
 
 async def release_booking(uow: UnitOfWork, stay: Stay) -> list[NightSnapshot]:
     """Gives booked units back (cancellation)."""
-    return await _move(uow, stay, {"booked": RoomNight.booked - stay.units}, RoomNight.booked >= stay.units, "cancel")
+    c = NIGHTS.c
+    return await _move(uow, stay, {"booked": c.booked - stay.units}, c.booked >= stay.units, "cancel")
 
 
 async def nights(session, room_type_id: uuid.UUID, start: date, end: date) -> list[NightSnapshot]:

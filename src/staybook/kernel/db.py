@@ -53,7 +53,8 @@ def create_engine(settings: Settings) -> AsyncEngine:
         echo=settings.database_echo,
         pool_size=settings.database_pool_size,
         max_overflow=settings.database_max_overflow,
-        pool_pre_ping=True,
+        pool_pre_ping=settings.database_pool_pre_ping,
+        pool_recycle=settings.database_pool_recycle_seconds,
         connect_args={"server_settings": {"application_name": settings.service_name}},
     )
 

@@ -12,7 +12,8 @@ The protocol, for any mutating endpoint:
    would then repeat the change) or an answer without its change.
 3. An expected failure (a StaybookError, its transaction rolled back) is stored with
    `claim.record_failure(...)`: replays of a refused request are refused the same way.
-   An unexpected error `release()`s the claim so the client may retry.
+   An unexpected error, or a 5xx StaybookError (a dependency such as the payment
+   provider failed), `release()`s the claim so the client may retry with the same key.
 
 A claim left `in_progress` by a crashed process is taken over after `lock_seconds`
 (its work never committed: the answer would have committed with it). Keys belong to
@@ -111,6 +112,19 @@ class Claim:
             .values(state=COMPLETED, response_status=status, response_body=body)
         )
 
+    async def stored_answer(self, session: AsyncSession) -> tuple[int, Any] | None:
+        """The answer stored under this key meanwhile by someone else (see `record_if_unanswered`)."""
+        row = (
+            await session.execute(
+                select(IdempotencyKey.state, IdempotencyKey.response_status, IdempotencyKey.response_body).where(
+                    IdempotencyKey.scope == self.scope, IdempotencyKey.key == self.key
+                )
+            )
+        ).first()
+        if row is None or row.state != COMPLETED:
+            return None
+        return row.response_status, row.response_body
+
     async def record_failure(self, error: StaybookError, instance: str | None = None) -> None:
         """Stores a refused request's problem answer in a transaction of its own."""
         response = error_response(error, instance=instance)
@@ -127,6 +141,17 @@ class Claim:
                     IdempotencyKey.state == IN_PROGRESS,
                 )
             )
+
+
+async def record_if_unanswered(session: AsyncSession, scope: str, key: str, status: int, body: Any) -> bool:
+    """Stores an answer for a claimed key that has none yet (its request died or stopped waiting),
+    in the caller's transaction; a key already answered keeps its first answer. True if stored."""
+    result = await session.execute(
+        update(IdempotencyKey)
+        .where(IdempotencyKey.scope == scope, IdempotencyKey.key == key, IdempotencyKey.state == IN_PROGRESS)
+        .values(state=COMPLETED, response_status=status, response_body=body)
+    )
+    return result.rowcount == 1
 
 
 class IdempotencyStore:
@@ -224,7 +249,10 @@ async def run_idempotent(
     try:
         status, payload = await work(outcome)
     except StaybookError as error:
-        await outcome.record_failure(error, instance=request.url.path)
+        if error.status >= 500:  # a dependency failed: not an answer to keep, the client may retry with the key
+            await outcome.release()
+        else:
+            await outcome.record_failure(error, instance=request.url.path)
         raise
     except BaseException:
         await outcome.release()

@@ -127,6 +127,10 @@ class PaymentsSettings(BaseModel):
     sandbox_instant: bool = False
     # Where the sandbox posts its webhooks; default this process's own /api/v1/payments/webhooks/sandbox.
     sandbox_webhook_url: str | None = None
+    # Webhook deliveries accepted per provider and source address per window (forgeries and floods
+    # are refused before the body is read or a signature checked).
+    webhook_rate_limit_requests: int = Field(600, ge=1)
+    webhook_rate_limit_window_seconds: int = Field(60, ge=1)
 
 
 class SearchSettings(BaseModel):
@@ -188,6 +192,12 @@ class Settings(BaseSettings):
     database_pool_size: int = Field(10, ge=1, le=200)
     database_max_overflow: int = Field(10, ge=0, le=200)
     database_echo: bool = False
+    # Pre-ping costs three round trips per connection checkout on asyncpg (BEGIN, ping, ROLLBACK),
+    # several per request. Off: a connection found dead fails its request (a 500; the idempotency
+    # claim is released, so the client's retry is safe) and the pool drops every connection.
+    database_pool_pre_ping: bool = False
+    # Connections are renewed after this many seconds (server-side idle timeouts, failovers).
+    database_pool_recycle_seconds: int = Field(1800, ge=-1)
     redis_url: str | None = None
     # Prefix of every Redis key staybook writes (several deployments or test runs can share one Redis).
     redis_key_prefix: str = Field("staybook:", pattern=r"^[A-Za-z0-9_:.-]{1,40}$")

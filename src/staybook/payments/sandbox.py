@@ -14,12 +14,15 @@ The sandbox keeps its own ledger (`sandbox_charges`, the "bank's" books, apart f
 staybook's `payments`) and owes the merchant a signed webhook for every change
 (`sandbox_webhooks`), delivered over HTTP with retries and backoff until acknowledged.
 Each call waits `sandbox_latency_ms` like a network round trip; `sandbox_instant`
-(benchmarks) skips the wait and the webhooks but still keeps the ledger.
+(benchmarks) skips the wait and the webhooks but still keeps the ledger, each change one
+autocommitted statement (on PostgreSQL): the sandbox stands in for a remote system whose
+round trips are not staybook's to measure.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import secrets
@@ -31,6 +34,8 @@ import httpx
 import orjson
 import structlog
 from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from staybook.kernel.db import Database
 from staybook.kernel.orm import utcnow
@@ -42,6 +47,7 @@ log = structlog.get_logger("staybook.payments.sandbox")
 
 SIGNATURE_HEADER = "sandbox-signature"
 DECLINES = {"tok_decline": "card_declined", "tok_insufficient_funds": "insufficient_funds"}
+CHARGES = SandboxCharge.__table__
 MAX_DELIVERY_ATTEMPTS = 12
 # How long a leased delivery stays invisible to other deliverers while it is being posted.
 LEASE = timedelta(seconds=30)
@@ -70,7 +76,7 @@ def verify(secret: bytes, header: str | None, body: bytes, *, tolerance_seconds:
         raise InvalidSignature("signature mismatch")
 
 
-def _state(row: SandboxCharge) -> ChargeState:
+def _state(row) -> ChargeState:
     return ChargeState(
         reference=row.reference,
         idempotency_key=row.idempotency_key,
@@ -92,8 +98,7 @@ class SandboxProvider:
         self.tolerance = settings.payments.webhook_tolerance_seconds
         self.timeout = settings.payments.provider_timeout_seconds
         self.latency = 0.0 if settings.payments.sandbox_instant else settings.payments.sandbox_latency_ms / 1000
-        # Instant mode also commits its ledger without waiting for the WAL flush: the sandbox stands in
-        # for a remote system whose durability is not staybook's to measure.
+        # Instant mode writes each ledger change as one autocommitted statement (see `_ledger`).
         self.webhooks = not settings.payments.sandbox_instant
         self.webhook_url = settings.payments.sandbox_webhook_url or (
             f"http://{settings.http_host}:{settings.http_port}/api/v1/payments/webhooks/sandbox"
@@ -163,47 +168,69 @@ class SandboxProvider:
         await asyncio.sleep(self.timeout * 2 if slow else 0)
         await self._network()
         now = utcnow()
-        async with self.db.unit_of_work(flush_wal=self.webhooks) as uow:
-            existing = await uow.session.scalar(select(SandboxCharge).where(SandboxCharge.idempotency_key == key))
-            if existing is not None:
+        decline = DECLINES.get(token)
+        insert = pg_insert if self.db.dialect == "postgresql" else sqlite_insert
+        async with self._ledger() as ledger:
+            # A retried call (same idempotency key) finds the first call's charge.
+            row = (
+                await ledger.execute(
+                    insert(CHARGES)
+                    .values(
+                        reference="ch_" + secrets.token_hex(12),
+                        idempotency_key=key,
+                        token=token,
+                        amount=amount,
+                        currency=currency,
+                        status="declined" if decline else "authorised",
+                        captured_amount=0,
+                        refunded_amount=0,
+                        decline_code=decline,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                    .on_conflict_do_nothing(index_elements=["idempotency_key"])
+                    .returning(*CHARGES.c)
+                )
+            ).first()
+            if row is None:
+                existing = (await ledger.execute(select(CHARGES).where(CHARGES.c.idempotency_key == key))).one()
                 return _state(existing)
-            decline = DECLINES.get(token)
-            row = SandboxCharge(
-                reference="ch_" + secrets.token_hex(12),
-                idempotency_key=key,
-                token=token,
-                amount=amount,
-                currency=currency,
-                status="declined" if decline else "authorised",
-                captured_amount=0,
-                refunded_amount=0,
-                decline_code=decline,
-                created_at=now,
-                updated_at=now,
-            )
-            uow.session.add(row)
-            self._owe_webhook(uow.session, "charge.declined" if decline else "charge.authorised", row)
+            self._owe_webhook(ledger, "charge.declined" if decline else "charge.authorised", row)
         self._kick()
         return _state(row)
 
     async def _move(self, reference: str, status: str, allowed_from: set[str], **amounts: int) -> ChargeState:
-        async with self.db.unit_of_work(flush_wal=self.webhooks) as uow:
-            row = await uow.session.scalar(
-                select(SandboxCharge).where(SandboxCharge.reference == reference).with_for_update()
-            )
+        async with self._ledger() as ledger:
+            # One conditional UPDATE; only when it does not apply, a read says why.
+            row = (
+                await ledger.execute(
+                    update(CHARGES)
+                    .where(CHARGES.c.reference == reference, CHARGES.c.status.in_(allowed_from))
+                    .values(status=status, updated_at=utcnow(), **amounts)
+                    .returning(*CHARGES.c)
+                )
+            ).first()
             if row is None:
-                raise ProviderError(f"sandbox: no charge {reference}")
-            if row.status == status:
-                return _state(row)  # a retried call: the first one's result
-            if row.status not in allowed_from:
-                raise ProviderError(f"sandbox: cannot move charge {reference} from {row.status} to {status}")
-            row.status = status
-            row.updated_at = utcnow()
-            for field, value in amounts.items():
-                setattr(row, field, value)
-            self._owe_webhook(uow.session, f"charge.{status}", row)
+                current = (await ledger.execute(select(CHARGES).where(CHARGES.c.reference == reference))).first()
+                if current is None:
+                    raise ProviderError(f"sandbox: no charge {reference}")
+                if current.status == status:
+                    return _state(current)  # a retried call: the first one's result
+                raise ProviderError(f"sandbox: cannot move charge {reference} from {current.status} to {status}")
+            self._owe_webhook(ledger, f"charge.{status}", row)
         self._kick()
         return _state(row)
+
+    @contextlib.asynccontextmanager
+    async def _ledger(self):
+        """Where a ledger change is written: one transaction with the webhook it owes, or in instant
+        mode on PostgreSQL one autocommitted statement (no BEGIN/COMMIT round trips)."""
+        if not self.webhooks and self.db.dialect == "postgresql":
+            async with self.db.engine.connect() as connection:
+                yield await connection.execution_options(isolation_level="AUTOCOMMIT")
+            return
+        async with self.db.unit_of_work(flush_wal=self.webhooks) as uow:
+            yield uow.session
 
     def _owe_webhook(self, session, event_type: str, row: SandboxCharge) -> None:
         if not self.webhooks:

@@ -50,6 +50,13 @@ TRANSITIONS = {
     "voided": set(),
 }
 
+# The statuses a payment may be in for it to move to a given status (TRANSITIONS read backwards).
+PREDECESSORS = {
+    status: tuple(before for before, after in TRANSITIONS.items() if status in after)
+    for status in ("authorised", "captured", "failed", "voided", "refunded")
+}
+PAYMENTS = Payment.__table__
+
 SettlementListener = Callable[[Runtime, uuid.UUID], Awaitable[None]]
 # Called (outside any transaction) with a booking id after a webhook moved its payment;
 # the booking context registers its saga here, so payments never imports booking.
@@ -73,7 +80,7 @@ class PaymentView:
     attempts: int
 
     @classmethod
-    def of(cls, row: Payment) -> PaymentView:
+    def of(cls, row) -> PaymentView:
         return cls(
             row.id,
             row.booking_id,
@@ -118,39 +125,55 @@ def _money(amount: int, currency: str) -> dict:
 async def open_payment(
     uow: UnitOfWork, *, booking_id: uuid.UUID, payer_id: uuid.UUID, amount: int, currency: str, provider_name: str
 ) -> PaymentView:
-    """Records the intent to pay (status pending) before the provider is called."""
+    """Records the intent to pay (status pending) before the provider is called.
+
+    A booking has one payment. One still pending (the provider failed before reserving
+    anything) is tried again: the same row, hence the same idempotency key at the provider,
+    with one more attempt counted.
+    """
     now = utcnow()
     insert = pg_insert if uow.session.bind.dialect.name == "postgresql" else sqlite_insert
-    payment_id = new_id()
-    result = await uow.session.execute(
-        insert(Payment)
-        .values(
-            id=payment_id,
-            booking_id=booking_id,
-            payer_id=payer_id,
-            amount=amount,
-            currency=currency,
-            provider=provider_name,
-            status="pending",
-            refunded_amount=0,
-            attempts=1,
-            created_at=now,
-            updated_at=now,
-        )
-        .on_conflict_do_nothing(index_elements=["booking_id"])
+    statement = insert(PAYMENTS).values(
+        id=new_id(),
+        booking_id=booking_id,
+        payer_id=payer_id,
+        amount=amount,
+        currency=currency,
+        provider=provider_name,
+        status="pending",
+        refunded_amount=0,
+        attempts=1,
+        created_at=now,
+        updated_at=now,
     )
-    if result.rowcount != 1:
+    row = (
+        await uow.session.execute(
+            statement.on_conflict_do_update(
+                index_elements=["booking_id"],
+                set_={"attempts": PAYMENTS.c.attempts + 1, "failure_reason": None, "updated_at": now},
+                where=(PAYMENTS.c.status == "pending") & (PAYMENTS.c.amount == amount),
+            ).returning(*PAYMENTS.c)
+        )
+    ).first()
+    if row is None:
         raise Conflict("This booking already has a payment")
-    return PaymentView(payment_id, booking_id, "pending", amount, currency, provider_name, None, 0, 1)
+    return PaymentView.of(row)
+
+
+async def note_error(uow: UnitOfWork, payment_id: uuid.UUID, reason: str) -> None:
+    """A provider call failed without an outcome: the payment stays as it is, with the reason noted."""
+    await uow.session.execute(
+        update(PAYMENTS).where(PAYMENTS.c.id == payment_id).values(failure_reason=reason, updated_at=utcnow())
+    )
 
 
 async def get(session, payment_id: uuid.UUID) -> PaymentView | None:
-    row = await session.get(Payment, payment_id)
+    row = (await session.execute(select(PAYMENTS).where(PAYMENTS.c.id == payment_id))).first()
     return PaymentView.of(row) if row is not None else None
 
 
 async def for_booking(session, booking_id: uuid.UUID) -> PaymentView | None:
-    row = await session.scalar(select(Payment).where(Payment.booking_id == booking_id))
+    row = (await session.execute(select(PAYMENTS).where(PAYMENTS.c.booking_id == booking_id))).first()
     return PaymentView.of(row) if row is not None else None
 
 
@@ -159,24 +182,29 @@ async def record(
 ) -> PaymentView:
     """Moves the payment to `status` if that follows its current one, emitting the payment event.
 
-    Locks the payment row; a transition that does not follow (a duplicate or stale
-    webhook, a recovery racing a live request) changes nothing and emits nothing.
+    One conditional UPDATE (it locks the row): a transition that does not follow (a duplicate
+    or stale webhook, a recovery racing a live request) changes nothing and emits nothing.
+    A refund moves the payment only when it raises the refunded amount.
     """
-    row = await uow.session.scalar(select(Payment).where(Payment.id == payment_id).with_for_update())
-    if row is None:
-        raise NotFound(f"No payment {payment_id}")
-    refunded = charge.refunded_amount if charge is not None else row.refunded_amount
-    if status not in TRANSITIONS[row.status] or (status == "refunded" and refunded <= row.refunded_amount):
-        return PaymentView.of(row)
+    condition = PAYMENTS.c.status.in_(PREDECESSORS[status])
+    if status == "refunded":
+        condition &= PAYMENTS.c.refunded_amount < (charge.refunded_amount if charge is not None else 0)
     values: dict = {"status": status, "updated_at": utcnow()}
     if charge is not None:
         values["provider_reference"] = charge.reference
         values["refunded_amount"] = charge.refunded_amount
     if reason is not None:
         values["failure_reason"] = reason
-    await uow.session.execute(update(Payment).where(Payment.id == payment_id).values(**values))
-    for field, value in values.items():
-        setattr(row, field, value)
+    row = (
+        await uow.session.execute(
+            update(PAYMENTS).where(PAYMENTS.c.id == payment_id, condition).values(**values).returning(*PAYMENTS.c)
+        )
+    ).first()
+    if row is None:  # not a transition that follows: report the payment as it is
+        current = await get(uow.session, payment_id)
+        if current is None:
+            raise NotFound(f"No payment {payment_id}")
+        return current
     reference = row.provider_reference or ""
     amount = _money(row.amount, row.currency)
     if status == "authorised":
