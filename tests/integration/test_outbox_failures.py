@@ -19,6 +19,7 @@ from staybook.kernel.models import InboxMessage, OutboxMessage
 from staybook.kernel.outbox import OutboxRelay
 from staybook.kernel.runtime import Wiring
 from staybook.kernel.worker import Worker
+from tests.conftest import _admin_connect
 from tests.integration.test_outbox_roundtrip import count_rows, emit_events, eventually, recording_wiring
 
 
@@ -205,3 +206,33 @@ async def test_database_refusing_connections_is_a_503_problem_not_a_500(client_f
     assert response.status_code == 503
     assert response.headers["retry-after"] == "2"
     assert response.json()["type"].endswith("/service-unavailable")
+
+
+async def test_connection_dropped_by_the_server_is_a_503_then_the_pool_recovers(client_for, pg_settings):
+    """Pools do not pre-ping: a connection PostgreSQL dropped (restart, failover) fails one request
+    with a retryable 503, never a 500, and the next request gets a fresh connection."""
+    from fastapi import APIRouter, Depends
+
+    from staybook.kernel.runtime import Runtime, get_runtime
+
+    async with client_for(pg_settings) as client:
+        router = APIRouter()
+
+        @router.get("/api/v1/backend-pid")
+        async def backend_pid(runtime: Runtime = Depends(get_runtime)) -> dict:
+            async with runtime.db.session() as session:
+                return {"pid": await session.scalar(select(func.pg_backend_pid()))}
+
+        client.app.include_router(router)
+        first = await client.get("/api/v1/backend-pid")
+        assert first.status_code == 200
+        with _admin_connect() as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (first.json()["pid"],))
+        statuses = []
+        for _ in range(3):
+            response = await client.get("/api/v1/backend-pid")
+            statuses.append(response.status_code)
+            if response.status_code == 503:
+                assert response.json()["type"].endswith("/service-unavailable")
+        assert 500 not in statuses
+        assert statuses[-1] == 200

@@ -236,6 +236,15 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StaybookError, on_staybook_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_exception)
+
+    async def on_database_error(request: Request, exc: sqlalchemy_exc.DBAPIError) -> Response:
+        # A pooled connection the server dropped (restart, failover): the pool discards it, so a retry
+        # gets a fresh one. Pools do not pre-ping (three round trips per checkout on asyncpg).
+        if exc.connection_invalidated:
+            return await on_database_unavailable(request, exc)
+        return await on_unexpected(request, exc)
+
+    app.add_exception_handler(sqlalchemy_exc.DBAPIError, on_database_error)
     app.add_exception_handler(sqlalchemy_exc.OperationalError, on_database_unavailable)
     app.add_exception_handler(sqlalchemy_exc.TimeoutError, on_database_unavailable)
     app.add_exception_handler(sqlalchemy_exc.DisconnectionError, on_database_unavailable)
