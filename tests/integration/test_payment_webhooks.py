@@ -17,11 +17,17 @@ from tests.bookings import START, hold_body, night_counts, seed_room_type
 from tests.conftest import bearer
 
 
-def realistic(settings):
+def realistic(settings, *, provider_timeout_seconds: float = 0.3):
+    """The sandbox answering over its own ledger with webhooks; a short client timeout for the
+    timeout tests, a generous one where an answer in time is what the test needs (loaded CI)."""
     return settings.model_copy(
         update={
             "payments": settings.payments.model_copy(
-                update={"sandbox_instant": False, "sandbox_latency_ms": 0, "provider_timeout_seconds": 0.3}
+                update={
+                    "sandbox_instant": False,
+                    "sandbox_latency_ms": 0,
+                    "provider_timeout_seconds": provider_timeout_seconds,
+                }
             )
         }
     )
@@ -75,7 +81,7 @@ async def test_timeout_then_late_success_webhook_confirms(pg_settings, client_fo
 
 
 async def test_duplicate_stale_and_forged_webhooks(pg_settings, client_for):
-    settings = realistic(pg_settings)
+    settings = realistic(pg_settings, provider_timeout_seconds=10)
     headers = bearer(settings, "guest")
     secret = settings.payments.webhook_secret.get_secret_value().encode()
     async with client_for(settings) as client:
