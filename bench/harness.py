@@ -62,6 +62,12 @@ def uvicorn_command(app: str, *extra: str, factory: bool = True) -> list[str]:
     return [*command, "--factory", app] if factory else [*command, app]
 
 
+def serving_command(app: str, *extra: str, factory: bool = True) -> list[str]:
+    """Several workers as `staybook serve` runs them: one SO_REUSEPORT socket each (kernel/serving.py)."""
+    command = [sys.executable, "-m", "staybook.kernel.serving", "--host", "127.0.0.1", "--port", "{port}", *extra]
+    return [*command, "--factory", app] if factory else [*command, app]
+
+
 def staybook_command(*args: str) -> list[str]:
     return [str(VENV_BIN / "staybook"), *args]
 

@@ -1,4 +1,5 @@
-"""`/healthz/live` through the whole staybook stack vs a bare ASGI app on the same uvicorn.
+"""`/healthz/live` through the whole staybook stack vs a bare ASGI app and a bare FastAPI app
+(one route, no middleware: the kernel middleware's cost is the gap to it) on the same uvicorn.
 
 Both servers: one uvicorn worker (uvloop + httptools) pinned to CPU 0; the load generator
 runs on CPU 1. Closed loop gives saturation throughput; open loop at a fixed rate gives
@@ -21,11 +22,13 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=2000, help="open-loop arrival rate, requests/s")
     args = parser.parse_args()
     bare_cmd = uvicorn_command("bench.bare_asgi:app", factory=False)
+    fastapi_cmd = uvicorn_command("bench.bare_fastapi:app", factory=False)
     workdir = tempfile.mkdtemp(prefix="staybook-bench-")
     staybook_cmd = uvicorn_command("staybook.app:create_app")
     env = {"STAYBOOK_DATABASE_URL": f"sqlite:///{workdir}/bench.db", "STAYBOOK_LOG_LEVEL": "WARNING"}
     rows, figures = [], {}
-    for label, command in (("bare ASGI", bare_cmd), ("staybook /healthz/live", staybook_cmd)):
+    servers = (("bare ASGI", bare_cmd), ("bare FastAPI", fastapi_cmd), ("staybook /healthz/live", staybook_cmd))
+    for label, command in servers:
         with Server(command, env=env, cpu=0) as server:
             load(server.url, path="/healthz/live", rate=0, duration=2, cpu=1)  # warm-up
             saturated = load(server.url, path="/healthz/live", rate=0, duration=args.duration, connections=32, cpu=1)
@@ -40,6 +43,12 @@ def main() -> None:
         figures["bare ASGI"]["closed_loop"]["throughput_rps"],
     )
     print(f"\nstaybook / bare ASGI throughput ratio: {throughput_ratio}")
+    # What the kernel middleware (request context, metrics, gateway) costs over the framework alone.
+    middleware_ratio = ratio(
+        figures["staybook /healthz/live"]["closed_loop"]["throughput_rps"],
+        figures["bare FastAPI"]["closed_loop"]["throughput_rps"],
+    )
+    print(f"staybook / bare FastAPI throughput ratio: {middleware_ratio}")
     path = write_result(
         "healthz",
         {
@@ -48,6 +57,7 @@ def main() -> None:
             "open_loop_rate": args.rate,
             "results": figures,
             "ratio_to_ceiling": throughput_ratio,
+            "ratio_to_bare_fastapi": middleware_ratio,
         },
     )
     print(f"wrote {path}")

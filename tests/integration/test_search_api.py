@@ -226,3 +226,42 @@ async def test_bad_input_is_a_problem_never_a_crash(sqlite_settings, client_for)
             assert 400 <= response.status_code < 500, (bad, response.status_code, response.text[:300])
             assert response.headers["content-type"] == "application/problem+json", bad
         assert (await client.get("/api/v1/search/suggest", params={"q": "x" * 10_000})).status_code == 422
+
+
+FIELD_OF_BAD = [
+    ({"guests": "two"}, "query.guests"),
+    ({"guests": 0}, "query.guests"),
+    ({"limit": 101}, "query.limit"),
+    ({"check_in": "2030-02-30"}, "query.check_in"),
+    ({"sort": "cheapest"}, "query.sort"),
+    ({"amenities": "wifi,teleporter"}, "query.amenities"),
+    ({"lat": 52.5, "radius_km": 5}, "query.radius_km"),
+    ({"check_out": CHECK_IN.isoformat()}, "query.check_out"),
+]
+
+
+async def test_every_bad_parameter_is_named_by_its_field_path(sqlite_settings, client_for):
+    async with client_for(sqlite_settings) as client:
+        for bad, field in FIELD_OF_BAD:
+            params = {**PARAMS, **bad}
+            for _ in range(2):  # the second time past the response cache in front of validation
+                response = await client.get("/api/v1/search", params=params)
+                assert 400 <= response.status_code < 500, (bad, response.text[:300])
+                body = response.json()
+                fields = [e["field"] for e in body.get("errors", ())] or [body.get("field")]
+                assert field in fields, (bad, body)
+        missing = await client.get("/api/v1/search", params={"city": "Berlin"})
+        assert {e["field"] for e in missing.json()["errors"]} == {"query.check_in", "query.check_out"}
+
+
+async def test_search_parameters_are_documented_in_the_openapi_schema(sqlite_settings, client_for):
+    async with client_for(sqlite_settings) as client:
+        spec = (await client.get("/openapi.json")).json()
+    operation = spec["paths"]["/api/v1/search"]["get"]
+    documented = {p["name"]: p for p in operation["parameters"]}
+    assert {"check_in", "check_out", "lat", "lon", "radius_km", "city", "amenities", "sort", "cursor"} <= set(
+        documented
+    )
+    assert documented["check_in"]["required"] and not documented["guests"]["required"]
+    assert documented["limit"]["schema"]["maximum"] == 100
+    assert "SearchResponse" in str(operation["responses"]["200"])

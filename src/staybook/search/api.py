@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from staybook.kernel.errors import InvalidInput, StaybookError
 from staybook.kernel.runtime import Runtime, get_runtime
@@ -62,82 +65,140 @@ def parse_bbox(raw: str) -> BoundingBox:
     return BoundingBox(south, west, north, east)
 
 
+class SearchParams(BaseModel):
+    """The query parameters of `GET /search`, validated in one step (one pydantic call, not one
+    dependency per parameter); also the source of the parameters the OpenAPI schema documents."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    check_in: date = Field(description="First night, YYYY-MM-DD")
+    check_out: date = Field(description="Departure day (exclusive), YYYY-MM-DD")
+    guests: int = Field(2, ge=1, le=MAX_GUESTS)
+    rooms: int = Field(1, ge=1, le=MAX_ROOMS)
+    lat: float | None = Field(None, ge=-90, le=90)
+    lon: float | None = Field(None, ge=-180, le=180)
+    radius_km: float | None = Field(None, gt=0, le=MAX_RADIUS_KM)
+    city: str | None = Field(None, min_length=1, max_length=120)
+    country: str | None = Field(None, pattern=r"^[A-Za-z]{2}$")
+    bbox: str | None = Field(None, max_length=100, description="south,west,north,east")
+    q: str | None = Field(None, min_length=1, max_length=MAX_TEXT_LENGTH, description="Name, city, description")
+    price_min: int | None = Field(None, ge=0, le=10**12, description="Stay total, minor units of `currency`")
+    price_max: int | None = Field(None, ge=0, le=10**12, description="Stay total, minor units of `currency`")
+    currency: str | None = Field(None, min_length=3, max_length=3)
+    amenities: list[str] | None = Field(None, max_length=MAX_AMENITIES, description="All of; repeat or comma-separate")
+    property_type: str | None = Field(None, max_length=30)
+    min_rating: float | None = Field(None, ge=0, le=5)
+    sort: str = Field("relevance", pattern="^(" + "|".join(SORTS) + ")$")
+    limit: int = Field(20, ge=1, le=MAX_LIMIT)
+    cursor: str | None = Field(None, max_length=300)
+
+
+def _openapi_parameters(model: type[BaseModel]) -> list[dict]:
+    """OpenAPI query parameters from a model's JSON schema (the route itself reads the raw query)."""
+    schema = model.model_json_schema()
+    required = set(schema.get("required", ()))
+    parameters = []
+    for name, prop in schema["properties"].items():
+        parameter = {"name": name, "in": "query", "required": name in required, "schema": prop}
+        if "description" in prop:
+            parameter["description"] = prop["description"]
+        if name == "amenities":
+            parameter |= {"style": "form", "explode": True}
+        parameters.append(parameter)
+    return parameters
+
+
+def _validate(request: Request) -> SearchParams:
+    params = request.query_params
+    raw: dict[str, object] = dict(params)  # the last value of a repeated name, as FastAPI reads it
+    if "amenities" in raw:
+        raw["amenities"] = params.getlist("amenities")
+    try:
+        return SearchParams.model_validate(raw)
+    except ValidationError as error:
+        raise RequestValidationError(
+            [{**e, "loc": ("query", *e["loc"])} for e in error.errors(include_url=False, include_context=False)]
+        ) from None
+
+
+@lru_cache(maxsize=4096)
+def _folded(text: str) -> str:
+    return fold(text)
+
+
 @router.get(
     "/search",
     response_model=SearchResponse,
     summary="Search stays by place, dates, party, price and amenities",
     responses={422: {"description": "Invalid input (problem+json)"}, 414: {"description": "Query string too long"}},
+    openapi_extra={"parameters": _openapi_parameters(SearchParams)},
 )
-async def search(
-    request: Request,
-    check_in: date = Query(..., description="First night, YYYY-MM-DD"),
-    check_out: date = Query(..., description="Departure day (exclusive), YYYY-MM-DD"),
-    guests: int = Query(2, ge=1, le=MAX_GUESTS),
-    rooms: int = Query(1, ge=1, le=MAX_ROOMS),
-    lat: float | None = Query(None, ge=-90, le=90),
-    lon: float | None = Query(None, ge=-180, le=180),
-    radius_km: float | None = Query(None, gt=0, le=MAX_RADIUS_KM),
-    city: str | None = Query(None, min_length=1, max_length=120),
-    country: str | None = Query(None, pattern=r"^[A-Za-z]{2}$"),
-    bbox: str | None = Query(None, max_length=100, description="south,west,north,east"),
-    q: str | None = Query(None, min_length=1, max_length=MAX_TEXT_LENGTH, description="Name, city, description"),
-    price_min: int | None = Query(None, ge=0, le=10**12, description="Stay total, minor units of `currency`"),
-    price_max: int | None = Query(None, ge=0, le=10**12, description="Stay total, minor units of `currency`"),
-    currency: str | None = Query(None, min_length=3, max_length=3),
-    amenities: list[str] | None = Query(None, max_length=MAX_AMENITIES, description="All of; repeat or comma-separate"),
-    property_type: str | None = Query(None, max_length=30),
-    min_rating: float | None = Query(None, ge=0, le=5),
-    sort: str = Query("relevance", pattern="^(" + "|".join(SORTS) + ")$"),
-    limit: int = Query(20, ge=1, le=MAX_LIMIT),
-    cursor: str | None = Query(None, max_length=300),
-    runtime: Runtime = Depends(get_runtime),
-) -> Response:
+async def search(request: Request) -> Response:
+    """The hot path: a cached answer for the same query string is sent before any validation;
+    otherwise the query parameters are validated in one pydantic call and the answer goes out as
+    the JSON bytes the service produced (no response model serialisation)."""
     _guard_size(request)
-    circle_parts = (lat, lon, radius_km)
+    runtime: Runtime = request.app.state.runtime
+    state = service.state_of(runtime)
+    ttl = runtime.settings.search.cache_seconds
+    raw_key = request.scope["query_string"]
+    if ttl > 0:
+        cached = state.raw_responses.get(raw_key)
+        if cached is not None:
+            return Response(cached, media_type="application/json")
+    params = _validate(request)
+    body = await service.search_json(runtime, search_query(runtime, params), params.cursor)
+    if ttl > 0:
+        state.raw_responses.put(raw_key, body, ttl)
+    return Response(body, media_type="application/json")
+
+
+def search_query(runtime: Runtime, p: SearchParams) -> SearchQuery:
+    """Checks what one parameter alone cannot say (places that go together, dates against the
+    bookable window, vocabularies) and builds the `SearchQuery` both backends answer."""
     circle = None
-    if any(part is not None for part in circle_parts):
-        if any(part is None for part in circle_parts):
+    if p.lat is not None or p.lon is not None or p.radius_km is not None:
+        if p.lat is None or p.lon is None or p.radius_km is None:
             raise InvalidInput("lat, lon and radius_km go together", field="query.radius_km")
-        circle = Circle(lat, lon, radius_km)  # type: ignore[arg-type]
-    box = parse_bbox(bbox) if bbox is not None else None
-    if sum(x is not None for x in (circle, box, city)) > 1:
+        circle = Circle(p.lat, p.lon, p.radius_km)
+    box = parse_bbox(p.bbox) if p.bbox is not None else None
+    if sum(x is not None for x in (circle, box, p.city)) > 1:
         raise InvalidInput("give one place: lat/lon/radius_km, city or bbox", field="query.city")
-    if circle is None and box is None and city is None and q is None:
+    if circle is None and box is None and p.city is None and p.q is None:
         raise InvalidInput("say where: lat/lon/radius_km, city, bbox or q", field="query.q")
-    if country is not None and city is None:
+    if p.country is not None and p.city is None:
         raise InvalidInput("country narrows a city", field="query.country")
-    _check_dates(runtime, check_in, check_out)
-    if price_min is not None and price_max is not None and price_min > price_max:
+    _check_dates(runtime, p.check_in, p.check_out)
+    if p.price_min is not None and p.price_max is not None and p.price_min > p.price_max:
         raise InvalidInput("price_min is above price_max", field="query.price_min")
-    wanted = _split(amenities)
+    wanted = _split(p.amenities)
     unknown = [a for a in wanted if a not in AMENITY_SET]
     if unknown:
         raise InvalidInput(f"unknown amenity {unknown[0][:40]!r}", field="query.amenities")
-    if property_type is not None and property_type not in PROPERTY_TYPES:
-        raise InvalidInput(f"unknown property type {property_type!r}", field="query.property_type")
-    if sort == "distance" and circle is None:
+    if p.property_type is not None and p.property_type not in PROPERTY_TYPES:
+        raise InvalidInput(f"unknown property type {p.property_type!r}", field="query.property_type")
+    if p.sort == "distance" and circle is None:
         raise InvalidInput("sort=distance needs lat, lon and radius_km", field="query.sort")
     rates = service.state_of(runtime).rates
-    query = SearchQuery(
-        check_in=check_in,
-        check_out=check_out,
-        guests=guests,
-        rooms=rooms,
+    return SearchQuery(
+        check_in=p.check_in,
+        check_out=p.check_out,
+        guests=p.guests,
+        rooms=p.rooms,
         circle=circle,
         bbox=box,
-        city=None if city is None else fold(city),
-        country=None if country is None else country.upper(),
-        text=None if q is None else fold(q),
-        currency=rates.check(currency or runtime.settings.search.default_currency),
-        price_min=price_min,
-        price_max=price_max,
+        city=None if p.city is None else _folded(p.city),
+        country=None if p.country is None else p.country.upper(),
+        text=None if p.q is None else _folded(p.q),
+        currency=rates.check(p.currency or runtime.settings.search.default_currency),
+        price_min=p.price_min,
+        price_max=p.price_max,
         amenities=tuple(sorted(set(wanted))),
-        property_type=property_type,
-        min_rating=None if min_rating is None else round(min_rating * 10),
-        sort=sort,
-        limit=limit,
+        property_type=p.property_type,
+        min_rating=None if p.min_rating is None else round(p.min_rating * 10),
+        sort=p.sort,
+        limit=p.limit,
     )
-    return Response(await service.search_json(runtime, query, cursor), media_type="application/json")
 
 
 def _check_dates(runtime: Runtime, check_in: date, check_out: date) -> None:

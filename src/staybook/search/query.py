@@ -12,7 +12,7 @@ import hmac
 import math
 import unicodedata
 import uuid
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields
 from datetime import date
 
 import orjson
@@ -115,9 +115,18 @@ class SearchQuery:
 
     def fingerprint(self) -> str:
         """A stable key of everything but the page position: the cache key and the cursor's binding."""
-        plain = asdict(replace(self, after=None))
-        plain.pop("after", None)
+        # The same document `dataclasses.asdict` gives (cursors stay valid), built without its deep copy.
+        plain = {name: getattr(self, name) for name in _FINGERPRINTED}
+        if self.circle is not None:
+            plain["circle"] = {"lat": self.circle.lat, "lon": self.circle.lon, "radius_km": self.circle.radius_km}
+        if self.bbox is not None:
+            box = self.bbox
+            plain["bbox"] = {"south": box.south, "west": box.west, "north": box.north, "east": box.east}
+        plain["amenities"] = list(self.amenities)
         return hashlib.sha256(orjson.dumps(plain, default=str, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
+
+
+_FINGERPRINTED = tuple(f.name for f in fields(SearchQuery) if f.name != "after")
 
 
 @dataclass(frozen=True, slots=True)

@@ -58,19 +58,23 @@ class ResponseCache:
     """Search responses by normalised query, held as the JSON bytes sent: a hit is one dict lookup,
     no (de)serialising. Per process, like the index it caches; bounded by entry count."""
 
-    def __init__(self, max_entries: int = 20_000) -> None:
+    def __init__(self, max_entries: int = 20_000, *, count_misses: bool = True) -> None:
         self.max_entries = max_entries
-        self._entries: dict[str, tuple[float, bytes]] = {}
+        self.count_misses = count_misses
+        self._entries: dict[str | bytes, tuple[float, bytes]] = {}
+        self._hits = metrics.CACHE_REQUESTS.labels("search", "hit")
+        self._misses = metrics.CACHE_REQUESTS.labels("search", "miss")
 
-    def get(self, key: str) -> bytes | None:
+    def get(self, key: str | bytes) -> bytes | None:
         entry = self._entries.get(key)
         if entry is None or entry[0] < time.monotonic():
-            metrics.CACHE_REQUESTS.labels("search", "miss").inc()
+            if self.count_misses:
+                self._misses.inc()
             return None
-        metrics.CACHE_REQUESTS.labels("search", "hit").inc()
+        self._hits.inc()
         return entry[1]
 
-    def put(self, key: str, value: bytes, ttl_seconds: float) -> None:
+    def put(self, key: str | bytes, value: bytes, ttl_seconds: float) -> None:
         if len(self._entries) >= self.max_entries:
             now = time.monotonic()
             self._entries = {k: e for k, e in self._entries.items() if e[0] >= now}
@@ -88,6 +92,9 @@ class SearchState:
         self.rates = CurrencyRates(settings.search.rates or None)
         self.codec = CursorCodec(settings.secret_key.get_secret_value().encode())
         self.responses = ResponseCache()
+        # In front of it, answers by the raw query string: a repeated request skips validation too.
+        # A miss there is counted by `responses`, so each request counts once in the hit rate.
+        self.raw_responses = ResponseCache(count_misses=False)
         self.rebuilding: list[EventEnvelope] | None = None
         self.build_error: str | None = None
         self.lock = asyncio.Lock()
