@@ -187,6 +187,16 @@ def production_settings(pg_settings, redis_url, redis_key_prefix, nats_url, bus_
     )
 
 
+@pytest.fixture(params=["postgres+nats", "sqlite+in-process"])
+def live_settings(request) -> Settings:
+    """The two ways staybook runs, each with its worker in the API process and no search
+    response cache: events flow outbox -> relay -> bus -> consumers while the test watches."""
+    base = request.getfixturevalue("production_settings" if request.param == "postgres+nats" else "sqlite_settings")
+    return base.model_copy(
+        update={"run_worker_in_process": True, "search": base.search.model_copy(update={"cache_seconds": 0})}
+    )
+
+
 # ------------------------------------------------------------------ runtime and HTTP
 
 

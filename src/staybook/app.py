@@ -46,7 +46,9 @@ CONTEXTS = (
     "web",
 )
 # Contexts that publish events get a JetStream stream each.
-PUBLISHING_CONTEXTS = ("identity", "catalog", "inventory", "booking", "payments", "notifications", "personalization")
+PUBLISHING_CONTEXTS = (
+    "identity", "catalog", "inventory", "booking", "payments", "notifications", "personalization", "search",
+)  # fmt: skip
 
 log = structlog.get_logger("staybook.app")
 

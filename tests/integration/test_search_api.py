@@ -8,8 +8,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import ClassVar
 
-import pytest
-
 from staybook.catalog.models import Property, RoomType
 from staybook.inventory import service as inventory
 from staybook.kernel.events import Event
@@ -99,14 +97,6 @@ async def eventually(predicate, timeout: float = 15.0):
 
 
 PARAMS = {"city": "Berlin", "country": "DE", "check_in": CHECK_IN.isoformat(), "check_out": CHECK_OUT.isoformat()}
-
-
-@pytest.fixture(params=["postgres+nats", "sqlite+in-process"])
-def live_settings(request):
-    base = request.getfixturevalue("production_settings" if request.param == "postgres+nats" else "sqlite_settings")
-    return base.model_copy(
-        update={"run_worker_in_process": True, "search": base.search.model_copy(update={"cache_seconds": 0})}
-    )
 
 
 async def test_last_unit_held_and_archived_property_leave_the_results(live_settings, make_runtime, client_for):

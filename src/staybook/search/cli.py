@@ -22,32 +22,40 @@ def reindex() -> None:
 
     With Typesense (STAYBOOK_SEARCH__BACKEND=typesense) the documents go into a new
     collection and the alias switches to it in one step: API processes keep answering
-    from the old collection until then. The in-process index lives in each API process;
-    they build it at start and rebuild on `POST /api/v1/search/reindex` (admin) — this
-    command then checks that the database reads cleanly and reports what it holds.
+    from the old collection until then. Every API process also keeps an in-process index
+    (all of it with the default backend, the availability part with Typesense); the command
+    asks them all to rebuild it through the bus (`search.index.rebuild_requested`), and
+    each keeps answering from its old index until its new one is swapped in.
     """
     settings = Settings()
     counts = asyncio.run(_reindex(settings))
-    typer.echo(orjson.dumps({"backend": settings.search.backend, **counts}).decode())
+    typer.echo(orjson.dumps({"backend": settings.search.backend, **counts, "api_rebuild_requested": True}).decode())
 
 
 async def _reindex(settings: Settings) -> dict[str, int]:
     runtime = Runtime(settings)
     await runtime.start()
     try:
-        with Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
-        ) as progress:
-            tasks: dict[str, int] = {}
-
-            def report(stage: str, done: int, total: int | None) -> None:
-                if stage not in tasks:
-                    tasks[stage] = progress.add_task(stage, total=total)
-                progress.update(tasks[stage], completed=done)
-
-            return await service.reindex(runtime, report)
+        if settings.search.backend == "typesense":
+            counts = await _rebuild_typesense(runtime)
+        else:
+            counts = await service.source_counts(runtime)
+        await service.request_rebuild(runtime)
+        return counts
     finally:
         index = runtime.extensions.get(service.INDEX)
         if index is not None:
             await index.close()
         await runtime.close()
+
+
+async def _rebuild_typesense(runtime: Runtime) -> dict[str, int]:
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as progress:
+        tasks: dict[str, int] = {}
+
+        def report(stage: str, done: int, total: int | None) -> None:
+            if stage not in tasks:
+                tasks[stage] = progress.add_task(stage, total=total)
+            progress.update(tasks[stage], completed=done)
+
+        return await service.reindex(runtime, report)

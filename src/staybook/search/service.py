@@ -29,6 +29,7 @@ from staybook.kernel.consumers import ReplicaSubscription
 from staybook.kernel.errors import InvalidInput, ServiceUnavailable
 from staybook.kernel.events import EventEnvelope
 from staybook.kernel.runtime import Runtime
+from staybook.search.events import IndexRebuildRequested
 from staybook.search.index import (
     NightState,
     PropertyRecord,
@@ -98,6 +99,9 @@ class SearchState:
         self.rebuilding: list[EventEnvelope] | None = None
         self.build_error: str | None = None
         self.lock = asyncio.Lock()
+        # A rebuild asked for over the bus (`staybook search reindex`), and whether another is due.
+        self.rebuild_task: asyncio.Task | None = None
+        self.rebuild_again = False
 
 
 def state_of(runtime: Runtime) -> SearchState:
@@ -194,7 +198,40 @@ def replica_subscriptions(runtime: Runtime) -> list[ReplicaSubscription]:
             state.rebuilding.append(envelope)
         await apply_event(runtime.extensions[INDEX], envelope)
 
-    return [ReplicaSubscription(f"search.index.{n}", subject, on_event) for n, subject in enumerate(SUBJECTS)]
+    async def on_rebuild_requested(envelope: EventEnvelope) -> None:
+        schedule_rebuild(runtime)
+
+    return [
+        *(ReplicaSubscription(f"search.index.{n}", subject, on_event) for n, subject in enumerate(SUBJECTS)),
+        ReplicaSubscription("search.rebuild", IndexRebuildRequested.subject(), on_rebuild_requested),
+    ]
+
+
+async def request_rebuild(runtime: Runtime) -> None:
+    """Asks every API process to rebuild its in-process index (through the outbox and the bus)."""
+    async with runtime.db.unit_of_work() as uow:
+        uow.emit(IndexRebuildRequested(requested_at=datetime.now(UTC)))
+
+
+def schedule_rebuild(runtime: Runtime) -> None:
+    """Rebuilds in the background so the bus handler returns at once. Requests that arrive
+    during a rebuild fold into one more rebuild after it (the rows may have changed meanwhile)."""
+    state = state_of(runtime)
+    if state.rebuild_task is not None and not state.rebuild_task.done():
+        state.rebuild_again = True
+        return
+
+    async def rebuild_until_settled() -> None:
+        while True:
+            state.rebuild_again = False
+            try:
+                await reindex(runtime, rebuild_documents=False)
+            except Exception as error:  # the old index keeps serving; the next request retries
+                log.warning("requested search rebuild failed", error_type=type(error).__name__, message=str(error))
+            if not state.rebuild_again:
+                return
+
+    state.rebuild_task = asyncio.get_running_loop().create_task(rebuild_until_settled(), name="search-rebuild")
 
 
 # ---------------------------------------------------------------------------- rebuild
@@ -245,6 +282,16 @@ async def load_from_database(runtime: Runtime, index: SearchIndex, progress: Pro
         counts["room_nights"] += len(batch)
         report("room nights", counts["room_nights"], total)
     return counts
+
+
+async def source_counts(runtime: Runtime) -> dict[str, int]:
+    """What a rebuild would read: properties, room types and the room nights of the index window."""
+    start, end = bookable_window(runtime)
+    return {
+        "properties": await catalog.property_count(runtime),
+        "room_types": await catalog.room_type_count(runtime),
+        "room_nights": await inventory.night_count(runtime, start, end),
+    }
 
 
 def index_window(index: SearchIndex) -> tuple[date, date]:
@@ -316,10 +363,11 @@ async def lifespan(runtime: Runtime) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        if retrying is not None:
-            retrying.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await retrying
+        for task in (retrying, state.rebuild_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
         await runtime.extensions[INDEX].close()
 
 
