@@ -200,6 +200,18 @@ async def _check_connections(settings: Settings) -> list[str]:
                 response.raise_for_status()
 
         await attempt("typesense", typesense_probe)
+
+    from staybook.catalog.media import media_store
+
+    async def media_probe() -> None:
+        store = media_store(settings.catalog)
+        try:
+            await store.ping()
+        finally:
+            await store.close()
+
+    bucket = settings.catalog.s3_bucket
+    await attempt(f"photo store ({f's3 bucket {bucket}' if bucket else 'local directory'})", media_probe)
     return failures
 
 

@@ -69,11 +69,30 @@ def test_demo_serves_health_metrics_openapi_and_problems(demo_server):
 
 def test_check_reports_configuration_and_failing_connections(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("STAYBOOK_")}
-    env |= {"STAYBOOK_DATABASE_URL": f"sqlite:///{tmp_path}/check.db", "STAYBOOK_SECRET_KEY": "s3cr3t-" + "x" * 30}
+    env |= {
+        "STAYBOOK_DATABASE_URL": f"sqlite:///{tmp_path}/check.db",
+        "STAYBOOK_SECRET_KEY": "s3cr3t-" + "x" * 30,
+        "STAYBOOK_CATALOG__MEDIA_DIR": str(tmp_path / "media"),
+    }
     ok = subprocess.run([STAYBOOK, "check"], env=env, capture_output=True, text=True, timeout=60)
     assert ok.returncode == 0, ok.stderr
     assert "s3cr3t" not in ok.stdout and "ok     database (sqlite)" in ok.stdout
+    assert "ok     photo store (local directory)" in ok.stdout
     env["STAYBOOK_REDIS_URL"] = "redis://127.0.0.1:1/0"
     failing = subprocess.run([STAYBOOK, "check"], env=env, capture_output=True, text=True, timeout=60)
     assert failing.returncode == 1
     assert "FAILED redis" in failing.stderr
+
+
+def test_check_reaches_the_photo_bucket(tmp_path, s3_bucket_settings):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STAYBOOK_")}
+    env |= {"STAYBOOK_DATABASE_URL": f"sqlite:///{tmp_path}/check.db"}
+    env |= {f"STAYBOOK_CATALOG__{name.upper()}": str(value) for name, value in s3_bucket_settings.items()}
+    ok = subprocess.run([STAYBOOK, "check"], env=env, capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    assert f"ok     photo store (s3 bucket {s3_bucket_settings['s3_bucket']})" in ok.stdout
+    # staybook does not create buckets: a missing one fails the check, naming it.
+    env["STAYBOOK_CATALOG__S3_BUCKET"] = "staybook-no-such-bucket"
+    failing = subprocess.run([STAYBOOK, "check"], env=env, capture_output=True, text=True, timeout=60)
+    assert failing.returncode == 1
+    assert "FAILED photo store (s3 bucket staybook-no-such-bucket)" in failing.stderr

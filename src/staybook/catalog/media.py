@@ -35,6 +35,10 @@ class MediaStore(Protocol):
         """A URL where clients fetch the object directly (presigned), or None when the API serves it."""
         ...
 
+    async def ping(self) -> None:
+        """Raises when the store cannot take writes (`staybook check`)."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -72,6 +76,15 @@ class LocalMediaStore:
 
     async def download_url(self, key: str) -> str | None:
         return None
+
+    async def ping(self) -> None:
+        def writable() -> None:
+            self.root.mkdir(parents=True, exist_ok=True)
+            probe = self.root / ".staybook-check"
+            probe.write_bytes(b"")
+            probe.unlink()
+
+        await asyncio.to_thread(writable)
 
     async def close(self) -> None:
         return None
@@ -137,6 +150,10 @@ class S3MediaStore:
         return self.client.generate_presigned_url(
             "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=self.presign_seconds
         )
+
+    async def ping(self) -> None:
+        # HeadBucket: the bucket exists and these credentials may use it (staybook does not create it).
+        await asyncio.to_thread(self.client.head_bucket, Bucket=self.bucket)
 
     async def close(self) -> None:
         await asyncio.to_thread(self.client.close)
