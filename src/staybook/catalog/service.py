@@ -174,16 +174,19 @@ async def property_room_types(session: AsyncSession, property_id: uuid.UUID) -> 
 
 async def active_room_types(session: AsyncSession, *, after: uuid.UUID | None, limit: int) -> list[RoomTypeSummary]:
     """Active room types of active properties in id order, `limit` at a time after `after` (for batch jobs)."""
+    query = _active_room_type_page(select(RoomType, Property), after=after, limit=limit)
+    return [_summary(*row) for row in (await session.execute(query)).all()]
+
+
+def _active_room_type_page(query, *, after: uuid.UUID | None, limit: int):
+    """Narrows `query` to one page of active room types of active properties, in id order."""
     query = (
-        select(RoomType, Property)
-        .join(Property, Property.id == RoomType.property_id)
+        query.join(Property, Property.id == RoomType.property_id)
         .where(RoomType.status == "active", Property.status == "active")
         .order_by(RoomType.id)
         .limit(limit)
     )
-    if after is not None:
-        query = query.where(RoomType.id > after)
-    return [_summary(*row) for row in (await session.execute(query)).all()]
+    return query if after is None else query.where(RoomType.id > after)
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,23 +205,11 @@ class CalendarSeed:
 async def calendar_seeds(session: AsyncSession, *, after: uuid.UUID | None, limit: int) -> list[CalendarSeed]:
     """Active room types of active properties in id order, `limit` at a time after `after`: the
     compact rows bulk calendar seeding works from (one Core query, plain tuples)."""
-    query = (
-        select(
-            RoomType.id,
-            RoomType.property_id,
-            RoomType.units,
-            RoomType.base_price_amount,
-            RoomType.currency,
-            Property.timezone,
-            Property.latitude,
-        )
-        .join(Property, Property.id == RoomType.property_id)
-        .where(RoomType.status == "active", Property.status == "active")
-        .order_by(RoomType.id)
-        .limit(limit)
-    )
-    if after is not None:
-        query = query.where(RoomType.id > after)
+    columns = (
+        RoomType.id, RoomType.property_id, RoomType.units, RoomType.base_price_amount, RoomType.currency,
+        Property.timezone, Property.latitude,
+    )  # fmt: skip
+    query = _active_room_type_page(select(*columns), after=after, limit=limit)
     return [CalendarSeed(*row) for row in (await session.execute(query)).all()]
 
 
