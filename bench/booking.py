@@ -474,7 +474,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument(
         "--rates",
-        default="10,20,30,40,50,60,70,80,100,120",
+        default="5,10,20,30,40,50,60,70,80,100,120",
         help="open-loop arrival rates (flows/s) tried in order per variant; the search stops at the first "
         "rate whose end-to-end p99 reaches 150 ms (or that loses a flow)",
     )
