@@ -17,6 +17,13 @@ same tables: the ceiling any HTTP path can approach. The server runs as many uvi
 workers as the machine has cores; its CPU (all workers) per confirmed booking is
 recorded at every step.
 
+A `staybook worker` (outbox relay, consumers: notifications rendering and writing mail,
+search, payments) runs beside the server, as in production. Every step splits the CPU
+spent per confirmed booking by process: the API workers, the worker, the PostgreSQL
+backends of the bench database (plus the cluster's shared WAL writer, checkpointer and
+autovacuum, which other databases on the machine also use) and this load generator; and
+records the outbox backlog the worker had left at the end of the step.
+
     flock /tmp/staybook-bench.lock .venv/bin/python -m bench.booking [--rates 10,20,40] [--duration 15]
 """
 
@@ -24,10 +31,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
 import re
+import resource
 import subprocess
 import tempfile
 import time
@@ -351,6 +360,91 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
+def _own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _pid_cpu(pid: int) -> float | None:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuSplit:
+    """CPU seconds by process over one step: API (all uvicorn workers), worker, PostgreSQL
+    (the bench database's backends; the cluster's shared background processes apart) and
+    the load generator. PostgreSQL processes are found through pg_stat_activity; a backend
+    that exits during the step loses its share (the pools keep theirs open)."""
+
+    def __init__(self, admin_url: str, server_pid: int, worker_pid: int) -> None:
+        self.admin_url, self.server_pid, self.worker_pid = admin_url, server_pid, worker_pid
+
+    def _postgres(self) -> tuple[dict[int, float], dict[int, float]]:
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            rows = conn.execute(
+                "SELECT pid, datname, backend_type FROM pg_stat_activity WHERE pid <> pg_backend_pid()"
+            ).fetchall()
+        ours, shared = {}, {}
+        for pid, datname, backend_type in rows:
+            if datname == DATABASE:
+                target = ours
+            elif backend_type in ("walwriter", "checkpointer", "background writer", "autovacuum launcher"):
+                target = shared
+            else:
+                continue
+            if (cpu := _pid_cpu(pid)) is not None:
+                target[pid] = cpu
+        return ours, shared
+
+    def snapshot(self) -> dict:
+        ours, shared = self._postgres()
+        return {
+            "api": cpu_seconds(self.server_pid),
+            "worker": cpu_seconds(self.worker_pid),
+            "postgres": ours,
+            "postgres_shared": shared,
+            "load_generator": _own_cpu(),
+        }
+
+    @staticmethod
+    def delta(before: dict, after: dict, confirmed: int, seconds: float) -> dict:
+        used = {
+            name: after[name] - before[name]
+            if not isinstance(after[name], dict)
+            # pids new in the step count from zero
+            else sum(cpu - before[name].get(pid, 0.0) for pid, cpu in after[name].items())
+            for name in after
+        }
+        return {
+            name: {
+                "seconds": round(value, 2),
+                "cores_busy": round(value / seconds, 2),
+                "ms_per_confirmed_booking": round(1000 * value / max(1, confirmed), 2),
+            }
+            for name, value in used.items()
+        }
+
+
+def outbox_backlog(url: str) -> int:
+    with psycopg.connect(url, autocommit=True) as conn:
+        return conn.execute("SELECT count(*) FROM outbox WHERE published_at IS NULL").fetchone()[0]
+
+
+def drained(url: str, worker_pid: int, *, timeout: float = 120) -> float:
+    """Waits until the worker has published every event and its CPU is quiet (consumers done);
+    returns the seconds waited."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout:
+        before = cpu_seconds(worker_pid)
+        time.sleep(0.5)
+        if outbox_backlog(url) == 0 and cpu_seconds(worker_pid) - before < 0.02:
+            break
+    return round(time.perf_counter() - started, 1)
+
+
 P99_LIMIT_MS = 150.0
 
 
@@ -363,11 +457,24 @@ def sustained(figures: dict) -> bool:
     )
 
 
+@contextlib.contextmanager
+def _terminated(process: subprocess.Popen):
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument(
         "--rates",
-        default="10,20,30,40,50,60,70,80,100,120",
+        default="5,10,20,30,40,50,60,70,80,100,120",
         help="open-loop arrival rates (flows/s) tried in order per variant; the search stops at the first "
         "rate whose end-to-end p99 reaches 150 ms (or that loses a flow)",
     )
@@ -413,18 +520,33 @@ def main() -> None:
         pass
     variants = {}
     command = staybook_command("serve", "--port", "{port}", "--workers", str(args.workers))
-    with Server(command, env=env, cpu=args.server_cpu) as server:
-        print(f"server pid {server.process.pid}", flush=True)
+    mail_dir = tempfile.mkdtemp(prefix="staybook-bench-mail-")
+    worker_env = {
+        **os.environ,
+        **env,
+        "STAYBOOK_NOTIFICATIONS__MAIL_SINK_DIR": mail_dir,
+        # The seeded calendar already reaches past this horizon: the worker's start-up roll-forward
+        # (a daily job, not a per-booking cost; with the default 365 days it would open ~670,000
+        # nights for 2,000 room types during the first steps) has nothing to open.
+        "STAYBOOK_INVENTORY__HORIZON_DAYS": "30",
+    }
+    worker_log = tempfile.NamedTemporaryFile(prefix="staybook-bench-worker-", suffix=".log", delete=False)  # noqa: SIM115
+    worker = subprocess.Popen(staybook_command("worker"), env=worker_env, stdout=worker_log, stderr=subprocess.STDOUT)
+    with _terminated(worker), Server(command, env=env, cpu=args.server_cpu) as server:
+        print(f"server pid {server.process.pid}, worker pid {worker.pid} (log {worker_log.name})", flush=True)
+        split = CpuSplit(ADMIN_URL.rsplit("/", 1)[0] + f"/{DATABASE}", server.process.pid, worker.pid)
+        print(f"worker idle after {drained(plain_url, worker.pid)} s", flush=True)
         for variant in args.variants.split(","):
             targets = room_types if variant == "spread" else room_types[:10]
             asyncio.run(
                 drive(server.url, targets, tokens, rate=20, duration=3, connections=args.connections, seed_value=1)
             )  # warm-up: every worker's connections, statements and caches
+            drained(plain_url, worker.pid)
             steps, best, retried = [], None, False
             step = 0
             while step < len(rates):
                 rate = rates[step]
-                cpu_before = cpu_seconds(server.process.pid)
+                cpu_before = split.snapshot()
                 figures = asyncio.run(
                     drive(
                         server.url,
@@ -436,13 +558,16 @@ def main() -> None:
                         seed_value=2 + len(steps),
                     )
                 )
-                used = cpu_seconds(server.process.pid) - cpu_before
-                per_booking = 1000 * used / max(1, figures["confirmed"])
-                figures["server_cpu"] = {
-                    "seconds": round(used, 2),
-                    "cores_busy": round(used / figures["duration_s"], 2),
-                    "ms_per_confirmed_booking": round(per_booking, 2),
-                }
+                cpu_after = split.snapshot()
+                figures["outbox_backlog_at_end"] = outbox_backlog(plain_url)
+                # The worker's share counts until it has handled the step's events: a worker that
+                # falls behind still owes their CPU.
+                figures["worker_drain_s"] = drained(plain_url, worker.pid)
+                cpu_after["worker"] = cpu_seconds(worker.pid)
+                figures["cpu_by_process"] = CpuSplit.delta(
+                    cpu_before, cpu_after, figures["confirmed"], figures["duration_s"]
+                )
+                figures["server_cpu"] = figures["cpu_by_process"]["api"]
                 figures["sustained"] = sustained(figures)
                 steps.append(figures)
                 lat = figures["latency_ms"]
@@ -452,7 +577,9 @@ def main() -> None:
                     f"pay p50/p99 {lat['pay_and_confirm']['p50']}/{lat['pay_and_confirm']['p99']} ms; "
                     f"end-to-end p50/p99/p99.9 {lat['end_to_end']['p50']}/{lat['end_to_end']['p99']}/"
                     f"{lat['end_to_end']['p99.9']} ms; errors {figures['errors']}; {figures['statuses']}; "
-                    f"server CPU {figures['server_cpu']}",
+                    "CPU ms/booking "
+                    + ", ".join(f"{k} {v['ms_per_confirmed_booking']}" for k, v in figures["cpu_by_process"].items())
+                    + f"; outbox backlog {figures['outbox_backlog_at_end']}, drained in {figures['worker_drain_s']} s",
                     flush=True,
                 )
                 if not figures["sustained"]:

@@ -110,10 +110,13 @@ def serve(
 
 @app.command()
 def worker():
-    """Run the outbox relay, event consumers and periodic jobs until SIGTERM."""
+    """Run the outbox relay, event consumers and periodic jobs until SIGTERM (on uvloop, as the API)."""
+    import uvloop
+
     settings = _settings()
     configure_observability(settings)
-    asyncio.run(_run_worker(settings))
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(_run_worker(settings))
 
 
 async def _run_worker(settings: Settings) -> None:

@@ -31,14 +31,12 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Index, Integer, String, delete, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 from starlette.requests import Request
 from starlette.responses import Response
 
-from staybook.kernel.db import Database
+from staybook.kernel.db import Database, insert_on_conflict
 from staybook.kernel.errors import PROBLEM_CONTENT_TYPE, Conflict, InvalidInput, StaybookError, error_response
 from staybook.kernel.orm import Base, JSONType, UTCDateTime, utcnow
 
@@ -64,6 +62,13 @@ class IdempotencyKey(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     __table_args__ = (Index("ix_idempotency_keys_expires_at", "expires_at"),)
+
+
+_CLAIM = insert_on_conflict(
+    IdempotencyKey.__table__,
+    ("scope", "key", "fingerprint", "state", "created_at", "locked_until", "expires_at"),
+    ("scope", "key"),
+)
 
 
 class KeyInUse(Conflict):
@@ -180,10 +185,7 @@ class IdempotencyStore:
         # The claim needs no WAL flush of its own: the business change that follows commits durably
         # and flushes the WAL up to and including this claim; without that change a lost claim is harmless.
         async with self.db.unit_of_work(flush_wal=False) as uow:
-            insert = pg_insert if self.db.dialect == "postgresql" else sqlite_insert
-            inserted = await uow.session.execute(
-                insert(IdempotencyKey).values(**row).on_conflict_do_nothing(index_elements=["scope", "key"])
-            )
+            inserted = await uow.session.execute(_CLAIM, row)
             if inserted.rowcount == 1:
                 return Claim(self, scope, key, request_fingerprint)
             # Taken: an expired key or an abandoned claim (its work never committed) is taken over

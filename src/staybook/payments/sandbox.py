@@ -34,10 +34,8 @@ import httpx
 import orjson
 import structlog
 from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from staybook.kernel.db import Database
+from staybook.kernel.db import Database, insert_on_conflict
 from staybook.kernel.orm import utcnow
 from staybook.kernel.settings import Settings
 from staybook.payments.models import SandboxCharge, SandboxWebhook
@@ -48,6 +46,24 @@ log = structlog.get_logger("staybook.payments.sandbox")
 SIGNATURE_HEADER = "sandbox-signature"
 DECLINES = {"tok_decline": "card_declined", "tok_insufficient_funds": "insufficient_funds"}
 CHARGES = SandboxCharge.__table__
+_NEW_CHARGE = insert_on_conflict(
+    CHARGES,
+    (
+        "reference",
+        "idempotency_key",
+        "token",
+        "amount",
+        "currency",
+        "status",
+        "captured_amount",
+        "refunded_amount",
+        "decline_code",
+        "created_at",
+        "updated_at",
+    ),
+    ("idempotency_key",),
+    returning=True,
+)
 MAX_DELIVERY_ATTEMPTS = 12
 # How long a leased delivery stays invisible to other deliverers while it is being posted.
 LEASE = timedelta(seconds=30)
@@ -169,29 +185,22 @@ class SandboxProvider:
         await self._network()
         now = utcnow()
         decline = DECLINES.get(token)
-        insert = pg_insert if self.db.dialect == "postgresql" else sqlite_insert
+        values = {
+            "reference": "ch_" + secrets.token_hex(12),
+            "idempotency_key": key,
+            "token": token,
+            "amount": amount,
+            "currency": currency,
+            "status": "declined" if decline else "authorised",
+            "captured_amount": 0,
+            "refunded_amount": 0,
+            "decline_code": decline,
+            "created_at": now,
+            "updated_at": now,
+        }
         async with self._ledger() as ledger:
             # A retried call (same idempotency key) finds the first call's charge.
-            row = (
-                await ledger.execute(
-                    insert(CHARGES)
-                    .values(
-                        reference="ch_" + secrets.token_hex(12),
-                        idempotency_key=key,
-                        token=token,
-                        amount=amount,
-                        currency=currency,
-                        status="declined" if decline else "authorised",
-                        captured_amount=0,
-                        refunded_amount=0,
-                        decline_code=decline,
-                        created_at=now,
-                        updated_at=now,
-                    )
-                    .on_conflict_do_nothing(index_elements=["idempotency_key"])
-                    .returning(*CHARGES.c)
-                )
-            ).first()
+            row = (await ledger.execute(_NEW_CHARGE, values)).first()
             if row is None:
                 existing = (await ledger.execute(select(CHARGES).where(CHARGES.c.idempotency_key == key))).one()
                 return _state(existing)

@@ -20,7 +20,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from staybook.kernel.db import UnitOfWork
+from staybook.kernel.db import UnitOfWork, insert_on_conflict
 from staybook.kernel.errors import Conflict, NotFound, StaybookError
 from staybook.kernel.orm import new_id, utcnow
 from staybook.kernel.runtime import PeriodicJob, Runtime
@@ -56,6 +56,28 @@ PREDECESSORS = {
     for status in ("authorised", "captured", "failed", "voided", "refunded")
 }
 PAYMENTS = Payment.__table__
+# A retried attempt of a still-pending payment of the same amount counts one attempt more;
+# any other existing payment of the booking is left alone (no row returned).
+_OPEN_PAYMENT = insert_on_conflict(
+    PAYMENTS,
+    (
+        "id",
+        "booking_id",
+        "payer_id",
+        "amount",
+        "currency",
+        "provider",
+        "status",
+        "refunded_amount",
+        "attempts",
+        "created_at",
+        "updated_at",
+    ),
+    ("booking_id",),
+    update="UPDATE SET attempts = payments.attempts + 1, failure_reason = NULL, updated_at = :updated_at"
+    " WHERE payments.status = 'pending' AND payments.amount = :amount",
+    returning=True,
+)
 
 SettlementListener = Callable[[Runtime, uuid.UUID], Awaitable[None]]
 # Called (outside any transaction) with a booking id after a webhook moved its payment;
@@ -132,29 +154,20 @@ async def open_payment(
     with one more attempt counted.
     """
     now = utcnow()
-    insert = pg_insert if uow.session.bind.dialect.name == "postgresql" else sqlite_insert
-    statement = insert(PAYMENTS).values(
-        id=new_id(),
-        booking_id=booking_id,
-        payer_id=payer_id,
-        amount=amount,
-        currency=currency,
-        provider=provider_name,
-        status="pending",
-        refunded_amount=0,
-        attempts=1,
-        created_at=now,
-        updated_at=now,
-    )
-    row = (
-        await uow.session.execute(
-            statement.on_conflict_do_update(
-                index_elements=["booking_id"],
-                set_={"attempts": PAYMENTS.c.attempts + 1, "failure_reason": None, "updated_at": now},
-                where=(PAYMENTS.c.status == "pending") & (PAYMENTS.c.amount == amount),
-            ).returning(*PAYMENTS.c)
-        )
-    ).first()
+    values = {
+        "id": new_id(),
+        "booking_id": booking_id,
+        "payer_id": payer_id,
+        "amount": amount,
+        "currency": currency,
+        "provider": provider_name,
+        "status": "pending",
+        "refunded_amount": 0,
+        "attempts": 1,
+        "created_at": now,
+        "updated_at": now,
+    }
+    row = (await uow.session.execute(_OPEN_PAYMENT, values)).first()
     if row is None:
         raise Conflict("This booking already has a payment")
     return PaymentView.of(row)
