@@ -229,3 +229,27 @@ async def _deferred_sms(runtime, now):
     [sms] = await deliveries(runtime, Delivery.channel == "sms")
     # Deferred means rescheduled to a whole hour at least an hour away, not merely claimed (lease).
     return sms if (sms.next_attempt_at - now).total_seconds() > 3600 and sms.next_attempt_at.minute == 0 else None
+
+
+async def test_booking_guest_remembered_by_concurrent_handlers(pg_settings, make_runtime):
+    """The held and confirmed handlers run in separate consumers: both remember the booking at
+    once without a unique violation (which would cost a failed, retried transaction)."""
+    import asyncio
+
+    from staybook.notifications import service as notifications
+    from staybook.notifications.models import BookingGuest
+
+    runtime = await make_runtime(pg_settings)
+    booking_id, guest = uuid.uuid4(), uuid.uuid4()
+
+    async def remember(status: str) -> None:
+        async with runtime.db.unit_of_work() as uow:
+            await notifications.remember_booking(
+                uow, {"booking_id": str(booking_id), "guest_user_id": str(guest), "status": status}
+            )
+
+    await asyncio.gather(*(remember(status) for status in ("held", "confirmed") * 4))
+    async with runtime.db.session() as session:
+        rows = (await session.scalars(select(BookingGuest))).all()
+    assert [(row.booking_id, row.guest_user_id) for row in rows] == [(booking_id, guest)]
+    assert rows[0].booking["status"] in {"held", "confirmed"}

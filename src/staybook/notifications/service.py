@@ -30,7 +30,7 @@ from sqlalchemy import event as orm_event
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from staybook.kernel.db import UnitOfWork
+from staybook.kernel.db import UnitOfWork, insert_on_conflict
 from staybook.kernel.errors import Conflict, InvalidInput, NotFound
 from staybook.kernel.events import EventEnvelope
 from staybook.kernel.orm import new_id, utcnow
@@ -240,11 +240,19 @@ async def remember_booking(uow: UnitOfWork, booking: dict[str, Any]) -> None:
     """Keeps the latest booking state so payment events, which name only the booking, reach the guest."""
     booking_id = uuid.UUID(str(booking["booking_id"]))
     guest_user_id = uuid.UUID(str(booking["guest_user_id"])) if booking.get("guest_user_id") else None
-    row = await uow.session.get(BookingGuest, booking_id)
-    if row is None:
-        uow.session.add(BookingGuest(booking_id=booking_id, guest_user_id=guest_user_id, booking=booking))
-    else:
-        row.booking = booking
+    # One upsert: the held and confirmed handlers may run at once (separate consumers) and
+    # a read-then-insert raced into a unique violation and a retried transaction.
+    await uow.session.execute(
+        _REMEMBER_BOOKING, {"booking_id": booking_id, "guest_user_id": guest_user_id, "booking": booking}
+    )
+
+
+_REMEMBER_BOOKING = insert_on_conflict(
+    BookingGuest.__table__,
+    ("booking_id", "guest_user_id", "booking"),
+    ("booking_id",),
+    update="UPDATE SET guest_user_id = excluded.guest_user_id, booking = excluded.booking",
+)
 
 
 async def notify_refund(uow: UnitOfWork, envelope: EventEnvelope, payload: dict[str, Any]) -> int:
