@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import ClassVar
 
 import pytest
@@ -115,3 +116,20 @@ async def test_retry_succeeds_before_dead_letter(backbone_settings, make_runtime
 
 async def _async(value):
     return value
+
+
+@pytest.fixture(params=["pg_settings", "sqlite_settings"])
+def both_databases(request):
+    return request.getfixturevalue(request.param)
+
+
+async def test_inbox_records_an_event_once_per_consumer(both_databases, make_runtime):
+    from staybook.kernel.consumers import record_in_inbox
+
+    runtime = await make_runtime(both_databases)
+    event_id = uuid.uuid4()
+    outcomes = []
+    for consumer in ("audit", "audit", "mail"):
+        async with runtime.db.unit_of_work() as uow:
+            outcomes.append(await record_in_inbox(uow, consumer, event_id))
+    assert outcomes == [True, False, True]

@@ -20,12 +20,10 @@ from dataclasses import dataclass
 
 import structlog
 from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from staybook.kernel import metrics
 from staybook.kernel.bus import Bus, Delivery
-from staybook.kernel.db import Database, UnitOfWork
+from staybook.kernel.db import Database, UnitOfWork, insert_on_conflict
 from staybook.kernel.events import EventEnvelope
 from staybook.kernel.models import DeadLetter, InboxMessage
 from staybook.kernel.orm import new_id, utcnow
@@ -51,15 +49,17 @@ class ReplicaSubscription:
 
 async def record_in_inbox(uow: UnitOfWork, consumer: str, event_id: uuid.UUID) -> bool:
     """Inserts the inbox row; False when this consumer already handled the event."""
-    dialect = uow.session.bind.dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    statement = (
-        insert(InboxMessage)
-        .values(consumer=consumer, event_id=event_id, handled_at=utcnow())
-        .on_conflict_do_nothing(index_elements=["consumer", "event_id"])
+    result = await uow.session.execute(
+        _INBOX_INSERT, {"consumer": consumer, "event_id": event_id, "handled_at": utcnow()}
     )
-    result = await uow.session.execute(statement)
     return result.rowcount == 1
+
+
+# Built once: SQLAlchemy compiles its dialect upserts afresh on every call, and every durable
+# delivery runs this statement.
+_INBOX_INSERT = insert_on_conflict(
+    InboxMessage.__table__, ("consumer", "event_id", "handled_at"), ("consumer", "event_id")
+)
 
 
 class ConsumerRunner:
