@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import orjson
-from sqlalchemy import select, text
+from sqlalchemy import insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from staybook.identity.models import AuditEntry
@@ -53,7 +53,7 @@ def entry_digest(prev_hash: str, seq: int, occurred_at: datetime, record: AuditR
     return hashlib.sha256(prev_hash.encode() + orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-async def append(session: AsyncSession, record: AuditRecord) -> AuditEntry:
+async def append(session: AsyncSession, record: AuditRecord) -> None:
     """Adds `record` at the end of the chain, in the caller's transaction."""
     if session.bind.dialect.name == "postgresql":
         await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CHAIN_LOCK})
@@ -63,23 +63,25 @@ async def append(session: AsyncSession, record: AuditRecord) -> AuditEntry:
     seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS)
     # Microsecond precision survives both engines, so the digest recomputes identically.
     occurred_at = utcnow()
-    entry = AuditEntry(
-        seq=seq,
-        occurred_at=occurred_at,
-        actor_id=record.actor_id,
-        actor_role=record.actor_role,
-        action=record.action,
-        resource_type=record.resource_type,
-        resource_id=record.resource_id,
-        ip=record.ip,
-        result=record.result,
-        details=record.details or {},
-        prev_hash=prev_hash,
-        entry_hash=entry_digest(prev_hash, seq, occurred_at, record),
+    # A Core insert: the event consumers append an entry per booking and payment event, and
+    # an ORM object plus flush per entry was a visible share of the worker's CPU.
+    await session.execute(
+        insert(AuditEntry),
+        {
+            "seq": seq,
+            "occurred_at": occurred_at,
+            "actor_id": record.actor_id,
+            "actor_role": record.actor_role,
+            "action": record.action,
+            "resource_type": record.resource_type,
+            "resource_id": record.resource_id,
+            "ip": record.ip,
+            "result": record.result,
+            "details": record.details or {},
+            "prev_hash": prev_hash,
+            "entry_hash": entry_digest(prev_hash, seq, occurred_at, record),
+        },
     )
-    session.add(entry)
-    await session.flush()
-    return entry
 
 
 async def verify_chain(session: AsyncSession, batch: int = 1000) -> dict:
