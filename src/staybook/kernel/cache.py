@@ -125,7 +125,7 @@ class MemoryCache:
     async def get_or_load_versioned(
         self, namespace: str, key: str, ttl_seconds: float, loader: BytesLoader, metric: str = "default"
     ) -> bytes:
-        full_key = f"{namespace}:v{self._versions.get(namespace, 0)}:{key}"
+        full_key = _versioned(namespace, self._versions.get(namespace, 0), key)
         entry = self._entries.get(full_key)
         if entry is not None and entry[0] >= time.monotonic():
             self._entries.move_to_end(full_key)
@@ -236,13 +236,15 @@ class RedisCache:
         self, namespace: str, key: str, ttl_seconds: float, loader: BytesLoader, metric: str = "default"
     ) -> bytes:
         version, raw = await self._get_versioned(
-            keys=[self.prefix + "ns:" + namespace], args=[f"{self.prefix}{namespace}:v", f":{key}"]
+            # The script joins these around the version it reads: the layout of `_versioned`.
+            keys=[self.prefix + "ns:" + namespace],
+            args=[f"{self.prefix}{namespace}:v", f":{key}"],
         )
         if raw is not None:
             metrics.CACHE_REQUESTS.labels(metric, "hit").inc()
             return raw
         metrics.CACHE_REQUESTS.labels(metric, "miss").inc()
-        full_key = f"{namespace}:v{int(version)}:{key}"
+        full_key = _versioned(namespace, int(version), key)
         return await self._flight.run(full_key, lambda: self._load_raw_with_lock(full_key, ttl_seconds, loader))
 
     async def namespace_version(self, namespace: str) -> int:
@@ -259,5 +261,9 @@ class RedisCache:
         return None
 
 
+def _versioned(namespace: str, version: int | str, key: str) -> str:
+    return f"{namespace}:v{version}:{key}"
+
+
 async def versioned_key(cache: Cache, namespace: str, key: str) -> str:
-    return f"{namespace}:v{await cache.namespace_version(namespace)}:{key}"
+    return _versioned(namespace, await cache.namespace_version(namespace), key)
