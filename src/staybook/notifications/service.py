@@ -27,8 +27,6 @@ import httpx
 import structlog
 from sqlalchemy import Engine, delete, func, select, update
 from sqlalchemy import event as orm_event
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from staybook.kernel.db import UnitOfWork, insert_on_conflict
 from staybook.kernel.errors import Conflict, InvalidInput, NotFound
@@ -310,14 +308,21 @@ async def record_deliveries(
         )
     if not rows_to_insert:
         return 0
-    insert = pg_insert if uow.session.bind.dialect.name == "postgresql" else sqlite_insert
-    await uow.session.execute(
-        insert(Delivery).on_conflict_do_nothing(index_elements=["event_id", "channel", "template", "recipient_hash"]),
-        rows_to_insert,
-    )
+    await uow.session.execute(_NEW_DELIVERY, rows_to_insert)
     # Wake the sender only once the rows are visible to it.
     orm_event.listen(uow.session.sync_session, "after_commit", lambda _session: notifier.wake(), once=True)
     return len(rows_to_insert)
+
+
+# Built once (kernel.db.insert_on_conflict): the worker runs it for every booking and account event.
+_NEW_DELIVERY = insert_on_conflict(
+    Delivery.__table__,
+    (
+        "id", "event_id", "user_id", "channel", "template", "locale", "recipient", "recipient_hash", "context",
+        "status", "attempts", "next_attempt_at", "created_at", "updated_at",
+    ),
+    ("event_id", "channel", "template", "recipient_hash"),
+)  # fmt: skip
 
 
 # ------------------------------------------------------------------ sending
@@ -628,7 +633,6 @@ async def update_preferences(
     if errors:
         raise InvalidInput("Some preferences cannot be set.", errors=errors)
     async with runtime.db.unit_of_work() as uow:
-        insert = pg_insert if runtime.db.dialect == "postgresql" else sqlite_insert
         now = utcnow()
         rows = [
             {"user_id": user_id, "channel": c, "notification_type": n, "enabled": e, "updated_at": now}
@@ -636,15 +640,16 @@ async def update_preferences(
             for n, e in choices.items()
         ]
         if rows:
-            statement = insert(Preference)
-            await uow.session.execute(
-                statement.on_conflict_do_update(
-                    index_elements=["user_id", "channel", "notification_type"],
-                    set_={"enabled": statement.excluded.enabled, "updated_at": statement.excluded.updated_at},
-                ),
-                rows,
-            )
+            await uow.session.execute(_SET_PREFERENCE, rows)
     return await get_preferences(runtime, user_id)
+
+
+_SET_PREFERENCE = insert_on_conflict(
+    Preference.__table__,
+    ("user_id", "channel", "notification_type", "enabled", "updated_at"),
+    ("user_id", "channel", "notification_type"),
+    update="UPDATE SET enabled = excluded.enabled, updated_at = excluded.updated_at",
+)
 
 
 async def unsubscribe(runtime: Runtime, user_id: uuid.UUID, type_name: str) -> None:

@@ -17,8 +17,6 @@ from dataclasses import dataclass
 
 import structlog
 from sqlalchemy import func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from staybook.kernel.db import UnitOfWork, insert_on_conflict
 from staybook.kernel.errors import Conflict, NotFound, StaybookError
@@ -58,6 +56,10 @@ PREDECESSORS = {
 PAYMENTS = Payment.__table__
 # A retried attempt of a still-pending payment of the same amount counts one attempt more;
 # any other existing payment of the booking is left alone (no row returned).
+# First sight of a provider's webhook event; a repeated (provider, event id) inserts nothing.
+_NEW_WEBHOOK_EVENT = insert_on_conflict(
+    WebhookEvent.__table__, ("provider", "event_id", "event_type", "payload", "received_at"), ("provider", "event_id")
+)
 _OPEN_PAYMENT = insert_on_conflict(
     PAYMENTS,
     (
@@ -294,17 +296,15 @@ async def handle_webhook(runtime: Runtime, provider_name: str, body: bytes, head
         raise BadSignature(f"malformed webhook: {error}") from error
     booking_id = None
     async with runtime.db.unit_of_work() as uow:
-        insert = pg_insert if runtime.db.dialect == "postgresql" else sqlite_insert
         fresh = await uow.session.execute(
-            insert(WebhookEvent)
-            .values(
-                provider=provider_name,
-                event_id=event.id,
-                event_type=event.type,
-                payload={"charge": event.charge.__dict__},
-                received_at=utcnow(),
-            )
-            .on_conflict_do_nothing(index_elements=["provider", "event_id"])
+            _NEW_WEBHOOK_EVENT,
+            {
+                "provider": provider_name,
+                "event_id": event.id,
+                "event_type": event.type,
+                "payload": {"charge": event.charge.__dict__},
+                "received_at": utcnow(),
+            },
         )
         if fresh.rowcount != 1:
             return "duplicate"
