@@ -343,26 +343,33 @@ def room_type_out(room_type: RoomType) -> RoomTypeOut:
     )
 
 
+def _property_fields(prop: Property) -> dict:
+    """The fields a property's API view and its events share."""
+    return {
+        "host_id": prop.host_id,
+        "name": prop.name,
+        "description": prop.description,
+        "property_type": prop.property_type,
+        "address": prop.address,
+        "city": prop.city,
+        "country": prop.country,
+        "latitude": prop.latitude,
+        "longitude": prop.longitude,
+        "timezone": prop.timezone,
+        "currency": prop.currency,
+        "amenities": list(prop.amenities or []),
+        "check_in_time": prop.check_in_time,
+        "check_out_time": prop.check_out_time,
+        "cancellation_policy": prop.cancellation_policy,
+        "rating": None if prop.rating_tenths is None else prop.rating_tenths / 10,
+        "status": prop.status,
+    }
+
+
 def property_out(prop: Property, room_types: list[RoomType] | None = None) -> PropertyOut:
     return PropertyOut(
         id=prop.id,
-        host_id=prop.host_id,
-        name=prop.name,
-        description=prop.description,
-        property_type=prop.property_type,
-        address=prop.address,
-        city=prop.city,
-        country=prop.country,
-        latitude=prop.latitude,
-        longitude=prop.longitude,
-        timezone=prop.timezone,
-        currency=prop.currency,
-        amenities=list(prop.amenities or []),
-        check_in_time=prop.check_in_time,
-        check_out_time=prop.check_out_time,
-        cancellation_policy=prop.cancellation_policy,
-        rating=None if prop.rating_tenths is None else prop.rating_tenths / 10,
-        status=prop.status,
+        **_property_fields(prop),
         created_at=prop.created_at,
         updated_at=prop.updated_at,
         room_types=[room_type_out(r) for r in room_types or []],
@@ -370,27 +377,7 @@ def property_out(prop: Property, room_types: list[RoomType] | None = None) -> Pr
 
 
 def property_state(prop: Property, event_type, thumbnail_url: str | None = None):
-    return event_type(
-        property_id=prop.id,
-        host_id=prop.host_id,
-        name=prop.name,
-        description=prop.description,
-        address=prop.address,
-        city=prop.city,
-        country=prop.country,
-        latitude=prop.latitude,
-        longitude=prop.longitude,
-        timezone=prop.timezone,
-        currency=prop.currency,
-        amenities=list(prop.amenities or []),
-        property_type=prop.property_type,
-        rating=None if prop.rating_tenths is None else prop.rating_tenths / 10,
-        check_in_time=prop.check_in_time,
-        check_out_time=prop.check_out_time,
-        cancellation_policy=prop.cancellation_policy,
-        status=prop.status,
-        thumbnail_url=thumbnail_url,
-    )
+    return event_type(property_id=prop.id, **_property_fields(prop), thumbnail_url=thumbnail_url)
 
 
 def room_type_state(room_type: RoomType, event_type):
