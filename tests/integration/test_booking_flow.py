@@ -153,8 +153,8 @@ async def test_provider_error_is_a_bad_gateway_and_keeps_the_hold(db_settings, c
         )
         assert paid.status_code == 200, paid.text
         assert paid.json()["booking"]["status"] == "confirmed"
-        async with runtime.db.session() as session:
-            payment = await payments.for_booking(session, uuid.UUID(booking["id"]))
+        async with runtime.db.unit_of_work() as uow:
+            payment = await payments.for_booking(uow, uuid.UUID(booking["id"]))
         assert payment.status == "captured" and payment.attempts == 3
         assert (await night_counts(runtime, room["room_type_id"]))[START.isoformat()] == (1, 0, 1)
         assert (await payments.reconcile(runtime))["balanced"]

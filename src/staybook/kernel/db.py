@@ -2,17 +2,27 @@
 
 One ORM layer, two engines: SQLite (WAL, the demo) and PostgreSQL (production).
 Both run the same Alembic history.
+
+Hot paths (a booking's hold and payment) write with `Sql` statements: SQL text valid on
+both engines, built once at import. On PostgreSQL the unit of work runs them on its own
+asyncpg connection as prepared statements (about 50 µs of client CPU per round trip,
+against about 200 µs for a SQLAlchemy Core execute plus the building of the statement);
+on SQLite they go through SQLAlchemy with the same text and types. Both paths share the
+transaction of the unit of work's session, so Core, ORM and `Sql` writes commit together.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator, Callable
+import re
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Table, TextClause, bindparam, event, text
+import orjson
+from sqlalchemy import JSON, Column, Table, TextClause, bindparam, event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.types import NullType, TypeEngine
 
 from staybook.kernel.models import OutboxMessage
 
@@ -65,6 +75,85 @@ async def ping(engine: AsyncEngine) -> None:
         await conn.execute(text("SELECT 1"))
 
 
+class Record(dict):
+    """A row of a `Sql` statement: by name (`row["status"]`) or attribute (`row.status`)."""
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+_ROW_LOCK = re.compile(r"\s+FOR UPDATE(\s+OF\s+\w+)?(\s+SKIP LOCKED)?")
+_BIND = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+
+
+def _json_text(value: Any) -> Any:
+    # SQLAlchemy's asyncpg codecs for json/jsonb take JSON text (and decode results to objects).
+    return None if value is None else orjson.dumps(value, default=str).decode()
+
+
+def _is_json(type_: TypeEngine) -> bool:
+    return isinstance(type_, JSON) or any(isinstance(v, JSON) for v in getattr(type_, "_variant_mapping", {}).values())
+
+
+class Sql:
+    """A statement written once, valid on PostgreSQL and SQLite, with `:name` binds.
+
+    `types` gives each bind its column type (binds named after a column of `table` take its
+    type); `returns` types the result columns. Build it at import, run it with
+    `UnitOfWork.fetch/fetchrow/execute`.
+    """
+
+    __slots__ = ("clause", "postgres", "names", "encoders")
+
+    def __init__(
+        self,
+        sql: str,
+        *,
+        table: Table | None = None,
+        types: Mapping[str, TypeEngine] | None = None,
+        returns: Iterable[Column] = (),
+    ) -> None:
+        names: list[str] = []
+        for name in _BIND.findall(sql):
+            if name not in names:
+                names.append(name)
+
+        def type_of(name: str) -> TypeEngine:
+            if types and name in types:
+                return types[name]
+            if table is not None and name in table.c:
+                return table.c[name].type
+            return NullType()
+
+        bind_types = [type_of(name) for name in names]
+        # SQLite has no row locks (its writer holds the database from BEGIN IMMEDIATE on).
+        clause = text(_ROW_LOCK.sub("", sql)).bindparams(
+            *(bindparam(n, type_=t) for n, t in zip(names, bind_types, strict=True))
+        )
+        returns = list(returns)
+        self.clause = clause.columns(*returns) if returns else clause
+        self.names = tuple(names)
+        self.postgres = _BIND.sub(lambda match: f"${names.index(match.group(1)) + 1}", sql)
+        self.encoders = tuple(_json_text if _is_json(t) else None for t in bind_types)
+
+    def arguments(self, params: Mapping[str, Any]) -> list[Any]:
+        return [
+            params[name] if encode is None else encode(params[name])
+            for name, encode in zip(self.names, self.encoders, strict=True)
+        ]
+
+
+def _count(status: str) -> int:
+    # asyncpg answers a command with its tag: "UPDATE 3", "INSERT 0 1", "DELETE 0".
+    tail = status.rpartition(" ")[2]
+    return int(tail) if tail.isdigit() else 0
+
+
 class UnitOfWork:
     """One transaction: the changes of one use case plus the events it emits.
 
@@ -73,11 +162,63 @@ class UnitOfWork:
     so events reach the bus without waiting for the next poll.
     """
 
-    def __init__(self, session: AsyncSession, on_commit: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self, session: AsyncSession, on_commit: Callable[[], None] | None = None, *, autocommit: bool = False
+    ) -> None:
         self.session = session
         self._events: list[Event] = []
         self._on_commit = on_commit
         self.context: dict[str, Any] = {}
+        self._postgres = session.bind is not None and session.bind.dialect.name == "postgresql"
+        self._autocommit = autocommit and self._postgres
+        self._driver: Any = None
+
+    async def _driver_connection(self) -> Any:
+        """The asyncpg connection of this unit of work's session, inside its transaction."""
+        if self._driver is None:
+            raw = await (await self.session.connection()).get_raw_connection()
+            adapted = raw.dbapi_connection
+            # SQLAlchemy's asyncpg adapter sends BEGIN lazily, before its own first statement:
+            # start it here so the driver's statements run inside the session's transaction.
+            if not adapted._started and not self._autocommit:
+                await adapted._start_transaction()
+            self._driver = raw.driver_connection
+        return self._driver
+
+    async def fetch(self, statement: Sql, params: Mapping[str, Any] | None = None) -> list[Record]:
+        """Runs `statement` in this unit of work's transaction; its rows."""
+        params = params or {}
+        if self._postgres:
+            driver = await self._driver_connection()
+            return [Record(row.items()) for row in await driver.fetch(statement.postgres, *statement.arguments(params))]
+        result = await self.session.execute(statement.clause, params)
+        return [Record(row._mapping) for row in result] if result.returns_rows else []
+
+    async def fetchrow(self, statement: Sql, params: Mapping[str, Any] | None = None) -> Record | None:
+        """The first row of `statement`, or None."""
+        params = params or {}
+        if self._postgres:
+            driver = await self._driver_connection()
+            row = await driver.fetchrow(statement.postgres, *statement.arguments(params))
+            return None if row is None else Record(row.items())
+        row = (await self.session.execute(statement.clause, params)).first()
+        return None if row is None else Record(row._mapping)
+
+    async def execute(self, statement: Sql, params: Mapping[str, Any] | None = None) -> int:
+        """Runs a statement that returns no rows; the number of rows it changed."""
+        params = params or {}
+        if self._postgres:
+            driver = await self._driver_connection()
+            return _count(await driver.execute(statement.postgres, *statement.arguments(params)))
+        return (await self.session.execute(statement.clause, params)).rowcount
+
+    async def execute_many(self, statement: Sql, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Runs `statement` once per parameter set, in one round trip on PostgreSQL."""
+        if self._postgres:
+            driver = await self._driver_connection()
+            await driver.executemany(statement.postgres, [statement.arguments(row) for row in rows])
+        else:
+            await self.session.execute(statement.clause, list(rows))
 
     def emit(self, event: Event) -> None:
         self._events.append(event)
@@ -91,7 +232,10 @@ class UnitOfWork:
             return
         rows = [event.outbox_row() for event in self._events]
         self._events.clear()
-        await self.session.execute(OutboxMessage.__table__.insert(), rows)
+        if self._driver is not None:  # the driver connection is open: one prepared round trip
+            await self.execute_many(_OUTBOX_INSERT, rows)
+        else:
+            await self.session.execute(OutboxMessage.__table__.insert(), rows)
 
     async def commit(self) -> None:
         had_events = bool(self._events)
@@ -103,6 +247,13 @@ class UnitOfWork:
     async def rollback(self) -> None:
         self._events.clear()
         await self.session.rollback()
+
+
+_OUTBOX_COLUMNS = ("id", "subject", "event_type", "payload", "headers", "created_at", "published_at", "attempts")
+_OUTBOX_INSERT = Sql(
+    f"INSERT INTO outbox ({', '.join(_OUTBOX_COLUMNS)}) VALUES ({', '.join(':' + c for c in _OUTBOX_COLUMNS)})",
+    table=OutboxMessage.__table__,
+)
 
 
 class Database:
@@ -126,17 +277,19 @@ class Database:
             listener()
 
     @asynccontextmanager
-    async def unit_of_work(self, *, flush_wal: bool = True) -> AsyncIterator[UnitOfWork]:
+    async def unit_of_work(self, *, flush_wal: bool = True, autocommit: bool = False) -> AsyncIterator[UnitOfWork]:
         """Yields a UnitOfWork; commits when the block ends cleanly, rolls back on error.
 
         `flush_wal=False` (PostgreSQL) commits without waiting for the WAL flush: for records
         that only matter together with a later durable commit (which flushes the WAL before
-        it, in order), such as an idempotency claim ahead of the business change.
+        it, in order). `autocommit=True` (PostgreSQL) runs each `Sql` statement in a transaction
+        of its own, without BEGIN/COMMIT round trips: for single-statement writes; elsewhere
+        it is an ordinary unit of work.
         """
         async with self.sessions() as session:
-            uow = UnitOfWork(session, self._notify)
+            uow = UnitOfWork(session, self._notify, autocommit=autocommit)
             try:
-                if not flush_wal and self.dialect == "postgresql":
+                if not flush_wal and not autocommit and self.dialect == "postgresql":
                     await session.execute(text("SET LOCAL synchronous_commit = off"))
                 yield uow
                 await uow.commit()
