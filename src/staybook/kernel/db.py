@@ -105,7 +105,9 @@ class Sql:
 
     `types` gives each bind its column type (binds named after a column of `table` take its
     type); `returns` types the result columns. Build it at import, run it with
-    `UnitOfWork.fetch/fetchrow/execute`.
+    `UnitOfWork.fetch/fetchrow/execute`. PostgreSQL infers each bind's type from where it
+    stands (a bind alone in the select list would be text), and SQLite gets the statement
+    without its `FOR UPDATE` clauses.
     """
 
     __slots__ = ("clause", "postgres", "names", "encoders")
