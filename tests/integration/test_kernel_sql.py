@@ -77,12 +77,27 @@ async def test_a_failed_unit_of_work_rolls_back_driver_and_core_writes_together(
         async with runtime.db.unit_of_work() as uow:
             await uow.execute(INSERT, row())
             await uow.session.execute(OUTBOX.insert().values(**row(), published_at=None))  # Core, same transaction
-            await uow.execute_many(INSERT, [row(), row()])
+            uow.defer(INSERT, row())
             raise Boom
     assert await count(runtime) == 0
     async with runtime.db.unit_of_work() as uow:
         await uow.session.execute(OUTBOX.insert().values(**row(), published_at=None))
         await uow.execute(INSERT, row())
+    assert await count(runtime) == 2
+
+
+async def test_deferred_writes_go_out_at_commit_with_the_outbox(db_settings, make_runtime):
+    runtime = await make_runtime(db_settings, Wiring())
+    async with runtime.db.unit_of_work() as uow:
+        uow.defer(INSERT, row())
+        uow.defer(INSERT, row())
+        assert await count(runtime) == 0  # nothing sent yet (and nothing visible outside)
+        uow.defer(COUNT_UP, {"subject": "other"})
+    assert await count(runtime) == 2
+    with pytest.raises(Boom):
+        async with runtime.db.unit_of_work() as uow:
+            uow.defer(INSERT, row())
+            raise Boom
     assert await count(runtime) == 2
 
 

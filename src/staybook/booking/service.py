@@ -94,9 +94,6 @@ _INSERT_HISTORY = Sql(
     f" VALUES ({', '.join(':' + c for c in _HISTORY_COLUMNS)})",
     table=HISTORY,
 )
-_REPRICE = Sql(
-    "UPDATE bookings SET nightly_prices = :nightly_prices, total_amount = :total_amount WHERE id = :id", table=BOOKINGS
-)
 _SAGA_STEP = column("saga_step", SAGAS.c.step.type)
 # The booking (locked) and its saga step in one statement: where a payment starts.
 _PAYABLE = Sql(
@@ -258,10 +255,10 @@ def _outcome(booking: Booking, payment: payments.PaymentView | None, outcome: st
     )
 
 
-async def _history(
+def _history(
     uow: UnitOfWork, booking_id: uuid.UUID, from_status: str | None, to_status: str, actor: str, reason: str | None
 ) -> None:
-    await uow.execute(
+    uow.defer(
         _INSERT_HISTORY,
         {
             "id": new_id(),
@@ -286,7 +283,7 @@ async def _transition(uow: UnitOfWork, booking, wanted: str, actor: str, reason:
     status = policy.next_status(before, wanted)
     values.update(status=status, updated_at=utcnow())
     updated = await uow.fetchrow(_update_booking(tuple(sorted(values))), {**values, "id": booking.id})
-    await _history(uow, booking.id, before, status, actor, reason)
+    _history(uow, booking.id, before, status, actor, reason)
     return updated
 
 
@@ -334,9 +331,10 @@ async def place_hold(runtime: Runtime, principal: Principal, request: HoldReques
                 f"At most {facts.max_guests * request.units} guests for {request.units} room(s)", field="body.guests"
             )
         stay = Stay(request.room_type_id, request.check_in, request.check_out, request.units)
-        # Everything that does not need the held rows is written BEFORE the hold: the hold's row
-        # locks are then kept for the fewest statements (hot room types queue on those locks).
-        quoted = await inventory.prices(uow, stay)
+        # The hold first, priced by the rows it holds; the booking, its saga and history rows go out
+        # with the answer and the outbox rows in one statement at commit (UnitOfWork.defer), so the
+        # hold's row locks are kept for the fewest round trips (hot room types queue on those locks).
+        held = await inventory.hold(uow, stay)
         now = utcnow()
         values = {
             "id": new_id(),
@@ -362,20 +360,16 @@ async def place_hold(runtime: Runtime, principal: Principal, request: HoldReques
             "failure_reason": None,
             "created_at": now,
             "updated_at": now,
-            **_price(request.units, [(night, quoted.get(night, 0)) for night in stay.nights]),
+            **_price(request.units, sorted((n.night, n.price) for n in held)),
         }
-        await uow.execute(_INSERT_BOOKING, values)
-        await uow.execute(_INSERT_SAGA, {"booking_id": values["id"], "step": HELD, "updated_at": now})
-        await _history(uow, values["id"], None, "held", f"guest:{principal.user_id}", "hold placed")
-        held = await inventory.hold(uow, stay)
-        if any(quoted.get(n.night) != n.price for n in held):  # a price changed between the read and the hold
-            values.update(_price(request.units, [(n.night, n.price) for n in held]))
-            await uow.execute(_REPRICE, values)
+        uow.defer(_INSERT_BOOKING, values)
+        uow.defer(_INSERT_SAGA, {"booking_id": values["id"], "step": HELD, "updated_at": now})
+        _history(uow, values["id"], None, "held", f"guest:{principal.user_id}", "hold placed")
         booking = Record(values)
         uow.emit(BookingHeld(booking=snapshot(booking)))
         body = present(booking)
         if claim is not None:
-            await claim.record(uow, 201, body)
+            claim.record(uow, 201, body)
     return body
 
 
@@ -501,7 +495,7 @@ async def pay(
             currency=booking.currency,
             provider_name=payments.provider(runtime).name,
         )
-        await uow.execute(_SET_PAYMENT, {"id": booking_id, "payment_id": payment.id})
+        uow.defer(_SET_PAYMENT, {"id": booking_id, "payment_id": payment.id})
         await _set_step(
             uow,
             booking_id,
@@ -741,7 +735,7 @@ async def _finish_capture(
         captured = await payments.record(uow, payment.id, "captured", charge=charge)
         if booking is not None:
             await inventory.confirm_hold(uow, stay_of(booking))
-            await _history(uow, booking_id, "held", booking.status, "saga", "payment captured")
+            _history(uow, booking_id, "held", booking.status, "saga", "payment captured")
             await _set_step(uow, booking_id, expected, CONFIRMED)
             uow.emit(BookingConfirmed(booking=snapshot(booking), payment_id=payment.id))
             answer = (200, _outcome(booking, captured, "confirmed", "Payment captured; the booking is confirmed."))
@@ -783,7 +777,7 @@ async def _answer(uow: UnitOfWork, drive: _Drive, status: int, body: dict) -> No
     if drive.mode == "live":
         drive.answer = (status, body)
         if drive.claim is not None:
-            await drive.claim.record(uow, status, body)
+            drive.claim.record(uow, status, body)
     elif drive.answer_to is not None:
         await record_if_unanswered(uow, *drive.answer_to, status, body)
 
@@ -883,7 +877,7 @@ async def cancel(
         )
         body = present(booking)
         if claim is not None:
-            await claim.record(uow, 200, body)
+            claim.record(uow, 200, body)
     if refund:
         await _run(runtime, booking_id, _Drive("live"))
     return body

@@ -221,14 +221,6 @@ _MOVES = {
         ("cancel", "booked = booked - :units", "booked >= :units"),
     )
 }
-_PRICES = Sql(
-    "SELECT night, price_amount FROM room_nights" + _STAY,
-    table=NIGHTS,
-    types=_STAY_TYPES,
-    returns=[NIGHTS.c.night, NIGHTS.c.price_amount],
-)
-
-
 def _stay_params(stay: Stay) -> dict:
     return {
         "room_type_id": stay.room_type_id,
@@ -251,12 +243,6 @@ async def hold(uow: UnitOfWork, stay: Stay) -> list[NightSnapshot]:
         raise NightsUnavailable(await _explain_unavailable(uow, stay, touched))
     uow.emit(changed_event(stay.room_type_id, rows, "hold"))
     return [snapshot(row) for row in rows]
-
-
-async def prices(uow: UnitOfWork, stay: Stay) -> dict[date, int]:
-    """The price per unit of each night of the stay as the calendar has it now (nights without a row
-    are left out), read in the caller's unit of work."""
-    return {row.night: row.price_amount for row in await uow.fetch(_PRICES, _stay_params(stay))}
 
 
 async def _explain_unavailable(uow: UnitOfWork, stay: Stay, touched: set[date]) -> list[dict]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -174,6 +174,7 @@ class UnitOfWork:
         self._postgres = session.bind is not None and session.bind.dialect.name == "postgresql"
         self._autocommit = autocommit and self._postgres
         self._driver: Any = None
+        self._deferred: list[tuple[Sql, Mapping[str, Any]]] = []
 
     async def _driver_connection(self) -> Any:
         """The asyncpg connection of this unit of work's session, inside its transaction."""
@@ -214,14 +215,6 @@ class UnitOfWork:
             return _count(await driver.execute(statement.postgres, *statement.arguments(params)))
         return (await self.session.execute(statement.clause, params)).rowcount
 
-    async def execute_many(self, statement: Sql, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Runs `statement` once per parameter set, in one round trip on PostgreSQL."""
-        if self._postgres:
-            driver = await self._driver_connection()
-            await driver.executemany(statement.postgres, [statement.arguments(row) for row in rows])
-        else:
-            await self.session.execute(statement.clause, list(rows))
-
     def emit(self, event: Event) -> None:
         self._events.append(event)
 
@@ -229,25 +222,38 @@ class UnitOfWork:
     def pending_events(self) -> list[Event]:
         return list(self._events)
 
-    async def flush_events(self) -> None:
-        if not self._events:
+    def defer(self, statement: Sql, params: Mapping[str, Any]) -> None:
+        """Queues a write whose result the use case does not need (an insert, an unguarded update):
+        it is sent at commit together with the other deferred writes and the outbox rows, on
+        PostgreSQL as ONE statement (each write a data-modifying CTE). The writes of one such
+        statement run on one snapshot and cannot see each other's rows: independent writes only."""
+        self._deferred.append((statement, params))
+
+    async def flush(self) -> None:
+        """Sends the deferred writes and the events' outbox rows."""
+        writes = [*self._deferred, *((_OUTBOX_INSERT, event.outbox_row()) for event in self._events)]
+        self._deferred, self._events = [], []
+        if not writes:
             return
-        rows = [event.outbox_row() for event in self._events]
-        self._events.clear()
-        if self._driver is not None:  # the driver connection is open: one prepared round trip
-            await self.execute_many(_OUTBOX_INSERT, rows)
-        else:
-            await self.session.execute(OutboxMessage.__table__.insert(), rows)
+        if self._postgres:
+            driver = await self._driver_connection()
+            statement = _combined(tuple(statement for statement, _ in writes))
+            arguments = [argument for written, params in writes for argument in written.arguments(params)]
+            await driver.execute(statement, *arguments)
+            return
+        for statement, params in writes:
+            await self.session.execute(statement.clause, params)
 
     async def commit(self) -> None:
         had_events = bool(self._events)
-        await self.flush_events()
+        await self.flush()
         await self.session.commit()
         if had_events and self._on_commit:
             self._on_commit()
 
     async def rollback(self) -> None:
         self._events.clear()
+        self._deferred = []
         await self.session.rollback()
 
 
@@ -256,6 +262,23 @@ _OUTBOX_INSERT = Sql(
     f"INSERT INTO outbox ({', '.join(_OUTBOX_COLUMNS)}) VALUES ({', '.join(':' + c for c in _OUTBOX_COLUMNS)})",
     table=OutboxMessage.__table__,
 )
+
+
+_PLACEHOLDER = re.compile(r"\$(\d+)")
+
+
+@functools.lru_cache(maxsize=256)
+def _combined(statements: tuple[Sql, ...]) -> str:
+    """Several writes as one PostgreSQL statement: `WITH w1 AS (first), … last`, binds renumbered."""
+    parts, offset = [], 0
+    for statement in statements:
+        parts.append(
+            _PLACEHOLDER.sub(lambda match, shift=offset: f"${int(match.group(1)) + shift}", statement.postgres)
+        )
+        offset += len(statement.names)
+    if len(parts) == 1:
+        return parts[0]
+    return "WITH " + ", ".join(f"w{i} AS ({part})" for i, part in enumerate(parts[:-1], 1)) + " " + parts[-1]
 
 
 class Database:

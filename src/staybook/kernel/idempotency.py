@@ -179,11 +179,9 @@ class Claim:
             raise KeyInUse(f"The first request with this {HEADER} has not finished; retry shortly")
         raise Replayed(existing.response_status, existing.response_body)
 
-    async def record(self, uow: UnitOfWork, status: int, body: Any) -> None:
-        """Stores the answer in the caller's transaction (commit it with the business change)."""
-        await uow.execute(
-            _RECORD, {"scope": self.scope, "key": self.key, "response_status": status, "response_body": body}
-        )
+    def record(self, uow: UnitOfWork, status: int, body: Any) -> None:
+        """Stores the answer in the caller's transaction (it commits with the business change)."""
+        uow.defer(_RECORD, {"scope": self.scope, "key": self.key, "response_status": status, "response_body": body})
 
     async def stored_answer(self, uow: UnitOfWork) -> tuple[int, Any] | None:
         """The answer stored under this key meanwhile by someone else (see `record_if_unanswered`)."""
