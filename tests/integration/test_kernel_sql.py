@@ -8,7 +8,8 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import Integer, column, func, select, text
+from sqlalchemy.exc import OperationalError
 
 from staybook.kernel.db import Record, Sql
 from staybook.kernel.models import OutboxMessage
@@ -24,6 +25,7 @@ READ = Sql(
     returns=[OUTBOX.c[c] for c in COLUMNS],
 )
 COUNT_UP = Sql("UPDATE outbox SET attempts = attempts + 1 WHERE subject = :subject", table=OUTBOX)
+BACKEND = Sql("SELECT pg_backend_pid() AS pid", returns=[column("pid", Integer)])
 LOCK = Sql("SELECT id FROM outbox WHERE id = :id FOR UPDATE", table=OUTBOX, returns=[OUTBOX.c.id])
 
 
@@ -101,13 +103,45 @@ async def test_deferred_writes_go_out_at_commit_with_the_outbox(db_settings, mak
     assert await count(runtime) == 2
 
 
+async def test_a_driver_transaction_commits_or_rolls_back_as_a_whole(db_settings, make_runtime):
+    runtime = await make_runtime(db_settings, Wiring())
+    with pytest.raises(Boom):
+        async with runtime.db.transaction() as uow:
+            await uow.execute(INSERT, row())
+            uow.defer(INSERT, row())
+            raise Boom
+    assert await count(runtime) == 0
+    async with runtime.db.transaction() as uow:
+        await uow.execute(INSERT, row())
+        uow.defer(INSERT, row())
+    assert await count(runtime) == 2
+
+
 async def test_autocommit_statements_stand_alone_on_postgres(pg_settings, make_runtime):
     runtime = await make_runtime(pg_settings, Wiring())
     with pytest.raises(Boom):
-        async with runtime.db.unit_of_work(autocommit=True) as uow:
+        async with runtime.db.transaction(autocommit=True) as uow:
             await uow.execute(INSERT, row())
             raise Boom
     assert await count(runtime) == 1  # committed by itself, no BEGIN/COMMIT around it
+    async with runtime.db.transaction() as uow:
+        with pytest.raises(RuntimeError):
+            uow.session  # noqa: B018 - a driver transaction has no session to mix in
+
+
+async def test_a_connection_lost_mid_transaction_is_a_503_and_leaves_the_pool(pg_settings, make_runtime):
+    runtime = await make_runtime(pg_settings, Wiring())
+    with pytest.raises(OperationalError):
+        async with runtime.db.transaction() as uow:
+            await uow.execute(INSERT, row())
+            pid = (await uow.fetchrow(BACKEND)).pid
+            async with runtime.db.session() as session:  # another connection ends this one's backend
+                await session.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            await uow.execute(INSERT, row())
+    for _ in range(3):  # the pool hands out working connections again
+        async with runtime.db.transaction() as uow:
+            await uow.execute(INSERT, row())
+    assert await count(runtime) == 3
 
 
 def test_binds_become_positional_once():

@@ -316,7 +316,7 @@ async def place_hold(runtime: Runtime, principal: Principal, request: HoldReques
     Raises NightsUnavailable (409, naming the nights) when any night lacks the units.
     """
     ttl = timedelta(seconds=runtime.settings.booking.hold_ttl_seconds)
-    async with runtime.db.unit_of_work() as uow:
+    async with runtime.db.transaction() as uow:
         if claim is not None:
             await claim.take(uow)
         facts = await catalog.room_type(uow, request.room_type_id)
@@ -470,7 +470,7 @@ async def pay(
     booking stays held; a webhook or the recovery pass settles it), 402 declined (hold
     released), 409 the hold was gone by the time the money came (payment refunded).
     """
-    async with runtime.db.unit_of_work() as uow:
+    async with runtime.db.transaction() as uow:
         # The key is claimed in the transaction that opens the payment; the answer comes with the last.
         if claim is not None:
             await claim.take(uow)
@@ -523,7 +523,7 @@ async def pay(
             "The payment provider failed mid-way; the booking will be settled automatically", booking_id=str(booking_id)
         ) from error
     if drive.answer is None:  # only when another process finished the saga: its answer, or what it did
-        async with runtime.db.unit_of_work() as uow:
+        async with runtime.db.transaction() as uow:
             stored = await claim.stored_answer(uow) if claim is not None else None
             if stored is not None:
                 return stored
@@ -542,8 +542,8 @@ async def _lock(uow: UnitOfWork, booking_id: uuid.UUID):
 
 
 async def _load(runtime: Runtime, booking_id: uuid.UUID):
-    """The saga's step, the booking and its payment, in one read."""
-    async with runtime.db.unit_of_work() as uow:
+    """The saga's step, the booking and its payment (two reads, no transaction needed)."""
+    async with runtime.db.transaction(autocommit=True) as uow:
         booking = await uow.fetchrow(_SAGA_STATE, {"id": booking_id})
         if booking is None:
             return None, None, None
@@ -610,14 +610,14 @@ async def _run(runtime: Runtime, booking_id: uuid.UUID, drive: _Drive, loaded: t
 async def _record_answer(runtime: Runtime, drive: _Drive) -> None:
     """Stores the live answer unless a webhook already answered under the key; then that is the answer."""
     if drive.claim is not None and drive.answer is not None:
-        async with runtime.db.unit_of_work() as uow:
+        async with runtime.db.transaction() as uow:
             claim = drive.claim
             if not await record_if_unanswered(uow, claim.scope, claim.key, *drive.answer):
                 drive.answer = await claim.stored_answer(uow) or drive.answer
 
 
 async def _note_attempt(runtime: Runtime, booking_id: uuid.UUID, error: str) -> None:
-    async with runtime.db.unit_of_work() as uow:
+    async with runtime.db.transaction() as uow:
         await uow.execute(_NOTE_ATTEMPT, {"booking_id": booking_id, "last_error": error[:2000]})
 
 
@@ -663,14 +663,14 @@ async def _authorise(runtime, provider, booking: Booking, payment, drive: _Drive
             )
         except ProviderError:
             # Money is reserved but not taken: record that, so a webhook or recovery captures or voids it.
-            async with runtime.db.unit_of_work() as uow:
+            async with runtime.db.transaction() as uow:
                 await payments.record(uow, payment.id, "authorised", charge=charge)
                 await _set_step(uow, booking.id, AUTHORISING, CAPTURING)
             raise
         checkpoint("captured-at-provider")
         await _finish_capture(runtime, booking.id, captured, payment, drive, expected=AUTHORISING, authorisation=charge)
         return True
-    async with runtime.db.unit_of_work() as uow:
+    async with runtime.db.transaction() as uow:
         if charge is not None:
             await payments.record(uow, payment.id, "authorised", charge=charge)
         await _set_step(uow, booking.id, AUTHORISING, CAPTURING)
@@ -682,7 +682,7 @@ async def _authorise(runtime, provider, booking: Booking, payment, drive: _Drive
 async def _back_to_held(runtime, booking_id: uuid.UUID, payment, reason: str) -> None:
     """The saga returns to `held` (the payment stays pending, to be tried again with the same
     idempotency key at the provider); one transaction."""
-    async with runtime.db.unit_of_work() as uow:
+    async with runtime.db.transaction() as uow:
         await payments.note_error(uow, payment.id, reason)
         await _set_step(uow, booking_id, AUTHORISING, HELD, last_error=reason[:2000])
 
@@ -698,13 +698,13 @@ async def _capture(runtime, provider, booking: Booking, payment, drive: _Drive) 
         if charge is not None and charge.status in ("captured", "refunded"):
             await _finish_capture(runtime, booking.id, charge, payment, drive)
             return True
-        async with runtime.db.unit_of_work() as uow:
+        async with runtime.db.transaction() as uow:
             await _set_step(uow, booking.id, CAPTURING, VOIDING)
         return True
     if drive.mode == "webhook" and not drive.applied_authorisation:
         return False
     if booking.status != "held":
-        async with runtime.db.unit_of_work() as uow:
+        async with runtime.db.transaction() as uow:
             await _set_step(uow, booking.id, CAPTURING, VOIDING)
         return True
     charge = await provider.capture(
@@ -726,7 +726,7 @@ async def _finish_capture(
     authorisation: ChargeState | None = None,
 ) -> None:
     """One transaction: payment captured, and booking confirmed (held -> booked) or refund scheduled."""
-    async with runtime.db.unit_of_work() as uow:
+    async with runtime.db.transaction() as uow:
         # One conditional UPDATE locks the booking and confirms it if it is still held.
         confirmed = {"id": booking_id, "status": policy.next_status("held", "confirmed"), "updated_at": utcnow()}
         booking = await uow.fetchrow(_CONFIRM, confirmed)
@@ -749,7 +749,7 @@ async def _finish_capture(
 
 async def _fail(runtime, booking_id, expected_step: str, payment, reason: str, drive: _Drive, charge=None) -> None:
     """Payment failed: record it, release the hold, booking payment_failed; one transaction."""
-    async with runtime.db.unit_of_work() as uow:
+    async with runtime.db.transaction() as uow:
         booking = await _lock(uow, booking_id)
         failed = await payments.record(uow, payment.id, "failed", charge=charge, reason=reason)
         if booking.status == "held":
@@ -788,7 +788,7 @@ def _problem(error: StaybookError) -> dict:
 
 async def _finish_void(runtime, booking_id, charge: ChargeState, drive: _Drive) -> None:
     """Authorised but never captured: the authorisation is voided, the booking fails and frees its nights."""
-    async with runtime.db.unit_of_work() as uow:
+    async with runtime.db.transaction() as uow:
         booking = await _lock(uow, booking_id)
         voided = await payments.record(uow, booking.payment_id, "voided", charge=charge)
         if booking.status == "held":
@@ -808,7 +808,7 @@ async def _finish_void(runtime, booking_id, charge: ChargeState, drive: _Drive) 
 
 
 async def _finish_refund(runtime, booking_id, step: str, charge: ChargeState, drive: _Drive) -> None:
-    async with runtime.db.unit_of_work() as uow:
+    async with runtime.db.transaction() as uow:
         booking = await _read(uow, booking_id)
         refunded = await payments.record(uow, booking.payment_id, "refunded", charge=charge)
         await _set_step(uow, booking_id, step, COMPENSATED if step == REFUNDING else CANCELLED)
@@ -832,7 +832,7 @@ async def cancel(
     runtime: Runtime, principal: Principal, booking_id: uuid.UUID, reason: str | None, claim: Claim | None
 ) -> dict:
     """Cancels a confirmed booking: nights back to inventory, refund by policy (hosts: in full)."""
-    async with runtime.db.unit_of_work() as uow:
+    async with runtime.db.transaction() as uow:
         if claim is not None:
             await claim.take(uow)
         booking = await _lock(uow, booking_id)

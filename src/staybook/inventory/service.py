@@ -221,6 +221,14 @@ _MOVES = {
         ("cancel", "booked = booked - :units", "booked >= :units"),
     )
 }
+_NIGHTS = Sql(
+    "SELECT " + ", ".join(c.name for c in _RETURNED_COLUMNS) + " FROM room_nights" + _STAY,
+    table=NIGHTS,
+    types=_STAY_TYPES,
+    returns=_RETURNED_COLUMNS,
+)
+
+
 def _stay_params(stay: Stay) -> dict:
     return {
         "room_type_id": stay.room_type_id,
@@ -246,18 +254,7 @@ async def hold(uow: UnitOfWork, stay: Stay) -> list[NightSnapshot]:
 
 
 async def _explain_unavailable(uow: UnitOfWork, stay: Stay, touched: set[date]) -> list[dict]:
-    rows = {
-        row.night: row
-        for row in (
-            await uow.session.execute(
-                select(*_RETURNED).where(
-                    RoomNight.room_type_id == stay.room_type_id,
-                    RoomNight.night >= stay.check_in,
-                    RoomNight.night < stay.check_out,
-                )
-            )
-        ).all()
-    }
+    rows = {row.night: row for row in await uow.fetch(_NIGHTS, _stay_params(stay))}
     explained = []
     for night in stay.nights:
         if night in touched:

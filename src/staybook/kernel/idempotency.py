@@ -203,7 +203,7 @@ class Claim:
             "locked_until": self.locked_until,
             "expires_at": self.expires_at,
         }
-        async with self.db.unit_of_work() as uow:
+        async with self.db.transaction() as uow:
             # The claim committed with an earlier transaction (a payment's first step), or it was
             # rolled back with the refused one.
             if not await uow.execute(_RECORD_IF_UNANSWERED_OWN, answer):
@@ -211,7 +211,7 @@ class Claim:
 
     async def release(self) -> None:
         """Forgets the claim (an unexpected error): a retry with the key runs afresh."""
-        async with self.db.unit_of_work() as uow:
+        async with self.db.transaction(autocommit=True) as uow:
             await uow.execute(_RELEASE, {"scope": self.scope, "key": self.key, "locked_until": self.locked_until})
 
 

@@ -256,8 +256,12 @@ class SandboxProvider:
     async def _ledger(self):
         """Where a ledger change is written: one transaction with the webhook it owes, or in instant
         mode (no webhooks) on PostgreSQL one autocommitted statement (no BEGIN/COMMIT round trips)."""
-        async with self.db.unit_of_work(flush_wal=self.webhooks, autocommit=not self.webhooks) as uow:
-            yield uow
+        if self.webhooks:
+            async with self.db.unit_of_work() as uow:
+                yield uow
+        else:
+            async with self.db.transaction(autocommit=True) as uow:
+                yield uow
 
     def _owe_webhook(self, uow: UnitOfWork, event_type: str, row) -> None:
         if not self.webhooks:
