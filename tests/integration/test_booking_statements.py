@@ -43,9 +43,11 @@ class Wire:
     def __init__(self, engine) -> None:
         self.engine = engine.sync_engine
         self.sent: list[str] = []
+        self.through_sqlalchemy = 0
         self._logged: set[int] = set()
 
     def _cursor(self, _conn, _cursor, statement, *_args) -> None:
+        self.through_sqlalchemy += 1
         self.sent.append(" ".join(statement.split()))
 
     def _driver(self, record) -> None:
@@ -101,6 +103,8 @@ async def test_a_booking_costs_a_bounded_number_of_statements(instant, client_fo
     assert pay_transactions <= PAY_TRANSACTIONS
     # Every state change is a write: no statement reads back a row the flow itself just wrote.
     assert sum(s.startswith("SELECT") and "FROM bookings" in s for s in pay_statements) == 1
+    # The whole flow runs prepared statements on the driver (kernel.db.Sql), none through SQLAlchemy.
+    assert wire.through_sqlalchemy == 0
 
 
 async def test_a_second_booking_compiles_no_statement(instant, client_for):
