@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import date, timedelta
 
@@ -153,8 +154,8 @@ async def test_provider_error_is_a_bad_gateway_and_keeps_the_hold(db_settings, c
         )
         assert paid.status_code == 200, paid.text
         assert paid.json()["booking"]["status"] == "confirmed"
-        async with runtime.db.session() as session:
-            payment = await payments.for_booking(session, uuid.UUID(booking["id"]))
+        async with runtime.db.unit_of_work() as uow:
+            payment = await payments.for_booking(uow, uuid.UUID(booking["id"]))
         assert payment.status == "captured" and payment.attempts == 3
         assert (await night_counts(runtime, room["room_type_id"]))[START.isoformat()] == (1, 0, 1)
         assert (await payments.reconcile(runtime))["balanced"]
@@ -180,6 +181,46 @@ async def test_idempotent_replay_and_mismatch(pg_settings, client_for):
         assert other_user.status_code == 201 and other_user.json()["id"] != first.json()["id"]
         missing = await client.post("/api/v1/bookings", json=body, headers=headers)
         assert missing.status_code == 422
+
+
+async def test_concurrent_retries_with_one_key_hold_once(pg_settings, client_for):
+    """The key is claimed in the hold's own transaction: racing requests with one key wait on the
+    first one's uncommitted claim, then replay its answer; a different body is refused (422)."""
+    headers = bearer(pg_settings, "guest")
+    async with client_for(pg_settings) as client:
+        runtime = client.app.state.runtime
+        room = await seed_room_type(runtime, total=5)
+        body = hold_body(room["room_type_id"])
+        same = headers | {"Idempotency-Key": "race-1"}
+        answers = await asyncio.gather(*(client.post("/api/v1/bookings", json=body, headers=same) for _ in range(8)))
+        assert [a.status_code for a in answers] == [201] * 8, [a.text for a in answers]
+        assert len({a.json()["id"] for a in answers}) == 1
+        assert sum("idempotent-replayed" not in a.headers for a in answers) == 1
+        assert (await night_counts(runtime, room["room_type_id"]))[START.isoformat()] == (5, 1, 0)
+
+        other = headers | {"Idempotency-Key": "race-2"}
+        mixed = await asyncio.gather(
+            client.post("/api/v1/bookings", json=body, headers=other),
+            client.post("/api/v1/bookings", json=body | {"guests": 1}, headers=other),
+        )
+        assert sorted(a.status_code for a in mixed) == [201, 422], [a.text for a in mixed]
+        assert (await night_counts(runtime, room["room_type_id"]))[START.isoformat()] == (5, 2, 0)
+
+        booking_id = answers[0].json()["id"]
+        pay = headers | {"Idempotency-Key": "race-pay"}
+        paid = await asyncio.gather(
+            *(
+                client.post(
+                    f"/api/v1/bookings/{booking_id}/payment", json={"payment_method": "tok_success"}, headers=pay
+                )
+                for _ in range(4)
+            )
+        )
+        # One payment; the others replay its answer or find the key still in use (409, retry shortly).
+        assert sorted(a.status_code for a in paid).count(200) >= 1
+        assert all(a.status_code in (200, 409) for a in paid), [a.text for a in paid]
+        assert sum(a.status_code == 200 and "idempotent-replayed" not in a.headers for a in paid) == 1
+        assert (await payments.reconcile(runtime))["balanced"]
 
 
 async def test_bad_input_leaves_inventory_untouched(pg_settings, client_for):

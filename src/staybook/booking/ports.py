@@ -13,10 +13,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Protocol
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from staybook.catalog import service as catalog_service
-from staybook.kernel.errors import NotFound
+from staybook.kernel.db import UnitOfWork
 
 
 @dataclass(frozen=True)
@@ -56,15 +54,15 @@ class RoomTypeFacts:
 
 
 class StayCatalog(Protocol):
-    async def room_type(self, session: AsyncSession, room_type_id: uuid.UUID) -> RoomTypeFacts | None:
-        """The room type with its property's facts, or None when it does not exist."""
+    async def room_type(self, uow: UnitOfWork, room_type_id: uuid.UUID) -> RoomTypeFacts | None:
+        """The room type with its property's facts (read in the caller's unit of work), or None
+        when it does not exist."""
 
 
 class CatalogStayCatalog:
-    async def room_type(self, session: AsyncSession, room_type_id: uuid.UUID) -> RoomTypeFacts | None:
-        try:
-            summary = await catalog_service.room_type_summary(session, room_type_id)
-        except NotFound:
+    async def room_type(self, uow: UnitOfWork, room_type_id: uuid.UUID) -> RoomTypeFacts | None:
+        summary = await catalog_service.room_type_summary_in(uow, room_type_id)
+        if summary is None:
             return None
         return RoomTypeFacts(
             room_type_id=summary.room_type_id,

@@ -10,16 +10,16 @@ recovery pass (`recover`) finishes or undoes.
 
 from __future__ import annotations
 
+import functools
 import secrets
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 import structlog
-from sqlalchemy import insert, select, update
+from sqlalchemy import column, select
 
 from staybook.booking import policy
 from staybook.booking.events import (
@@ -35,7 +35,7 @@ from staybook.booking.ports import CatalogStayCatalog, StayCatalog
 from staybook.booking.schemas import BookingOut, HoldRequest, PaymentOutcome, PaymentSummary
 from staybook.inventory import service as inventory
 from staybook.inventory.service import Stay
-from staybook.kernel.db import UnitOfWork
+from staybook.kernel.db import Record, Sql, UnitOfWork
 from staybook.kernel.errors import (
     Conflict,
     Forbidden,
@@ -75,6 +75,84 @@ IN_FLIGHT = (AUTHORISING, CAPTURING, VOIDING, REFUNDING, CANCEL_REFUNDING)
 BOOKINGS = Booking.__table__
 HISTORY = BookingHistory.__table__
 SAGAS = BookingSaga.__table__
+
+# The hot path's statements, prepared on PostgreSQL (kernel.db.Sql). A booking read this way is a
+# Record; `present` and `snapshot` read its attributes.
+_BOOKING_COLUMNS = tuple(column.name for column in BOOKINGS.c)
+_RETURNING_BOOKING = " RETURNING " + ", ".join(_BOOKING_COLUMNS)
+_INSERT_BOOKING = Sql(
+    f"INSERT INTO bookings ({', '.join(_BOOKING_COLUMNS)}) VALUES ({', '.join(':' + c for c in _BOOKING_COLUMNS)})",
+    table=BOOKINGS,
+)
+_INSERT_SAGA = Sql(
+    "INSERT INTO booking_sagas (booking_id, step, attempts, updated_at) VALUES (:booking_id, :step, 0, :updated_at)",
+    table=SAGAS,
+)
+_HISTORY_COLUMNS = ("id", "booking_id", "from_status", "to_status", "actor", "reason", "at")
+_INSERT_HISTORY = Sql(
+    f"INSERT INTO booking_history ({', '.join(_HISTORY_COLUMNS)})"
+    f" VALUES ({', '.join(':' + c for c in _HISTORY_COLUMNS)})",
+    table=HISTORY,
+)
+_SAGA_STEP = column("saga_step", SAGAS.c.step.type)
+# The booking (locked) and its saga step in one statement: where a payment starts.
+_PAYABLE = Sql(
+    "SELECT " + ", ".join(f"b.{c}" for c in _BOOKING_COLUMNS) + ", s.step AS saga_step"
+    " FROM bookings b JOIN booking_sagas s ON s.booking_id = b.id WHERE b.id = :id FOR UPDATE OF b",
+    table=BOOKINGS,
+    returns=[*BOOKINGS.c, _SAGA_STEP],
+)
+# The saga's step, the booking and the payment request's key: what a saga run starts from.
+_SAGA_STATE = Sql(
+    "SELECT " + ", ".join(f"b.{c}" for c in _BOOKING_COLUMNS) + ", s.step AS saga_step,"
+    " s.payment_id AS saga_payment_id, s.answer_scope, s.answer_key"
+    " FROM bookings b JOIN booking_sagas s ON s.booking_id = b.id WHERE b.id = :id",
+    table=BOOKINGS,
+    returns=[
+        *BOOKINGS.c,
+        _SAGA_STEP,
+        column("saga_payment_id", SAGAS.c.payment_id.type),
+        SAGAS.c.answer_scope,
+        SAGAS.c.answer_key,
+    ],
+)
+_READ = Sql(f"SELECT {', '.join(_BOOKING_COLUMNS)} FROM bookings WHERE id = :id", table=BOOKINGS, returns=BOOKINGS.c)
+_LOCK = Sql(
+    f"SELECT {', '.join(_BOOKING_COLUMNS)} FROM bookings WHERE id = :id FOR UPDATE", table=BOOKINGS, returns=BOOKINGS.c
+)
+# Locks the booking and confirms it if it is still held, in one statement.
+_CONFIRM = Sql(
+    "UPDATE bookings SET status = :status, updated_at = :updated_at WHERE id = :id AND status = 'held'"
+    + _RETURNING_BOOKING,
+    table=BOOKINGS,
+    returns=BOOKINGS.c,
+)
+_SET_PAYMENT = Sql("UPDATE bookings SET payment_id = :payment_id WHERE id = :id", table=BOOKINGS)
+_NOTE_ATTEMPT = Sql(
+    "UPDATE booking_sagas SET attempts = attempts + 1, last_error = :last_error WHERE booking_id = :booking_id",
+    table=SAGAS,
+)
+
+
+@functools.cache
+def _update_booking(columns: tuple[str, ...]) -> Sql:
+    """`UPDATE bookings SET <columns> WHERE id = :id RETURNING *`, built once per set of columns."""
+    changes = ", ".join(f"{name} = :{name}" for name in columns)
+    return Sql(f"UPDATE bookings SET {changes} WHERE id = :id" + _RETURNING_BOOKING, table=BOOKINGS, returns=BOOKINGS.c)
+
+
+@functools.cache
+def _update_step(columns: tuple[str, ...], count_attempt: bool) -> Sql:
+    """The guarded saga step change (`WHERE step = :expected`), built once per set of columns."""
+    changes = ", ".join(["step = :step", "updated_at = :updated_at", *(f"{name} = :{name}" for name in columns)])
+    if count_attempt:
+        changes += ", attempts = attempts + 1"
+    return Sql(
+        f"UPDATE booking_sagas SET {changes} WHERE booking_id = :booking_id AND step = :expected",
+        table=SAGAS,
+        types={"expected": SAGAS.c.step.type},
+    )
+
 
 _REFERENCE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 
@@ -177,19 +255,20 @@ def _outcome(booking: Booking, payment: payments.PaymentView | None, outcome: st
     )
 
 
-async def _history(
+def _history(
     uow: UnitOfWork, booking_id: uuid.UUID, from_status: str | None, to_status: str, actor: str, reason: str | None
 ) -> None:
-    await uow.session.execute(
-        insert(HISTORY).values(
-            id=new_id(),
-            booking_id=booking_id,
-            from_status=from_status,
-            to_status=to_status,
-            actor=actor,
-            reason=reason,
-            at=utcnow(),
-        )
+    uow.defer(
+        _INSERT_HISTORY,
+        {
+            "id": new_id(),
+            "booking_id": booking_id,
+            "from_status": from_status,
+            "to_status": to_status,
+            "actor": actor,
+            "reason": reason,
+            "at": utcnow(),
+        },
     )
     audit.info(
         "booking status changed",
@@ -202,26 +281,19 @@ async def _transition(uow: UnitOfWork, booking, wanted: str, actor: str, reason:
     """Moves a booking the caller has locked to `wanted` (with `values`); returns the updated row."""
     before = booking.status
     status = policy.next_status(before, wanted)
-    updated = (
-        await uow.session.execute(
-            update(BOOKINGS)
-            .where(BOOKINGS.c.id == booking.id)
-            .values(status=status, updated_at=utcnow(), **values)
-            .returning(*BOOKINGS.c)
-        )
-    ).one()
-    await _history(uow, booking.id, before, status, actor, reason)
+    values.update(status=status, updated_at=utcnow())
+    updated = await uow.fetchrow(_update_booking(tuple(sorted(values))), {**values, "id": booking.id})
+    _history(uow, booking.id, before, status, actor, reason)
     return updated
 
 
-async def _set_step(uow: UnitOfWork, booking_id: uuid.UUID, expected: str, step: str, **values) -> None:
+async def _set_step(
+    uow: UnitOfWork, booking_id: uuid.UUID, expected: str, step: str, *, count_attempt: bool = False, **values
+) -> None:
     """Guarded step change: exactly one of two racing processes moves the saga on."""
-    result = await uow.session.execute(
-        update(SAGAS)
-        .where(SAGAS.c.booking_id == booking_id, SAGAS.c.step == expected)
-        .values(step=step, updated_at=utcnow(), **values)
-    )
-    if result.rowcount != 1:
+    statement = _update_step(tuple(sorted(values)), count_attempt)
+    params = {**values, "booking_id": booking_id, "expected": expected, "step": step, "updated_at": utcnow()}
+    if await uow.execute(statement, params) != 1:
         raise _StepTaken()
 
 
@@ -244,8 +316,10 @@ async def place_hold(runtime: Runtime, principal: Principal, request: HoldReques
     Raises NightsUnavailable (409, naming the nights) when any night lacks the units.
     """
     ttl = timedelta(seconds=runtime.settings.booking.hold_ttl_seconds)
-    async with runtime.db.unit_of_work() as uow:
-        facts = await catalog.room_type(uow.session, request.room_type_id)
+    async with runtime.db.transaction() as uow:
+        if claim is not None:
+            await claim.take(uow)
+        facts = await catalog.room_type(uow, request.room_type_id)
         if facts is None:
             raise NotFound(f"No room type {request.room_type_id}")
         if not facts.bookable:
@@ -257,12 +331,10 @@ async def place_hold(runtime: Runtime, principal: Principal, request: HoldReques
                 f"At most {facts.max_guests * request.units} guests for {request.units} room(s)", field="body.guests"
             )
         stay = Stay(request.room_type_id, request.check_in, request.check_out, request.units)
-        # Everything that does not need the held rows is written BEFORE the hold: the hold's row
-        # locks are then kept for the fewest statements (hot room types queue on those locks).
-        quoted = {
-            n.night: n.price
-            for n in await inventory.nights(uow.session, stay.room_type_id, stay.check_in, stay.check_out)
-        }
+        # The hold first, priced by the rows it holds; the booking, its saga and history rows go out
+        # with the answer and the outbox rows in one statement at commit (UnitOfWork.defer), so the
+        # hold's row locks are kept for the fewest round trips (hot room types queue on those locks).
+        held = await inventory.hold(uow, stay)
         now = utcnow()
         values = {
             "id": new_id(),
@@ -288,24 +360,16 @@ async def place_hold(runtime: Runtime, principal: Principal, request: HoldReques
             "failure_reason": None,
             "created_at": now,
             "updated_at": now,
-            **_price(request.units, [(night, quoted.get(night, 0)) for night in stay.nights]),
+            **_price(request.units, sorted((n.night, n.price) for n in held)),
         }
-        await uow.session.execute(insert(BOOKINGS).values(values))
-        await uow.session.execute(insert(SAGAS).values(booking_id=values["id"], step=HELD, attempts=0, updated_at=now))
-        await _history(uow, values["id"], None, "held", f"guest:{principal.user_id}", "hold placed")
-        held = await inventory.hold(uow, stay)
-        if any(quoted.get(n.night) != n.price for n in held):  # a price changed between the read and the hold
-            values.update(_price(request.units, [(n.night, n.price) for n in held]))
-            await uow.session.execute(
-                update(BOOKINGS)
-                .where(BOOKINGS.c.id == values["id"])
-                .values(nightly_prices=values["nightly_prices"], total_amount=values["total_amount"])
-            )
-        booking = SimpleNamespace(**values)
+        uow.defer(_INSERT_BOOKING, values)
+        uow.defer(_INSERT_SAGA, {"booking_id": values["id"], "step": HELD, "updated_at": now})
+        _history(uow, values["id"], None, "held", f"guest:{principal.user_id}", "hold placed")
+        booking = Record(values)
         uow.emit(BookingHeld(booking=snapshot(booking)))
         body = present(booking)
         if claim is not None:
-            await claim.record(uow.session, 201, body)
+            claim.record(uow, 201, body)
     return body
 
 
@@ -406,16 +470,11 @@ async def pay(
     booking stays held; a webhook or the recovery pass settles it), 402 declined (hold
     released), 409 the hold was gone by the time the money came (payment refunded).
     """
-    async with runtime.db.unit_of_work() as uow:
-        # The booking (locked) and its saga step in one statement.
-        booking = (
-            await uow.session.execute(
-                select(*BOOKINGS.c, SAGAS.c.step.label("saga_step"))
-                .join(SAGAS, SAGAS.c.booking_id == BOOKINGS.c.id)
-                .where(BOOKINGS.c.id == booking_id)
-                .with_for_update(of=BOOKINGS)
-            )
-        ).first()
+    async with runtime.db.transaction() as uow:
+        # The key is claimed in the transaction that opens the payment; the answer comes with the last.
+        if claim is not None:
+            await claim.take(uow)
+        booking = await uow.fetchrow(_PAYABLE, {"id": booking_id})
         if booking is None or not _may_see(principal, booking):
             raise NotFound(f"No booking {booking_id}")
         if booking.guest_user_id != principal.user_id:
@@ -436,14 +495,14 @@ async def pay(
             currency=booking.currency,
             provider_name=payments.provider(runtime).name,
         )
-        await uow.session.execute(update(BOOKINGS).where(BOOKINGS.c.id == booking_id).values(payment_id=payment.id))
+        uow.defer(_SET_PAYMENT, {"id": booking_id, "payment_id": payment.id})
         await _set_step(
             uow,
             booking_id,
             HELD,
             AUTHORISING,
+            count_attempt=True,
             payment_id=payment.id,
-            attempts=SAGAS.c.attempts + 1,
             answer_scope=claim.scope if claim else None,
             answer_key=claim.key if claim else None,
         )
@@ -455,7 +514,7 @@ async def pay(
             runtime,
             booking_id,
             drive,
-            loaded=(AUTHORISING, SimpleNamespace(**{**booking._mapping, "payment_id": payment.id}), payment),
+            loaded=(AUTHORISING, Record(booking, payment_id=payment.id), payment),
         )
     except ProviderUnavailable:
         raise
@@ -464,43 +523,31 @@ async def pay(
             "The payment provider failed mid-way; the booking will be settled automatically", booking_id=str(booking_id)
         ) from error
     if drive.answer is None:  # only when another process finished the saga: its answer, or what it did
-        async with runtime.db.session() as session:
-            stored = await claim.stored_answer(session) if claim is not None else None
+        async with runtime.db.transaction() as uow:
+            stored = await claim.stored_answer(uow) if claim is not None else None
             if stored is not None:
                 return stored
-            booking = await _read(session, booking_id)
-            payment = await payments.for_booking(session, booking_id)
+            booking = await _read(uow, booking_id)
+            payment = await payments.for_booking(uow, booking_id)
         return 200, _outcome(booking, payment, booking.status, "settled by a concurrent process")
     return drive.answer
 
 
-async def _read(session, booking_id: uuid.UUID):
-    return (await session.execute(select(BOOKINGS).where(BOOKINGS.c.id == booking_id))).first()
+async def _read(uow: UnitOfWork, booking_id: uuid.UUID):
+    return await uow.fetchrow(_READ, {"id": booking_id})
 
 
 async def _lock(uow: UnitOfWork, booking_id: uuid.UUID):
-    return (await uow.session.execute(select(BOOKINGS).where(BOOKINGS.c.id == booking_id).with_for_update())).first()
+    return await uow.fetchrow(_LOCK, {"id": booking_id})
 
 
 async def _load(runtime: Runtime, booking_id: uuid.UUID):
-    """The saga's step, the booking and its payment, in one read."""
-    async with runtime.db.session() as session:
-        booking = (
-            await session.execute(
-                select(
-                    *BOOKINGS.c,
-                    SAGAS.c.step.label("saga_step"),
-                    SAGAS.c.payment_id.label("saga_payment_id"),
-                    SAGAS.c.answer_scope,
-                    SAGAS.c.answer_key,
-                )
-                .join(SAGAS, SAGAS.c.booking_id == BOOKINGS.c.id)
-                .where(BOOKINGS.c.id == booking_id)
-            )
-        ).first()
+    """The saga's step, the booking and its payment (two reads, no transaction needed)."""
+    async with runtime.db.transaction(autocommit=True) as uow:
+        booking = await uow.fetchrow(_SAGA_STATE, {"id": booking_id})
         if booking is None:
             return None, None, None
-        payment = await payments.get(session, booking.saga_payment_id) if booking.saga_payment_id else None
+        payment = await payments.get(uow, booking.saga_payment_id) if booking.saga_payment_id else None
     return booking.saga_step, booking, payment
 
 
@@ -563,19 +610,15 @@ async def _run(runtime: Runtime, booking_id: uuid.UUID, drive: _Drive, loaded: t
 async def _record_answer(runtime: Runtime, drive: _Drive) -> None:
     """Stores the live answer unless a webhook already answered under the key; then that is the answer."""
     if drive.claim is not None and drive.answer is not None:
-        async with runtime.db.unit_of_work() as uow:
+        async with runtime.db.transaction() as uow:
             claim = drive.claim
-            if not await record_if_unanswered(uow.session, claim.scope, claim.key, *drive.answer):
-                drive.answer = await claim.stored_answer(uow.session) or drive.answer
+            if not await record_if_unanswered(uow, claim.scope, claim.key, *drive.answer):
+                drive.answer = await claim.stored_answer(uow) or drive.answer
 
 
 async def _note_attempt(runtime: Runtime, booking_id: uuid.UUID, error: str) -> None:
-    async with runtime.db.unit_of_work() as uow:
-        await uow.session.execute(
-            update(BookingSaga)
-            .where(BookingSaga.booking_id == booking_id)
-            .values(attempts=BookingSaga.attempts + 1, last_error=error[:2000])
-        )
+    async with runtime.db.transaction() as uow:
+        await uow.execute(_NOTE_ATTEMPT, {"booking_id": booking_id, "last_error": error[:2000]})
 
 
 async def _authorise(runtime, provider, booking: Booking, payment, drive: _Drive) -> bool:
@@ -620,14 +663,14 @@ async def _authorise(runtime, provider, booking: Booking, payment, drive: _Drive
             )
         except ProviderError:
             # Money is reserved but not taken: record that, so a webhook or recovery captures or voids it.
-            async with runtime.db.unit_of_work() as uow:
+            async with runtime.db.transaction() as uow:
                 await payments.record(uow, payment.id, "authorised", charge=charge)
                 await _set_step(uow, booking.id, AUTHORISING, CAPTURING)
             raise
         checkpoint("captured-at-provider")
         await _finish_capture(runtime, booking.id, captured, payment, drive, expected=AUTHORISING, authorisation=charge)
         return True
-    async with runtime.db.unit_of_work() as uow:
+    async with runtime.db.transaction() as uow:
         if charge is not None:
             await payments.record(uow, payment.id, "authorised", charge=charge)
         await _set_step(uow, booking.id, AUTHORISING, CAPTURING)
@@ -639,7 +682,7 @@ async def _authorise(runtime, provider, booking: Booking, payment, drive: _Drive
 async def _back_to_held(runtime, booking_id: uuid.UUID, payment, reason: str) -> None:
     """The saga returns to `held` (the payment stays pending, to be tried again with the same
     idempotency key at the provider); one transaction."""
-    async with runtime.db.unit_of_work() as uow:
+    async with runtime.db.transaction() as uow:
         await payments.note_error(uow, payment.id, reason)
         await _set_step(uow, booking_id, AUTHORISING, HELD, last_error=reason[:2000])
 
@@ -655,13 +698,13 @@ async def _capture(runtime, provider, booking: Booking, payment, drive: _Drive) 
         if charge is not None and charge.status in ("captured", "refunded"):
             await _finish_capture(runtime, booking.id, charge, payment, drive)
             return True
-        async with runtime.db.unit_of_work() as uow:
+        async with runtime.db.transaction() as uow:
             await _set_step(uow, booking.id, CAPTURING, VOIDING)
         return True
     if drive.mode == "webhook" and not drive.applied_authorisation:
         return False
     if booking.status != "held":
-        async with runtime.db.unit_of_work() as uow:
+        async with runtime.db.transaction() as uow:
             await _set_step(uow, booking.id, CAPTURING, VOIDING)
         return True
     charge = await provider.capture(
@@ -683,22 +726,16 @@ async def _finish_capture(
     authorisation: ChargeState | None = None,
 ) -> None:
     """One transaction: payment captured, and booking confirmed (held -> booked) or refund scheduled."""
-    async with runtime.db.unit_of_work() as uow:
+    async with runtime.db.transaction() as uow:
         # One conditional UPDATE locks the booking and confirms it if it is still held.
-        booking = (
-            await uow.session.execute(
-                update(BOOKINGS)
-                .where(BOOKINGS.c.id == booking_id, BOOKINGS.c.status == "held")
-                .values(status=policy.next_status("held", "confirmed"), updated_at=utcnow())
-                .returning(*BOOKINGS.c)
-            )
-        ).first()
+        confirmed = {"id": booking_id, "status": policy.next_status("held", "confirmed"), "updated_at": utcnow()}
+        booking = await uow.fetchrow(_CONFIRM, confirmed)
         if authorisation is not None:
             await payments.record(uow, payment.id, "authorised", charge=authorisation)
         captured = await payments.record(uow, payment.id, "captured", charge=charge)
         if booking is not None:
             await inventory.confirm_hold(uow, stay_of(booking))
-            await _history(uow, booking_id, "held", booking.status, "saga", "payment captured")
+            _history(uow, booking_id, "held", booking.status, "saga", "payment captured")
             await _set_step(uow, booking_id, expected, CONFIRMED)
             uow.emit(BookingConfirmed(booking=snapshot(booking), payment_id=payment.id))
             answer = (200, _outcome(booking, captured, "confirmed", "Payment captured; the booking is confirmed."))
@@ -712,7 +749,7 @@ async def _finish_capture(
 
 async def _fail(runtime, booking_id, expected_step: str, payment, reason: str, drive: _Drive, charge=None) -> None:
     """Payment failed: record it, release the hold, booking payment_failed; one transaction."""
-    async with runtime.db.unit_of_work() as uow:
+    async with runtime.db.transaction() as uow:
         booking = await _lock(uow, booking_id)
         failed = await payments.record(uow, payment.id, "failed", charge=charge, reason=reason)
         if booking.status == "held":
@@ -740,9 +777,9 @@ async def _answer(uow: UnitOfWork, drive: _Drive, status: int, body: dict) -> No
     if drive.mode == "live":
         drive.answer = (status, body)
         if drive.claim is not None:
-            await drive.claim.record(uow.session, status, body)
+            drive.claim.record(uow, status, body)
     elif drive.answer_to is not None:
-        await record_if_unanswered(uow.session, *drive.answer_to, status, body)
+        await record_if_unanswered(uow, *drive.answer_to, status, body)
 
 
 def _problem(error: StaybookError) -> dict:
@@ -751,7 +788,7 @@ def _problem(error: StaybookError) -> dict:
 
 async def _finish_void(runtime, booking_id, charge: ChargeState, drive: _Drive) -> None:
     """Authorised but never captured: the authorisation is voided, the booking fails and frees its nights."""
-    async with runtime.db.unit_of_work() as uow:
+    async with runtime.db.transaction() as uow:
         booking = await _lock(uow, booking_id)
         voided = await payments.record(uow, booking.payment_id, "voided", charge=charge)
         if booking.status == "held":
@@ -771,8 +808,8 @@ async def _finish_void(runtime, booking_id, charge: ChargeState, drive: _Drive) 
 
 
 async def _finish_refund(runtime, booking_id, step: str, charge: ChargeState, drive: _Drive) -> None:
-    async with runtime.db.unit_of_work() as uow:
-        booking = await _read(uow.session, booking_id)
+    async with runtime.db.transaction() as uow:
+        booking = await _read(uow, booking_id)
         refunded = await payments.record(uow, booking.payment_id, "refunded", charge=charge)
         await _set_step(uow, booking_id, step, COMPENSATED if step == REFUNDING else CANCELLED)
         if step == REFUNDING:
@@ -795,7 +832,9 @@ async def cancel(
     runtime: Runtime, principal: Principal, booking_id: uuid.UUID, reason: str | None, claim: Claim | None
 ) -> dict:
     """Cancels a confirmed booking: nights back to inventory, refund by policy (hosts: in full)."""
-    async with runtime.db.unit_of_work() as uow:
+    async with runtime.db.transaction() as uow:
+        if claim is not None:
+            await claim.take(uow)
         booking = await _lock(uow, booking_id)
         if booking is None or not _may_see(principal, booking):
             raise NotFound(f"No booking {booking_id}")
@@ -838,7 +877,7 @@ async def cancel(
         )
         body = present(booking)
         if claim is not None:
-            await claim.record(uow.session, 200, body)
+            claim.record(uow, 200, body)
     if refund:
         await _run(runtime, booking_id, _Drive("live"))
     return body

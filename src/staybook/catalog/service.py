@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 import orjson
 import structlog
 from PIL import Image, ImageOps, UnidentifiedImageError
-from sqlalchemy import JSON, and_, func, insert, select
+from sqlalchemy import JSON, and_, column, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from staybook.catalog.events import (
@@ -56,7 +56,7 @@ from staybook.catalog.schemas import (
     timezone_names,
 )
 from staybook.inventory import service as inventory
-from staybook.kernel.db import UnitOfWork
+from staybook.kernel.db import Sql, UnitOfWork
 from staybook.kernel.errors import Conflict, Forbidden, InvalidInput, NotFound, PayloadTooLarge, UnsupportedMediaType
 from staybook.kernel.models import OutboxMessage
 from staybook.kernel.orm import new_id, utcnow
@@ -155,6 +155,45 @@ async def room_type_summary(session: AsyncSession, room_type_id: uuid.UUID) -> R
     if row is None:
         raise NotFound(f"No room type {room_type_id}")
     return _summary(*row)
+
+
+_RT, _P = RoomType.__table__.c, Property.__table__.c
+# RoomTypeSummary's fields and where they come from.
+_SUMMARY_COLUMNS = {
+    "room_type_id": ("rt", _RT.id),
+    "room_type_name": ("rt", _RT.name),
+    "max_guests": ("rt", _RT.max_guests),
+    "units": ("rt", _RT.units),
+    "base_price_amount": ("rt", _RT.base_price_amount),
+    "room_type_status": ("rt", _RT.status),
+    "property_id": ("p", _P.id),
+    "property_name": ("p", _P.name),
+    "host_id": ("p", _P.host_id),
+    "address": ("p", _P.address),
+    "city": ("p", _P.city),
+    "country": ("p", _P.country),
+    "timezone": ("p", _P.timezone),
+    "currency": ("p", _P.currency),
+    "check_in_time": ("p", _P.check_in_time),
+    "check_out_time": ("p", _P.check_out_time),
+    "cancellation_policy": ("p", _P.cancellation_policy),
+    "property_status": ("p", _P.status),
+    "latitude": ("p", _P.latitude),
+}
+_SUMMARY = Sql(
+    "SELECT "
+    + ", ".join(f"{alias}.{source.name} AS {name}" for name, (alias, source) in _SUMMARY_COLUMNS.items())
+    + " FROM room_types rt JOIN properties p ON p.id = rt.property_id WHERE rt.id = :room_type_id",
+    types={"room_type_id": _RT.id.type},
+    returns=[column(name, source.type) for name, (_, source) in _SUMMARY_COLUMNS.items()],
+)
+
+
+async def room_type_summary_in(uow: UnitOfWork, room_type_id: uuid.UUID) -> RoomTypeSummary | None:
+    """`room_type_summary` as one prepared statement in the caller's unit of work (a booking's hold);
+    None when the room type does not exist."""
+    row = await uow.fetchrow(_SUMMARY, {"room_type_id": room_type_id})
+    return None if row is None else RoomTypeSummary(**row)
 
 
 async def property_room_types(session: AsyncSession, property_id: uuid.UUID) -> list[RoomTypeSummary]:

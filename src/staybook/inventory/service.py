@@ -33,14 +33,14 @@ from datetime import date, timedelta
 from itertools import repeat
 
 import orjson
-from sqlalchemy import and_, case, func, insert, or_, select, update
+from sqlalchemy import case, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from staybook.catalog import service as catalog
 from staybook.inventory.events import InventoryChanged, NightSnapshot
 from staybook.inventory.models import CalendarFeed, RoomNight
 from staybook.inventory.pricing import assess_stay, validate_stay_dates
-from staybook.kernel.db import UnitOfWork
+from staybook.kernel.db import Sql, UnitOfWork
 from staybook.kernel.errors import Conflict, InvalidInput, NotFound
 from staybook.kernel.orm import utcnow
 from staybook.kernel.runtime import PeriodicJob, Runtime
@@ -195,31 +195,57 @@ async def open_calendar(
     return len(rows)
 
 
+_RETURNING = " RETURNING " + ", ".join(column.name for column in _RETURNED_COLUMNS)
+_STAY = " WHERE room_type_id = :room_type_id AND night >= :check_in AND night < :check_out"
+_STAY_TYPES = {"check_in": NIGHTS.c.night.type, "check_out": NIGHTS.c.night.type}
+# The hold: ONE conditional UPDATE over every night of the stay (module docstring). A prepared
+# statement: it is the hottest statement of a booking.
+_HOLD = Sql(
+    "UPDATE room_nights SET held = held + :units" + _STAY + " AND total - held - booked >= :units AND NOT closed"
+    " AND (night <> :check_in OR (NOT closed_to_arrival AND min_stay <= :nights))" + _RETURNING,
+    table=NIGHTS,
+    types=_STAY_TYPES,
+    returns=_RETURNED_COLUMNS,
+)
+# Confirm, release and cancel: every night of the stay must have the units to move.
+_MOVES = {
+    reason: Sql(
+        f"UPDATE room_nights SET {change}" + _STAY + f" AND {guard}" + _RETURNING,
+        table=NIGHTS,
+        types=_STAY_TYPES,
+        returns=_RETURNED_COLUMNS,
+    )
+    for reason, change, guard in (
+        ("release", "held = held - :units", "held >= :units"),
+        ("confirm", "held = held - :units, booked = booked + :units", "held >= :units"),
+        ("cancel", "booked = booked - :units", "booked >= :units"),
+    )
+}
+_NIGHTS = Sql(
+    "SELECT " + ", ".join(c.name for c in _RETURNED_COLUMNS) + " FROM room_nights" + _STAY,
+    table=NIGHTS,
+    types=_STAY_TYPES,
+    returns=_RETURNED_COLUMNS,
+)
+
+
+def _stay_params(stay: Stay) -> dict:
+    return {
+        "room_type_id": stay.room_type_id,
+        "check_in": stay.check_in,
+        "check_out": stay.check_out,
+        "units": stay.units,
+        "nights": stay.night_count,
+    }
+
+
 async def hold(uow: UnitOfWork, stay: Stay) -> list[NightSnapshot]:
     """Holds `stay.units` on every night of the stay, or raises NightsUnavailable naming the nights.
 
     Must run inside the caller's unit of work (the booking row and its event commit with it);
     the exception makes the unit of work roll back, undoing any nights the statement did touch.
     """
-    # Core on the table (no ORM session synchronisation): this is the hottest statement of a booking.
-    c = NIGHTS.c
-    statement = (
-        update(NIGHTS)
-        .where(
-            c.room_type_id == stay.room_type_id,
-            c.night >= stay.check_in,
-            c.night < stay.check_out,
-            c.total - c.held - c.booked >= stay.units,
-            c.closed.is_(False),
-            or_(
-                c.night != stay.check_in,
-                and_(c.closed_to_arrival.is_(False), c.min_stay <= stay.night_count),
-            ),
-        )
-        .values(held=c.held + stay.units)
-        .returning(*_RETURNED_COLUMNS)
-    )
-    rows = (await uow.session.execute(statement)).all()
+    rows = await uow.fetch(_HOLD, _stay_params(stay))
     if len(rows) != stay.night_count:
         touched = {row.night for row in rows}
         raise NightsUnavailable(await _explain_unavailable(uow, stay, touched))
@@ -228,18 +254,7 @@ async def hold(uow: UnitOfWork, stay: Stay) -> list[NightSnapshot]:
 
 
 async def _explain_unavailable(uow: UnitOfWork, stay: Stay, touched: set[date]) -> list[dict]:
-    rows = {
-        row.night: row
-        for row in (
-            await uow.session.execute(
-                select(*_RETURNED).where(
-                    RoomNight.room_type_id == stay.room_type_id,
-                    RoomNight.night >= stay.check_in,
-                    RoomNight.night < stay.check_out,
-                )
-            )
-        ).all()
-    }
+    rows = {row.night: row for row in await uow.fetch(_NIGHTS, _stay_params(stay))}
     explained = []
     for night in stay.nights:
         if night in touched:
@@ -261,15 +276,8 @@ async def _explain_unavailable(uow: UnitOfWork, stay: Stay, touched: set[date]) 
     return explained
 
 
-async def _move(uow: UnitOfWork, stay: Stay, values: dict, guard, reason: str) -> list[NightSnapshot]:
-    c = NIGHTS.c
-    statement = (
-        update(NIGHTS)
-        .where(c.room_type_id == stay.room_type_id, c.night >= stay.check_in, c.night < stay.check_out, guard)
-        .values(**values)
-        .returning(*_RETURNED_COLUMNS)
-    )
-    rows = (await uow.session.execute(statement)).all()
+async def _move(uow: UnitOfWork, stay: Stay, reason: str) -> list[NightSnapshot]:
+    rows = await uow.fetch(_MOVES[reason], _stay_params(stay))
     if len(rows) != stay.night_count:
         raise InventoryInconsistent(
             f"{reason}: expected {stay.night_count} nights of {stay.room_type_id} from {stay.check_in}, "
@@ -281,22 +289,17 @@ async def _move(uow: UnitOfWork, stay: Stay, values: dict, guard, reason: str) -
 
 async def release_hold(uow: UnitOfWork, stay: Stay) -> list[NightSnapshot]:
     """Gives held units back (hold expired, payment failed)."""
-    c = NIGHTS.c
-    return await _move(uow, stay, {"held": c.held - stay.units}, c.held >= stay.units, "release")
+    return await _move(uow, stay, "release")
 
 
 async def confirm_hold(uow: UnitOfWork, stay: Stay) -> list[NightSnapshot]:
     """Turns held units into booked units (payment captured)."""
-    c = NIGHTS.c
-    return await _move(
-        uow, stay, {"held": c.held - stay.units, "booked": c.booked + stay.units}, c.held >= stay.units, "confirm"
-    )
+    return await _move(uow, stay, "confirm")
 
 
 async def release_booking(uow: UnitOfWork, stay: Stay) -> list[NightSnapshot]:
     """Gives booked units back (cancellation)."""
-    c = NIGHTS.c
-    return await _move(uow, stay, {"booked": c.booked - stay.units}, c.booked >= stay.units, "cancel")
+    return await _move(uow, stay, "cancel")
 
 
 async def nights(session, room_type_id: uuid.UUID, start: date, end: date) -> list[NightSnapshot]:

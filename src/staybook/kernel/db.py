@@ -2,17 +2,30 @@
 
 One ORM layer, two engines: SQLite (WAL, the demo) and PostgreSQL (production).
 Both run the same Alembic history.
+
+Hot paths (a booking's hold and payment) write with `Sql` statements: SQL text valid on
+both engines, built once at import. On PostgreSQL the unit of work runs them on its own
+asyncpg connection as prepared statements (about 50 µs of client CPU per round trip,
+against about 200 µs for a SQLAlchemy Core execute plus the building of the statement);
+on SQLite they go through SQLAlchemy with the same text and types. Both paths share the
+transaction of the unit of work's session, so Core, ORM and `Sql` writes commit together.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator, Callable
+import re
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Table, TextClause, bindparam, event, text
+import asyncpg
+import orjson
+from sqlalchemy import JSON, Column, Table, TextClause, bindparam, event, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.types import NullType, TypeEngine
+from sqlalchemy.util import greenlet_spawn
 
 from staybook.kernel.models import OutboxMessage
 
@@ -65,6 +78,87 @@ async def ping(engine: AsyncEngine) -> None:
         await conn.execute(text("SELECT 1"))
 
 
+class Record(dict):
+    """A row of a `Sql` statement: by name (`row["status"]`) or attribute (`row.status`)."""
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+_ROW_LOCK = re.compile(r"\s+FOR UPDATE(\s+OF\s+\w+)?(\s+SKIP LOCKED)?")
+_BIND = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+
+
+def _json_text(value: Any) -> Any:
+    # SQLAlchemy's asyncpg codecs for json/jsonb take JSON text (and decode results to objects).
+    return None if value is None else orjson.dumps(value, default=str).decode()
+
+
+def _is_json(type_: TypeEngine) -> bool:
+    return isinstance(type_, JSON) or any(isinstance(v, JSON) for v in getattr(type_, "_variant_mapping", {}).values())
+
+
+class Sql:
+    """A statement written once, valid on PostgreSQL and SQLite, with `:name` binds.
+
+    `types` gives each bind its column type (binds named after a column of `table` take its
+    type); `returns` types the result columns. Build it at import, run it with
+    `UnitOfWork.fetch/fetchrow/execute`. PostgreSQL infers each bind's type from where it
+    stands (a bind alone in the select list would be text), and SQLite gets the statement
+    without its `FOR UPDATE` clauses.
+    """
+
+    __slots__ = ("clause", "postgres", "names", "encoders")
+
+    def __init__(
+        self,
+        sql: str,
+        *,
+        table: Table | None = None,
+        types: Mapping[str, TypeEngine] | None = None,
+        returns: Iterable[Column] = (),
+    ) -> None:
+        names: list[str] = []
+        for name in _BIND.findall(sql):
+            if name not in names:
+                names.append(name)
+
+        def type_of(name: str) -> TypeEngine:
+            if types and name in types:
+                return types[name]
+            if table is not None and name in table.c:
+                return table.c[name].type
+            return NullType()
+
+        bind_types = [type_of(name) for name in names]
+        # SQLite has no row locks (its writer holds the database from BEGIN IMMEDIATE on).
+        clause = text(_ROW_LOCK.sub("", sql)).bindparams(
+            *(bindparam(n, type_=t) for n, t in zip(names, bind_types, strict=True))
+        )
+        returns = list(returns)
+        self.clause = clause.columns(*returns) if returns else clause
+        self.names = tuple(names)
+        self.postgres = _BIND.sub(lambda match: f"${names.index(match.group(1)) + 1}", sql)
+        self.encoders = tuple(_json_text if _is_json(t) else None for t in bind_types)
+
+    def arguments(self, params: Mapping[str, Any]) -> list[Any]:
+        return [
+            params[name] if encode is None else encode(params[name])
+            for name, encode in zip(self.names, self.encoders, strict=True)
+        ]
+
+
+def _count(status: str) -> int:
+    # asyncpg answers a command with its tag: "UPDATE 3", "INSERT 0 1", "DELETE 0".
+    tail = status.rpartition(" ")[2]
+    return int(tail) if tail.isdigit() else 0
+
+
 class UnitOfWork:
     """One transaction: the changes of one use case plus the events it emits.
 
@@ -73,11 +167,60 @@ class UnitOfWork:
     so events reach the bus without waiting for the next poll.
     """
 
-    def __init__(self, session: AsyncSession, on_commit: Callable[[], None] | None = None) -> None:
-        self.session = session
+    def __init__(self, session: AsyncSession | None, on_commit: Callable[[], None] | None = None) -> None:
+        self._session = session
         self._events: list[Event] = []
         self._on_commit = on_commit
         self.context: dict[str, Any] = {}
+        self._postgres = session is not None and session.bind.dialect.name == "postgresql"
+        self._driver: Any = None
+        self._deferred: list[tuple[Sql, Mapping[str, Any]]] = []
+
+    @property
+    def session(self) -> AsyncSession:
+        """The SQLAlchemy session of this unit of work (ORM and Core statements)."""
+        if self._session is None:
+            raise RuntimeError("this unit of work runs on the driver only (Database.transaction): Sql statements")
+        return self._session
+
+    async def _driver_connection(self) -> Any:
+        """The asyncpg connection of this unit of work's session, inside its transaction."""
+        if self._driver is None:
+            raw = await (await self.session.connection()).get_raw_connection()
+            adapted = raw.dbapi_connection
+            # SQLAlchemy's asyncpg adapter sends BEGIN lazily, before its own first statement:
+            # start it here so the driver's statements run inside the session's transaction.
+            if not adapted._started:
+                await adapted._start_transaction()
+            self._driver = raw.driver_connection
+        return self._driver
+
+    async def fetch(self, statement: Sql, params: Mapping[str, Any] | None = None) -> list[Record]:
+        """Runs `statement` in this unit of work's transaction; its rows."""
+        params = params or {}
+        if self._postgres:
+            driver = await self._driver_connection()
+            return [Record(row.items()) for row in await driver.fetch(statement.postgres, *statement.arguments(params))]
+        result = await self.session.execute(statement.clause, params)
+        return [Record(row._mapping) for row in result] if result.returns_rows else []
+
+    async def fetchrow(self, statement: Sql, params: Mapping[str, Any] | None = None) -> Record | None:
+        """The first row of `statement`, or None."""
+        params = params or {}
+        if self._postgres:
+            driver = await self._driver_connection()
+            row = await driver.fetchrow(statement.postgres, *statement.arguments(params))
+            return None if row is None else Record(row.items())
+        row = (await self.session.execute(statement.clause, params)).first()
+        return None if row is None else Record(row._mapping)
+
+    async def execute(self, statement: Sql, params: Mapping[str, Any] | None = None) -> int:
+        """Runs a statement that returns no rows; the number of rows it changed."""
+        params = params or {}
+        if self._postgres:
+            driver = await self._driver_connection()
+            return _count(await driver.execute(statement.postgres, *statement.arguments(params)))
+        return (await self.session.execute(statement.clause, params)).rowcount
 
     def emit(self, event: Event) -> None:
         self._events.append(event)
@@ -86,23 +229,108 @@ class UnitOfWork:
     def pending_events(self) -> list[Event]:
         return list(self._events)
 
-    async def flush_events(self) -> None:
-        if not self._events:
+    def defer(self, statement: Sql, params: Mapping[str, Any]) -> None:
+        """Queues a write whose result the use case does not need (an insert, an unguarded update):
+        it is sent at commit together with the other deferred writes and the outbox rows, on
+        PostgreSQL as ONE statement (each write a data-modifying CTE). The writes of one such
+        statement run on one snapshot and cannot see each other's rows: independent writes only."""
+        self._deferred.append((statement, params))
+
+    async def flush(self) -> None:
+        """Sends the deferred writes and the events' outbox rows."""
+        writes = [*self._deferred, *((_OUTBOX_INSERT, event.outbox_row()) for event in self._events)]
+        self._deferred, self._events = [], []
+        if not writes:
             return
-        rows = [event.outbox_row() for event in self._events]
-        self._events.clear()
-        await self.session.execute(OutboxMessage.__table__.insert(), rows)
+        if self._postgres:
+            driver = await self._driver_connection()
+            statement = _combined(tuple(statement for statement, _ in writes))
+            arguments = [argument for written, params in writes for argument in written.arguments(params)]
+            await driver.execute(statement, *arguments)
+            return
+        for statement, params in writes:
+            await self.session.execute(statement.clause, params)
 
     async def commit(self) -> None:
         had_events = bool(self._events)
-        await self.flush_events()
+        await self.flush()
         await self.session.commit()
         if had_events and self._on_commit:
             self._on_commit()
 
     async def rollback(self) -> None:
         self._events.clear()
+        self._deferred = []
         await self.session.rollback()
+
+
+class _DriverUnitOfWork(UnitOfWork):
+    """A unit of work on a pooled connection's driver alone (PostgreSQL): `Sql` statements, deferred
+    writes and events, without a SQLAlchemy session (see `Database.transaction`)."""
+
+    def __init__(self, driver: Any, on_commit: Callable[[], None] | None, *, autocommit: bool) -> None:
+        super().__init__(None, on_commit)
+        self._postgres = True
+        self._driver = driver
+        self._transaction = None if autocommit else driver.transaction()
+        self._open = False
+
+    async def _driver_connection(self) -> Any:
+        return self._driver
+
+    async def begin(self) -> None:
+        if self._transaction is not None:
+            await self._transaction.start()
+            self._open = True
+
+    async def commit(self) -> None:
+        had_events = bool(self._events)
+        await self.flush()
+        if self._open:
+            self._open = False
+            await self._transaction.commit()
+        if had_events and self._on_commit:
+            self._on_commit()
+
+    async def rollback(self) -> None:
+        self._events.clear()
+        self._deferred = []
+        if self._open:
+            self._open = False
+            await self._transaction.rollback()
+
+
+_OUTBOX_COLUMNS = ("id", "subject", "event_type", "payload", "headers", "created_at", "published_at", "attempts")
+_OUTBOX_INSERT = Sql(
+    f"INSERT INTO outbox ({', '.join(_OUTBOX_COLUMNS)}) VALUES ({', '.join(':' + c for c in _OUTBOX_COLUMNS)})",
+    table=OutboxMessage.__table__,
+)
+
+
+def _is_disconnect(error: BaseException) -> bool:
+    return isinstance(error, (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, ConnectionError))
+
+
+def _unavailable(error: BaseException) -> OperationalError:
+    # The API answers OperationalError with 503 and Retry-After (kernel.errors), as for the session path.
+    return OperationalError("driver statement", None, error)
+
+
+_PLACEHOLDER = re.compile(r"\$(\d+)")
+
+
+@functools.lru_cache(maxsize=256)
+def _combined(statements: tuple[Sql, ...]) -> str:
+    """Several writes as one PostgreSQL statement: `WITH w1 AS (first), … last`, binds renumbered."""
+    parts, offset = [], 0
+    for statement in statements:
+        parts.append(
+            _PLACEHOLDER.sub(lambda match, shift=offset: f"${int(match.group(1)) + shift}", statement.postgres)
+        )
+        offset += len(statement.names)
+    if len(parts) == 1:
+        return parts[0]
+    return "WITH " + ", ".join(f"w{i} AS ({part})" for i, part in enumerate(parts[:-1], 1)) + " " + parts[-1]
 
 
 class Database:
@@ -126,23 +354,55 @@ class Database:
             listener()
 
     @asynccontextmanager
-    async def unit_of_work(self, *, flush_wal: bool = True) -> AsyncIterator[UnitOfWork]:
-        """Yields a UnitOfWork; commits when the block ends cleanly, rolls back on error.
-
-        `flush_wal=False` (PostgreSQL) commits without waiting for the WAL flush: for records
-        that only matter together with a later durable commit (which flushes the WAL before
-        it, in order), such as an idempotency claim ahead of the business change.
-        """
+    async def unit_of_work(self) -> AsyncIterator[UnitOfWork]:
+        """Yields a UnitOfWork; commits when the block ends cleanly, rolls back on error."""
         async with self.sessions() as session:
             uow = UnitOfWork(session, self._notify)
             try:
-                if not flush_wal and self.dialect == "postgresql":
-                    await session.execute(text("SET LOCAL synchronous_commit = off"))
                 yield uow
                 await uow.commit()
             except BaseException:
                 await uow.rollback()
                 raise
+
+    @asynccontextmanager
+    async def transaction(self, *, autocommit: bool = False) -> AsyncIterator[UnitOfWork]:
+        """A unit of work for `Sql` statements only (no `session`): the hot paths' transactions.
+
+        On PostgreSQL it runs on a pooled connection's driver with no SQLAlchemy session in
+        between (a session's checkout, begin, commit and close cost about 0.25 ms of CPU per
+        transaction, more than the statements of a short one). `autocommit=True` runs each
+        statement in a transaction of its own, with no BEGIN/COMMIT round trips: for a
+        single-statement write, or reads that need no common snapshot. Elsewhere (SQLite) it is
+        `unit_of_work()`, whose transaction `autocommit` does not change.
+        """
+        if self.dialect != "postgresql":
+            async with self.unit_of_work() as uow:
+                yield uow
+            return
+        pooled = await self.engine.raw_connection()
+        broken = False
+        try:
+            uow = _DriverUnitOfWork(pooled.driver_connection, self._notify, autocommit=autocommit)
+            try:
+                await uow.begin()
+                yield uow
+                await uow.commit()
+            except BaseException as error:
+                broken = _is_disconnect(error)
+                if not broken:
+                    try:
+                        await uow.rollback()
+                    except Exception as failed:
+                        broken = True
+                        raise _unavailable(failed) from error
+                if broken:
+                    raise _unavailable(error) from error
+                raise
+        finally:
+            # Back to the pool (or, broken, out of it): SQLAlchemy's pool may close a connection
+            # on return, which needs its greenlet bridge.
+            await greenlet_spawn(pooled.invalidate if broken else pooled.close)
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:

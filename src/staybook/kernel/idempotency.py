@@ -2,15 +2,19 @@
 
 The protocol, for any mutating endpoint:
 
-1. `claim(...)` inserts `(scope, key)` in its own short transaction. The primary key
-   decides the race, not a read-then-write: the loser sees the winner's row and gets
-   the stored answer (`Replay`), a 409 while the winner is still working, or a 422 when
-   the same key comes with a different request (its fingerprint differs).
-2. The use case does its work and, inside ITS OWN unit of work, calls
-   `claim.record(session, status, body)`: the business change and the stored answer
-   commit together, so a crash can never leave a change without its answer (the retry
-   would then repeat the change) or an answer without its change.
-3. An expected failure (a StaybookError, its transaction rolled back) is stored with
+1. `run_idempotent` makes a `Claim` for `(scope, key)` (no I/O yet) and calls the use case.
+2. The use case calls `await claim.take(uow)` first thing in the unit of work that makes its
+   change: one `INSERT … ON CONFLICT` of the key, in the SAME transaction as the change. The
+   primary key decides the race, not a read-then-write: a second request with the key waits
+   on the first one's uncommitted row, then sees it. A key already answered raises `Replayed`
+   (the first answer is sent back), one used with a different request 422, one still being
+   worked on by a committed claim (a payment waiting for its provider) 409.
+3. It stores its answer with `claim.record(uow, status, body)` in the unit of work that makes
+   the change: the business change, the claim and the answer commit together, so a crash can
+   never leave a change without its answer (the retry would then repeat the change) or an
+   answer without its change. A use case spanning several transactions (the payment saga)
+   commits its claim `in_progress` with its first one and records the answer with the last.
+4. An expected failure (a StaybookError, its transaction rolled back) is stored with
    `claim.record_failure(...)`: replays of a refused request are refused the same way.
    An unexpected error, or a 5xx StaybookError (a dependency such as the payment
    provider failed), `release()`s the claim so the client may retry with the same key.
@@ -25,18 +29,16 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import Index, Integer, String, delete, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Index, Integer, String, delete
 from sqlalchemy.orm import Mapped, mapped_column
 from starlette.requests import Request
 from starlette.responses import Response
 
-from staybook.kernel.db import Database, insert_on_conflict
+from staybook.kernel.db import Database, Sql, UnitOfWork
 from staybook.kernel.errors import PROBLEM_CONTENT_TYPE, Conflict, InvalidInput, StaybookError, error_response
 from staybook.kernel.orm import Base, JSONType, UTCDateTime, utcnow
 
@@ -64,15 +66,64 @@ class IdempotencyKey(Base):
     __table_args__ = (Index("ix_idempotency_keys_expires_at", "expires_at"),)
 
 
-_CLAIM = insert_on_conflict(
-    IdempotencyKey.__table__,
-    ("scope", "key", "fingerprint", "state", "created_at", "locked_until", "expires_at"),
-    ("scope", "key"),
+_TABLE = IdempotencyKey.__table__
+# Inserts the claim, or takes over an expired key or an abandoned claim (its work never
+# committed); of two racing takers exactly one gets a row back.
+_TAKE = Sql(
+    "INSERT INTO idempotency_keys (scope, key, fingerprint, state, created_at, locked_until, expires_at)"
+    " VALUES (:scope, :key, :fingerprint, 'in_progress', :now, :locked_until, :expires_at)"
+    " ON CONFLICT (scope, key) DO UPDATE SET fingerprint = excluded.fingerprint, state = 'in_progress',"
+    " response_status = NULL, response_body = NULL, created_at = excluded.created_at,"
+    " locked_until = excluded.locked_until, expires_at = excluded.expires_at"
+    " WHERE idempotency_keys.expires_at <= :now"
+    " OR (idempotency_keys.state = 'in_progress' AND idempotency_keys.locked_until <= :now)"
+    " RETURNING scope",
+    table=_TABLE,
+    types={"now": _TABLE.c.created_at.type},
+    returns=[_TABLE.c.scope],
+)
+_EXISTING = Sql(
+    "SELECT fingerprint, state, response_status, response_body FROM idempotency_keys"
+    " WHERE scope = :scope AND key = :key",
+    table=_TABLE,
+    returns=[_TABLE.c.fingerprint, _TABLE.c.state, _TABLE.c.response_status, _TABLE.c.response_body],
+)
+_RECORD = Sql(
+    "UPDATE idempotency_keys SET state = 'completed', response_status = :response_status,"
+    " response_body = :response_body WHERE scope = :scope AND key = :key",
+    table=_TABLE,
+)
+_RECORD_IF_UNANSWERED = Sql(
+    "UPDATE idempotency_keys SET state = 'completed', response_status = :response_status,"
+    " response_body = :response_body WHERE scope = :scope AND key = :key AND state = 'in_progress'",
+    table=_TABLE,
+)
+# A refused request's answer when its claim was rolled back with its transaction: stored unless
+# another request with the key has claimed it meanwhile.
+_RECORD_REFUSED = Sql(
+    "INSERT INTO idempotency_keys (scope, key, fingerprint, state, response_status, response_body, created_at,"
+    " locked_until, expires_at) VALUES (:scope, :key, :fingerprint, 'completed', :response_status,"
+    " :response_body, :created_at, :locked_until, :expires_at) ON CONFLICT (scope, key) DO NOTHING",
+    table=_TABLE,
+)
+# Only this request's own claim (its lock deadline tells it from a later taker's).
+_RELEASE = Sql(
+    "DELETE FROM idempotency_keys WHERE scope = :scope AND key = :key AND state = 'in_progress'"
+    " AND locked_until = :locked_until",
+    table=_TABLE,
 )
 
 
 class KeyInUse(Conflict):
     code, title = "idempotency-key-in-use", "A request with this Idempotency-Key is still being processed"
+
+
+class Replayed(Exception):  # noqa: N818 - not an error: the first answer, to be sent again
+    """Raised by `Claim.take`: this key was answered already; `run_idempotent` replays the answer."""
+
+    def __init__(self, status: int, body: Any) -> None:
+        super().__init__(status)
+        self.status, self.body = status, body
 
 
 def fingerprint(method: str, path: str, body: Any) -> str:
@@ -92,40 +143,49 @@ def validate_key(key: str | None, *, required: bool = True) -> str | None:
     return key
 
 
-@dataclass(frozen=True)
-class Replay:
-    """The stored answer of the first request with this key."""
-
-    status: int
-    body: Any
-
-
-@dataclass
 class Claim:
-    """This request owns the key until it records its answer (or releases the key)."""
+    """This request's hold on its key: taken in the use case's transaction, answered in the last one."""
 
-    store: IdempotencyStore
-    scope: str
-    key: str
-    fingerprint: str
+    __slots__ = ("db", "scope", "key", "fingerprint", "created_at", "locked_until", "expires_at", "refused")
 
-    async def record(self, session: AsyncSession, status: int, body: Any) -> None:
-        """Stores the answer in the caller's transaction (commit it with the business change)."""
-        await session.execute(
-            update(IdempotencyKey)
-            .where(IdempotencyKey.scope == self.scope, IdempotencyKey.key == self.key)
-            .values(state=COMPLETED, response_status=status, response_body=body)
-        )
+    def __init__(
+        self, db: Database, scope: str, key: str, request_fingerprint: str, *, ttl: timedelta, lock: timedelta
+    ) -> None:
+        self.db = db
+        self.scope, self.key, self.fingerprint = scope, key, request_fingerprint
+        self.created_at = utcnow()
+        self.locked_until = self.created_at + lock
+        self.expires_at = self.created_at + ttl
+        self.refused = False  # take() refused the key: not this request's to answer or release
 
-    async def stored_answer(self, session: AsyncSession) -> tuple[int, Any] | None:
+    async def take(self, uow: UnitOfWork) -> None:
+        """Claims the key in `uow`'s transaction; raises Replayed, InvalidInput (422: the key was used
+        with a different request) or KeyInUse (409: the first request with the key is still running)."""
+        params = {
+            "scope": self.scope,
+            "key": self.key,
+            "fingerprint": self.fingerprint,
+            "now": self.created_at,
+            "locked_until": self.locked_until,
+            "expires_at": self.expires_at,
+        }
+        if await uow.fetchrow(_TAKE, params) is not None:
+            return
+        existing = await uow.fetchrow(_EXISTING, params)
+        self.refused = True
+        if existing.fingerprint != self.fingerprint:
+            raise InvalidInput(f"This {HEADER} was already used with a different request", field=f"header.{HEADER}")
+        if existing.state == IN_PROGRESS:
+            raise KeyInUse(f"The first request with this {HEADER} has not finished; retry shortly")
+        raise Replayed(existing.response_status, existing.response_body)
+
+    def record(self, uow: UnitOfWork, status: int, body: Any) -> None:
+        """Stores the answer in the caller's transaction (it commits with the business change)."""
+        uow.defer(_RECORD, {"scope": self.scope, "key": self.key, "response_status": status, "response_body": body})
+
+    async def stored_answer(self, uow: UnitOfWork) -> tuple[int, Any] | None:
         """The answer stored under this key meanwhile by someone else (see `record_if_unanswered`)."""
-        row = (
-            await session.execute(
-                select(IdempotencyKey.state, IdempotencyKey.response_status, IdempotencyKey.response_body).where(
-                    IdempotencyKey.scope == self.scope, IdempotencyKey.key == self.key
-                )
-            )
-        ).first()
+        row = await uow.fetchrow(_EXISTING, {"scope": self.scope, "key": self.key})
         if row is None or row.state != COMPLETED:
             return None
         return row.response_status, row.response_body
@@ -133,30 +193,41 @@ class Claim:
     async def record_failure(self, error: StaybookError, instance: str | None = None) -> None:
         """Stores a refused request's problem answer in a transaction of its own."""
         response = error_response(error, instance=instance)
-        async with self.store.db.unit_of_work() as uow:
-            await self.record(uow.session, response.status_code, orjson.loads(response.body))
+        answer = {
+            "scope": self.scope,
+            "key": self.key,
+            "fingerprint": self.fingerprint,
+            "response_status": response.status_code,
+            "response_body": orjson.loads(response.body),
+            "created_at": self.created_at,
+            "locked_until": self.locked_until,
+            "expires_at": self.expires_at,
+        }
+        async with self.db.transaction() as uow:
+            # The claim committed with an earlier transaction (a payment's first step), or it was
+            # rolled back with the refused one.
+            if not await uow.execute(_RECORD_IF_UNANSWERED_OWN, answer):
+                await uow.execute(_RECORD_REFUSED, answer)
 
     async def release(self) -> None:
         """Forgets the claim (an unexpected error): a retry with the key runs afresh."""
-        async with self.store.db.unit_of_work() as uow:
-            await uow.session.execute(
-                delete(IdempotencyKey).where(
-                    IdempotencyKey.scope == self.scope,
-                    IdempotencyKey.key == self.key,
-                    IdempotencyKey.state == IN_PROGRESS,
-                )
-            )
+        async with self.db.transaction(autocommit=True) as uow:
+            await uow.execute(_RELEASE, {"scope": self.scope, "key": self.key, "locked_until": self.locked_until})
 
 
-async def record_if_unanswered(session: AsyncSession, scope: str, key: str, status: int, body: Any) -> bool:
+_RECORD_IF_UNANSWERED_OWN = Sql(
+    "UPDATE idempotency_keys SET state = 'completed', response_status = :response_status,"
+    " response_body = :response_body WHERE scope = :scope AND key = :key AND state = 'in_progress'"
+    " AND locked_until = :locked_until",
+    table=_TABLE,
+)
+
+
+async def record_if_unanswered(uow: UnitOfWork, scope: str, key: str, status: int, body: Any) -> bool:
     """Stores an answer for a claimed key that has none yet (its request died or stopped waiting),
     in the caller's transaction; a key already answered keeps its first answer. True if stored."""
-    result = await session.execute(
-        update(IdempotencyKey)
-        .where(IdempotencyKey.scope == scope, IdempotencyKey.key == key, IdempotencyKey.state == IN_PROGRESS)
-        .values(state=COMPLETED, response_status=status, response_body=body)
-    )
-    return result.rowcount == 1
+    params = {"scope": scope, "key": key, "response_status": status, "response_body": body}
+    return await uow.execute(_RECORD_IF_UNANSWERED, params) == 1
 
 
 class IdempotencyStore:
@@ -165,58 +236,9 @@ class IdempotencyStore:
         self.ttl = timedelta(seconds=ttl_seconds)
         self.lock = timedelta(seconds=lock_seconds)
 
-    async def claim(self, scope: uuid.UUID | str, key: str, request_fingerprint: str) -> Claim | Replay:
-        """Claims the key for this request, or returns the first request's answer.
-
-        Raises InvalidInput (422) when the key was used with a different request and
-        KeyInUse (409) while the first request with the key is still running.
-        """
-        scope = str(scope)
-        now = utcnow()
-        row = {
-            "scope": scope,
-            "key": key,
-            "fingerprint": request_fingerprint,
-            "state": IN_PROGRESS,
-            "created_at": now,
-            "locked_until": now + self.lock,
-            "expires_at": now + self.ttl,
-        }
-        # The claim needs no WAL flush of its own: the business change that follows commits durably
-        # and flushes the WAL up to and including this claim; without that change a lost claim is harmless.
-        async with self.db.unit_of_work(flush_wal=False) as uow:
-            inserted = await uow.session.execute(_CLAIM, row)
-            if inserted.rowcount == 1:
-                return Claim(self, scope, key, request_fingerprint)
-            # Taken: an expired key or an abandoned claim (its work never committed) is taken over
-            # with one guarded UPDATE, so of two racing takers exactly one wins.
-            taken_over = await uow.session.execute(
-                update(IdempotencyKey)
-                .where(
-                    IdempotencyKey.scope == scope,
-                    IdempotencyKey.key == key,
-                    or_(
-                        IdempotencyKey.expires_at <= now,
-                        (IdempotencyKey.state == IN_PROGRESS) & (IdempotencyKey.locked_until <= now),
-                    ),
-                )
-                .values(**row, response_status=None, response_body=None)
-            )
-            if taken_over.rowcount == 1:
-                return Claim(self, scope, key, request_fingerprint)
-            existing = (
-                await uow.session.execute(
-                    select(IdempotencyKey).where(IdempotencyKey.scope == scope, IdempotencyKey.key == key)
-                )
-            ).scalar_one()
-        if existing.fingerprint != request_fingerprint:
-            raise InvalidInput(
-                f"This {HEADER} was already used with a different request",
-                field=f"header.{HEADER}",
-            )
-        if existing.state == IN_PROGRESS:
-            raise KeyInUse(f"The first request with this {HEADER} has not finished; retry shortly")
-        return Replay(existing.response_status, existing.response_body)
+    def claim(self, scope: uuid.UUID | str, key: str, request_fingerprint: str) -> Claim:
+        """A claim on the key for this request, to be taken in the use case's unit of work."""
+        return Claim(self.db, str(scope), key, request_fingerprint, ttl=self.ttl, lock=self.lock)
 
     async def purge_expired(self) -> int:
         async with self.db.unit_of_work() as uow:
@@ -236,28 +258,30 @@ async def run_idempotent(
 ) -> Response:
     """Runs `work` at most once per (scope, Idempotency-Key); a retry gets the first answer.
 
-    `work(claim)` must call `claim.record(session, status, body)` inside the unit of work
-    that makes its change (claim is None when the key is optional and absent), and
-    returns (status, body) for this response.
+    `work(claim)` must `await claim.take(uow)` at the start of the unit of work that makes its
+    change and `claim.record(uow, status, body)` in the one that completes it (claim is None
+    when the key is optional and absent), and returns (status, body) for this response.
     """
     key = validate_key(request.headers.get(HEADER), required=required)
     if key is None:
         status, payload = await work(None)
         return _json(status, payload)
-    store = IdempotencyStore(db, ttl_seconds)
-    outcome = await store.claim(scope, key, fingerprint(request.method, request.url.path, body))
-    if isinstance(outcome, Replay):
-        return _json(outcome.status, outcome.body, {REPLAY_HEADER: "true"})
+    claim = IdempotencyStore(db, ttl_seconds).claim(scope, key, fingerprint(request.method, request.url.path, body))
     try:
-        status, payload = await work(outcome)
+        status, payload = await work(claim)
+    except Replayed as replay:
+        return _json(replay.status, replay.body, {REPLAY_HEADER: "true"})
     except StaybookError as error:
+        if claim.refused:  # the key is another request's: nothing of ours to store or release
+            raise
         if error.status >= 500:  # a dependency failed: not an answer to keep, the client may retry with the key
-            await outcome.release()
+            await claim.release()
         else:
-            await outcome.record_failure(error, instance=request.url.path)
+            await claim.record_failure(error, instance=request.url.path)
         raise
     except BaseException:
-        await outcome.release()
+        if not claim.refused:
+            await claim.release()
         raise
     return _json(status, payload)
 

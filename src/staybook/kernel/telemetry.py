@@ -151,7 +151,13 @@ def configure_logging(service: str, pod: str, level: str = "INFO", json_lines: b
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
     structlog.configure(
-        processors=[*pre_chain, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        # Level first: a line below the level (the per-booking audit lines at WARNING) costs
+        # nothing more than the check, instead of a timestamp and a context merge thrown away.
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *pre_chain,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import hmac
 import secrets
@@ -35,7 +36,7 @@ import orjson
 import structlog
 from sqlalchemy import select, update
 
-from staybook.kernel.db import Database, insert_on_conflict
+from staybook.kernel.db import Database, Sql, UnitOfWork
 from staybook.kernel.orm import utcnow
 from staybook.kernel.settings import Settings
 from staybook.payments.models import SandboxCharge, SandboxWebhook
@@ -46,24 +47,50 @@ log = structlog.get_logger("staybook.payments.sandbox")
 SIGNATURE_HEADER = "sandbox-signature"
 DECLINES = {"tok_decline": "card_declined", "tok_insufficient_funds": "insufficient_funds"}
 CHARGES = SandboxCharge.__table__
-_NEW_CHARGE = insert_on_conflict(
-    CHARGES,
-    (
-        "reference",
-        "idempotency_key",
-        "token",
-        "amount",
-        "currency",
-        "status",
-        "captured_amount",
-        "refunded_amount",
-        "decline_code",
-        "created_at",
-        "updated_at",
-    ),
-    ("idempotency_key",),
-    returning=True,
+_CHARGE_COLUMNS = (
+    "reference",
+    "idempotency_key",
+    "token",
+    "amount",
+    "currency",
+    "status",
+    "captured_amount",
+    "refunded_amount",
+    "decline_code",
+    "created_at",
+    "updated_at",
 )
+_RETURNING = " RETURNING " + ", ".join(_CHARGE_COLUMNS)
+_RETURNED = [CHARGES.c[name] for name in _CHARGE_COLUMNS]
+_NEW_CHARGE = Sql(
+    f"INSERT INTO sandbox_charges ({', '.join(_CHARGE_COLUMNS)})"
+    f" VALUES ({', '.join(':' + c for c in _CHARGE_COLUMNS)}) ON CONFLICT (idempotency_key) DO NOTHING" + _RETURNING,
+    table=CHARGES,
+    returns=_RETURNED,
+)
+_BY_KEY = Sql(
+    f"SELECT {', '.join(_CHARGE_COLUMNS)} FROM sandbox_charges WHERE idempotency_key = :idempotency_key",
+    table=CHARGES,
+    returns=_RETURNED,
+)
+_BY_REFERENCE = Sql(
+    f"SELECT {', '.join(_CHARGE_COLUMNS)} FROM sandbox_charges WHERE reference = :reference",
+    table=CHARGES,
+    returns=_RETURNED,
+)
+
+
+@functools.cache
+def _move_statement(status: str, allowed_from: tuple[str, ...], amounts: tuple[str, ...]) -> Sql:
+    changes = ", ".join(["status = :status", "updated_at = :updated_at", *(f"{name} = :{name}" for name in amounts)])
+    allowed = ", ".join(repr(before) for before in allowed_from)
+    return Sql(
+        f"UPDATE sandbox_charges SET {changes} WHERE reference = :reference AND status IN ({allowed})" + _RETURNING,
+        table=CHARGES,
+        returns=_RETURNED,
+    )
+
+
 MAX_DELIVERY_ATTEMPTS = 12
 # How long a leased delivery stays invisible to other deliverers while it is being posted.
 LEASE = timedelta(seconds=30)
@@ -200,10 +227,9 @@ class SandboxProvider:
         }
         async with self._ledger() as ledger:
             # A retried call (same idempotency key) finds the first call's charge.
-            row = (await ledger.execute(_NEW_CHARGE, values)).first()
+            row = await ledger.fetchrow(_NEW_CHARGE, values)
             if row is None:
-                existing = (await ledger.execute(select(CHARGES).where(CHARGES.c.idempotency_key == key))).one()
-                return _state(existing)
+                return _state(await ledger.fetchrow(_BY_KEY, {"idempotency_key": key}))
             self._owe_webhook(ledger, "charge.declined" if decline else "charge.authorised", row)
         self._kick()
         return _state(row)
@@ -211,16 +237,12 @@ class SandboxProvider:
     async def _move(self, reference: str, status: str, allowed_from: set[str], **amounts: int) -> ChargeState:
         async with self._ledger() as ledger:
             # One conditional UPDATE; only when it does not apply, a read says why.
-            row = (
-                await ledger.execute(
-                    update(CHARGES)
-                    .where(CHARGES.c.reference == reference, CHARGES.c.status.in_(allowed_from))
-                    .values(status=status, updated_at=utcnow(), **amounts)
-                    .returning(*CHARGES.c)
-                )
-            ).first()
+            statement = _move_statement(status, tuple(sorted(allowed_from)), tuple(sorted(amounts)))
+            row = await ledger.fetchrow(
+                statement, {"reference": reference, "status": status, "updated_at": utcnow(), **amounts}
+            )
             if row is None:
-                current = (await ledger.execute(select(CHARGES).where(CHARGES.c.reference == reference))).first()
+                current = await ledger.fetchrow(_BY_REFERENCE, {"reference": reference})
                 if current is None:
                     raise ProviderError(f"sandbox: no charge {reference}")
                 if current.status == status:
@@ -233,15 +255,15 @@ class SandboxProvider:
     @contextlib.asynccontextmanager
     async def _ledger(self):
         """Where a ledger change is written: one transaction with the webhook it owes, or in instant
-        mode on PostgreSQL one autocommitted statement (no BEGIN/COMMIT round trips)."""
-        if not self.webhooks and self.db.dialect == "postgresql":
-            async with self.db.engine.connect() as connection:
-                yield await connection.execution_options(isolation_level="AUTOCOMMIT")
-            return
-        async with self.db.unit_of_work(flush_wal=self.webhooks) as uow:
-            yield uow.session
+        mode (no webhooks) on PostgreSQL one autocommitted statement (no BEGIN/COMMIT round trips)."""
+        if self.webhooks:
+            async with self.db.unit_of_work() as uow:
+                yield uow
+        else:
+            async with self.db.transaction(autocommit=True) as uow:
+                yield uow
 
-    def _owe_webhook(self, session, event_type: str, row: SandboxCharge) -> None:
+    def _owe_webhook(self, uow: UnitOfWork, event_type: str, row) -> None:
         if not self.webhooks:
             return
         event_id = "evt_" + secrets.token_hex(12)
@@ -251,7 +273,7 @@ class SandboxProvider:
             "created": int(time.time()),
             "data": _state(row).__dict__,
         }
-        session.add(SandboxWebhook(id=event_id, event_type=event_type, payload=payload, attempts=0))
+        uow.session.add(SandboxWebhook(id=event_id, event_type=event_type, payload=payload, attempts=0))
 
     def _kick(self) -> None:
         if not self.webhooks:

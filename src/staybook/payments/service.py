@@ -11,6 +11,7 @@ with the same monotonic transitions, so a duplicate or stale event changes nothi
 from __future__ import annotations
 
 import contextlib
+import functools
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 import structlog
 from sqlalchemy import func, select, update
 
-from staybook.kernel.db import UnitOfWork, insert_on_conflict
+from staybook.kernel.db import Sql, UnitOfWork, insert_on_conflict
 from staybook.kernel.errors import Conflict, NotFound, StaybookError
 from staybook.kernel.orm import new_id, utcnow
 from staybook.kernel.runtime import PeriodicJob, Runtime
@@ -60,26 +61,67 @@ PAYMENTS = Payment.__table__
 _NEW_WEBHOOK_EVENT = insert_on_conflict(
     WebhookEvent.__table__, ("provider", "event_id", "event_type", "payload", "received_at"), ("provider", "event_id")
 )
-_OPEN_PAYMENT = insert_on_conflict(
-    PAYMENTS,
-    (
-        "id",
-        "booking_id",
-        "payer_id",
-        "amount",
-        "currency",
-        "provider",
-        "status",
-        "refunded_amount",
-        "attempts",
-        "created_at",
-        "updated_at",
-    ),
-    ("booking_id",),
-    update="UPDATE SET attempts = payments.attempts + 1, failure_reason = NULL, updated_at = :updated_at"
-    " WHERE payments.status = 'pending' AND payments.amount = :amount",
-    returning=True,
+# The columns a PaymentView shows; every hot statement returns just these.
+_VIEW = (
+    "id",
+    "booking_id",
+    "status",
+    "amount",
+    "currency",
+    "provider",
+    "provider_reference",
+    "refunded_amount",
+    "attempts",
 )
+_RETURNING_VIEW = " RETURNING " + ", ".join(_VIEW)
+_VIEW_COLUMNS = [PAYMENTS.c[name] for name in _VIEW]
+_OPEN_COLUMNS = (
+    "id",
+    "booking_id",
+    "payer_id",
+    "amount",
+    "currency",
+    "provider",
+    "status",
+    "refunded_amount",
+    "attempts",
+    "created_at",
+    "updated_at",
+)
+_OPEN_PAYMENT = Sql(
+    f"INSERT INTO payments ({', '.join(_OPEN_COLUMNS)}) VALUES ({', '.join(':' + c for c in _OPEN_COLUMNS)})"
+    " ON CONFLICT (booking_id) DO UPDATE SET attempts = payments.attempts + 1, failure_reason = NULL,"
+    " updated_at = :updated_at WHERE payments.status = 'pending' AND payments.amount = :amount" + _RETURNING_VIEW,
+    table=PAYMENTS,
+    returns=_VIEW_COLUMNS,
+)
+_GET = Sql(f"SELECT {', '.join(_VIEW)} FROM payments WHERE id = :id", table=PAYMENTS, returns=_VIEW_COLUMNS)
+_FOR_BOOKING = Sql(
+    f"SELECT {', '.join(_VIEW)} FROM payments WHERE booking_id = :booking_id", table=PAYMENTS, returns=_VIEW_COLUMNS
+)
+_NOTE_ERROR = Sql(
+    "UPDATE payments SET failure_reason = :failure_reason, updated_at = :updated_at WHERE id = :id", table=PAYMENTS
+)
+
+
+@functools.cache
+def _transition(status: str, with_charge: bool, with_reason: bool) -> Sql:
+    """The conditional UPDATE that moves a payment to `status` (built once per shape)."""
+    changes = ["status = :status", "updated_at = :updated_at"]
+    if with_charge:
+        changes += ["provider_reference = :provider_reference", "refunded_amount = :refunded_amount"]
+    if with_reason:
+        changes.append("failure_reason = :failure_reason")
+    condition = f"id = :id AND status IN ({', '.join(repr(before) for before in PREDECESSORS[status])})"
+    if status == "refunded":  # only a refund that raises the refunded amount moves it
+        condition += " AND refunded_amount < :refunded_to"
+    return Sql(
+        f"UPDATE payments SET {', '.join(changes)} WHERE {condition}" + _RETURNING_VIEW,
+        table=PAYMENTS,
+        types={"refunded_to": PAYMENTS.c.refunded_amount.type},
+        returns=_VIEW_COLUMNS,
+    )
+
 
 SettlementListener = Callable[[Runtime, uuid.UUID], Awaitable[None]]
 # Called (outside any transaction) with a booking id after a webhook moved its payment;
@@ -169,7 +211,7 @@ async def open_payment(
         "created_at": now,
         "updated_at": now,
     }
-    row = (await uow.session.execute(_OPEN_PAYMENT, values)).first()
+    row = await uow.fetchrow(_OPEN_PAYMENT, values)
     if row is None:
         raise Conflict("This booking already has a payment")
     return PaymentView.of(row)
@@ -177,18 +219,16 @@ async def open_payment(
 
 async def note_error(uow: UnitOfWork, payment_id: uuid.UUID, reason: str) -> None:
     """A provider call failed without an outcome: the payment stays as it is, with the reason noted."""
-    await uow.session.execute(
-        update(PAYMENTS).where(PAYMENTS.c.id == payment_id).values(failure_reason=reason, updated_at=utcnow())
-    )
+    await uow.execute(_NOTE_ERROR, {"id": payment_id, "failure_reason": reason, "updated_at": utcnow()})
 
 
-async def get(session, payment_id: uuid.UUID) -> PaymentView | None:
-    row = (await session.execute(select(PAYMENTS).where(PAYMENTS.c.id == payment_id))).first()
+async def get(uow: UnitOfWork, payment_id: uuid.UUID) -> PaymentView | None:
+    row = await uow.fetchrow(_GET, {"id": payment_id})
     return PaymentView.of(row) if row is not None else None
 
 
-async def for_booking(session, booking_id: uuid.UUID) -> PaymentView | None:
-    row = (await session.execute(select(PAYMENTS).where(PAYMENTS.c.booking_id == booking_id))).first()
+async def for_booking(uow: UnitOfWork, booking_id: uuid.UUID) -> PaymentView | None:
+    row = await uow.fetchrow(_FOR_BOOKING, {"booking_id": booking_id})
     return PaymentView.of(row) if row is not None else None
 
 
@@ -201,22 +241,17 @@ async def record(
     or stale webhook, a recovery racing a live request) changes nothing and emits nothing.
     A refund moves the payment only when it raises the refunded amount.
     """
-    condition = PAYMENTS.c.status.in_(PREDECESSORS[status])
+    values: dict = {"id": payment_id, "status": status, "updated_at": utcnow()}
     if status == "refunded":
-        condition &= PAYMENTS.c.refunded_amount < (charge.refunded_amount if charge is not None else 0)
-    values: dict = {"status": status, "updated_at": utcnow()}
+        values["refunded_to"] = charge.refunded_amount if charge is not None else 0
     if charge is not None:
         values["provider_reference"] = charge.reference
         values["refunded_amount"] = charge.refunded_amount
     if reason is not None:
         values["failure_reason"] = reason
-    row = (
-        await uow.session.execute(
-            update(PAYMENTS).where(PAYMENTS.c.id == payment_id, condition).values(**values).returning(*PAYMENTS.c)
-        )
-    ).first()
+    row = await uow.fetchrow(_transition(status, charge is not None, reason is not None), values)
     if row is None:  # not a transition that follows: report the payment as it is
-        current = await get(uow.session, payment_id)
+        current = await get(uow, payment_id)
         if current is None:
             raise NotFound(f"No payment {payment_id}")
         return current
