@@ -2,7 +2,9 @@
 
 Adapters only move bytes and report deliveries; retries, the inbox and dead
 letters are the consumer runner's job (`kernel.consumers`), so both adapters
-behave the same to a handler.
+behave the same to a handler. A handler receives deliveries in batches: what
+the adapter has at hand (a JetStream fetch, the in-process queue), in order,
+so a consumer can handle many events in one transaction.
 """
 
 from __future__ import annotations
@@ -33,7 +35,10 @@ class Delivery(Protocol):
     async def retry_later(self, delay_seconds: float) -> None: ...
 
 
-DeliveryHandler = Callable[[Delivery], Awaitable[None]]
+DeliveryHandler = Callable[[Sequence[Delivery]], Awaitable[None]]
+
+# At most this many deliveries per handler call (one JetStream fetch).
+MAX_BATCH = 100
 
 
 class Bus(Protocol):
@@ -53,6 +58,7 @@ class Bus(Protocol):
     async def consume(self, consumer: str, subject: str, handler: DeliveryHandler, *, durable: bool) -> None:
         """Starts delivering matching events to `handler` in the background until `close()`.
 
+        `handler` gets each batch in arrival order and must ack or retry every delivery in it.
         durable=True: one shared cursor per consumer name (workers split the work, nothing is
         missed while down). durable=False: this process sees every new event (per-replica read models).
         """
@@ -128,8 +134,10 @@ class InProcessBus:
 
         async def pump() -> None:
             while True:
-                delivery = await queue.get()
-                await handler(delivery)
+                batch = [await queue.get()]
+                while len(batch) < MAX_BATCH and not queue.empty():
+                    batch.append(queue.get_nowait())
+                await handler(batch)
 
         self._tasks.append(asyncio.get_running_loop().create_task(pump(), name=f"consume:{consumer}:{subject}"))
 
@@ -351,7 +359,7 @@ class NatsJetStreamBus:
 
         while not self._closing:
             try:
-                messages = await subscription.fetch(batch=100, timeout=1)
+                messages = await subscription.fetch(batch=MAX_BATCH, timeout=1)
             except (TimeoutError, nats.errors.TimeoutError):
                 continue
             except asyncio.CancelledError:
@@ -360,6 +368,7 @@ class NatsJetStreamBus:
                 log.warning("nats fetch failed", error_type=type(error).__name__, message=str(error))
                 await asyncio.sleep(1)
                 continue
+            batch = []
             for msg in messages:
                 try:
                     envelope = EventEnvelope.from_bytes(msg.data)
@@ -367,7 +376,9 @@ class NatsJetStreamBus:
                     log.error("undecodable event dropped", subject=msg.subject, error_type=type(error).__name__)
                     await msg.term()
                     continue
-                await handler(_NatsDelivery(envelope, msg.metadata.num_delivered, msg))
+                batch.append(_NatsDelivery(envelope, msg.metadata.num_delivered, msg))
+            if batch:
+                await handler(batch)
 
     async def close(self) -> None:
         self._closing = True
