@@ -2,7 +2,9 @@
 
 Identity records booking and payment activity in its audit log by listening
 to those contexts' events (payloads in docs/events.md); only ids, statuses and
-amounts go into the log, never the guest's name or contact details.
+amounts go into the log, never the guest's name or contact details. The
+consumers append a delivered batch of events at once (`record_activities`: one
+chain lock and tail read per batch).
 """
 
 from __future__ import annotations
