@@ -1,11 +1,15 @@
+import asyncio
 import io
 import json
 import logging
+import uuid
+from datetime import UTC, datetime
 
 import pytest
 import structlog
 
-from staybook.kernel.bus import durable_name, stream_name, subject_matches
+from staybook.kernel.bus import InProcessBus, durable_name, stream_name, subject_matches
+from staybook.kernel.events import EventEnvelope
 from staybook.kernel.telemetry import configure_logging, parse_traceparent
 
 
@@ -59,3 +63,26 @@ def test_log_lines_have_the_runbook_fields():
     assert line["error_type"] == "ValueError" and "card declined" in line["stack_trace"]
     assert line["context"]["attempt"] == 2 and line["context"]["provider"] == "sandbox"
     assert "timestamp" in line
+
+
+def _envelope(number: int) -> EventEnvelope:
+    return EventEnvelope(
+        uuid.uuid4(), "staybook.catalog.thing.happened", "thing.happened", datetime.now(UTC), {"n": number}
+    )
+
+
+async def test_in_process_bus_hands_a_durable_consumer_one_batch_in_order():
+    bus = InProcessBus(batch_seconds=0.05)
+    batches: list[list[int]] = []
+    handled = asyncio.Event()
+
+    async def on_batch(deliveries) -> None:
+        batches.append([delivery.envelope.payload["n"] for delivery in deliveries])
+        handled.set()
+
+    await bus.consume("test.batch", "staybook.catalog.>", on_batch, durable=True)
+    await bus.publish_batch([_envelope(0), _envelope(1)])
+    await bus.publish_batch([_envelope(2)])
+    await asyncio.wait_for(handled.wait(), timeout=10)
+    await bus.close()
+    assert batches == [[0, 1, 2]]

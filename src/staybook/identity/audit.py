@@ -3,13 +3,15 @@
 Appends are serialised so each entry links to the one before it: on PostgreSQL
 by a transaction-scoped advisory lock, on SQLite by its single writer (the
 kernel opens write transactions with BEGIN IMMEDIATE). The lock is held only
-for the insert, at the end of the caller's transaction.
+for the insert, at the end of the caller's transaction. A batch of entries
+(`append_many`) takes the lock and reads the chain's tail once.
 """
 
 from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -55,6 +57,14 @@ def entry_digest(prev_hash: str, seq: int, occurred_at: datetime, record: AuditR
 
 async def append(session: AsyncSession, record: AuditRecord) -> None:
     """Adds `record` at the end of the chain, in the caller's transaction."""
+    await append_many(session, [record])
+
+
+async def append_many(session: AsyncSession, records: Sequence[AuditRecord]) -> None:
+    """Adds `records` at the end of the chain in order, in the caller's transaction: one lock, one
+    read of the tail and one insert for all of them (the event consumers append per batch)."""
+    if not records:
+        return
     if session.bind.dialect.name == "postgresql":
         await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CHAIN_LOCK})
     last = (
@@ -63,25 +73,29 @@ async def append(session: AsyncSession, record: AuditRecord) -> None:
     seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS)
     # Microsecond precision survives both engines, so the digest recomputes identically.
     occurred_at = utcnow()
-    # A Core insert: the event consumers append an entry per booking and payment event, and
-    # an ORM object plus flush per entry was a visible share of the worker's CPU.
-    await session.execute(
-        insert(AuditEntry),
-        {
-            "seq": seq,
-            "occurred_at": occurred_at,
-            "actor_id": record.actor_id,
-            "actor_role": record.actor_role,
-            "action": record.action,
-            "resource_type": record.resource_type,
-            "resource_id": record.resource_id,
-            "ip": record.ip,
-            "result": record.result,
-            "details": record.details or {},
-            "prev_hash": prev_hash,
-            "entry_hash": entry_digest(prev_hash, seq, occurred_at, record),
-        },
-    )
+    rows = []
+    for record in records:
+        entry_hash = entry_digest(prev_hash, seq, occurred_at, record)
+        rows.append(
+            {
+                "seq": seq,
+                "occurred_at": occurred_at,
+                "actor_id": record.actor_id,
+                "actor_role": record.actor_role,
+                "action": record.action,
+                "resource_type": record.resource_type,
+                "resource_id": record.resource_id,
+                "ip": record.ip,
+                "result": record.result,
+                "details": record.details or {},
+                "prev_hash": prev_hash,
+                "entry_hash": entry_hash,
+            }
+        )
+        seq, prev_hash = seq + 1, entry_hash
+    # Core inserts, no ORM objects: an ORM object plus flush per entry was a visible share of
+    # the worker's CPU.
+    await session.execute(insert(AuditEntry), rows)
 
 
 async def verify_chain(session: AsyncSession, batch: int = 1000) -> dict:

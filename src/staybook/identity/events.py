@@ -2,12 +2,15 @@
 
 Identity records booking and payment activity in its audit log by listening
 to those contexts' events (payloads in docs/events.md); only ids, statuses and
-amounts go into the log, never the guest's name or contact details.
+amounts go into the log, never the guest's name or contact details. The
+consumers append a delivered batch of events at once (`record_activities`: one
+chain lock and tail read per batch).
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import ClassVar
 
@@ -135,7 +138,12 @@ async def record_activity(envelope: EventEnvelope, uow: UnitOfWork) -> None:
     await audit.append(uow.session, audit_record_for(envelope))
 
 
+async def record_activities(envelopes: Sequence[EventEnvelope], uow: UnitOfWork) -> None:
+    """A batch of events as consecutive audit entries: one chain lock and tail read per batch."""
+    await audit.append_many(uow.session, [audit_record_for(envelope) for envelope in envelopes])
+
+
 SUBSCRIPTIONS = [
-    Subscription("identity.audit-bookings", "staybook.booking.>", record_activity),
-    Subscription("identity.audit-payments", "staybook.payments.>", record_activity),
+    Subscription("identity.audit-bookings", "staybook.booking.>", record_activity, batch_handler=record_activities),
+    Subscription("identity.audit-payments", "staybook.payments.>", record_activity, batch_handler=record_activities),
 ]

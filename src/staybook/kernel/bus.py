@@ -2,7 +2,10 @@
 
 Adapters only move bytes and report deliveries; retries, the inbox and dead
 letters are the consumer runner's job (`kernel.consumers`), so both adapters
-behave the same to a handler.
+behave the same to a handler. A handler receives deliveries in batches, in
+order, so a consumer can handle many events in one transaction: a durable
+consumer's batch is what arrives within `batch_seconds` of its first event
+(at most `MAX_BATCH`); a replica's is what is at hand.
 """
 
 from __future__ import annotations
@@ -33,7 +36,10 @@ class Delivery(Protocol):
     async def retry_later(self, delay_seconds: float) -> None: ...
 
 
-DeliveryHandler = Callable[[Delivery], Awaitable[None]]
+DeliveryHandler = Callable[[Sequence[Delivery]], Awaitable[None]]
+
+# At most this many deliveries per handler call.
+MAX_BATCH = 100
 
 
 class Bus(Protocol):
@@ -53,8 +59,10 @@ class Bus(Protocol):
     async def consume(self, consumer: str, subject: str, handler: DeliveryHandler, *, durable: bool) -> None:
         """Starts delivering matching events to `handler` in the background until `close()`.
 
+        `handler` gets each batch in arrival order and must ack or retry every delivery in it.
         durable=True: one shared cursor per consumer name (workers split the work, nothing is
-        missed while down). durable=False: this process sees every new event (per-replica read models).
+        missed while down), batches gathered for `batch_seconds`. durable=False: this process sees
+        every new event (per-replica read models), without waiting to gather a batch.
         """
 
 
@@ -101,7 +109,8 @@ class InProcessBus:
 
     kind = "in-process"
 
-    def __init__(self) -> None:
+    def __init__(self, *, batch_seconds: float = 0.0) -> None:
+        self.batch_seconds = batch_seconds
         self._subscriptions: list[tuple[str, asyncio.Queue]] = []
         self._tasks: list[asyncio.Task] = []
         self._retries: set = set()
@@ -126,10 +135,16 @@ class InProcessBus:
         queue: asyncio.Queue = asyncio.Queue()
         self._subscriptions.append((subject, queue))
 
+        gather = self.batch_seconds if durable else 0.0
+
         async def pump() -> None:
             while True:
-                delivery = await queue.get()
-                await handler(delivery)
+                batch = [await queue.get()]
+                if gather:
+                    await asyncio.sleep(gather)
+                while len(batch) < MAX_BATCH and not queue.empty():
+                    batch.append(queue.get_nowait())
+                await handler(batch)
 
         self._tasks.append(asyncio.get_running_loop().create_task(pump(), name=f"consume:{consumer}:{subject}"))
 
@@ -181,6 +196,7 @@ class NatsJetStreamBus:
         max_age_seconds: float = 7 * 86_400,
         duplicate_window_seconds: float = 300,
         ack_wait_seconds: float = 60,
+        batch_seconds: float = 0.0,
     ) -> None:
         self.url = url
         self.name = name
@@ -191,6 +207,7 @@ class NatsJetStreamBus:
         self.max_age_seconds = max_age_seconds
         self.duplicate_window_seconds = duplicate_window_seconds
         self.ack_wait_seconds = ack_wait_seconds
+        self.batch_seconds = batch_seconds
         self.nc = None
         self.js = None
         self._contexts: list[str] = []
@@ -342,16 +359,19 @@ class NatsJetStreamBus:
         )
         self._pull_subscriptions.append(subscription)
         task = asyncio.get_running_loop().create_task(
-            self._pull_loop(subscription, handler), name=f"consume:{consumer}:{subject}"
+            self._pull_loop(subscription, handler, self.batch_seconds if durable else 0.0),
+            name=f"consume:{consumer}:{subject}",
         )
         self._tasks.append(task)
 
-    async def _pull_loop(self, subscription, handler: DeliveryHandler) -> None:
+    async def _pull_loop(self, subscription, handler: DeliveryHandler, gather: float) -> None:
         import nats.errors
 
         while not self._closing:
             try:
-                messages = await subscription.fetch(batch=100, timeout=1)
+                # With a gathering window, wake on the first message and collect the rest below; a
+                # fetch of many would wait out its whole timeout for them.
+                messages = await subscription.fetch(batch=1 if gather else MAX_BATCH, timeout=1)
             except (TimeoutError, nats.errors.TimeoutError):
                 continue
             except asyncio.CancelledError:
@@ -360,6 +380,9 @@ class NatsJetStreamBus:
                 log.warning("nats fetch failed", error_type=type(error).__name__, message=str(error))
                 await asyncio.sleep(1)
                 continue
+            if gather:
+                messages += await self._gather(subscription, MAX_BATCH - len(messages), gather)
+            batch = []
             for msg in messages:
                 try:
                     envelope = EventEnvelope.from_bytes(msg.data)
@@ -367,7 +390,23 @@ class NatsJetStreamBus:
                     log.error("undecodable event dropped", subject=msg.subject, error_type=type(error).__name__)
                     await msg.term()
                     continue
-                await handler(_NatsDelivery(envelope, msg.metadata.num_delivered, msg))
+                batch.append(_NatsDelivery(envelope, msg.metadata.num_delivered, msg))
+            if batch:
+                await handler(batch)
+
+    async def _gather(self, subscription, room: int, seconds: float) -> list:
+        """The messages arriving within `seconds` (at most `room`); errors end the gathering early."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        messages: list = []
+        while len(messages) < room and (left := deadline - loop.time()) > 0.005:
+            try:
+                messages += await subscription.fetch(batch=room - len(messages), timeout=left)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a timeout (nothing more came) or a broken fetch: handle what we have
+                break
+        return messages
 
     async def close(self) -> None:
         self._closing = True
@@ -389,5 +428,9 @@ class NatsJetStreamBus:
             self.nc = None
 
 
-def create_bus(nats_url: str | None, name: str = "staybook", namespace: str = SUBJECT_PREFIX) -> Bus:
-    return NatsJetStreamBus(nats_url, name=name, namespace=namespace) if nats_url else InProcessBus()
+def create_bus(
+    nats_url: str | None, name: str = "staybook", namespace: str = SUBJECT_PREFIX, *, batch_seconds: float = 0.0
+) -> Bus:
+    if nats_url:
+        return NatsJetStreamBus(nats_url, name=name, namespace=namespace, batch_seconds=batch_seconds)
+    return InProcessBus(batch_seconds=batch_seconds)

@@ -1,10 +1,20 @@
 """Consumers: subscriptions to bus subjects with the inbox, retries with backoff and dead letters.
 
-A `Subscription` is handled by workers (a shared durable cursor): its handler
-runs in a unit of work that first records the event id in the inbox, so a
-redelivered event is handled once. A failing handler is retried with
-exponential backoff and jitter; after `max_deliver` attempts the event is
-written to `dead_letters` (and, on NATS, the dead-letter subject) and acked.
+A `Subscription` is handled by workers (a shared durable cursor). The bus hands
+the runner batches (what one JetStream fetch returned); the runner handles a
+batch in ONE unit of work: one multi-row inbox insert tells which events are
+new, the handler runs for each of those in order (or the subscription's
+`batch_handler` once for all of them), one commit, then every delivery is
+acked. Fewer, larger transactions: one inbox statement and one WAL flush per
+batch instead of per event. A redelivered event is handled once.
+
+If the batch's transaction fails, its events are handled one by one, each in
+its own unit of work, so one poison event cannot hold up or dead-letter its
+neighbours: a failing event is retried with exponential backoff and jitter;
+after `max_deliver` attempts it is written to `dead_letters` (and, on NATS,
+the dead-letter subject) and acked. Work a handler did outside the database
+before the batch failed is done again then (handlers already had to allow it:
+a retried event runs again).
 
 A `ReplicaSubscription` runs in every API process (in-memory read models such
 as the search index): no inbox, handlers must be idempotent.
@@ -22,8 +32,8 @@ import structlog
 from sqlalchemy import select, update
 
 from staybook.kernel import metrics
-from staybook.kernel.bus import Bus, Delivery
-from staybook.kernel.db import Database, UnitOfWork, insert_on_conflict
+from staybook.kernel.bus import MAX_BATCH, Bus, Delivery
+from staybook.kernel.db import Database, UnitOfWork, insert_on_conflict, rows_params
 from staybook.kernel.events import EventEnvelope
 from staybook.kernel.models import DeadLetter, InboxMessage
 from staybook.kernel.orm import new_id, utcnow
@@ -31,13 +41,20 @@ from staybook.kernel.telemetry import continue_trace_from
 
 log = structlog.get_logger("staybook.consumers")
 
+EventHandler = Callable[[EventEnvelope, UnitOfWork], Awaitable[None]]
+BatchEventHandler = Callable[[Sequence[EventEnvelope], UnitOfWork], Awaitable[None]]
+
 
 @dataclass(frozen=True)
 class Subscription:
     consumer: str  # e.g. "notifications.booking-mail"; one durable cursor per (consumer, subject)
     subject: str  # e.g. "staybook.booking.booking.confirmed" or "staybook.inventory.>"
-    handler: Callable[[EventEnvelope, UnitOfWork], Awaitable[None]]
+    handler: EventHandler
     max_deliver: int | None = None
+    # Optional: handles several new events at once, in order, in the batch's unit of work (the
+    # audit chain takes its lock and reads its tail once per batch). Must do what `handler`
+    # would do for each event; without it the runner calls `handler` per event.
+    batch_handler: BatchEventHandler | None = None
 
 
 @dataclass(frozen=True)
@@ -49,17 +66,29 @@ class ReplicaSubscription:
 
 async def record_in_inbox(uow: UnitOfWork, consumer: str, event_id: uuid.UUID) -> bool:
     """Inserts the inbox row; False when this consumer already handled the event."""
-    result = await uow.session.execute(
-        _INBOX_INSERT, {"consumer": consumer, "event_id": event_id, "handled_at": utcnow()}
-    )
-    return result.rowcount == 1
+    return event_id in await record_batch_in_inbox(uow, consumer, [event_id])
 
 
-# Built once: SQLAlchemy compiles its dialect upserts afresh on every call, and every durable
-# delivery runs this statement.
-_INBOX_INSERT = insert_on_conflict(
-    InboxMessage.__table__, ("consumer", "event_id", "handled_at"), ("consumer", "event_id")
-)
+async def record_batch_in_inbox(uow: UnitOfWork, consumer: str, event_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+    """Inserts the inbox rows in one statement; returns the ids this consumer had not handled yet."""
+    unique = list(dict.fromkeys(event_ids))
+    handled_at = utcnow()
+    new: set[uuid.UUID] = set()
+    for start in range(0, len(unique), MAX_BATCH):
+        chunk = unique[start : start + MAX_BATCH]
+        # Built once per row count (cached): SQLAlchemy compiles its dialect upserts afresh on
+        # every call, and every batch of every durable consumer runs this statement.
+        statement = insert_on_conflict(
+            InboxMessage.__table__,
+            ("consumer", "event_id", "handled_at"),
+            ("consumer", "event_id"),
+            returning=True,
+            rows=len(chunk),
+        )
+        rows = [{"consumer": consumer, "event_id": event_id, "handled_at": handled_at} for event_id in chunk]
+        result = await uow.session.execute(statement, rows_params(rows) if len(rows) > 1 else rows[0])
+        new.update(row.event_id for row in result)
+    return new
 
 
 class ConsumerRunner:
@@ -85,32 +114,70 @@ class ConsumerRunner:
                     subscription.consumer, subscription.subject, self._replica_handler(subscription), durable=False
                 )
 
+    async def handle_batch(self, subscription: Subscription, envelopes: Sequence[EventEnvelope]) -> list[bool]:
+        """Handles `envelopes` in order in ONE unit of work with their inbox rows; for each, whether
+        it was handled now (False: a duplicate, handled before or earlier in the batch)."""
+        async with self.db.unit_of_work() as uow:
+            new = await record_batch_in_inbox(uow, subscription.consumer, [e.id for e in envelopes])
+            outcomes = []
+            for envelope in envelopes:
+                outcomes.append(envelope.id in new)
+                new.discard(envelope.id)
+            fresh = [envelope for envelope, handled in zip(envelopes, outcomes, strict=True) if handled]
+            if subscription.batch_handler is not None and fresh:
+                await subscription.batch_handler(fresh, uow)
+            else:
+                for envelope in fresh:
+                    continue_trace_from(envelope.headers)
+                    await subscription.handler(envelope, uow)
+        return outcomes
+
     async def handle_once(self, subscription: Subscription, envelope: EventEnvelope) -> bool:
         """Runs the handler inside a unit of work with the inbox row; False if it was a duplicate."""
-        async with self.db.unit_of_work() as uow:
-            if not await record_in_inbox(uow, subscription.consumer, envelope.id):
-                return False
-            await subscription.handler(envelope, uow)
-        return True
+        return (await self.handle_batch(subscription, [envelope]))[0]
 
     def _durable_handler(self, subscription: Subscription):
         max_deliver = subscription.max_deliver or self.max_deliver
 
-        async def on_delivery(delivery: Delivery) -> None:
-            envelope = delivery.envelope
-            continue_trace_from(envelope.headers)
-            started = time.perf_counter()
-            try:
-                handled = await self.handle_once(subscription, envelope)
-            except Exception as error:
-                await self._on_failure(subscription, delivery, error, max_deliver)
+        async def on_deliveries(deliveries: Sequence[Delivery]) -> None:
+            if len(deliveries) > 1 and await self._handle_together(subscription, deliveries):
                 return
-            finally:
-                metrics.EVENT_HANDLER_LATENCY.labels(subscription.consumer).observe(time.perf_counter() - started)
+            for delivery in deliveries:
+                await self._handle_one(subscription, delivery, max_deliver)
+
+        return on_deliveries
+
+    async def _handle_together(self, subscription: Subscription, deliveries: Sequence[Delivery]) -> bool:
+        """One unit of work for the whole batch, then ack all; False (nothing acked) if it failed."""
+        started = time.perf_counter()
+        try:
+            outcomes = await self.handle_batch(subscription, [delivery.envelope for delivery in deliveries])
+        except Exception as error:
+            log.info(
+                "event batch failed; handling its events one by one",
+                error_type=type(error).__name__,
+                context={"consumer": subscription.consumer, "events": len(deliveries), "error": str(error)},
+            )
+            return False
+        metrics.EVENT_HANDLER_LATENCY.labels(subscription.consumer).observe(time.perf_counter() - started)
+        for delivery, handled in zip(deliveries, outcomes, strict=True):
             metrics.EVENTS_HANDLED.labels(subscription.consumer, "handled" if handled else "duplicate").inc()
             await delivery.ack()
+        return True
 
-        return on_delivery
+    async def _handle_one(self, subscription: Subscription, delivery: Delivery, max_deliver: int) -> None:
+        envelope = delivery.envelope
+        continue_trace_from(envelope.headers)
+        started = time.perf_counter()
+        try:
+            handled = await self.handle_once(subscription, envelope)
+        except Exception as error:
+            await self._on_failure(subscription, delivery, error, max_deliver)
+            return
+        finally:
+            metrics.EVENT_HANDLER_LATENCY.labels(subscription.consumer).observe(time.perf_counter() - started)
+        metrics.EVENTS_HANDLED.labels(subscription.consumer, "handled" if handled else "duplicate").inc()
+        await delivery.ack()
 
     async def _on_failure(self, subscription: Subscription, delivery: Delivery, error: Exception, max_deliver: int):
         envelope = delivery.envelope
@@ -161,21 +228,22 @@ class ConsumerRunner:
         await delivery.ack()
 
     def _replica_handler(self, subscription: ReplicaSubscription):
-        async def on_delivery(delivery: Delivery) -> None:
-            continue_trace_from(delivery.envelope.headers)
-            try:
-                await subscription.handler(delivery.envelope)
-                metrics.EVENTS_HANDLED.labels(subscription.consumer, "handled").inc()
-            except Exception as error:
-                metrics.EVENTS_HANDLED.labels(subscription.consumer, "failed").inc()
-                log.exception(
-                    "replica event handler failed",
-                    error_type=type(error).__name__,
-                    context={"consumer": subscription.consumer, "event_id": str(delivery.envelope.id)},
-                )
-            await delivery.ack()
+        async def on_deliveries(deliveries: Sequence[Delivery]) -> None:
+            for delivery in deliveries:
+                continue_trace_from(delivery.envelope.headers)
+                try:
+                    await subscription.handler(delivery.envelope)
+                    metrics.EVENTS_HANDLED.labels(subscription.consumer, "handled").inc()
+                except Exception as error:
+                    metrics.EVENTS_HANDLED.labels(subscription.consumer, "failed").inc()
+                    log.exception(
+                        "replica event handler failed",
+                        error_type=type(error).__name__,
+                        context={"consumer": subscription.consumer, "event_id": str(delivery.envelope.id)},
+                    )
+                await delivery.ack()
 
-        return on_delivery
+        return on_deliveries
 
 
 async def replay_dead_letter(

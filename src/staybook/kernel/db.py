@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -422,6 +422,7 @@ def insert_on_conflict(
     *,
     update: str | None = None,
     returning: bool = False,
+    rows: int = 1,
 ) -> TextClause:
     """`INSERT … ON CONFLICT (conflict) DO NOTHING` (or `DO <update>`) as a statement built once.
 
@@ -430,13 +431,24 @@ def insert_on_conflict(
     The same text is valid on PostgreSQL and SQLite (3.35+); the bind parameters named after
     `columns` carry the table's column types, and `returning` returns every column, typed.
     `update` is the SQL after `DO` (e.g. `UPDATE SET n = t.n + 1 WHERE …`), with its own binds.
+    `rows` > 1 inserts that many rows in one statement; their binds are `<column>_<row>`
+    (`event_id_0`, `event_id_1`, …), see `rows_params`.
     """
     names = ", ".join(f'"{name}"' for name in columns)
+    binds = [columns] if rows == 1 else [tuple(f"{name}_{row}" for name in columns) for row in range(rows)]
+    values = ", ".join("(" + ", ".join(f":{bind}" for bind in row) + ")" for row in binds)
     sql = (
-        f'INSERT INTO "{table.name}" ({names}) VALUES ({", ".join(f":{name}" for name in columns)})'
+        f'INSERT INTO "{table.name}" ({names}) VALUES {values}'
         f" ON CONFLICT ({', '.join(conflict)}) DO {update or 'NOTHING'}"
     )
     if returning:
         sql += " RETURNING " + ", ".join(f'"{column.name}"' for column in table.c)
-    statement = text(sql).bindparams(*(bindparam(name, type_=table.c[name].type) for name in columns))
+    statement = text(sql).bindparams(
+        *(bindparam(bind, type_=table.c[name].type) for row in binds for bind, name in zip(row, columns, strict=True))
+    )
     return statement.columns(*table.c) if returning else statement
+
+
+def rows_params(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The parameters of `insert_on_conflict(…, rows=len(rows))`: one dict, binds suffixed by row."""
+    return {f"{name}_{index}": value for index, row in enumerate(rows) for name, value in row.items()}

@@ -38,7 +38,10 @@ OUTBOX_BACKLOG = Gauge(
 OUTBOX_LAG = Histogram("staybook_outbox_lag_seconds", "Time from outbox write to bus publish", buckets=LATENCY_BUCKETS)
 EVENTS_HANDLED = Counter("staybook_events_handled_total", "Events handled by consumers", ["consumer", "outcome"])
 EVENT_HANDLER_LATENCY = Histogram(
-    "staybook_event_handler_duration_seconds", "Event handler latency", ["consumer"], buckets=LATENCY_BUCKETS
+    "staybook_event_handler_duration_seconds",
+    "Event handler latency: one unit of work, a batch of events or one event",
+    ["consumer"],
+    buckets=LATENCY_BUCKETS,
 )
 CACHE_REQUESTS = Counter("staybook_cache_requests_total", "Cache lookups", ["namespace", "result"])
 RATE_LIMITED = Counter("staybook_rate_limited_total", "Requests refused by a rate limit", ["rule"])

@@ -55,7 +55,10 @@ class Runtime:
         self.wiring = wiring or Wiring()
         self.db = Database(settings)
         self.bus: Bus = create_bus(
-            settings.nats_url, name=f"{settings.service_name}@{settings.pod}", namespace=settings.bus_namespace
+            settings.nats_url,
+            name=f"{settings.service_name}@{settings.pod}",
+            namespace=settings.bus_namespace,
+            batch_seconds=settings.consumer_batch_seconds,
         )
         self.redis = None
         self.cache: Cache = MemoryCache()

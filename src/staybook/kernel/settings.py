@@ -226,6 +226,9 @@ class Settings(BaseSettings):
     outbox_retention_hours: int = Field(72, ge=1)
     consumer_max_deliver: int = Field(5, ge=1, le=100)
     consumer_backoff_seconds: float = Field(0.5, ge=0)
+    # A durable consumer gathers what arrives this long after an event and handles it all in one
+    # transaction (ADR 0013): a larger window means fewer transactions and later handling.
+    consumer_batch_seconds: float = Field(0.5, ge=0, le=10)
 
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     identity: IdentitySettings = Field(default_factory=IdentitySettings)
