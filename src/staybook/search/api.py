@@ -134,23 +134,65 @@ def _folded(text: str) -> str:
     openapi_extra={"parameters": _openapi_parameters(SearchParams)},
 )
 async def search(request: Request) -> Response:
-    """The hot path: a cached answer for the same query string is sent before any validation;
-    otherwise the query parameters are validated in one pydantic call and the answer goes out as
-    the JSON bytes the service produced (no response model serialisation)."""
+    """The query parameters are validated in one pydantic call and the answer goes out as the JSON
+    bytes the service produced (no response model serialisation). A repeated query string is
+    answered before routing by `CachedSearchMiddleware`; this route fills that cache."""
     _guard_size(request)
     runtime: Runtime = request.app.state.runtime
     state = service.state_of(runtime)
     ttl = runtime.settings.search.cache_seconds
     raw_key = request.scope["query_string"]
-    if ttl > 0:
-        cached = state.raw_responses.get(raw_key)
-        if cached is not None:
-            return Response(cached, media_type="application/json")
     params = _validate(request)
     body = await service.search_json(runtime, search_query(runtime, params), params.cursor)
     if ttl > 0:
         state.raw_responses.put(raw_key, body, ttl)
     return Response(body, media_type="application/json")
+
+
+class CachedSearchMiddleware:
+    """Answers a repeated `GET <prefix>/search` from the response cache by raw query string, before
+    routing and validation (FastAPI's route matching and request handling cost more than the
+    lookup). Installed inside the kernel's middleware, so request ids, trace context, metrics, the
+    gateway's per-IP rate limit and security headers apply to these answers as to routed ones.
+    A miss, an oversized query string or a disabled cache goes on to the route unchanged."""
+
+    def __init__(self, app, prefix: str = "") -> None:
+        self.app = app
+        self.path = prefix + "/search"
+        # The search route as routing records it in the scope (the metrics' route label); known
+        # after the first routed search, which is also what fills the cache.
+        self.route = None
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["path"] != self.path or scope["method"] != "GET":
+            await self.app(scope, receive, send)
+            return
+        body = None if self.route is None else self._cached(scope)
+        if body is None:
+            await self.app(scope, receive, send)
+            if self.route is None:
+                self.route = scope.get("route")
+            return
+        scope["route"] = self.route
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-length", b"%d" % len(body)), (b"content-type", b"application/json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    @staticmethod
+    def _cached(scope) -> bytes | None:
+        runtime = getattr(getattr(scope.get("app"), "state", None), "runtime", None)
+        query_string = scope["query_string"]
+        if runtime is None or runtime.settings.search.cache_seconds <= 0 or len(query_string) > MAX_QUERY_STRING:
+            return None
+        return service.state_of(runtime).raw_responses.get(query_string)
+
+
+MIDDLEWARE = (CachedSearchMiddleware,)
 
 
 def search_query(runtime: Runtime, p: SearchParams) -> SearchQuery:
