@@ -1132,13 +1132,13 @@ def _one_edit(a: str, b: str) -> bool:
 def _uuid_from_int(value: int) -> uuid.UUID:
     """`uuid.UUID(int=value)` for a value known to be in range, without the constructor's argument
     checks (a third of its cost; a page has two ids per hit). Sets the same two slots it sets."""
-    made = _new_object(uuid.UUID)
+    made = _new_object(_UUID)
     _set_slot(made, "int", value)
-    _set_slot(made, "is_safe", uuid.SafeUUID.unknown)
+    _set_slot(made, "is_safe", _UNKNOWN_SAFETY)
     return made
 
 
-_new_object, _set_slot = object.__new__, object.__setattr__
+_new_object, _set_slot, _UUID, _UNKNOWN_SAFETY = object.__new__, object.__setattr__, uuid.UUID, uuid.SafeUUID.unknown
 _probe = uuid.UUID("12345678-9abc-4def-8123-456789abcdef")
 if _uuid_from_int(_probe.int) != _probe or str(_uuid_from_int(_probe.int)) != str(_probe):  # pragma: no cover
     _uuid_from_int = lambda value: uuid.UUID(int=value)  # noqa: E731 (another UUID implementation)
