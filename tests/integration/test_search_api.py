@@ -269,8 +269,9 @@ def _search_requests_counted(exposition: str) -> float:
 async def test_a_cached_answer_passes_the_gateway_and_is_counted_like_a_routed_one(
     sqlite_settings, make_runtime, client_for
 ):
-    """A repeated query string is answered before routing; it still gets the routed answer's body
-    and headers, the per-IP rate limit, and the route's series in the HTTP metrics."""
+    """A repeated query string is answered from the raw cache before routing (SearchFastPath); it
+    still gets the routed answer's body and headers, the per-IP rate limit, and the route's series
+    in the HTTP metrics."""
     settings = sqlite_settings.model_copy(
         update={"gateway": sqlite_settings.gateway.model_copy(update={"rate_limit_requests": 5})}
     )
@@ -298,3 +299,20 @@ async def test_a_cached_answer_passes_the_gateway_and_is_counted_like_a_routed_o
         assert refused.status_code == 429
         assert refused.headers["content-type"] == "application/problem+json"
         assert refused.headers["retry-after"]
+
+
+async def test_the_fast_path_answers_and_refuses_as_the_route_does(sqlite_settings, make_runtime, client_for):
+    """Without the cache, a fresh app's first search is routed and the same request again is
+    answered by SearchFastPath: the same answer, the same problem+json."""
+    settings = sqlite_settings.model_copy(
+        update={"search": sqlite_settings.search.model_copy(update={"cache_seconds": 0})}
+    )
+    seeder = await make_runtime(settings)
+    await seed(seeder)
+    for params in ({**PARAMS, "limit": 2, "sort": "price"}, {**PARAMS, "guests": "two"}, {**PARAMS, "q": ""}):
+        async with client_for(settings) as client:
+            routed = await client.get("/api/v1/search", params=params)
+            fast = await client.get("/api/v1/search", params=params)
+            assert fast.status_code == routed.status_code, params
+            assert fast.headers["content-type"] == routed.headers["content-type"], params
+            assert fast.json() == routed.json(), params

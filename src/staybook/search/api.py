@@ -134,8 +134,8 @@ def _folded(text: str) -> str:
     openapi_extra={"parameters": _openapi_parameters(SearchParams)},
 )
 async def search(request: Request) -> Response:
-    """Served by `SearchFastPath` in the app (this route documents it and serves what the fast
-    path leaves: HEAD, and any request before the first routed one)."""
+    """Served by `SearchFastPath` in the app; this route documents the operation and answers the
+    searches that come before the first routed one."""
     return Response(
         await search_body(request.app.state.runtime, request.scope["query_string"]), media_type="application/json"
     )
@@ -167,7 +167,7 @@ class SearchFastPath:
     rate limit and security headers apply as to routed requests; errors become the same
     problem+json through the app's own exception handlers, and unhandled ones propagate as they
     would from the route. Until the route has been matched once (it is what labels the request in
-    the metrics), and for anything but GET, requests go on to the router unchanged."""
+    the metrics), and for any other method, requests go on to the router unchanged."""
 
     def __init__(self, app, prefix: str = "") -> None:
         self.app = app
