@@ -149,8 +149,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if router is not None:
             app.include_router(router, prefix="" if context == "web" else API_PREFIX)
 
-    # Added innermost first: context (ids, metrics) sees every response, including 413s and 429s;
-    # CORS wraps the gateway so browsers can read its 429s; the gateway rate-limits before any body is read.
+    # Added innermost first: contexts' own middleware (answers served before routing, such as
+    # search's cached answers) sits inside the kernel's; context (ids, metrics) sees every response,
+    # including 413s and 429s; CORS wraps the gateway so browsers can read its 429s; the gateway
+    # rate-limits before any body is read.
+    for context in CONTEXTS:
+        for middleware in getattr(_optional_module(context, "api"), "MIDDLEWARE", ()):
+            app.add_middleware(middleware, prefix="" if context == "web" else API_PREFIX)
     app.add_middleware(
         BodySizeLimitMiddleware,
         default_limit=settings.gateway.max_body_bytes,

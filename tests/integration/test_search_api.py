@@ -255,3 +255,64 @@ async def test_search_parameters_are_documented_in_the_openapi_schema(sqlite_set
     assert documented["check_in"]["required"] and not documented["guests"]["required"]
     assert documented["limit"]["schema"]["maximum"] == 100
     assert "SearchResponse" in str(operation["responses"]["200"])
+
+
+def _search_requests_counted(exposition: str) -> float:
+    """Successful search requests in the HTTP metrics (the route label as routing records it)."""
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in exposition.splitlines()
+        if line.startswith("staybook_http_requests_total") and '/search"' in line and 'status="200"' in line
+    )
+
+
+async def test_a_cached_answer_passes_the_gateway_and_is_counted_like_a_routed_one(
+    sqlite_settings, make_runtime, client_for
+):
+    """A repeated query string is answered from the raw cache before routing (SearchFastPath); it
+    still gets the routed answer's body and headers, the per-IP rate limit, and the route's series
+    in the HTTP metrics."""
+    settings = sqlite_settings.model_copy(
+        update={"gateway": sqlite_settings.gateway.model_copy(update={"rate_limit_requests": 5})}
+    )
+    seeder = await make_runtime(settings)
+    await seed(seeder)
+    async with client_for(settings) as client:
+        state = search_service.state_of(client.app.state.runtime)
+        routed = await client.get("/api/v1/search", params=PARAMS)
+        counted_before = _search_requests_counted((await client.get("/metrics")).text)
+        hits_before = state.raw_responses._hits._value.get()
+        cached = await client.get("/api/v1/search", params=PARAMS)
+        assert state.raw_responses._hits._value.get() == hits_before + 1  # answered by the raw cache
+        assert _search_requests_counted((await client.get("/metrics")).text) == counted_before + 1
+        assert cached.status_code == routed.status_code == 200
+        assert cached.content == routed.content
+        for name in ("content-type", "content-length", "x-content-type-options", "content-security-policy"):
+            assert cached.headers[name] == routed.headers[name], name
+        assert cached.headers["x-request-id"] and cached.headers["traceparent"]
+        assert cached.headers["x-request-id"] != routed.headers["x-request-id"]
+        # Two searches so far (/metrics is exempt from the limit): the next three use it up, and the
+        # sixth, though cached, is refused.
+        for _ in range(3):
+            assert (await client.get("/api/v1/search", params=PARAMS)).status_code == 200
+        refused = await client.get("/api/v1/search", params=PARAMS)
+        assert refused.status_code == 429
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert refused.headers["retry-after"]
+
+
+async def test_the_fast_path_answers_and_refuses_as_the_route_does(sqlite_settings, make_runtime, client_for):
+    """Without the cache, a fresh app's first search is routed and the same request again is
+    answered by SearchFastPath: the same answer, the same problem+json."""
+    settings = sqlite_settings.model_copy(
+        update={"search": sqlite_settings.search.model_copy(update={"cache_seconds": 0})}
+    )
+    seeder = await make_runtime(settings)
+    await seed(seeder)
+    for params in ({**PARAMS, "limit": 2, "sort": "price"}, {**PARAMS, "guests": "two"}, {**PARAMS, "q": ""}):
+        async with client_for(settings) as client:
+            routed = await client.get("/api/v1/search", params=params)
+            fast = await client.get("/api/v1/search", params=params)
+            assert fast.status_code == routed.status_code, params
+            assert fast.headers["content-type"] == routed.headers["content-type"], params
+            assert fast.json() == routed.json(), params

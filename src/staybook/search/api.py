@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.datastructures import QueryParams
 
 from staybook.kernel.errors import InvalidInput, StaybookError
 from staybook.kernel.runtime import Runtime, get_runtime
@@ -108,8 +109,7 @@ def _openapi_parameters(model: type[BaseModel]) -> list[dict]:
     return parameters
 
 
-def _validate(request: Request) -> SearchParams:
-    params = request.query_params
+def _validate(params: QueryParams) -> SearchParams:
     raw: dict[str, object] = dict(params)  # the last value of a repeated name, as FastAPI reads it
     if "amenities" in raw:
         raw["amenities"] = params.getlist("amenities")
@@ -134,23 +134,86 @@ def _folded(text: str) -> str:
     openapi_extra={"parameters": _openapi_parameters(SearchParams)},
 )
 async def search(request: Request) -> Response:
-    """The hot path: a cached answer for the same query string is sent before any validation;
-    otherwise the query parameters are validated in one pydantic call and the answer goes out as
-    the JSON bytes the service produced (no response model serialisation)."""
-    _guard_size(request)
-    runtime: Runtime = request.app.state.runtime
+    """Served by `SearchFastPath` in the app; this route documents the operation and answers the
+    searches that come before the first routed one."""
+    return Response(
+        await search_body(request.app.state.runtime, request.scope["query_string"]), media_type="application/json"
+    )
+
+
+async def search_body(runtime: Runtime, query_string: bytes) -> bytes:
+    """The answer to a search query string as the JSON bytes sent: from the response cache by raw
+    query string when it was asked within `cache_seconds` (no validation), else validated in one
+    pydantic call and answered by the service (no response model serialisation)."""
+    if len(query_string) > MAX_QUERY_STRING:
+        raise QueryStringTooLong(f"query strings are limited to {MAX_QUERY_STRING} bytes")
     state = service.state_of(runtime)
     ttl = runtime.settings.search.cache_seconds
-    raw_key = request.scope["query_string"]
     if ttl > 0:
-        cached = state.raw_responses.get(raw_key)
+        cached = state.raw_responses.get(query_string)
         if cached is not None:
-            return Response(cached, media_type="application/json")
-    params = _validate(request)
+            return cached
+    params = _validate(QueryParams(query_string))
     body = await service.search_json(runtime, search_query(runtime, params), params.cursor)
     if ttl > 0:
-        state.raw_responses.put(raw_key, body, ttl)
-    return Response(body, media_type="application/json")
+        state.raw_responses.put(query_string, body, ttl)
+    return body
+
+
+class SearchFastPath:
+    """Serves `GET <prefix>/search` without FastAPI's route matching and request handling, which
+    cost a search more than its validation does (the app tries every route in order). Installed
+    inside the kernel's middleware, so request ids, trace context, metrics, the gateway's per-IP
+    rate limit and security headers apply as to routed requests; errors become the same
+    problem+json through the app's own exception handlers, and unhandled ones propagate as they
+    would from the route. Until the route has been matched once (it is what labels the request in
+    the metrics), and for any other method, requests go on to the router unchanged."""
+
+    def __init__(self, app, prefix: str = "") -> None:
+        self.app = app
+        self.path = prefix + "/search"
+        self.route = None
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["path"] != self.path or scope["method"] != "GET" or self.route is None:
+            await self.app(scope, receive, send)
+            if self.route is None and scope["type"] == "http" and scope["path"] == self.path:
+                self.route = scope.get("route")
+            return
+        scope["route"] = self.route
+        app = scope["app"]
+        try:
+            body = await search_body(app.state.runtime, scope["query_string"])
+        except Exception as error:
+            handler = _exception_handler(app, error)
+            if handler is None:
+                raise
+            response = await handler(Request(scope, receive), error)
+            await response(scope, receive, send)
+            return
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-length", b"%d" % len(body)), (b"content-type", b"application/json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+def _exception_handler(app, error: Exception):
+    """The handler the app's exception middleware would pick (by the error's class hierarchy);
+    None for those left to the server error middleware (500 / Exception), as routing leaves them."""
+    handlers = app.exception_handlers
+    for kind in type(error).__mro__:
+        if kind is Exception:
+            return None
+        if kind in handlers:
+            return handlers[kind]
+    return None
+
+
+MIDDLEWARE = (SearchFastPath,)
 
 
 def search_query(runtime: Runtime, p: SearchParams) -> SearchQuery:

@@ -25,6 +25,7 @@ and everything else ~0.2 GB; `memory_report()` lists the bytes per structure.
 
 from __future__ import annotations
 
+import math
 import uuid
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
@@ -61,7 +62,13 @@ FREE_MASK = np.uint8(0x7F)
 RESTRICTED = np.uint8(0x80)
 AMENITY_BITS = {name: np.uint64(1 << bit) for bit, name in enumerate(AMENITIES)}
 HISTOGRAM_BUCKETS = 10
+_AMENITY_BYTES = -(-len(AMENITIES) // 8)  # amenity bits live in the first bytes of the (little-endian) bitset
+if np.little_endian is False:  # pragma: no cover (the byte view below assumes little-endian words)
+    raise ImportError("staybook.search.memory needs a little-endian machine")
+_BYTE_BINS = (np.arange(_AMENITY_BYTES, dtype=np.int64) * 256)[None, :]
+_BITS_OF_BYTE = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1, bitorder="little").astype(np.int64)
 _EMPTY = np.zeros(0, dtype=np.int64)
+_NO_STAY = np.iinfo(np.int64).max
 _LOW = 2**64 - 1
 
 
@@ -94,10 +101,17 @@ class GeoGrid:
         for key, start, end in zip(sorted_keys[starts].tolist(), starts.tolist(), ends.tolist(), strict=True):
             self.cells[key] = order[start:end]
 
+    def _row(self, lat: float) -> int:
+        # `key` for one point in plain floats (numpy calls on two-element arrays cost more than the lookups).
+        return min(max(int((lat + 90.0) / self.degrees), 0), self.rows - 1)
+
+    def _column(self, lon: float) -> int:
+        return min(max(int((lon + 180.0) / self.degrees), 0), self.columns - 1)
+
     def slots_in(self, south: float, west: float, north: float, east: float) -> list[np.ndarray]:
         """Slots in every cell touching the box (west <= east); a superset of the box's slots."""
-        row0, row1 = (int(v) for v in self.key(np.array([south, north]), np.array([west, west])) // self.columns)
-        column0, column1 = (int(v) for v in self.key(np.array([south, south]), np.array([west, east])) % self.columns)
+        row0, row1 = self._row(south), self._row(north)
+        column0, column1 = self._column(west), self._column(east)
         found = []
         for row in range(row0, row1 + 1):
             base = row * self.columns
@@ -808,7 +822,13 @@ class MemoryIndex:
 
     def within_circle(self, slots: np.ndarray, circle: Circle) -> tuple[np.ndarray, np.ndarray]:
         """The slots inside the circle (exact great-circle distance) and their distances in metres."""
-        distances = haversine_m(circle.lat, circle.lon, self._lat[slots], self._lon[slots])
+        # A point d metres away is at most d/R radians of latitude away: slots outside the circle's
+        # latitude band (widened by ~1 m, for the rounding to whole metres) skip the haversine.
+        lat = self._lat[slots]
+        band = math.degrees((circle.radius_km * 1000 + 1) / (EARTH_RADIUS_KM * 1000)) + 1e-9
+        near = np.abs(lat - circle.lat) <= band
+        slots, lat = slots[near], lat[near]
+        distances = haversine_m(circle.lat, circle.lon, lat, self._lon[slots])
         inside = distances <= int(circle.radius_km * 1000)
         return slots[inside], distances[inside]
 
@@ -882,41 +902,51 @@ class MemoryIndex:
         day1 = day0 + query.nights
         if slots.size == 0 or day0 < 0 or day1 > self.horizon_days:
             return _EMPTY, _EMPTY, _EMPTY
+        rooms = query.rooms
+        # Room types of the candidates, one row per property (-1 = no room type in that column);
+        # `grid[valid]` lists them property by property, each property's in room type slot order.
         grid = self._room_types_of[slots]
-        owner, column = np.nonzero(grid >= 0)
-        room_types = grid[owner, column].astype(np.int64)
-        fits = self._room_type_live[room_types] & (
-            self._max_guests[room_types].astype(np.int64) * query.rooms >= query.guests
-        )
-        owner, room_types = owner[fits], room_types[fits]
-        nights = self.units[room_types, day0:day1]
-        free = (nights & FREE_MASK).min(axis=1) >= query.rooms
-        owner, room_types, nights = owner[free], room_types[free], nights[free]
-        restricted = (nights[:, 0] & RESTRICTED) != 0
+        valid = grid >= 0
+        room_types = grid[valid]
+        # max_guests * rooms >= guests, without widening max_guests to multiply it.
+        fits = self._room_type_live[room_types]
+        fits &= self._max_guests[room_types] >= -(-query.guests // rooms)
+        at = np.flatnonzero(fits)  # positions in `room_types` still in the running
+        rows = room_types[at]
+        nights = self.units[rows, day0:day1]
+        free = (nights & FREE_MASK).min(axis=1) >= rooms
+        restricted = free & ((nights[:, 0] & RESTRICTED) != 0)
         if restricted.any():
-            allowed = np.ones(room_types.size, dtype=bool)
             for index in np.flatnonzero(restricted):
-                rule = self._arrival_rules.get((int(room_types[index]), day0), 1)
-                allowed[index] = rule != 0 and rule <= query.nights
-            owner, room_types = owner[allowed], room_types[allowed]
-        prices = self._palette[self.price_codes[room_types, day0:day1]]
-        totals = prices.sum(axis=1) * query.rooms
-        if owner.size == 0:
+                rule = self._arrival_rules.get((int(rows[index]), day0), 1)
+                free[index] = rule != 0 and rule <= query.nights
+        at, rows = at[free], rows[free]
+        if at.size == 0:
             return _EMPTY, _EMPTY, _EMPTY
-        # Cheapest per property. Rows are grouped by owner (ascending) and, within an owner, in room
-        # type slot order: each group's first row at the group's minimum total wins.
-        starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
-        lowest = np.minimum.reduceat(totals, starts)
-        cheapest = np.flatnonzero(totals == np.repeat(lowest, np.diff(np.r_[starts, owner.size])))
-        chosen = cheapest[np.r_[True, owner[cheapest][1:] != owner[cheapest][:-1]]]
-        return owner[chosen], room_types[chosen], totals[chosen]
+        # Cheapest per property: totals laid back on the grid (no stay = the largest int64), then the
+        # first column at each row's minimum, i.e. the lowest room type slot among equal totals.
+        totals = np.full(room_types.size, _NO_STAY, dtype=np.int64)
+        totals[at] = self._palette[self.price_codes[rows, day0:day1]].sum(axis=1) * rooms
+        best = np.full(grid.shape, _NO_STAY, dtype=np.int64)
+        best[valid] = totals
+        column = best.argmin(axis=1)
+        lowest = best[np.arange(slots.size), column]
+        owner = np.flatnonzero(lowest != _NO_STAY)
+        column = column[owner]
+        return owner, grid[owner, column].astype(np.int64), lowest[owner]
 
     def converted(self, slots: np.ndarray, totals: np.ndarray, currency: str) -> np.ndarray:
         """Stay totals (property currencies) in the requested currency, exact integer floor."""
-        result = np.zeros(totals.size, dtype=np.int64)
         codes = self._currency[slots]
-        for code in np.unique(codes):
-            source = self._currencies.values[int(code)]
+        present = np.flatnonzero(np.bincount(codes)) if codes.size else _EMPTY
+        if present.size == 1:  # the common case: a city's properties share a currency
+            source = self._currencies.values[int(present[0])]
+            if source == currency:
+                return totals
+            return self.rates.conversion(source, currency).apply_many(totals).astype(np.int64)
+        result = np.zeros(totals.size, dtype=np.int64)
+        for code in present.tolist():
+            source = self._currencies.values[code]
             rows = codes == code
             if source == currency:
                 result[rows] = totals[rows]
@@ -991,45 +1021,40 @@ class MemoryIndex:
         """The page's hits, gathered column by column (one numpy call per field, not per hit)."""
         day0 = self._day(query.check_in)
         nightly = self._palette[self.price_codes[room_types, day0 : day0 + query.nights]].tolist()
-        lat, lon = self._lat[slots].tolist(), self._lon[slots].tolist()
-        ratings, currencies = self._rating[slots].tolist(), self._currency[slots].tolist()
-        cities, countries = self._city[slots].tolist(), self._country[slots].tolist()
-        spans = self._names.spans[slots].tolist()
-        ids = ((self._id_high[slots].astype(object) << 64) | self._id_low[slots].astype(object)).tolist()
-        room_ids = ((self._rt_high[room_types].astype(object) << 64) | self._rt_low[room_types].astype(object)).tolist()
-        room_names = self._room_name[room_types].tolist()
-        guests = self._max_guests[room_types].tolist()
-        far = [None] * len(slots) if distances is None else [d / 1000 for d in distances.tolist()]
-        totals, in_currency, keys = totals.tolist(), in_currency.tolist(), keys.tolist()
-        hits = []
-        for n, slot in enumerate(slots.tolist()):
-            hits.append(
-                SearchHit(
-                    property_id=uuid.UUID(int=ids[n]),
-                    name=self._names.at(*spans[n]),
-                    city=self._city_names.values[cities[n]],
-                    country=self._countries.values[countries[n]],
-                    latitude=lat[n],
-                    longitude=lon[n],
-                    distance_km=far[n],
-                    rating_tenths=None if ratings[n] < 0 else ratings[n],
-                    thumbnail_url=self._thumbnails.get(slot),
-                    room_type_id=uuid.UUID(int=room_ids[n]),
-                    room_type_name=self._room_names.values[room_names[n]],
-                    max_guests=guests[n],
-                    currency=self._currencies.values[currencies[n]],
-                    total=totals[n],
-                    nightly_prices=nightly[n],
-                    total_in_currency=in_currency[n],
-                    sort_key=keys[n],
-                )
+        data, cities, countries = self._names.data, self._city_names.values, self._countries.values
+        names = [data[start:end].decode() for start, end in self._names.spans[slots].tolist()]
+        room_names, currencies = self._room_names.values, self._currencies.values
+        thumbnails = self._thumbnails
+        count = len(slots)
+        return list(
+            map(
+                SearchHit,
+                _uuids(self._id_high[slots], self._id_low[slots]),
+                names,
+                [cities[c] for c in self._city[slots].tolist()],
+                [countries[c] for c in self._country[slots].tolist()],
+                self._lat[slots].tolist(),
+                self._lon[slots].tolist(),
+                [None] * count if distances is None else (distances / 1000).tolist(),
+                [None if r < 0 else r for r in self._rating[slots].tolist()],
+                [thumbnails.get(slot) for slot in slots.tolist()] if thumbnails else [None] * count,
+                _uuids(self._rt_high[room_types], self._rt_low[room_types]),
+                [room_names[c] for c in self._room_name[room_types].tolist()],
+                self._max_guests[room_types].tolist(),
+                [currencies[c] for c in self._currency[slots].tolist()],
+                totals.tolist(),
+                nightly,
+                in_currency.tolist(),
+                keys.tolist(),
             )
-        return hits
+        )
 
     def _amenity_counts(self, slots: np.ndarray) -> dict[str, int]:
-        # All 64 bit counts in one pass: view each uint64 as 8 bytes and unpack the bits.
-        bits = np.unpackbits(self._amenities[slots].view(np.uint8).reshape(-1, 8), axis=1, bitorder="little")
-        counts = bits.sum(axis=0, dtype=np.int64).tolist()
+        # How many slots carry each amenity bit, in one bincount: each uint64 is 8 bytes; byte b of a
+        # slot counts once in bin 256 * b + value, and a byte value's bits are looked up in a table.
+        raw = self._amenities[slots].view(np.uint8).reshape(-1, 8)[:, :_AMENITY_BYTES]
+        per_byte = np.bincount((raw + _BYTE_BINS).ravel(), minlength=256 * _AMENITY_BYTES)
+        counts = (per_byte.reshape(_AMENITY_BYTES, 256) @ _BITS_OF_BYTE).ravel().tolist()
         return {name: counts[bit] for bit, name in enumerate(AMENITIES) if counts[bit]}
 
     def _property_id(self, slot: int) -> uuid.UUID:
@@ -1102,6 +1127,25 @@ def _one_edit(a: str, b: str) -> bool:
     while i < len(a) and a[i] == b[i]:
         i += 1
     return a[i:] == b[i + 1 :]
+
+
+def _uuid_from_int(value: int) -> uuid.UUID:
+    """`uuid.UUID(int=value)` for a value known to be in range, without the constructor's argument
+    checks (a third of its cost; a page has two ids per hit). Sets the same two slots it sets."""
+    made = _new_object(_UUID)
+    _set_slot(made, "int", value)
+    _set_slot(made, "is_safe", _UNKNOWN_SAFETY)
+    return made
+
+
+_new_object, _set_slot, _UUID, _UNKNOWN_SAFETY = object.__new__, object.__setattr__, uuid.UUID, uuid.SafeUUID.unknown
+_probe = uuid.UUID("12345678-9abc-4def-8123-456789abcdef")
+if _uuid_from_int(_probe.int) != _probe or str(_uuid_from_int(_probe.int)) != str(_probe):  # pragma: no cover
+    _uuid_from_int = lambda value: uuid.UUID(int=value)  # noqa: E731 (another UUID implementation)
+
+
+def _uuids(high: np.ndarray, low: np.ndarray) -> list[uuid.UUID]:
+    return [_uuid_from_int((h << 64) | lo) for h, lo in zip(high.tolist(), low.tolist(), strict=True)]
 
 
 def _histogram(totals: np.ndarray) -> list[dict[str, int]]:

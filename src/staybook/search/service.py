@@ -402,16 +402,17 @@ async def search(runtime: Runtime, query: SearchQuery, cursor: str | None) -> di
 async def search_json(runtime: Runtime, query: SearchQuery, cursor: str | None) -> bytes:
     """`search` as the JSON bytes the API sends; the cache holds these bytes."""
     state = state_of(runtime)
+    fingerprint = query.fingerprint()  # once: the cursor's binding and the cache key
     if cursor:
-        query = _with_mark(query, state.codec.decode(query, cursor))
+        query = _with_mark(query, state.codec.decode(query, cursor, fingerprint))
     ttl = runtime.settings.search.cache_seconds
     if ttl <= 0:
-        return orjson.dumps(await _answer(runtime, query))
+        return orjson.dumps(await _answer(runtime, query, fingerprint))
     mark = "" if query.after is None else f"{query.after.key}:{query.after.property_id.hex}"
-    key = f"{query.fingerprint()}:{mark}"
+    key = f"{fingerprint}:{mark}"
     cached = state.responses.get(key)
     if cached is None:
-        cached = orjson.dumps(await _answer(runtime, query))
+        cached = orjson.dumps(await _answer(runtime, query, fingerprint))
         state.responses.put(key, cached, ttl)
     return cached
 
@@ -420,13 +421,15 @@ def _with_mark(query: SearchQuery, mark: PageMark) -> SearchQuery:
     return replace(query, after=mark)
 
 
-async def _answer(runtime: Runtime, query: SearchQuery) -> dict[str, Any]:
+async def _answer(runtime: Runtime, query: SearchQuery, fingerprint: str) -> dict[str, Any]:
     index: SearchIndex = runtime.extensions[INDEX]
     page = await index.search(query, runtime.extensions[RANKER])
-    return page_document(state_of(runtime).codec, query, page)
+    return page_document(state_of(runtime).codec, query, page, fingerprint)
 
 
-def page_document(codec: CursorCodec, query: SearchQuery, page: SearchPage) -> dict[str, Any]:
+def page_document(
+    codec: CursorCodec, query: SearchQuery, page: SearchPage, fingerprint: str | None = None
+) -> dict[str, Any]:
     items = [
         {
             "property_id": hit.property_id,  # orjson writes UUIDs in their canonical form
@@ -451,7 +454,7 @@ def page_document(codec: CursorCodec, query: SearchQuery, page: SearchPage) -> d
     next_cursor = None
     if page.has_more and page.hits:
         last = page.hits[-1]
-        next_cursor = codec.encode(query, PageMark(last.sort_key, last.property_id))
+        next_cursor = codec.encode(query, PageMark(last.sort_key, last.property_id), fingerprint)
     return {
         "items": items,
         "next_cursor": next_cursor,
