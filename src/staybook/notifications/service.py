@@ -241,16 +241,22 @@ async def remember_booking(uow: UnitOfWork, booking: dict[str, Any]) -> None:
     guest_user_id = uuid.UUID(str(booking["guest_user_id"])) if booking.get("guest_user_id") else None
     # One upsert: the held and confirmed handlers may run at once (separate consumers) and
     # a read-then-insert raced into a unique violation and a retried transaction.
-    await uow.session.execute(
-        _REMEMBER_BOOKING, {"booking_id": booking_id, "guest_user_id": guest_user_id, "booking": booking}
-    )
+    await uow.execute(_REMEMBER_BOOKING, {"booking_id": booking_id, "guest_user_id": guest_user_id, "booking": booking})
 
 
-_REMEMBER_BOOKING = insert_on_conflict(
-    BookingGuest.__table__,
-    ("booking_id", "guest_user_id", "booking"),
-    ("booking_id",),
-    update="UPDATE SET guest_user_id = excluded.guest_user_id, booking = excluded.booking",
+# The consumers' statements run on the driver (kernel.db.Sql): the worker runs them for every
+# booking event, and a SQLAlchemy execute cost several times the round trip.
+_REMEMBER_BOOKING = Sql(
+    "INSERT INTO notification_booking_guests (booking_id, guest_user_id, booking)"
+    " VALUES (:booking_id, :guest_user_id, :booking) ON CONFLICT (booking_id)"
+    " DO UPDATE SET guest_user_id = excluded.guest_user_id, booking = excluded.booking",
+    table=BookingGuest.__table__,
+)
+_PREFERENCES = Sql(
+    "SELECT channel, enabled FROM notification_preferences WHERE user_id = :user_id AND notification_type = :type",
+    table=Preference.__table__,
+    types={"type": Preference.__table__.c.notification_type.type},
+    returns=[Preference.__table__.c.channel, Preference.__table__.c.enabled],
 )
 
 
@@ -271,12 +277,8 @@ async def record_deliveries(
     notification_type = TYPES[type_name]
     choices: dict[str, bool] = {}
     if recipient.user_id is not None:
-        rows = await uow.session.execute(
-            select(Preference.channel, Preference.enabled).where(
-                Preference.user_id == recipient.user_id, Preference.notification_type == type_name
-            )
-        )
-        choices = {channel: enabled for channel, enabled in rows.all()}
+        rows = await uow.fetch(_PREFERENCES, {"user_id": recipient.user_id, "type": type_name})
+        choices = {row.channel: row.enabled for row in rows}
     addresses = {
         "email": recipient.email,
         "sms": recipient.phone,
@@ -309,21 +311,23 @@ async def record_deliveries(
         )
     if not rows_to_insert:
         return 0
-    await uow.session.execute(_NEW_DELIVERY, rows_to_insert)
+    for row in rows_to_insert:
+        await uow.execute(_NEW_DELIVERY, row)
     # Wake the sender only once the rows are visible to it.
     orm_event.listen(uow.session.sync_session, "after_commit", lambda _session: notifier.wake(), once=True)
     return len(rows_to_insert)
 
 
-# Built once (kernel.db.insert_on_conflict): the worker runs it for every booking and account event.
-_NEW_DELIVERY = insert_on_conflict(
-    Delivery.__table__,
-    (
-        "id", "event_id", "user_id", "channel", "template", "locale", "recipient", "recipient_hash", "context",
-        "status", "attempts", "next_attempt_at", "created_at", "updated_at",
-    ),
-    ("event_id", "channel", "template", "recipient_hash"),
+_DELIVERY_COLUMNS = (
+    "id", "event_id", "user_id", "channel", "template", "locale", "recipient", "recipient_hash", "context",
+    "status", "attempts", "next_attempt_at", "created_at", "updated_at",
 )  # fmt: skip
+_NEW_DELIVERY = Sql(
+    f"INSERT INTO notification_deliveries ({', '.join(_DELIVERY_COLUMNS)})"
+    f" VALUES ({', '.join(':' + c for c in _DELIVERY_COLUMNS)})"
+    " ON CONFLICT (event_id, channel, template, recipient_hash) DO NOTHING",
+    table=Delivery.__table__,
+)
 
 
 # ------------------------------------------------------------------ sending
