@@ -565,7 +565,8 @@ def main() -> None:
         env.update({"STAYBOOK_NATS_URL": NATS_URL, "STAYBOOK_BUS_NAMESPACE": namespace})
         print(f"bus: NATS JetStream at {NATS_URL}, namespace {namespace}")
     else:
-        print(f"bus: in-process (NATS is not reachable at {NATS_URL}); production runs on JetStream")
+        reason = "as asked" if args.bus == "in-process" else f"NATS is not reachable at {NATS_URL}"
+        print(f"bus: in-process ({reason}); production runs on JetStream")
     if args.client_cpu is not None:
         os.sched_setaffinity(0, {args.client_cpu})
     try:
