@@ -22,7 +22,10 @@ search, payments) runs beside the server, as in production. Every step splits th
 spent per confirmed booking by process: the API workers, the worker, the PostgreSQL
 backends of the bench database (plus the cluster's shared WAL writer, checkpointer and
 autovacuum, which other databases on the machine also use) and this load generator; and
-records the outbox backlog the worker had left at the end of the step.
+records the outbox backlog the worker had left at the end of the step. The worker runs on
+NATS JetStream as in production when NATS answers at 127.0.0.1:4222 (`STAYBOOK_BENCH_NATS_URL`),
+under a namespace of its own whose streams are deleted at the end; otherwise, or with
+`--bus in-process`, on the in-process bus. The results record which (`bus`).
 
     flock /tmp/staybook-bench.lock .venv/bin/python -m bench.booking [--rates 10,20,40] [--duration 15]
 """
