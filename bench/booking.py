@@ -22,7 +22,10 @@ search, payments) runs beside the server, as in production. Every step splits th
 spent per confirmed booking by process: the API workers, the worker, the PostgreSQL
 backends of the bench database (plus the cluster's shared WAL writer, checkpointer and
 autovacuum, which other databases on the machine also use) and this load generator; and
-records the outbox backlog the worker had left at the end of the step.
+records the outbox backlog the worker had left at the end of the step. The worker runs on
+NATS JetStream as in production when NATS answers at 127.0.0.1:4222 (`STAYBOOK_BENCH_NATS_URL`),
+under a namespace of its own whose streams are deleted at the end; otherwise, or with
+`--bus in-process`, on the in-process bus. The results record which (`bus`).
 
     flock /tmp/staybook-bench.lock .venv/bin/python -m bench.booking [--rates 10,20,40] [--duration 15]
 """
@@ -37,6 +40,7 @@ import os
 import random
 import re
 import resource
+import socket
 import subprocess
 import tempfile
 import time
@@ -49,6 +53,7 @@ import psycopg
 
 from bench.harness import Server, ratio, staybook_command, write_result
 from staybook import migrate
+from staybook.kernel.bus import stream_name
 from staybook.kernel.security import TokenSigner
 from staybook.kernel.settings import Settings
 
@@ -448,6 +453,34 @@ def drained(url: str, worker_pid: int, *, timeout: float = 120) -> float:
 P99_LIMIT_MS = 150.0
 
 
+NATS_URL = os.environ.get("STAYBOOK_BENCH_NATS_URL", "nats://127.0.0.1:4222")
+
+
+def nats_reachable(url: str = NATS_URL) -> bool:
+    host, _, port = url.removeprefix("nats://").partition(":")
+    try:
+        socket.create_connection((host, int(port or 4222)), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+async def delete_streams(namespace: str, url: str = NATS_URL) -> list[str]:
+    """Removes the run's JetStream streams (all named after its namespace)."""
+    import nats
+
+    connection = await nats.connect(url)
+    try:
+        js = connection.jetstream()
+        prefix = stream_name("", namespace)
+        names = [info.config.name for info in await js.streams_info() if info.config.name.startswith(prefix)]
+        for name in names:
+            await js.delete_stream(name)
+        return names
+    finally:
+        await connection.close()
+
+
 def sustained(figures: dict) -> bool:
     """Every flow confirmed, no errors, and the end-to-end p99 under the limit."""
     return (
@@ -470,6 +503,16 @@ def _terminated(process: subprocess.Popen):
             process.wait()
 
 
+@contextlib.contextmanager
+def _streams_deleted(namespace: str | None):
+    try:
+        yield
+    finally:
+        if namespace is not None:
+            with contextlib.suppress(Exception):
+                print(f"deleted streams {', '.join(asyncio.run(delete_streams(namespace)))}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument(
@@ -486,6 +529,12 @@ def main() -> None:
     parser.add_argument("--pool", type=int, default=12, help="database connections per server worker")
     parser.add_argument("--server-cpu", type=int, default=None, help="pin the server to this CPU")
     parser.add_argument("--client-cpu", type=int, default=None, help="pin the load generator to this CPU")
+    parser.add_argument(
+        "--bus",
+        choices=("auto", "nats", "in-process"),
+        default="auto",
+        help="the worker's bus: NATS JetStream when reachable (auto), or the in-process bus",
+    )
     args = parser.parse_args()
     rates = [float(rate) for rate in args.rates.split(",")]
 
@@ -510,6 +559,17 @@ def main() -> None:
         "STAYBOOK_PAYMENTS__SANDBOX_INSTANT": "true",
         "STAYBOOK_BOOKING__HOLD_TTL_SECONDS": "600",
     }
+    # The worker publishes to NATS JetStream as in production, on streams of its own for this run.
+    namespace = f"bench{uuid.uuid4().hex[:10]}"
+    bus = "nats-jetstream" if args.bus != "in-process" and nats_reachable() else "in-process"
+    if args.bus == "nats" and bus != "nats-jetstream":
+        raise SystemExit(f"NATS is not reachable at {NATS_URL}")
+    if bus == "nats-jetstream":
+        env.update({"STAYBOOK_NATS_URL": NATS_URL, "STAYBOOK_BUS_NAMESPACE": namespace})
+        print(f"bus: NATS JetStream at {NATS_URL}, namespace {namespace}")
+    else:
+        reason = "as asked" if args.bus == "in-process" else f"NATS is not reachable at {NATS_URL}"
+        print(f"bus: in-process ({reason}); production runs on JetStream")
     if args.client_cpu is not None:
         os.sched_setaffinity(0, {args.client_cpu})
     try:
@@ -532,7 +592,11 @@ def main() -> None:
     }
     worker_log = tempfile.NamedTemporaryFile(prefix="staybook-bench-worker-", suffix=".log", delete=False)  # noqa: SIM115
     worker = subprocess.Popen(staybook_command("worker"), env=worker_env, stdout=worker_log, stderr=subprocess.STDOUT)
-    with _terminated(worker), Server(command, env=env, cpu=args.server_cpu) as server:
+    with (
+        _streams_deleted(namespace if bus == "nats-jetstream" else None),
+        _terminated(worker),
+        Server(command, env=env, cpu=args.server_cpu) as server,
+    ):
         print(f"server pid {server.process.pid}, worker pid {worker.pid} (log {worker_log.name})", flush=True)
         split = CpuSplit(ADMIN_URL.rsplit("/", 1)[0] + f"/{DATABASE}", server.process.pid, worker.pid)
         print(f"worker idle after {drained(plain_url, worker.pid)} s", flush=True)
@@ -610,6 +674,7 @@ def main() -> None:
             "command": "flock /tmp/staybook-bench.lock .venv/bin/python -m bench.booking",
             "ceiling": "pgbench, bare hold transaction on the same tables, same run",
             "pgbench": ceiling,
+            "bus": bus,
             "variants": variants,
             "ratio_to_ceiling": ratios,
             "target": "confirmed bookings/s >= 10% of pgbench with end-to-end p99 < 150 ms; platform peak 83/s",

@@ -4,6 +4,7 @@ refunds, the webhook provider against a real HTTP gateway, and claims shared by 
 from __future__ import annotations
 
 import asyncio
+import email
 import hashlib
 import hmac
 import uuid
@@ -12,7 +13,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -20,9 +21,10 @@ from starlette.routing import Route
 
 from staybook.kernel.orm import new_id, utcnow
 from staybook.notifications.mail import MailSink
-from staybook.notifications.models import Delivery
+from staybook.notifications.models import Delivery, DeliveryAttempt
+from staybook.notifications.previews import SAMPLES
 from staybook.notifications.providers import PermanentFailure, SandboxProvider, TemporaryFailure, WebhookProvider
-from staybook.notifications.service import Notifier, claim_due
+from staybook.notifications.service import Notifier, claim_due, send_due
 from staybook.notifications.templates import Templates
 from tests.conftest import bearer
 from tests.integration.notifications_support import (
@@ -217,6 +219,55 @@ async def test_two_senders_never_claim_the_same_delivery(pg_settings, make_runti
     ids = [c.id for claim in claims for c in claim]
     assert len(ids) == len(set(ids)) == 60
     assert await claim_due(notifiers[0], 20) == []  # all leased
+
+
+async def test_two_senders_racing_send_each_delivery_once_and_record_it(pg_settings, make_runtime, tmp_path):
+    first, second = await make_runtime(pg_settings), await make_runtime(pg_settings)
+    now = utcnow()
+    context = {**SAMPLES["booking_confirmed"], "recipient_name": "Ada", "timezone": "Europe/Berlin"}
+    ids = [new_id() for _ in range(90)]
+    rows = [
+        {
+            "id": delivery_id,
+            "event_id": uuid.uuid4(),
+            "user_id": None,
+            "channel": "email",
+            "template": "booking_confirmed",
+            "locale": "en",
+            "recipient": f"guest{i}@example.org",
+            "recipient_hash": f"{i:064d}",
+            "context": context,
+            "status": "pending",
+            "attempts": 0,
+            "next_attempt_at": now,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for i, delivery_id in enumerate(ids)
+    ]
+    async with first.db.unit_of_work() as uow:
+        await uow.session.execute(insert(Delivery), rows)
+    notifiers = [Notifier(r, Templates(), MailSink(tmp_path / "mail"), SandboxProvider()) for r in (first, second)]
+    for notifier in notifiers:
+        notifier.settings = notifier.settings.model_copy(update={"batch_size": 7})
+
+    async def drain(notifier: Notifier) -> int:
+        sent = 0
+        while handled := await send_due(notifier):
+            sent += handled
+        return sent
+
+    assert sum(await asyncio.gather(*(drain(n) for n in notifiers for _ in range(3)))) == 90
+    mails = sorted((tmp_path / "mail").glob("*.eml"))
+    recipients = sorted(email.message_from_bytes(m.read_bytes())["To"] for m in mails)
+    assert recipients == sorted(f"Ada <guest{i}@example.org>" for i in range(90))
+    async with first.db.session() as session:
+        stored = (await session.scalars(select(Delivery).where(Delivery.id.in_(ids)))).all()
+        attempts = (await session.scalars(select(DeliveryAttempt).where(DeliveryAttempt.delivery_id.in_(ids)))).all()
+    assert {d.status for d in stored} == {"sent"} and {d.attempts for d in stored} == {1}
+    assert all(d.provider_message_id and d.sent_at for d in stored)
+    assert sorted(a.delivery_id for a in attempts) == sorted(ids)
+    assert {a.status for a in attempts} == {"sent"}
 
 
 async def test_provider_receipts_mark_sms_delivered_or_failed(sqlite_settings, smtp, client_for):

@@ -133,3 +133,24 @@ async def test_inbox_records_an_event_once_per_consumer(both_databases, make_run
         async with runtime.db.unit_of_work() as uow:
             outcomes.append(await record_in_inbox(uow, consumer, event_id))
     assert outcomes == [True, False, True]
+
+
+async def test_idle_relay_publishes_events_committed_by_another_process(backbone_settings, make_runtime):
+    """No wake-up reaches this relay (the API commits elsewhere): its polls find the events, in
+    order, after idle probes that found nothing."""
+    seen: list[int] = []
+    runtime = await make_runtime(backbone_settings, recording_wiring(seen))
+    api = await make_runtime(backbone_settings)  # its commits wake only its own relay, which does not run
+    worker = Worker(runtime)
+    await worker.start(jobs=False)
+    try:
+        await asyncio.sleep(0.5)  # several empty polls: the relay is probing (PostgreSQL)
+        assert await runtime.relay.has_pending() is (runtime.db.dialect != "postgresql")
+        for start in range(0, 30, 10):
+            await emit_events(api, 10, start)
+        await eventually(lambda: _async(len(seen) >= 30))
+        await asyncio.sleep(0.3)
+    finally:
+        await worker.stop()
+    assert sorted(seen) == list(range(30))
+    assert await count_rows(runtime, OutboxMessage, OutboxMessage.published_at.is_(None)) == 0

@@ -190,6 +190,42 @@ def test_composed_mail_is_multipart_alternative_with_unsubscribe_for_optional_ma
     assert "https://x.test/u?t=1" in parsed.get_body(("plain",)).get_content()
 
 
+def test_composed_mail_round_trips_through_a_mail_parser_in_every_locale():
+    calendar = stay_calendar(SAMPLE_BOOKING)
+    for locale in LOCALES:
+        rendered = Templates().render("booking_confirmed", locale, SAMPLES["booking_confirmed"])
+        message = compose_email(
+            rendered,
+            sender="Staybook Bücher <no-reply@staybook.test>",
+            recipient="ada@example.org",
+            recipient_name="Ådä\nBcc: evil@example.org",  # a line break from a stored context
+            calendar=calendar,
+        )
+        parsed = email.message_from_bytes(message.data, policy=policy.default)
+        assert all(not part.defects for part in parsed.walk())
+        assert parsed["Bcc"] is None
+        assert parsed["To"].addresses[0].display_name == "Ådä Bcc: evil@example.org"
+        assert parsed["From"].addresses[0].display_name == "Staybook Bücher"
+        assert parsed["Subject"] == rendered.subject
+        assert parsed["Message-ID"] == message.message_id
+        assert parsed.get_body(("plain",)).get_content() == rendered.text
+        assert parsed.get_body(("html",)).get_content().rstrip("\n") == rendered.html.rstrip("\n")
+        attachment = next(parsed.iter_attachments())
+        assert attachment.get_content().encode() == calendar
+        assert attachment.get_param("method") == "PUBLISH"
+        assert max(len(line) for line in message.data.split(b"\n")) <= 998
+
+
+def test_stay_calendar_in_utc_needs_no_time_zone_definition():
+    booking = {**SAMPLE_BOOKING, "property": {**SAMPLE_BOOKING["property"], "timezone": "UTC"}}
+    calendar = Calendar.from_ical(stay_calendar(booking))
+    assert calendar.walk("VTIMEZONE") == []
+    assert calendar.walk("VEVENT")[0].decoded("dtstart") == datetime(2027, 3, 12, 15, 0, tzinfo=UTC)
+    # In a zone, the definition covers the stay's transitions.
+    zoned = Calendar.from_ical(stay_calendar(SAMPLE_BOOKING))
+    assert [tz["tzid"] for tz in zoned.walk("VTIMEZONE")] == ["Europe/Berlin"]
+
+
 def test_invalid_recipient_address_is_a_permanent_failure():
     rendered = Templates().render("booking_confirmed", "en", SAMPLES["booking_confirmed"])
     with pytest.raises(PermanentFailure):

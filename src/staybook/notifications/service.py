@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import uuid
 import weakref
 from collections.abc import AsyncIterator
@@ -25,10 +26,10 @@ from typing import Any
 
 import httpx
 import structlog
-from sqlalchemy import Engine, delete, func, select, update
+from sqlalchemy import Engine, Integer, delete, func, select, update
 from sqlalchemy import event as orm_event
 
-from staybook.kernel.db import UnitOfWork, insert_on_conflict
+from staybook.kernel.db import Sql, UnitOfWork, insert_on_conflict
 from staybook.kernel.errors import Conflict, InvalidInput, NotFound
 from staybook.kernel.events import EventEnvelope
 from staybook.kernel.orm import new_id, utcnow
@@ -240,16 +241,22 @@ async def remember_booking(uow: UnitOfWork, booking: dict[str, Any]) -> None:
     guest_user_id = uuid.UUID(str(booking["guest_user_id"])) if booking.get("guest_user_id") else None
     # One upsert: the held and confirmed handlers may run at once (separate consumers) and
     # a read-then-insert raced into a unique violation and a retried transaction.
-    await uow.session.execute(
-        _REMEMBER_BOOKING, {"booking_id": booking_id, "guest_user_id": guest_user_id, "booking": booking}
-    )
+    await uow.execute(_REMEMBER_BOOKING, {"booking_id": booking_id, "guest_user_id": guest_user_id, "booking": booking})
 
 
-_REMEMBER_BOOKING = insert_on_conflict(
-    BookingGuest.__table__,
-    ("booking_id", "guest_user_id", "booking"),
-    ("booking_id",),
-    update="UPDATE SET guest_user_id = excluded.guest_user_id, booking = excluded.booking",
+# The consumers' statements run on the driver (kernel.db.Sql): the worker runs them for every
+# booking event, and a SQLAlchemy execute cost several times the round trip.
+_REMEMBER_BOOKING = Sql(
+    "INSERT INTO notification_booking_guests (booking_id, guest_user_id, booking)"
+    " VALUES (:booking_id, :guest_user_id, :booking) ON CONFLICT (booking_id)"
+    " DO UPDATE SET guest_user_id = excluded.guest_user_id, booking = excluded.booking",
+    table=BookingGuest.__table__,
+)
+_PREFERENCES = Sql(
+    "SELECT channel, enabled FROM notification_preferences WHERE user_id = :user_id AND notification_type = :type",
+    table=Preference.__table__,
+    types={"type": Preference.__table__.c.notification_type.type},
+    returns=[Preference.__table__.c.channel, Preference.__table__.c.enabled],
 )
 
 
@@ -270,12 +277,8 @@ async def record_deliveries(
     notification_type = TYPES[type_name]
     choices: dict[str, bool] = {}
     if recipient.user_id is not None:
-        rows = await uow.session.execute(
-            select(Preference.channel, Preference.enabled).where(
-                Preference.user_id == recipient.user_id, Preference.notification_type == type_name
-            )
-        )
-        choices = {channel: enabled for channel, enabled in rows.all()}
+        rows = await uow.fetch(_PREFERENCES, {"user_id": recipient.user_id, "type": type_name})
+        choices = {row.channel: row.enabled for row in rows}
     addresses = {
         "email": recipient.email,
         "sms": recipient.phone,
@@ -308,21 +311,23 @@ async def record_deliveries(
         )
     if not rows_to_insert:
         return 0
-    await uow.session.execute(_NEW_DELIVERY, rows_to_insert)
+    for row in rows_to_insert:
+        await uow.execute(_NEW_DELIVERY, row)
     # Wake the sender only once the rows are visible to it.
     orm_event.listen(uow.session.sync_session, "after_commit", lambda _session: notifier.wake(), once=True)
     return len(rows_to_insert)
 
 
-# Built once (kernel.db.insert_on_conflict): the worker runs it for every booking and account event.
-_NEW_DELIVERY = insert_on_conflict(
-    Delivery.__table__,
-    (
-        "id", "event_id", "user_id", "channel", "template", "locale", "recipient", "recipient_hash", "context",
-        "status", "attempts", "next_attempt_at", "created_at", "updated_at",
-    ),
-    ("event_id", "channel", "template", "recipient_hash"),
+_DELIVERY_COLUMNS = (
+    "id", "event_id", "user_id", "channel", "template", "locale", "recipient", "recipient_hash", "context",
+    "status", "attempts", "next_attempt_at", "created_at", "updated_at",
 )  # fmt: skip
+_NEW_DELIVERY = Sql(
+    f"INSERT INTO notification_deliveries ({', '.join(_DELIVERY_COLUMNS)})"
+    f" VALUES ({', '.join(':' + c for c in _DELIVERY_COLUMNS)})"
+    " ON CONFLICT (event_id, channel, template, recipient_hash) DO NOTHING",
+    table=Delivery.__table__,
+)
 
 
 # ------------------------------------------------------------------ sending
@@ -352,41 +357,59 @@ class Outcome:
     deferred_until: datetime | None = None
 
 
+_DELIVERIES = Delivery.__table__
+_CLAIMED_COLUMNS = tuple(field.name for field in dataclasses.fields(ClaimedDelivery))
+# Claim in one statement: the due rows, locked and skipped by other senders, get their due time
+# pushed out by the lease. A sender whose snapshot still saw them due re-checks the condition on
+# the updated row after the lock (READ COMMITTED), so no delivery is claimed twice.
+_CLAIM = Sql(
+    "UPDATE notification_deliveries SET next_attempt_at = :lease_until WHERE id IN ("
+    "SELECT id FROM notification_deliveries WHERE status = 'pending' AND next_attempt_at <= :now"
+    " ORDER BY next_attempt_at LIMIT :limit FOR UPDATE SKIP LOCKED)"
+    f" RETURNING {', '.join(_CLAIMED_COLUMNS)}",
+    table=_DELIVERIES,
+    types={
+        "lease_until": _DELIVERIES.c.next_attempt_at.type,
+        "now": _DELIVERIES.c.next_attempt_at.type,
+        "limit": Integer(),
+    },
+    returns=[_DELIVERIES.c[name] for name in _CLAIMED_COLUMNS],
+)
+# An attempt's result, guarded by status: an erasure or replay that happened meanwhile wins.
+# The COALESCEs leave a column as it is where this outcome does not set it.
+_RECORD = Sql(
+    "UPDATE notification_deliveries SET status = :status, attempts = :attempts, updated_at = :updated_at,"
+    " last_error = :last_error, sent_at = COALESCE(:sent_at, sent_at),"
+    " provider_message_id = COALESCE(:provider_message_id, provider_message_id),"
+    " next_attempt_at = COALESCE(:next_attempt_at, next_attempt_at)"
+    " WHERE id = :id AND status = 'pending'",
+    table=_DELIVERIES,
+)
+_DEFER = Sql(
+    "UPDATE notification_deliveries SET next_attempt_at = :next_attempt_at, updated_at = :updated_at"
+    " WHERE id = :id AND status = 'pending'",
+    table=_DELIVERIES,
+)
+_ATTEMPT_COLUMNS = (
+    "id", "delivery_id", "number", "channel", "recipient_hash", "template", "status", "provider_message_id", "error",
+    "attempted_at",
+)  # fmt: skip
+_INSERT_ATTEMPT = Sql(
+    f"INSERT INTO notification_attempts ({', '.join(_ATTEMPT_COLUMNS)})"
+    f" VALUES ({', '.join(':' + c for c in _ATTEMPT_COLUMNS)})",
+    table=DeliveryAttempt.__table__,
+)
+
+
 async def claim_due(notifier: Notifier, limit: int) -> list[ClaimedDelivery]:
     """Takes up to `limit` due deliveries for this worker by pushing their due time out by the
-    claim lease; the row locks last only for this short transaction, never during sending."""
+    claim lease; the row locks last only for this one statement, never during sending."""
     now = utcnow()
-    async with notifier.runtime.db.sessions() as session, session.begin():
-        rows = (
-            await session.scalars(
-                select(Delivery)
-                .where(Delivery.status == "pending", Delivery.next_attempt_at <= now)
-                .order_by(Delivery.next_attempt_at)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            )
-        ).all()
-        if not rows:
-            return []
-        lease_until = now + timedelta(seconds=notifier.settings.claim_seconds)
-        await session.execute(
-            update(Delivery).where(Delivery.id.in_([r.id for r in rows])).values(next_attempt_at=lease_until)
-        )
-        return [
-            ClaimedDelivery(
-                r.id,
-                r.user_id,
-                r.channel,
-                r.template,
-                r.locale,
-                r.recipient,
-                r.recipient_hash,
-                r.context,
-                r.attempts,
-                r.created_at,
-            )
-            for r in rows
-        ]
+    lease_until = now + timedelta(seconds=notifier.settings.claim_seconds)
+    async with notifier.runtime.db.transaction(autocommit=True) as uow:
+        rows = await uow.fetch(_CLAIM, {"lease_until": lease_until, "now": now, "limit": limit})
+    rows.sort(key=lambda r: r.created_at)  # RETURNING has no order; send in the order they came
+    return [ClaimedDelivery(**{name: row[name] for name in _CLAIMED_COLUMNS}) for row in rows]
 
 
 async def attempt_delivery(notifier: Notifier, delivery: ClaimedDelivery) -> Outcome:
@@ -435,20 +458,28 @@ async def attempt_delivery(notifier: Notifier, delivery: ClaimedDelivery) -> Out
 
 
 async def record_outcomes(notifier: Notifier, outcomes: list[Outcome]) -> None:
-    """Writes every attempt and moves each delivery on: sent, retry later, failed or dead."""
+    """Writes every attempt and moves each delivery on: sent, retry later, failed or dead. All of
+    a pass's writes go out as one statement (deferred writes: each touches its own rows)."""
     settings = notifier.settings
     now = utcnow()
     soonest: datetime | None = None
-    async with notifier.runtime.db.unit_of_work() as uow:
+    async with notifier.runtime.db.transaction() as uow:
         for outcome in outcomes:
             delivery = outcome.delivery
-            # Guarded by status: an erasure or replay that happened meanwhile wins.
-            guard = update(Delivery).where(Delivery.id == delivery.id, Delivery.status == "pending")
             if outcome.kind == "deferred":
-                await uow.session.execute(guard.values(next_attempt_at=outcome.deferred_until, updated_at=now))
+                uow.defer(_DEFER, {"id": delivery.id, "next_attempt_at": outcome.deferred_until, "updated_at": now})
                 continue
             number = delivery.attempts + 1
-            values: dict[str, Any] = {"attempts": number, "updated_at": now, "last_error": outcome.error}
+            values: dict[str, Any] = {
+                "id": delivery.id,
+                "status": "pending",
+                "attempts": number,
+                "updated_at": now,
+                "last_error": outcome.error,
+                "sent_at": None,
+                "provider_message_id": None,
+                "next_attempt_at": None,
+            }
             if outcome.kind == "sent":
                 values.update(status="sent", sent_at=now, provider_message_id=outcome.provider_message_id)
                 metrics.SENT.labels(delivery.channel).inc()
@@ -472,20 +503,21 @@ async def record_outcomes(notifier: Notifier, outcomes: list[Outcome]) -> None:
                 soonest = due if soonest is None else min(soonest, due)
                 metrics.FAILED.labels(delivery.channel, "temporary").inc()
                 metrics.RETRIED.labels(delivery.channel).inc()
-            await uow.session.execute(guard.values(**values))
-            uow.session.add(
-                DeliveryAttempt(
-                    id=new_id(),
-                    delivery_id=delivery.id,
-                    number=number,
-                    channel=delivery.channel,
-                    recipient_hash=delivery.recipient_hash,
-                    template=delivery.template,
-                    status={"sent": "sent", "permanent": "permanent-failure"}.get(outcome.kind, "temporary-failure"),
-                    provider_message_id=outcome.provider_message_id,
-                    error=outcome.error[:4000] if outcome.error else None,
-                    attempted_at=now,
-                )
+            uow.defer(_RECORD, values)
+            uow.defer(
+                _INSERT_ATTEMPT,
+                {
+                    "id": new_id(),
+                    "delivery_id": delivery.id,
+                    "number": number,
+                    "channel": delivery.channel,
+                    "recipient_hash": delivery.recipient_hash,
+                    "template": delivery.template,
+                    "status": {"sent": "sent", "permanent": "permanent-failure"}.get(outcome.kind, "temporary-failure"),
+                    "provider_message_id": outcome.provider_message_id,
+                    "error": outcome.error[:4000] if outcome.error else None,
+                    "attempted_at": now,
+                },
             )
     if soonest is not None:
         notifier.next_retry_at = soonest if notifier.next_retry_at is None else min(notifier.next_retry_at, soonest)

@@ -11,13 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from babel import Locale
 from babel.dates import format_date, format_time
 from babel.numbers import format_currency
 from jinja2 import Environment, PackageLoader, StrictUndefined, Template, pass_context, select_autoescape
+from jinja2.runtime import Context
 
 from staybook.kernel.schemas import minor_unit_digits
 from staybook.notifications.policy import LOCALES, TYPES, zone
@@ -42,26 +43,42 @@ def _babel_locale(code: str) -> Locale:
     return Locale.parse(code)
 
 
+# The filters are pure: a booking's dates and amounts appear in the subject, both bodies and the
+# short text, and its three mails format them again; Babel formatting was a third of rendering.
 @pass_context
 def _date(context, value: str | date) -> str:
-    day = date.fromisoformat(value) if isinstance(value, str) else value
-    return format_date(day, format="full", locale=_babel_locale(context["locale"]))
+    return _format_date(value, context["locale"])
 
 
 @pass_context
 def _datetime(context, value: str | datetime) -> str:
-    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
-    local = moment.astimezone(zone(context.get("timezone")))
-    locale = _babel_locale(context["locale"])
-    day = format_date(local.date(), format="full", locale=locale)
-    return f"{day}, {format_time(local, format='short', locale=locale)}"
+    return _format_datetime(value, context["locale"], context.get("timezone"))
 
 
 @pass_context
 def _money(context, value: dict[str, Any]) -> str:
-    currency = value["currency"]
-    amount = Decimal(int(value["amount"])).scaleb(-minor_unit_digits(currency))
-    return format_currency(amount, currency, locale=_babel_locale(context["locale"]))
+    return _format_money(int(value["amount"]), value["currency"], context["locale"])
+
+
+@lru_cache(maxsize=4096)
+def _format_date(value: str | date, locale: str) -> str:
+    day = date.fromisoformat(value) if isinstance(value, str) else value
+    return format_date(day, format="full", locale=_babel_locale(locale))
+
+
+@lru_cache(maxsize=4096)
+def _format_datetime(value: str | datetime, locale: str, timezone: str | None) -> str:
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    local = moment.astimezone(zone(timezone))
+    babel_locale = _babel_locale(locale)
+    day = format_date(local.date(), format="full", locale=babel_locale)
+    return f"{day}, {format_time(local, format='short', locale=babel_locale)}"
+
+
+@lru_cache(maxsize=4096)
+def _format_money(amount: int, currency: str, locale: str) -> str:
+    value = Decimal(amount).scaleb(-minor_unit_digits(currency))
+    return format_currency(value, currency, locale=_babel_locale(locale))
 
 
 class Templates:
@@ -84,11 +101,13 @@ class Templates:
         values = {**context, "locale": locale, "type": type_name, "unsubscribe_url": unsubscribe_url}
         text = self.environment.get_template(f"{locale}/{type_name}.txt")
         html = self.environment.get_template(f"{locale}/{type_name}.html")
+        # One context for the three blocks: blocks only read it.
+        blocks = text.new_context(values)
         return RenderedMessage(
-            subject=" ".join(_block(text, "subject", values).split()),
-            text=_block(text, "body", values).strip() + "\n",
+            subject=" ".join(_block(text, "subject", blocks).split()),
+            text=_block(text, "body", blocks).strip() + "\n",
             html=html.render(values),
-            short=" ".join(_block(text, "short", values).split()) if TYPES[type_name].short else None,
+            short=" ".join(_block(text, "short", blocks).split()) if TYPES[type_name].short else None,
         )
 
     def check(self) -> int:
@@ -113,5 +132,5 @@ class Templates:
         return rendered
 
 
-def _block(template: Template, name: str, values: dict[str, Any]) -> str:
-    return "".join(template.blocks[name](template.new_context(values)))
+def _block(template: Template, name: str, context: Context) -> str:
+    return "".join(template.blocks[name](context))
