@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import date, timedelta
 from pathlib import Path
 
 import httpx
@@ -65,6 +66,51 @@ def test_demo_serves_health_metrics_openapi_and_problems(demo_server):
         assert missing.json()["status"] == 404
     printed = log.read_text()
     assert f"staybook demo on {url}" in printed
+
+
+def test_demo_guest_books_paris_as_the_readme_shows(demo_server):
+    """The README's guest path on the demo: sign in, search Paris, hold, pay, confirmed, mail."""
+    url, log = demo_server
+    check_in = date.today() + timedelta(days=60)
+    check_out = check_in + timedelta(days=3)
+    with httpx.Client(base_url=url + "/api/v1", timeout=10) as client:
+        login = client.post("/auth/login", json={"email": "guest@staybook.demo", "password": "demo-guest-pass-42"})
+        assert login.status_code == 200, login.text
+        auth = {"authorization": f"Bearer {login.json()['access_token']}"}
+        query = {"city": "Paris", "check_in": str(check_in), "check_out": str(check_out), "guests": 2}
+        items = []
+        for _ in range(100):  # the index fills from the seeding events in the background
+            items = client.get("/search", params=query).json()["items"]
+            if items:
+                break
+            time.sleep(0.3)
+        assert items and all(item["city"] == "Paris" for item in items)
+        held = client.post(
+            "/bookings",
+            headers=auth | {"Idempotency-Key": "readme-hold"},
+            json={
+                "room_type_id": items[0]["room_type"]["room_type_id"],
+                "check_in": str(check_in),
+                "check_out": str(check_out),
+                "guests": 2,
+                "guest": {"name": "Ada", "email": "ada@example.com"},
+            },
+        )
+        assert held.status_code == 201, held.text
+        paid = client.post(
+            f"/bookings/{held.json()['id']}/payment",
+            headers=auth | {"Idempotency-Key": "readme-pay"},
+            json={"payment_method": "tok_success"},
+        )
+        assert paid.status_code == 200, paid.text
+        assert client.get(f"/bookings/{held.json()['id']}", headers=auth).json()["status"] == "confirmed"
+    mail_dir = log.parent / "staybook-mail"
+    for _ in range(100):  # the worker mails after the events' batch window and its sender's pass
+        if any("ada@example.com" in mail.read_text(errors="replace") for mail in mail_dir.glob("*.eml")):
+            break
+        time.sleep(0.3)
+    else:
+        pytest.fail(f"no mail to the guest in {mail_dir}")
 
 
 def test_check_reports_configuration_and_failing_connections(tmp_path):

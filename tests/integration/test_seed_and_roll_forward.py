@@ -42,6 +42,19 @@ async def test_seed_demo_creates_real_cities_rooms_and_calendars(db_settings, ma
         PropertyCreate.model_validate({field: getattr(prop, field) for field in PropertyCreate.model_fields})
         assert set(prop.amenities) <= set(AMENITIES)
     assert len({p.country for p in props}) > 5
+    # The first properties are in the cities the README tries, and each of them sleeps two.
+    showcase = {(p.city, p.country) for p in props}
+    assert {("Paris", "FR"), ("London", "GB"), ("Tokyo", "JP")} <= showcase
+    async with runtime.db.session() as session:
+        paris_sleeps = (
+            await session.execute(
+                select(Property.id, func.max(RoomType.max_guests))
+                .join(RoomType, RoomType.property_id == Property.id)
+                .where(Property.city == "Paris")
+                .group_by(Property.id)
+            )
+        ).all()
+    assert paris_sleeps and all(most >= 2 for _, most in paris_sleeps)
     assert len(set(prices)) > 3  # seasonal and weekend shape, not one flat price
     if runtime.db.dialect == "postgresql":
         # Built in a twin table and swapped in: the keys, index and checks are the migrations' own.

