@@ -4,6 +4,7 @@ transaction with Core and ORM writes."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
 
@@ -26,6 +27,7 @@ READ = Sql(
 )
 COUNT_UP = Sql("UPDATE outbox SET attempts = attempts + 1 WHERE subject = :subject", table=OUTBOX)
 BACKEND = Sql("SELECT pg_backend_pid() AS pid", returns=[column("pid", Integer)])
+SLEEP = Sql("SELECT pg_sleep(5) AS slept")
 LOCK = Sql("SELECT id FROM outbox WHERE id = :id FOR UPDATE", table=OUTBOX, returns=[OUTBOX.c.id])
 
 
@@ -142,6 +144,24 @@ async def test_a_connection_lost_mid_transaction_is_a_503_and_leaves_the_pool(pg
         async with runtime.db.transaction() as uow:
             await uow.execute(INSERT, row())
     assert await count(runtime) == 3
+
+
+async def test_a_cancelled_driver_transaction_stays_cancelled_and_the_pool_stays_usable(pg_settings, make_runtime):
+    runtime = await make_runtime(pg_settings, Wiring())
+
+    async def slow() -> None:
+        async with runtime.db.transaction() as uow:
+            await uow.execute(INSERT, row())
+            await uow.fetchrow(SLEEP)
+
+    with pytest.raises(TimeoutError):  # wait_for's cancellation, not a 503
+        await asyncio.wait_for(slow(), timeout=0.3)
+    for _ in range(3):  # whatever state the cancelled connection was left in, it is not handed out again
+        async with runtime.db.transaction() as uow:
+            await uow.execute(INSERT, row())
+    async with runtime.db.unit_of_work() as uow:
+        await uow.execute(INSERT, row())
+    assert await count(runtime) == 4
 
 
 def test_binds_become_positional_once():

@@ -13,6 +13,7 @@ transaction of the unit of work's session, so Core, ORM and `Sql` writes commit 
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import re
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
@@ -274,13 +275,24 @@ class _DriverUnitOfWork(UnitOfWork):
         self._driver = driver
         self._transaction = None if autocommit else driver.transaction()
         self._open = False
+        self._begin_failed = False
 
     async def _driver_connection(self) -> Any:
         return self._driver
 
+    @property
+    def ended_cleanly(self) -> bool:
+        """True when the connection is out of any transaction, on the server and in asyncpg's own
+        bookkeeping (a BEGIN that failed or was cancelled leaves the latter set): safe to pool."""
+        return not (self._begin_failed or self._open or self._driver.is_in_transaction())
+
     async def begin(self) -> None:
         if self._transaction is not None:
-            await self._transaction.start()
+            try:
+                await self._transaction.start()
+            except BaseException:
+                self._begin_failed = True
+                raise
             self._open = True
 
     async def commit(self) -> None:
@@ -382,8 +394,8 @@ class Database:
             return
         pooled = await self.engine.raw_connection()
         broken = False
+        uow = _DriverUnitOfWork(pooled.driver_connection, self._notify, autocommit=autocommit)
         try:
-            uow = _DriverUnitOfWork(pooled.driver_connection, self._notify, autocommit=autocommit)
             try:
                 await uow.begin()
                 yield uow
@@ -393,15 +405,21 @@ class Database:
                 if not broken:
                     try:
                         await uow.rollback()
-                    except Exception as failed:
+                    except BaseException as failed:
                         broken = True
+                        if isinstance(error, asyncio.CancelledError):
+                            raise error from failed  # a cancellation stays a cancellation
+                        if not isinstance(failed, Exception):
+                            raise
                         raise _unavailable(failed) from error
-                if broken:
+                if broken and not isinstance(error, asyncio.CancelledError):
                     raise _unavailable(error) from error
                 raise
         finally:
-            # Back to the pool (or, broken, out of it): SQLAlchemy's pool may close a connection
-            # on return, which needs its greenlet bridge.
+            # Back to the pool only when it left every transaction cleanly (a cancelled BEGIN,
+            # COMMIT or ROLLBACK leaves it unknown): else out of it. SQLAlchemy's pool may close
+            # a connection on return, which needs its greenlet bridge.
+            broken = broken or not uow.ended_cleanly
             await greenlet_spawn(pooled.invalidate if broken else pooled.close)
 
     @asynccontextmanager
