@@ -168,3 +168,12 @@ def test_binds_become_positional_once():
     statement = Sql("SELECT id FROM outbox WHERE subject = :a AND event_type = :b OR subject = :a::text", table=OUTBOX)
     assert statement.postgres == "SELECT id FROM outbox WHERE subject = $1 AND event_type = $2 OR subject = $1::text"
     assert statement.names == ("a", "b")
+
+
+async def test_many_deferred_writes_are_sent_in_statements_postgres_can_take(db_settings, make_runtime):
+    # 5,000 outbox rows deferred in one unit of work: 35,000 binds, over PostgreSQL's 32,767 a statement.
+    runtime = await make_runtime(db_settings, Wiring())
+    async with runtime.db.transaction() as uow:
+        for _ in range(5_000):
+            uow.defer(INSERT, row("test.many"))
+    assert await count(runtime, "test.many") == 5_000

@@ -189,3 +189,18 @@ def test_booking_events_are_audited_without_personal_data():
 
 def test_mfa_step_uses_real_time_by_default():
     assert abs(mfa.current_step() - int(time.time() // 30)) <= 1
+
+
+@pytest.mark.parametrize("address", ["guest@example.com\n", "guest@example.com\r\n"])
+def test_an_address_with_a_trailing_line_break_is_refused_everywhere(address):
+    # `$` matches before a final newline: every validator must match the whole value, or the
+    # line break reaches a mail header.
+    from staybook.booking.schemas import GuestDetails
+    from staybook.identity.schemas import validate_email
+    from staybook.notifications.policy import is_valid_email
+
+    assert not is_valid_email(address)
+    with pytest.raises(ValueError):
+        validate_email(address)
+    # Booking schemas strip surrounding whitespace first: what is kept has no line break.
+    assert GuestDetails(name="Ada", email=address).email == "guest@example.com"

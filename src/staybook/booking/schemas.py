@@ -25,7 +25,7 @@ class GuestDetails(Schema):
     @field_validator("email")
     @classmethod
     def _email(cls, value: str) -> str:
-        if not _EMAIL.match(value):
+        if not _EMAIL.fullmatch(value):
             raise ValueError("not an email address")
         return value.lower()
 
@@ -45,7 +45,7 @@ class PaymentRequest(Schema):
     @field_validator("payment_method")
     @classmethod
     def _token(cls, value: str) -> str:
-        if not _TOKEN.match(value):
+        if not _TOKEN.fullmatch(value):
             raise ValueError("must be a payment provider token (card numbers are never accepted)")
         return value
 

@@ -91,7 +91,7 @@ def validate_timezone(name: str) -> str:
 
 
 def validate_clock(value: str) -> str:
-    if not _CLOCK.match(value):
+    if not _CLOCK.fullmatch(value):
         raise ValueError(f"{value!r} is not a time of day as HH:MM (00:00-23:59)")
     return value
 

@@ -34,7 +34,7 @@ def matching_step(secret: str, code: str, *, last_step: int, now: float | None =
     code seen over someone's shoulder cannot be replayed in the same 30 seconds.
     """
     code = code.strip().replace(" ", "")
-    if not _TOTP_CODE.match(code):
+    if not _TOTP_CODE.fullmatch(code):
         return None
     totp = pyotp.TOTP(secret)
     step_now = current_step(now)
@@ -45,7 +45,7 @@ def matching_step(secret: str, code: str, *, last_step: int, now: float | None =
 
 
 def looks_like_totp(code: str) -> bool:
-    return bool(_TOTP_CODE.match(code.strip().replace(" ", "")))
+    return bool(_TOTP_CODE.fullmatch(code.strip().replace(" ", "")))
 
 
 def new_recovery_codes(count: int) -> list[str]:

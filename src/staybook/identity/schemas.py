@@ -21,7 +21,7 @@ _TIMEZONES = frozenset(available_timezones())
 
 
 def validate_email(value: str) -> str:
-    if not _EMAIL.match(value):
+    if not _EMAIL.fullmatch(value):
         raise ValueError("not a valid email address")
     return value
 
@@ -46,7 +46,7 @@ def validate_timezone(value: str | None) -> str | None:
 
 
 def validate_locale(value: str | None) -> str | None:
-    if value is not None and not _LOCALE.match(value):
+    if value is not None and not _LOCALE.fullmatch(value):
         raise ValueError("not a BCP 47 language tag, e.g. en or pt-BR")
     return value
 

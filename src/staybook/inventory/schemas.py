@@ -54,7 +54,7 @@ class SeasonalRuleIn(Schema):
     @field_validator("start", "end")
     @classmethod
     def _month_day(cls, value: str) -> str:
-        if not _MONTH_DAY.match(value):
+        if not _MONTH_DAY.fullmatch(value):
             raise ValueError(f"{value!r} is not a MM-DD month and day")
         return value
 

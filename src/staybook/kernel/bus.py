@@ -391,8 +391,17 @@ class NatsJetStreamBus:
                     await msg.term()
                     continue
                 batch.append(_NatsDelivery(envelope, msg.metadata.num_delivered, msg))
-            if batch:
+            if not batch:
+                continue
+            try:
                 await handler(batch)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                # An ack or a dead-letter write that failed (NATS or the database went away): the
+                # unacked messages come back after ack_wait; the consumer must not stop for good.
+                log.warning("event batch handling failed", error_type=type(error).__name__, message=str(error))
+                await asyncio.sleep(1)
 
     async def _gather(self, subscription, room: int, seconds: float) -> list:
         """The messages arriving within `seconds` (at most `room`); errors end the gathering early."""

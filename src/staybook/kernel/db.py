@@ -245,9 +245,10 @@ class UnitOfWork:
             return
         if self._postgres:
             driver = await self._driver_connection()
-            statement = _combined(tuple(statement for statement, _ in writes))
-            arguments = [argument for written, params in writes for argument in written.arguments(params)]
-            await driver.execute(statement, *arguments)
+            for chunk in _chunks_for_one_statement(writes):
+                statement = _combined(tuple(statement for statement, _ in chunk))
+                arguments = [argument for written, params in chunk for argument in written.arguments(params)]
+                await driver.execute(statement, *arguments)
             return
         for statement, params in writes:
             await self.session.execute(statement.clause, params)
@@ -329,6 +330,23 @@ def _unavailable(error: BaseException) -> OperationalError:
 
 
 _PLACEHOLDER = re.compile(r"\$(\d+)")
+# PostgreSQL's protocol carries at most 32,767 parameters a statement; few writes a statement also
+# keeps the number of distinct combined statements (each one prepared per connection) small.
+_MAX_PARAMETERS, _MAX_WRITES = 30_000, 64
+
+
+def _chunks_for_one_statement(writes: list[tuple[Sql, Mapping[str, Any]]]):
+    chunk: list[tuple[Sql, Mapping[str, Any]]] = []
+    parameters = 0
+    for write in writes:
+        size = len(write[0].names)
+        if chunk and (parameters + size > _MAX_PARAMETERS or len(chunk) == _MAX_WRITES):
+            yield chunk
+            chunk, parameters = [], 0
+        chunk.append(write)
+        parameters += size
+    if chunk:
+        yield chunk
 
 
 @functools.lru_cache(maxsize=256)

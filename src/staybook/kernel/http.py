@@ -66,7 +66,7 @@ class RequestContextMiddleware:
         trace_id = incoming[0] if incoming else new_trace_id()
         span_id = new_span_id()
         request_id = header(scope, b"x-request-id")
-        if not request_id or not _SAFE_REQUEST_ID.match(request_id):
+        if not request_id or not _SAFE_REQUEST_ID.fullmatch(request_id):
             request_id = trace_id
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)

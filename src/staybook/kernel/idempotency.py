@@ -173,6 +173,10 @@ class Claim:
             return
         existing = await uow.fetchrow(_EXISTING, params)
         self.refused = True
+        if existing is None:
+            # The claim we collided with was released between the two statements (its request
+            # failed): nothing to replay, and the caller may retry at once.
+            raise KeyInUse(f"The first request with this {HEADER} has just ended; retry")
         if existing.fingerprint != self.fingerprint:
             raise InvalidInput(f"This {HEADER} was already used with a different request", field=f"header.{HEADER}")
         if existing.state == IN_PROGRESS:

@@ -45,7 +45,7 @@ def parse_traceparent(header: str | None) -> tuple[str, str] | None:
     """Returns (trace_id, parent_span_id) from a valid W3C traceparent, else None."""
     if not header:
         return None
-    match = _TRACEPARENT.match(header.strip().lower())
+    match = _TRACEPARENT.fullmatch(header.strip().lower())
     if not match or match.group(1) == "0" * 32 or match.group(2) == "0" * 16:
         return None
     return match.group(1), match.group(2)

@@ -126,7 +126,7 @@ _EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9
 
 
 def is_valid_email(address: str) -> bool:
-    return len(address) <= 320 and bool(_EMAIL.match(address))
+    return len(address) <= 320 and bool(_EMAIL.fullmatch(address))
 
 
 def is_valid_e164(number: str) -> bool:
