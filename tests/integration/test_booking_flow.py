@@ -7,9 +7,9 @@ import uuid
 from datetime import date, timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
-from staybook.booking.models import BookingHistory
+from staybook.booking.models import BookingHistory, BookingSaga
 from staybook.kernel.models import OutboxMessage
 from staybook.payments import service as payments
 from tests.bookings import START, hold_body, night_counts, seed_room_type
@@ -159,6 +159,35 @@ async def test_provider_error_is_a_bad_gateway_and_keeps_the_hold(db_settings, c
         assert payment.status == "captured" and payment.attempts == 3
         assert (await night_counts(runtime, room["room_type_id"]))[START.isoformat()] == (1, 0, 1)
         assert (await payments.reconcile(runtime))["balanced"]
+
+
+async def test_payment_in_progress_is_not_kept_as_the_keys_answer(db_settings, client_for):
+    """A retry that finds an earlier attempt's saga still running gets 409, but the key stays free:
+    once that attempt has settled, the same key gets the real outcome, not the stale 409."""
+    guest = uuid.uuid4()
+    headers = bearer(db_settings, "guest", guest)
+    async with client_for(db_settings) as client:
+        runtime = client.app.state.runtime
+        room = await seed_room_type(runtime, total=1)
+        booking = (
+            await client.post("/api/v1/bookings", json=hold_body(room["room_type_id"]), headers=headers | key())
+        ).json()
+        saga = BookingSaga.__table__
+        async with runtime.db.unit_of_work() as uow:  # an earlier attempt is authorising
+            await uow.session.execute(
+                update(saga).where(saga.c.booking_id == uuid.UUID(booking["id"])).values(step="authorising")
+            )
+        retry_key = key()
+        pay_url, card = f"/api/v1/bookings/{booking['id']}/payment", {"payment_method": "tok_success"}
+        busy = await client.post(pay_url, json=card, headers=headers | retry_key)
+        assert busy.status_code == 409, busy.text
+        async with runtime.db.unit_of_work() as uow:  # that attempt gave up without taking money
+            await uow.session.execute(
+                update(saga).where(saga.c.booking_id == uuid.UUID(booking["id"])).values(step="held")
+            )
+        paid = await client.post(pay_url, json=card, headers=headers | retry_key)
+        assert paid.status_code == 200, paid.text
+        assert paid.json()["booking"]["status"] == "confirmed" and "idempotent-replayed" not in paid.headers
 
 
 async def test_idempotent_replay_and_mismatch(pg_settings, client_for):

@@ -69,15 +69,20 @@ HELD, AUTHORISING, CAPTURING, VOIDING, REFUNDING, CANCEL_REFUNDING = (
 CONFIRMED, FAILED, COMPENSATED, EXPIRED, CANCELLED = "confirmed", "failed", "compensated", "expired", "cancelled"
 IN_FLIGHT = (AUTHORISING, CAPTURING, VOIDING, REFUNDING, CANCEL_REFUNDING)
 
-# The hot path (hold, pay, confirm) writes with SQLAlchemy Core on the tables: one statement per
-# change, no ORM unit-of-work flush and no reload of rows it just wrote (docs/booking-saga.md,
-# "Performance"). A booking read this way is a Row; `present` and `snapshot` read its attributes.
 BOOKINGS = Booking.__table__
 HISTORY = BookingHistory.__table__
 SAGAS = BookingSaga.__table__
 
-# The hot path's statements, prepared on PostgreSQL (kernel.db.Sql). A booking read this way is a
-# Record; `present` and `snapshot` read its attributes.
+
+class PaymentInProgress(Conflict):
+    """409 while an earlier payment attempt's saga runs; the key's answer is its outcome, not this."""
+
+    transient = True
+
+
+# The hot path (hold, pay, confirm): one statement per change, no reload of rows it just wrote,
+# prepared on PostgreSQL (kernel.db.Sql; docs/booking-saga.md "Performance"). A booking read this
+# way is a Record; `present` and `snapshot` read its attributes.
 _BOOKING_COLUMNS = tuple(column.name for column in BOOKINGS.c)
 _RETURNING_BOOKING = " RETURNING " + ", ".join(_BOOKING_COLUMNS)
 _INSERT_BOOKING = Sql(
@@ -484,7 +489,7 @@ async def pay(
                 f"This booking is {booking.status}; only a held booking can be paid", booking_status=booking.status
             )
         if booking.saga_step != HELD:
-            raise Conflict("A payment for this booking is already in progress", step=booking.saga_step)
+            raise PaymentInProgress("A payment for this booking is already in progress", step=booking.saga_step)
         if booking.expires_at <= utcnow():
             raise HoldExpired("The hold expired before payment; please book again")
         payment = await payments.open_payment(

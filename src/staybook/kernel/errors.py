@@ -29,6 +29,8 @@ class StaybookError(Exception):
     status: int = 400
     code: str = "bad-request"
     title: str = "Bad request"
+    # A passing state ("still in progress"): an Idempotency-Key must not keep it as its answer.
+    transient: bool = False
 
     def __init__(self, detail: str | None = None, **extensions: Any) -> None:
         super().__init__(detail or self.title)

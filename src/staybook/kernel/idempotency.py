@@ -278,7 +278,9 @@ async def run_idempotent(
     except StaybookError as error:
         if claim.refused:  # the key is another request's: nothing of ours to store or release
             raise
-        if error.status >= 500:  # a dependency failed: not an answer to keep, the client may retry with the key
+        if error.status >= 500 or error.transient:
+            # A dependency failed, or the state is passing: not an answer to keep, the client may
+            # retry with the key (and get the real outcome once there is one).
             await claim.release()
         else:
             await claim.record_failure(error, instance=request.url.path)
