@@ -12,13 +12,13 @@ import pytest
 from sqlalchemy import Integer, column, func, select, text
 from sqlalchemy.exc import OperationalError
 
-from staybook.kernel.db import Record, Sql
+from staybook.kernel.db import Record, Sql, insert_sql
 from staybook.kernel.models import OutboxMessage
 from staybook.kernel.runtime import Wiring
 
 OUTBOX = OutboxMessage.__table__
 COLUMNS = ("id", "subject", "event_type", "payload", "headers", "created_at", "attempts")
-INSERT = Sql(f"INSERT INTO outbox ({', '.join(COLUMNS)}) VALUES ({', '.join(':' + c for c in COLUMNS)})", table=OUTBOX)
+INSERT = Sql(insert_sql(OUTBOX, COLUMNS), table=OUTBOX)
 READ = Sql(
     f"SELECT {', '.join(COLUMNS)} FROM outbox WHERE id = :id AND created_at <= :before",
     table=OUTBOX,

@@ -35,7 +35,7 @@ from staybook.booking.ports import CatalogStayCatalog, StayCatalog
 from staybook.booking.schemas import BookingOut, HoldRequest, PaymentOutcome, PaymentSummary
 from staybook.inventory import service as inventory
 from staybook.inventory.service import Stay
-from staybook.kernel.db import Record, Sql, UnitOfWork
+from staybook.kernel.db import Record, Sql, UnitOfWork, insert_sql
 from staybook.kernel.errors import (
     Conflict,
     Forbidden,
@@ -86,7 +86,7 @@ class PaymentInProgress(Conflict):
 _BOOKING_COLUMNS = tuple(column.name for column in BOOKINGS.c)
 _RETURNING_BOOKING = " RETURNING " + ", ".join(_BOOKING_COLUMNS)
 _INSERT_BOOKING = Sql(
-    f"INSERT INTO bookings ({', '.join(_BOOKING_COLUMNS)}) VALUES ({', '.join(':' + c for c in _BOOKING_COLUMNS)})",
+    insert_sql(BOOKINGS, _BOOKING_COLUMNS),
     table=BOOKINGS,
 )
 _INSERT_SAGA = Sql(
@@ -95,8 +95,7 @@ _INSERT_SAGA = Sql(
 )
 _HISTORY_COLUMNS = ("id", "booking_id", "from_status", "to_status", "actor", "reason", "at")
 _INSERT_HISTORY = Sql(
-    f"INSERT INTO booking_history ({', '.join(_HISTORY_COLUMNS)})"
-    f" VALUES ({', '.join(':' + c for c in _HISTORY_COLUMNS)})",
+    insert_sql(HISTORY, _HISTORY_COLUMNS),
     table=HISTORY,
 )
 _SAGA_STEP = column("saga_step", SAGAS.c.step.type)

@@ -313,9 +313,15 @@ class _DriverUnitOfWork(UnitOfWork):
             await self._transaction.rollback()
 
 
+def insert_sql(table: Table, columns: Iterable[str]) -> str:
+    """`INSERT INTO table (a, b) VALUES (:a, :b)`: the start of a `Sql` insert, binds named after columns."""
+    columns = tuple(columns)
+    return f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join(':' + c for c in columns)})"
+
+
 _OUTBOX_COLUMNS = ("id", "subject", "event_type", "payload", "headers", "created_at", "published_at", "attempts")
 _OUTBOX_INSERT = Sql(
-    f"INSERT INTO outbox ({', '.join(_OUTBOX_COLUMNS)}) VALUES ({', '.join(':' + c for c in _OUTBOX_COLUMNS)})",
+    insert_sql(OutboxMessage.__table__, _OUTBOX_COLUMNS),
     table=OutboxMessage.__table__,
 )
 

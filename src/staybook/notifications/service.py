@@ -29,7 +29,7 @@ import structlog
 from sqlalchemy import Engine, Integer, delete, func, select, update
 from sqlalchemy import event as orm_event
 
-from staybook.kernel.db import Sql, UnitOfWork, insert_on_conflict
+from staybook.kernel.db import Sql, UnitOfWork, insert_on_conflict, insert_sql
 from staybook.kernel.errors import Conflict, InvalidInput, NotFound
 from staybook.kernel.events import EventEnvelope
 from staybook.kernel.orm import new_id, utcnow
@@ -323,9 +323,8 @@ _DELIVERY_COLUMNS = (
     "status", "attempts", "next_attempt_at", "created_at", "updated_at",
 )  # fmt: skip
 _NEW_DELIVERY = Sql(
-    f"INSERT INTO notification_deliveries ({', '.join(_DELIVERY_COLUMNS)})"
-    f" VALUES ({', '.join(':' + c for c in _DELIVERY_COLUMNS)})"
-    " ON CONFLICT (event_id, channel, template, recipient_hash) DO NOTHING",
+    insert_sql(Delivery.__table__, _DELIVERY_COLUMNS)
+    + " ON CONFLICT (event_id, channel, template, recipient_hash) DO NOTHING",
     table=Delivery.__table__,
 )
 
@@ -395,8 +394,7 @@ _ATTEMPT_COLUMNS = (
     "attempted_at",
 )  # fmt: skip
 _INSERT_ATTEMPT = Sql(
-    f"INSERT INTO notification_attempts ({', '.join(_ATTEMPT_COLUMNS)})"
-    f" VALUES ({', '.join(':' + c for c in _ATTEMPT_COLUMNS)})",
+    insert_sql(DeliveryAttempt.__table__, _ATTEMPT_COLUMNS),
     table=DeliveryAttempt.__table__,
 )
 

@@ -36,7 +36,7 @@ import orjson
 import structlog
 from sqlalchemy import select, update
 
-from staybook.kernel.db import Database, Sql, UnitOfWork
+from staybook.kernel.db import Database, Sql, UnitOfWork, insert_sql
 from staybook.kernel.orm import utcnow
 from staybook.kernel.settings import Settings
 from staybook.payments.models import SandboxCharge, SandboxWebhook
@@ -63,8 +63,7 @@ _CHARGE_COLUMNS = (
 _RETURNING = " RETURNING " + ", ".join(_CHARGE_COLUMNS)
 _RETURNED = [CHARGES.c[name] for name in _CHARGE_COLUMNS]
 _NEW_CHARGE = Sql(
-    f"INSERT INTO sandbox_charges ({', '.join(_CHARGE_COLUMNS)})"
-    f" VALUES ({', '.join(':' + c for c in _CHARGE_COLUMNS)}) ON CONFLICT (idempotency_key) DO NOTHING" + _RETURNING,
+    insert_sql(CHARGES, _CHARGE_COLUMNS) + " ON CONFLICT (idempotency_key) DO NOTHING" + _RETURNING,
     table=CHARGES,
     returns=_RETURNED,
 )

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import structlog
 from sqlalchemy import func, select, update
 
-from staybook.kernel.db import Sql, UnitOfWork, insert_on_conflict
+from staybook.kernel.db import Sql, UnitOfWork, insert_on_conflict, insert_sql
 from staybook.kernel.errors import Conflict, NotFound, StaybookError
 from staybook.kernel.orm import new_id, utcnow
 from staybook.kernel.runtime import PeriodicJob, Runtime
@@ -89,8 +89,8 @@ _OPEN_COLUMNS = (
     "updated_at",
 )
 _OPEN_PAYMENT = Sql(
-    f"INSERT INTO payments ({', '.join(_OPEN_COLUMNS)}) VALUES ({', '.join(':' + c for c in _OPEN_COLUMNS)})"
-    " ON CONFLICT (booking_id) DO UPDATE SET attempts = payments.attempts + 1, failure_reason = NULL,"
+    insert_sql(PAYMENTS, _OPEN_COLUMNS)
+    + " ON CONFLICT (booking_id) DO UPDATE SET attempts = payments.attempts + 1, failure_reason = NULL,"
     " updated_at = :updated_at WHERE payments.status = 'pending' AND payments.amount = :amount" + _RETURNING_VIEW,
     table=PAYMENTS,
     returns=_VIEW_COLUMNS,
