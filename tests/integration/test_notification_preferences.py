@@ -190,42 +190,9 @@ async def test_webhook_provider_against_a_real_gateway():
     assert receipt.status == "failed" and receipt.error == "handset off"
 
 
-async def test_two_senders_never_claim_the_same_delivery(pg_settings, make_runtime, tmp_path):
-    first, second = await make_runtime(pg_settings), await make_runtime(pg_settings)
+async def add_pending_deliveries(runtime, ids: list[uuid.UUID], *, context: dict) -> None:
+    """Booking-confirmed mails to guest<i>@example.org, due now, one per id."""
     now = utcnow()
-    rows = [
-        {
-            "id": new_id(),
-            "event_id": uuid.uuid4(),
-            "user_id": None,
-            "channel": "email",
-            "template": "booking_confirmed",
-            "locale": "en",
-            "recipient": f"guest{i}@example.org",
-            "recipient_hash": f"{i:064d}",
-            "context": {},
-            "status": "pending",
-            "attempts": 0,
-            "next_attempt_at": now,
-            "created_at": now,
-            "updated_at": now,
-        }
-        for i in range(60)
-    ]
-    async with first.db.unit_of_work() as uow:
-        await uow.session.execute(insert(Delivery), rows)
-    notifiers = [Notifier(r, Templates(), MailSink(tmp_path), SandboxProvider()) for r in (first, second)]
-    claims = await asyncio.gather(*(claim_due(n, 20) for n in notifiers for _ in range(2)))
-    ids = [c.id for claim in claims for c in claim]
-    assert len(ids) == len(set(ids)) == 60
-    assert await claim_due(notifiers[0], 20) == []  # all leased
-
-
-async def test_two_senders_racing_send_each_delivery_once_and_record_it(pg_settings, make_runtime, tmp_path):
-    first, second = await make_runtime(pg_settings), await make_runtime(pg_settings)
-    now = utcnow()
-    context = {**SAMPLES["booking_confirmed"], "recipient_name": "Ada", "timezone": "Europe/Berlin"}
-    ids = [new_id() for _ in range(90)]
     rows = [
         {
             "id": delivery_id,
@@ -245,8 +212,25 @@ async def test_two_senders_racing_send_each_delivery_once_and_record_it(pg_setti
         }
         for i, delivery_id in enumerate(ids)
     ]
-    async with first.db.unit_of_work() as uow:
+    async with runtime.db.unit_of_work() as uow:
         await uow.session.execute(insert(Delivery), rows)
+
+
+async def test_two_senders_never_claim_the_same_delivery(pg_settings, make_runtime, tmp_path):
+    first, second = await make_runtime(pg_settings), await make_runtime(pg_settings)
+    await add_pending_deliveries(first, [new_id() for _ in range(60)], context={})
+    notifiers = [Notifier(r, Templates(), MailSink(tmp_path), SandboxProvider()) for r in (first, second)]
+    claims = await asyncio.gather(*(claim_due(n, 20) for n in notifiers for _ in range(2)))
+    ids = [c.id for claim in claims for c in claim]
+    assert len(ids) == len(set(ids)) == 60
+    assert await claim_due(notifiers[0], 20) == []  # all leased
+
+
+async def test_two_senders_racing_send_each_delivery_once_and_record_it(pg_settings, make_runtime, tmp_path):
+    first, second = await make_runtime(pg_settings), await make_runtime(pg_settings)
+    context = {**SAMPLES["booking_confirmed"], "recipient_name": "Ada", "timezone": "Europe/Berlin"}
+    ids = [new_id() for _ in range(90)]
+    await add_pending_deliveries(first, ids, context=context)
     notifiers = [Notifier(r, Templates(), MailSink(tmp_path / "mail"), SandboxProvider()) for r in (first, second)]
     for notifier in notifiers:
         notifier.settings = notifier.settings.model_copy(update={"batch_size": 7})
