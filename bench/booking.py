@@ -51,7 +51,7 @@ from pathlib import Path
 import numpy as np
 import psycopg
 
-from bench.harness import Server, ratio, staybook_command, write_result
+from bench.harness import Server, ratio, staybook_command, stop_process, write_result
 from staybook import migrate
 from staybook.kernel.bus import stream_name
 from staybook.kernel.security import TokenSigner
@@ -495,12 +495,7 @@ def _terminated(process: subprocess.Popen):
     try:
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, timeout=15)
 
 
 @contextlib.contextmanager

@@ -9,7 +9,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 
-from bench.harness import free_port
+from bench.harness import free_port, stop_process
 
 API_KEY = "staybook-typesense"
 
@@ -55,9 +55,4 @@ def typesense_server(timeout: float = 60.0) -> Iterator[str]:
                 time.sleep(0.2)
             yield url
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process, timeout=20)
