@@ -954,11 +954,11 @@ def _demo_cities() -> tuple[list[dict], list[float], dict[str, str]]:
     return cities, cumulative, currencies
 
 
-def demo_property(rng: random.Random, host_id: uuid.UUID, city: dict | None = None) -> tuple[dict, list[dict]]:
-    """One plausible property in a real city (drawn by population unless given) with 1-4 room
-    types (plain dicts: bulk inserts take them)."""
+def demo_property(rng: random.Random, host_id: uuid.UUID, showcase_city: dict | None = None) -> tuple[dict, list[dict]]:
+    """One plausible property in a real city with 1-4 room types (plain dicts: bulk inserts take them):
+    in `showcase_city`, sleeping two, when given; else in a city drawn by population."""
     cities, cumulative, currencies = _demo_cities()
-    city = city or rng.choices(cities, cum_weights=cumulative)[0]
+    city = showcase_city or rng.choices(cities, cum_weights=cumulative)[0]
     property_type = rng.choices(list(_NAME_TYPE), (40, 25, 6, 10, 8, 5, 4, 2))[0]
     currency = currencies.get(city["countrycode"], "USD")
     if currency not in _PER_USD:
@@ -993,7 +993,7 @@ def demo_property(rng: random.Random, host_id: uuid.UUID, city: dict | None = No
     }
     room_types = []
     kinds = rng.sample(_ROOM_TYPES, rng.randint(1, 4))
-    if city in _showcase_cities() and all(kind[1] < 2 for kind in kinds):
+    if showcase_city and all(kind[1] < 2 for kind in kinds):
         kinds.append(_ROOM_TYPES[1])  # a showcase property sleeps two: the README's search asks for 2 guests
     for name, max_guests, beds, factor in kinds:
         major = usd_per_night * factor * _PER_USD[currency]
