@@ -934,7 +934,6 @@ SHOWCASE_CITIES = (
 SHOWCASE_PROPERTIES_PER_CITY = 3
 
 
-@cache
 def _showcase_cities() -> list[dict]:
     wanted = set(SHOWCASE_CITIES)
     found = {(c["name"], c["countrycode"]): c for c in _demo_cities()[0] if (c["name"], c["countrycode"]) in wanted}
@@ -1055,6 +1054,7 @@ async def seed_demo(runtime: Runtime, *, properties: int, seed: int) -> dict:
     synthetic_hosts = [
         uuid.UUID(int=rng.getrandbits(128) & ~(0xF << 76) | (0x4 << 76)) for _ in range(max(1, properties // 20))
     ]
+    showcase = _showcase_cities()
     room_type_count = 0
     with _progress() as progress:
         task = progress.add_task("catalog: properties", total=properties)
@@ -1063,7 +1063,6 @@ async def seed_demo(runtime: Runtime, *, properties: int, seed: int) -> dict:
             props, room_types = [], []
             for index in batch:
                 host = demo_host if index < DEMO_HOST_PROPERTIES else rng.choice(synthetic_hosts)
-                showcase = _showcase_cities()
                 city = showcase[index % len(showcase)] if index < len(showcase) * SHOWCASE_PROPERTIES_PER_CITY else None
                 prop, rooms = demo_property(rng, host, city)
                 props.append(prop)
