@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+from datetime import date
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
@@ -55,6 +56,8 @@ class GatewaySettings(BaseModel):
         default_factory=lambda: {
             r"^/api/v1/properties/[^/]+/photos$": 15 * 1024 * 1024,
             r"^/api/v1/room-types/[^/]+/calendar/import$": 1024 * 1024,
+            # 500 signals of at most 8 KB each (docs/personalization.md).
+            r"^/api/v1/signals$": 4 * 1024 * 1024,
         }
     )
     rate_limit_requests: int = Field(2000, ge=1)
@@ -173,6 +176,34 @@ class NotificationSettings(BaseModel):
     claim_seconds: float = Field(300, gt=0)
 
 
+class PersonalizationSettings(BaseModel):
+    # Parquet archive of signals (day partitions) and trained model versions.
+    archive_dir: Path = Path("./staybook-signals")
+    model_dir: Path = Path("./staybook-models")
+    max_batch_signals: int = Field(500, ge=1, le=5000)
+    max_signal_bytes: int = Field(8 * 1024, ge=256, le=64 * 1024)
+    # Gzip bodies are inflated up to this many bytes (a compressed bomb is refused, not expanded).
+    max_inflated_bytes: int = Field(4 * 1024 * 1024, ge=64 * 1024)
+    max_future_seconds: int = Field(300, ge=0)
+    max_age_days: int = Field(7, ge=1, le=30)
+    # Decay: a signal counts half after this long (profiles), and for trending popularity.
+    profile_half_life_hours: float = Field(14 * 24, gt=0)
+    trending_half_life_hours: float = Field(48, gt=0)
+    # Decayed scores grow from this epoch (forward decay: out-of-order signals add up exactly).
+    decay_epoch: date = date(2026, 1, 1)
+    profile_ttl_days: int = Field(30, ge=1)
+    profile_cap: int = Field(200, ge=10, le=10_000)
+    recent_views: int = Field(50, ge=5, le=500)
+    covisit_cap: int = Field(100, ge=5, le=1000)
+    stream_max_age_days: int = Field(7, ge=1, le=30)
+    stream_duplicate_window_seconds: int = Field(600, ge=10)
+    # Signals of searches served are gathered for this long and published as one batch.
+    search_signals_flush_seconds: float = Field(1.0, gt=0, le=60)
+    archive_flush_seconds: float = Field(10.0, gt=0, le=3600)
+    # 0 switches the periodic retraining off.
+    retrain_interval_seconds: int = Field(6 * 3600, ge=0)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="STAYBOOK_",
@@ -238,6 +269,7 @@ class Settings(BaseSettings):
     payments: PaymentsSettings = Field(default_factory=PaymentsSettings)
     search: SearchSettings = Field(default_factory=SearchSettings)
     notifications: NotificationSettings = Field(default_factory=NotificationSettings)
+    personalization: PersonalizationSettings = Field(default_factory=PersonalizationSettings)
 
     @field_validator("database_url")
     @classmethod
