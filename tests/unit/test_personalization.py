@@ -34,7 +34,9 @@ SECRET = "unit-test-secret"
 
 
 def fact(city: str = "Paris", amenities=("wifi",), property_type: str = "apartment") -> PropertyFact:
-    return PropertyFact(uuid.uuid4(), f"Stay in {city}", city, "FR", 48.85, 2.35, property_type, amenities, 42, "", True)
+    return PropertyFact(
+        uuid.uuid4(), f"Stay in {city}", city, "FR", 48.85, 2.35, property_type, amenities, 42, "", True
+    )
 
 
 def checked(signals: list[dict], facts: PropertyFacts | None = None, settings=SETTINGS):
@@ -139,7 +141,10 @@ def test_forward_decay_halves_after_a_half_life_and_out_of_order_signals_add_up_
     signals = [SignalRecord("view", now - i * 3_600_000, paris.property_id) for i in range(5)]
     in_order = fold([SignalBatch(uuid.uuid4(), now, user, None, signals)], facts, decay)
     shuffled = fold(
-        [SignalBatch(uuid.uuid4(), now, user, None, signals[3:]), SignalBatch(uuid.uuid4(), now, user, None, signals[:3])],
+        [
+            SignalBatch(uuid.uuid4(), now, user, None, signals[3:]),
+            SignalBatch(uuid.uuid4(), now, user, None, signals[:3]),
+        ],
         facts,
         decay,
     )
