@@ -64,6 +64,16 @@ class UserExported(Event):
     at: datetime
 
 
+class UserTokensRevoked(Event):
+    """The user's access tokens below `token_version` are void; every API process updates its cache."""
+
+    context: ClassVar[str] = "identity"
+    event_type: ClassVar[str] = "user.tokens_revoked"
+    user_id: uuid.UUID
+    token_version: int
+    reason: str
+
+
 class UserErased(Event):
     context: ClassVar[str] = "identity"
     event_type: ClassVar[str] = "user.erased"
