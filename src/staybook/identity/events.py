@@ -74,6 +74,17 @@ class UserTokensRevoked(Event):
     reason: str
 
 
+class AuditAnchored(Event):
+    """A signed head of the audit chain (identity/anchor.py): keep it where the database cannot reach."""
+
+    context: ClassVar[str] = "identity"
+    event_type: ClassVar[str] = "audit.anchored"
+    seq: int
+    entry_hash: str
+    at: str
+    signature: str
+
+
 class UserErased(Event):
     context: ClassVar[str] = "identity"
     event_type: ClassVar[str] = "user.erased"

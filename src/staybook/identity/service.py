@@ -22,7 +22,7 @@ import structlog
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from staybook.identity import audit, mfa
+from staybook.identity import anchor, audit, mfa
 from staybook.identity.events import (
     PERSONAL_PAYLOAD_KEYS,
     UserErased,
@@ -49,7 +49,7 @@ from staybook.kernel.events import EventEnvelope
 from staybook.kernel.models import OutboxMessage
 from staybook.kernel.orm import new_id, utcnow
 from staybook.kernel.ratelimit import RateLimitRule
-from staybook.kernel.runtime import Runtime
+from staybook.kernel.runtime import PeriodicJob, Runtime
 from staybook.kernel.security import Principal
 
 log = structlog.get_logger("staybook.identity")
@@ -785,8 +785,14 @@ def _aware(moment: datetime) -> datetime:
 
 
 async def verify_audit_chain(runtime: Runtime) -> dict:
+    """The hash chain recomputed, and checked against its newest anchor (truncation shows)."""
+    try:
+        latest = anchor.latest_anchor(runtime)
+    except ValueError as error:
+        return {"valid": False, "entries": 0, "broken_at": None, "problem": str(error)}
     async with runtime.db.session() as session:
-        return await audit.verify_chain(session)
+        status = await audit.verify_chain(session, anchored_seq=latest.seq if latest else None)
+    return anchor.judge(anchor.AnchorSigner(runtime.settings), latest, status)
 
 
 # ---------------------------------------------------------------------------- GDPR
@@ -998,3 +1004,7 @@ async def demo_host_id(runtime: Runtime) -> uuid.UUID | None:
     email_hash = credentials(runtime).vault.email_hash(DEMO_ACCOUNTS[1][1])
     async with runtime.db.session() as session:
         return await session.scalar(select(User.id).where(User.email_hash == email_hash, User.status == "active"))
+
+
+# Interval 0: the job waits `identity.audit_anchor_interval_seconds` itself (a setting).
+JOBS = [PeriodicJob("identity.audit-anchor", 0, anchor.run_anchoring)]

@@ -55,7 +55,8 @@ class IdentitySettings(BaseModel):
     audit_anchor_key: SecretStr | None = None
     # Append-only file the signed heads are written to: put it where the database user cannot write
     # (another volume, a write-once bucket mount). Each head also goes out as `audit.anchored`.
-    audit_anchor_file: Path = Path("./staybook-audit-anchors.jsonl")
+    # Default: beside the SQLite database file, else ./staybook-audit-anchors.jsonl.
+    audit_anchor_file: Path | None = None
     audit_anchor_interval_seconds: float = Field(60, ge=1, le=86_400)
 
 
@@ -273,6 +274,17 @@ class Settings(BaseSettings):
         if self.jwt_active_key_id not in self.jwt_keys:
             raise ValueError(f"jwt_active_key_id {self.jwt_active_key_id!r} is not one of jwt_keys")
         return self
+
+    @property
+    def audit_anchor_file(self) -> Path:
+        """Where the audit chain's signed heads are appended (see `identity.audit_anchor_file`)."""
+        if self.identity.audit_anchor_file is not None:
+            return self.identity.audit_anchor_file
+        if self.is_sqlite:
+            database = self.database_url.split(":///", 1)[-1]
+            if database and database != ":memory:":
+                return Path(database).with_name(Path(database).name + ".audit-anchors.jsonl")
+        return Path("./staybook-audit-anchors.jsonl")
 
     @property
     def is_sqlite(self) -> bool:
