@@ -152,7 +152,7 @@ def latest_anchor(runtime: Runtime) -> Anchor | None:
 
 def judge(signer: AnchorSigner, anchor: Anchor | None, status: dict) -> dict:
     """`audit.verify_chain`'s result (run with `anchored_seq=anchor.seq`) judged against the anchor."""
-    public = {k: v for k, v in status.items() if k != "anchored_hash"}
+    public = {k: v for k, v in status.items() if k not in ("anchored_hash", "last_seq")}
     if anchor is None:
         return {**public, "anchored_seq": None, "anchored_at": None, "problem": public.get("problem")}
     result = {**public, "anchored_seq": anchor.seq, "anchored_at": anchor.at}
