@@ -23,6 +23,10 @@ DEMO_SECRET = "staybook-demo-secret-change-me-0123456789abcdef"
 
 class IdentitySettings(BaseModel):
     access_token_ttl_seconds: int = Field(900, ge=30, le=86_400)
+    # How long an API process trusts the token version it read (Redis, or the database without it)
+    # before reading it again. Identity's revocation event updates every process sooner; this bounds
+    # how late a process that missed the event can be.
+    token_version_cache_seconds: float = Field(2.0, ge=0, le=60)
     refresh_token_ttl_seconds: int = Field(30 * 86_400, ge=300)
     password_min_length: int = Field(10, ge=8, le=128)
     # Master key (urlsafe base64, 32 bytes) that wraps the data keys of PII envelope encryption.
@@ -47,6 +51,14 @@ class IdentitySettings(BaseModel):
     login_per_account: tuple[int, int, int] = (10, 900, 900)
     register_per_ip: tuple[int, int, int] = (10, 3600, 3600)
     mfa_verify_per_account: tuple[int, int, int] = (10, 300, 900)
+    # Key of the HMAC that signs the audit chain's published head (default: derived from
+    # secret_key). The database never holds it, so whoever can rewrite the database cannot forge a head.
+    audit_anchor_key: SecretStr | None = None
+    # Append-only file the signed heads are written to: put it where the database user cannot write
+    # (another volume, a write-once bucket mount). Each head also goes out as `audit.anchored`.
+    # Default: beside the SQLite database file, else ./staybook-audit-anchors.jsonl.
+    audit_anchor_file: Path | None = None
+    audit_anchor_interval_seconds: float = Field(60, ge=1, le=86_400)
 
 
 class GatewaySettings(BaseModel):
@@ -312,6 +324,17 @@ class Settings(BaseSettings):
             host = "127.0.0.1" if wildcard else self.http_host
             self.notifications.public_base_url = f"http://{host}:{self.http_port}"
         return self
+
+    @property
+    def audit_anchor_file(self) -> Path:
+        """Where the audit chain's signed heads are appended (see `identity.audit_anchor_file`)."""
+        if self.identity.audit_anchor_file is not None:
+            return self.identity.audit_anchor_file
+        if self.is_sqlite:
+            database = self.database_url.split(":///", 1)[-1]
+            if database and database != ":memory:":
+                return Path(database).with_name(Path(database).name + ".audit-anchors.jsonl")
+        return Path("./staybook-audit-anchors.jsonl")
 
     @property
     def is_sqlite(self) -> bool:
