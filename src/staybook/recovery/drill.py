@@ -186,6 +186,14 @@ class BookingLoad:
         self.failures = 0
         self._stop = asyncio.Event()
         self._tasks: set[asyncio.Task] = set()
+        self._watch: tuple[float, asyncio.Event] | None = None
+
+    async def first_confirmation_after(self, moment: float) -> None:
+        """Returns once a booking is confirmed after `moment` (wall clock)."""
+        if any(c.at > moment for c in self.confirmations):
+            return
+        self._watch = (moment, asyncio.Event())
+        await self._watch[1].wait()
 
     async def run(self) -> None:
         interval = 1 / self.rate
@@ -231,7 +239,10 @@ class BookingLoad:
             answer = pay.json() if pay.status_code < 300 else {}
             if answer.get("outcome") == "confirmed":
                 total = int(answer["booking"]["total"]["amount"])
-                self.confirmations.append(Confirmation(booking["id"], total, time.time()))
+                confirmation = Confirmation(booking["id"], total, time.time())
+                self.confirmations.append(confirmation)
+                if self._watch is not None and confirmation.at > self._watch[0]:
+                    self._watch[1].set()
             else:
                 self.failures += 1
         except (httpx.HTTPError, ValueError, KeyError):
@@ -329,8 +340,7 @@ async def run_drill(options: DrillOptions, progress: Callable[[str], None] = pri
                 # The drill ends here; a real failover keeps archiving from the new timeline.
                 new_primary.configure(unix_socket_directories=str(sockets), archive_mode="off")
                 await asyncio.to_thread(new_primary.start)
-                while await asyncio.to_thread(new_primary.in_recovery):
-                    await asyncio.sleep(0.1)
+                await asyncio.to_thread(new_primary.wait_until_primary)
                 how = "restored the latest archived WAL"
             await asyncio.to_thread(api.stop)
             api = ApiProcess(api_port, new_primary.url(DATABASE), base, options.hold_ttl_s, bus)
@@ -339,9 +349,8 @@ async def run_drill(options: DrillOptions, progress: Callable[[str], None] = pri
             recovery_seconds = time.monotonic() - recovery_started
             progress(f"{how}; API back in {recovery_seconds:.1f} s")
 
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline and not any(c.at > killed_at for c in load.confirmations):
-                await asyncio.sleep(0.05)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(load.first_confirmation_after(killed_at), timeout=120)
             await asyncio.sleep(options.settle_s)
             load.stop()
             await load_task

@@ -123,10 +123,10 @@ class Repository:
     # ---------------------------------------------------------------- commands
 
     def _command(self, command: str, *options: str) -> list[str]:
-        return as_owner(
-            [pgbackrest_binary(), f"--config={self.config_file}", f"--stanza={self.settings.stanza}", *options, command],
-            self.settings.pg_owner,
-        )
+        binary = pgbackrest_binary()
+        stanza = self.settings.stanza
+        return as_owner([binary, f"--config={self.config_file}", f"--stanza={stanza}", *options, command],
+                        self.settings.pg_owner)  # fmt: skip
 
     def run(self, command: str, *options: str, progress: Callable[[str], None] | None = None) -> str:
         """Runs one pgBackRest command; each console line goes to `progress` as it comes."""

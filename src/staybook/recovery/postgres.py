@@ -187,6 +187,14 @@ class LocalCluster:
     def in_recovery(self) -> bool:
         return bool(self.query("SELECT pg_is_in_recovery()")[0][0])
 
+    def wait_until_primary(self, timeout: float = 3600) -> None:
+        """Waits while the server replays WAL (a restore), until it has promoted itself."""
+        deadline = time.monotonic() + timeout
+        while self.in_recovery():
+            if time.monotonic() > deadline:
+                raise RecoveryError(f"still in recovery after {timeout:.0f} s")
+            time.sleep(0.1)
+
     # ---------------------------------------------------------------- replicas
 
     def make_standby(self, data_dir: Path, port: int, *, name: str = "standby1", synchronous: bool = False):
