@@ -131,7 +131,8 @@ class Repository:
     def run(self, command: str, *options: str, progress: Callable[[str], None] | None = None) -> str:
         """Runs one pgBackRest command; each console line goes to `progress` as it comes."""
         process = subprocess.Popen(  # noqa: S603
-            self._command(command, *options), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            self._command(command, *options), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            errors="replace",
         )
         output: list[str] = []
         assert process.stdout is not None
