@@ -2,7 +2,7 @@
 popularity, the real-time profile, the model and the blend, on synthetic users with planted tastes
 (`staybook.personalization.evaluation`), sessions split by time, held-out bookings.
 
-    .venv/bin/python bench/personalization_quality.py [--users 2000 --properties 2000 --seed 7]
+    .venv/bin/python -m bench.personalization_quality [--users 2000 --properties 2000 --seed 7]
 
 Writes bench/results/personalization-quality.json (`summary.ndcg_at_10` per method). The ceiling is
 the ideal ranking (NDCG 1.0); the target the issue sets is blend >= 1.2 x popularity.

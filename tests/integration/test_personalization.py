@@ -15,6 +15,7 @@ from staybook.cli import _seed
 from staybook.identity.events import UserErased
 from staybook.personalization import model as models
 from staybook.personalization import service
+from staybook.personalization.cli import _train as train_command
 from tests.conftest import app_client, bearer
 
 TODAY = datetime.now(UTC).date()
@@ -44,6 +45,10 @@ async def eventually(check, timeout: float = 15.0):
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not reached in time")
         await asyncio.sleep(0.1)
+
+
+async def _true(value: bool) -> bool:
+    return value
 
 
 def views(properties, at: datetime | None = None) -> list[dict]:
@@ -132,8 +137,16 @@ async def test_signals_profiles_recommendations_and_erasure(settings):
             return table.num_rows >= 5 and user.hex in set(table["user_id"].to_pylist())
 
         await eventually(archived)
-        manifest = await service.train(runtime, deps)
+        manifest = await train_command(settings)  # `staybook personalization train`, as another process runs it
         assert manifest["users"] >= 1
+
+        async def served():  # the running API picks the new version up without a restart
+            return deps.model is not None and deps.model.version == manifest["version"]
+
+        await eventually(served)
+        assert (await client.get("/api/v1/recommendations", headers=headers)).json()["model_version"] == manifest[
+            "version"
+        ]
         model_dir = settings.personalization.model_dir
         assert models.load(model_dir, manifest["version"]).knows(f"u:{user.hex}")
 
@@ -142,11 +155,11 @@ async def test_signals_profiles_recommendations_and_erasure(settings):
 
         async def erased():
             table = deps.archive.read()
-            return user.hex not in set(table["user_id"].to_pylist()) and not (await profile())
+            in_model = models.load(model_dir, manifest["version"]).knows(f"u:{user.hex}")
+            return user.hex not in set(table["user_id"].to_pylist()) and not in_model and not (await profile())
 
         await eventually(erased)
-        assert not models.load(model_dir, manifest["version"]).knows(f"u:{user.hex}")
-        assert deps.model is None or not deps.model.knows(f"u:{user.hex}")
+        await eventually(lambda: _true(not deps.model.knows(f"u:{user.hex}")))  # the served copy too
         assert deps.archive.read().num_rows > 0  # other subjects' signals stay
 
 

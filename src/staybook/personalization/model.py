@@ -182,6 +182,8 @@ class TrainedModel:
     item_factors: np.ndarray
     content: ContentIndex | None
     manifest: dict
+    # When its factors file was written: erasure rewrites it in place, and serving processes reload.
+    stamp: int = 0
     user_row: dict[str, int] = field(default_factory=dict)
     item_row: dict[str, int] = field(default_factory=dict)
 
@@ -262,8 +264,17 @@ def current_version(model_dir: Path) -> str | None:
         return None
 
 
+def stamp_of(model_dir: Path, version: str) -> int:
+    """The factors file's modification time (ns); 0 when it is missing."""
+    try:
+        return (model_dir / version / "model.npz").stat().st_mtime_ns
+    except FileNotFoundError:
+        return 0
+
+
 def load(model_dir: Path, version: str) -> TrainedModel:
     directory = model_dir / version
+    stamp = stamp_of(model_dir, version)
     with np.load(directory / "model.npz") as data:
         user_ids, user_factors = data["user_ids"].tolist(), data["user_factors"]
         item_ids, item_factors = data["item_ids"].tolist(), data["item_factors"]
@@ -272,7 +283,7 @@ def load(model_dir: Path, version: str) -> TrainedModel:
         items = json.loads((directory / "content-items.json").read_text())
         content = ContentIndex(items, sp.load_npz(directory / "content.npz").tocsr())
     manifest = json.loads((directory / "manifest.json").read_text())
-    return TrainedModel(version, user_ids, user_factors, item_ids, item_factors, content, manifest)
+    return TrainedModel(version, user_ids, user_factors, item_ids, item_factors, content, manifest, stamp)
 
 
 def erase_subject(model_dir: Path, subject: str) -> int:

@@ -224,9 +224,13 @@ async def train(runtime: Runtime, deps: Personalization | None = None) -> dict:
 
 
 def reload_model(deps: Personalization, model_dir) -> bool:
-    """Loads the version CURRENT names if it is not the one served; True when it changed."""
+    """Loads the version CURRENT names if it is not the one served, or if its factors were
+    rewritten since (an erasure in another process); True when it changed."""
     version = models.current_version(model_dir)
-    if version is None or (deps.model is not None and deps.model.version == version):
+    if version is None:
+        return False
+    served = deps.model
+    if served is not None and served.version == version and served.stamp == models.stamp_of(model_dir, version):
         return False
     try:
         deps.model = models.load(model_dir, version)
@@ -247,7 +251,7 @@ async def erase_user(deps: Personalization, model_dir, user_id: uuid.UUID) -> di
     archived = await asyncio.to_thread(deps.archive.erase_user, user_id)
     versions = await asyncio.to_thread(models.erase_subject, model_dir, subject)
     if deps.model is not None and deps.model.knows(subject):
-        deps.model = await asyncio.to_thread(models.load, model_dir, deps.model.version)
+        await asyncio.to_thread(reload_model, deps, model_dir)
     return {"archive_rows": archived, "model_versions": versions}
 
 

@@ -137,21 +137,20 @@ async def search(request: Request) -> Response:
     """Served by `SearchFastPath` in the app; this route documents the operation and answers the
     searches that come before the first routed one."""
     runtime = request.app.state.runtime
-    audience = audience_of(runtime, request.headers.get("authorization"))
-    return Response(
-        await search_body(runtime, request.scope["query_string"], audience), media_type="application/json"
-    )
+    audience = await audience_of(runtime, request.headers.get("authorization"))
+    return Response(await search_body(runtime, request.scope["query_string"], audience), media_type="application/json")
 
 
-def audience_of(runtime: Runtime, authorization: str | None) -> str | None:
+async def audience_of(runtime: Runtime, authorization: str | None) -> str | None:
     """Whose profile may order the results: the bearer token's user. Search is public, so a
-    missing, malformed or expired token just means an anonymous search."""
+    missing, malformed, expired or revoked token just means an anonymous search."""
     if not authorization or not authorization[:7].lower() == "bearer ":
         return None
     try:
-        return "u:" + runtime.tokens.verify(authorization[7:].strip()).user_id.hex
+        principal = await runtime.token_versions.check(runtime.tokens.verify(authorization[7:].strip()))
     except Unauthorized:
         return None
+    return "u:" + principal.user_id.hex
 
 
 async def search_body(runtime: Runtime, query_string: bytes, audience: str | None = None) -> bytes:
@@ -201,7 +200,8 @@ class SearchFastPath:
         app = scope["app"]
         try:
             runtime = app.state.runtime
-            body = await search_body(runtime, scope["query_string"], audience_of(runtime, _authorization(scope)))
+            audience = await audience_of(runtime, _authorization(scope))
+            body = await search_body(runtime, scope["query_string"], audience)
         except Exception as error:
             handler = _exception_handler(app, error)
             if handler is None:
