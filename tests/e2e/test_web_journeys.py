@@ -1,0 +1,300 @@
+"""The web pages in a real browser: the journeys of guests, hosts and admins on `staybook demo`.
+
+One demo server per test worker (SQLite, in-process bus, seeded data), a short hold TTL so the
+expiry journey waits seconds, not minutes. Every page a journey reaches is screenshotted at
+390 px and desktop width and checked with axe-core (see tests/e2e/browser.py).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pyotp
+import pytest
+
+from tests.e2e.browser import CHROMIUM, CHROMIUM_FLAGS, DESKTOP, PageCheck, chromium_available
+
+pytestmark = pytest.mark.e2e
+STAYBOOK = str(Path(sys.executable).parent / "staybook")
+HOLD_TTL_SECONDS = 12
+GUEST = ("guest@staybook.demo", "demo-guest-pass-42")
+HOST = ("host@staybook.demo", "demo-host-pass-42")
+ADMIN = ("admin@staybook.demo", "demo-admin-pass-42")
+PORTS = range(23600, 24000)
+
+
+def _port() -> int:
+    for port in random.sample(PORTS, len(PORTS)):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in the web tests' range")
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    if not chromium_available():
+        if os.environ.get("STAYBOOK_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"{CHROMIUM} is missing (scripts/test installs the chromium package)")
+        pytest.skip(f"{CHROMIUM} is not installed")
+    folder = tmp_path_factory.mktemp("web-demo")
+    port = _port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STAYBOOK_")}
+    env |= {
+        "STAYBOOK_BOOKING__HOLD_TTL_SECONDS": str(HOLD_TTL_SECONDS),
+        "STAYBOOK_GATEWAY__RATE_LIMIT_REQUESTS": "1000000",
+        "STAYBOOK_LOG_LEVEL": "WARNING",
+    }
+    log = (folder / "demo.log").open("w")
+    process = subprocess.Popen(
+        [STAYBOOK, "demo", "--port", str(port), "--data-dir", str(folder / "demo"), "--properties", "20"],
+        cwd=folder,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert process.poll() is None, (folder / "demo.log").read_text()
+        try:
+            if httpx.get(url + "/healthz/ready", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    else:
+        process.kill()
+        pytest.fail("demo did not become ready:\n" + (folder / "demo.log").read_text())
+    _wait_for_search(url)
+    yield {"url": url, "db": folder / "demo" / "staybook.db", "folder": folder}
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def _wait_for_search(url: str) -> None:
+    check_in = date.today() + timedelta(days=40)
+    query = {"city": "Paris", "check_in": str(check_in), "check_out": str(check_in + timedelta(days=2))}
+    for _ in range(200):  # the index fills from the seeding events in the background
+        if httpx.get(url + "/api/v1/search", params=query, timeout=5).json().get("items"):
+            return
+        time.sleep(0.3)
+    pytest.fail("the demo's search index stayed empty")
+
+
+@pytest.fixture(scope="module")
+def browser(site):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def visit(site, browser, request):
+    """A fresh browser context (no cookies) and the page checker of this journey."""
+    context = browser.new_context(base_url=site["url"], viewport=DESKTOP, accept_downloads=True)
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    check = PageCheck(request.node.name.removeprefix("test_"))
+    check.watch(page)
+    yield page, check
+    context.close()
+    check.assert_clean()
+
+
+def sign_in(page, account: tuple[str, str]) -> None:
+    page.goto("/login")
+    page.fill("#email", account[0])
+    page.fill("#password", account[1])
+    page.click("main button[type=submit]")
+    page.wait_for_load_state()
+
+
+def stay(offset_days: int, nights: int = 2) -> tuple[str, str]:
+    check_in = date.today() + timedelta(days=offset_days)
+    return str(check_in), str(check_in + timedelta(days=nights))
+
+
+def search_paris_and_open_first(page, check, check_in: str, check_out: str, screenshots: bool) -> None:
+    page.goto("/")
+    page.fill("#city", "Par")
+    page.wait_for_selector("#place-options option", state="attached")
+    page.fill("#city", "Paris")
+    page.fill("#check_in", check_in)
+    page.fill("#check_out", check_out)
+    page.fill("#guests", "2")
+    if screenshots:
+        check(page, "home")
+    page.click("form.search button[type=submit]")
+    page.wait_for_selector("#result-list .card")
+    assert "city=Paris" in page.url and f"check_in={check_in}" in page.url  # the URL holds the query
+    page.wait_for_selector("#map path.leaflet-interactive", state="attached")  # markers without tiles
+    if screenshots:
+        check(page, "results")
+    page.click("#result-list .card h3 a")
+    page.wait_for_selector(".offer")
+    if screenshots:
+        check(page, "property")
+
+
+def reserve_and_hold(page, check, screenshots: bool) -> str:
+    page.click(".offer a.button")
+    if "/login" in page.url:
+        page.fill("#email", GUEST[0])
+        page.fill("#password", GUEST[1])
+        page.click("main button[type=submit]")
+    page.wait_for_selector("form[action='/checkout']")
+    if screenshots:
+        check(page, "checkout details")
+    page.click("form[action='/checkout'] button[type=submit]")
+    page.wait_for_selector(".countdown")
+    return page.url.rsplit("/", 1)[-1]
+
+
+def test_guest_books_pays_downloads_ics_and_cancels(visit, site):
+    page, check = visit
+    check_in, check_out = stay(45)
+    search_paris_and_open_first(page, check, check_in, check_out, screenshots=True)
+    # Held through the form twice with one key: one booking, the same hold page.
+    page.click(".offer a.button")
+    page.fill("#email", GUEST[0])
+    page.fill("#password", GUEST[1])
+    check(page, "sign in")
+    page.click("main button[type=submit]")
+    page.wait_for_selector("form[action='/checkout']")
+    form = page.eval_on_selector(
+        "form[action='/checkout']", "f => Object.fromEntries(new FormData(f).entries())"
+    )
+    first = page.request.post("/checkout", form=form)
+    second = page.request.post("/checkout", form=form)
+    assert first.ok and second.ok and first.url == second.url and "/checkout/" in first.url
+    page.goto(first.url)
+    page.wait_for_selector(".countdown-clock")
+    clock = page.inner_text(".countdown-clock")
+    page.wait_for_timeout(1500)
+    assert page.inner_text(".countdown-clock") != clock  # the countdown runs
+    check(page, "payment with countdown")
+    page.fill("#payment_method", "tok_success")
+    page.click("form[action$='/pay'] button[type=submit]")
+    page.wait_for_selector(".status-confirmed")
+    reference = page.inner_text("h1").split()[-1]
+    booking_url = page.url.split("?")[0]
+    check(page, "confirmation")
+    with page.expect_download() as download:
+        page.click("a[href$='booking.ics']")
+    ics = Path(download.value.path()).read_text()
+    assert "BEGIN:VCALENDAR" in ics and f"DTSTART;VALUE=DATE:{check_in.replace('-', '')}" in ics
+    page.goto("/bookings")
+    assert reference in page.inner_text("main")
+    check(page, "my bookings")
+    page.click(f"a[href='{booking_url.removeprefix(page.url.rsplit('/bookings', 1)[0])}']")
+    page.click("a.button.danger")
+    refund_text = page.inner_text(".notice")
+    assert "you get back" in refund_text
+    check(page, "cancel with refund")
+    page.click("form[action$='/cancel'] button[type=submit]")
+    page.wait_for_selector(".status-cancelled")
+    assert "Refunded" in page.inner_text("main")
+    check(page, "cancelled")
+
+
+def test_guest_card_is_declined_and_the_retry_pays(visit):
+    page, check = visit
+    check_in, check_out = stay(52)
+    search_paris_and_open_first(page, check, check_in, check_out, screenshots=False)
+    reserve_and_hold(page, check, screenshots=False)
+    page.fill("#payment_method", "tok_decline")
+    page.click("form[action$='/pay'] button[type=submit]")
+    page.wait_for_selector("text=Your payment was declined")
+    check(page, "declined")
+    page.click("form[action$='/retry'] button[type=submit]")
+    page.wait_for_selector(".countdown")
+    page.fill("#payment_method", "tok_success")
+    page.click("form[action$='/pay'] button[type=submit]")
+    page.wait_for_selector(".status-confirmed")
+    check(page, "confirmed after retry")
+
+
+def test_guest_waits_out_the_hold_and_sees_the_expiry(visit):
+    page, check = visit
+    check_in, check_out = stay(58)
+    search_paris_and_open_first(page, check, check_in, check_out, screenshots=False)
+    reserve_and_hold(page, check, screenshots=False)
+    page.wait_for_selector("text=Your hold has expired", timeout=(HOLD_TTL_SECONDS + 15) * 1000)
+    check(page, "hold expired")
+    # Paying after the hold is gone says so too (not a raw error).
+    booking_id = page.url.rsplit("/", 1)[-1]
+    page.goto(f"/checkout/{booking_id}")
+    assert "Your hold has expired" in page.inner_text("main")
+
+
+def test_form_without_its_csrf_token_is_refused(visit):
+    page, check = visit
+    sign_in(page, GUEST)
+    page.goto("/account")
+    refused = page.request.post("/account/profile", form={"name": "Mallory"})
+    assert refused.status == 403
+    assert "not sent from this site" in refused.text()
+    forged = page.request.post("/account/profile", form={"name": "Mallory", "csrf_token": "forged"})
+    assert forged.status == 403
+    page.set_content(refused.text())  # what the visitor sees: a page, not problem+json
+    assert page.inner_text("h1") == "Form refused"
+    page.goto("/account")
+    assert page.input_value("#name") != "Mallory"
+    accepted = page.request.post("/account/profile", form={"name": "Gwen Guest", "csrf_token": _csrf(page)})
+    assert accepted.ok
+    check(page, "account")
+
+
+def _csrf(page) -> str:
+    return page.eval_on_selector("input[name=csrf_token]", "e => e.value")
+
+
+def test_guest_turns_on_mfa_and_signs_in_with_a_code(visit):
+    page, check = visit
+    email = f"mfa-{uuid.uuid4().hex[:8]}@example.com"
+    page.goto("/register")
+    page.fill("#name", "Mia Factor")
+    page.fill("#email", email)
+    page.fill("#password", "correct-horse-battery")
+    check(page, "register")
+    page.click("main button[type=submit]")
+    page.wait_for_selector("#mfa-title")
+    page.click("form[action='/account/mfa/start'] button")
+    page.wait_for_selector(".qr svg")
+    check(page, "mfa setup with qr")
+    secret = page.inner_text("#totp-secret")
+    totp = pyotp.TOTP(secret)
+    page.fill("#totp_code", totp.now())
+    page.click("form[action='/account/mfa/confirm'] button")
+    page.wait_for_selector("#recovery-codes")
+    assert len(page.query_selector_all("#recovery-codes li")) >= 4
+    check(page, "recovery codes")
+    page.click("header form[action='/logout'] button")
+    sign_in(page, (email, "correct-horse-battery"))
+    page.wait_for_selector("#code")
+    check(page, "mfa code")
+    # The enrolment code may not be used twice in its 30 seconds: take the next window's code.
+    page.fill("#code", totp.at(datetime.now(UTC) + timedelta(seconds=30)))
+    page.click("main button[type=submit]")
+    page.wait_for_selector("a[href='/account']")
+    page.goto("/account")
+    assert "Two-step sign-in is on." in page.inner_text("main")
