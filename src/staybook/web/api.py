@@ -140,7 +140,11 @@ async def property_page(property_id: uuid.UUID, request: Request) -> Response:
     except StaybookError as error:
         problem = error.detail
     month = pages.month_of(request.query_params.get("month"), check_in)
-    calendar_room = prop.room_types[0] if prop.room_types else None
+    # The calendar shows the room the guest would book: the first bookable one, else the first.
+    bookable = {o["room_type_id"] for o in (offers or {}).get("room_types", ()) if o["bookable"]}
+    calendar_room = next((r for r in prop.room_types if str(r.id) in bookable), None) or (
+        prop.room_types[0] if prop.room_types else None
+    )
     weeks = []
     if calendar_room is not None:
         nights = await pages.room_type_month(runtime, calendar_room.id, month)

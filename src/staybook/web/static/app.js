@@ -159,7 +159,14 @@
     window.addEventListener("pagehide", flushSignals);
   }
 
-  function init() { initMaps(); initCountdowns(); initOnceForms(); initRangeSelect(); initUploads(); initSignals(); }
+  // Panels folded on phones (the filters) start open on wide screens.
+  function initFolds() {
+    each("details[data-open-from]", function (details) {
+      if (window.matchMedia("(min-width: " + details.dataset.openFrom + "px)").matches) { details.open = true; }
+    });
+  }
+
+  function init() { initFolds(); initMaps(); initCountdowns(); initOnceForms(); initRangeSelect(); initUploads(); initSignals(); }
   if (document.readyState === "loading") { document.addEventListener("DOMContentLoaded", init); } else { init(); }
   document.addEventListener("htmx:afterSettle", initMaps);
 }());
