@@ -46,9 +46,22 @@ def migrate(revision: str = typer.Option("heads", help="Target revision; 'heads'
 def seed(
     properties: int = typer.Option(200, min=0, help="How many demo properties to create."),
     seed_value: int = typer.Option(7, "--seed", help="Random seed, for reproducible data."),
+    allow_demo_accounts: bool = typer.Option(
+        False, help="Seed even in production, where the demo accounts' published passwords would sign anyone in."
+    ),
 ):
-    """Create demo accounts and properties in real cities."""
+    """Create demo accounts (guest, host, admin, with published passwords) and properties in real cities."""
     settings = _settings()
+    if settings.environment == "production" and not allow_demo_accounts:
+        typer.secho(
+            "refused: seeding creates admin@staybook.demo and other accounts whose passwords are published; "
+            "in production pass --allow-demo-accounts to do it anyway",
+            fg=typer.colors.RED,
+            err=True,
+        )
+        raise typer.Exit(2)
+    if settings.environment == "production":
+        typer.secho("WARNING: demo accounts with published passwords in production", fg=typer.colors.YELLOW, err=True)
     summary = asyncio.run(_seed(settings, properties, seed_value))
     typer.echo(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode())
 
@@ -85,6 +98,12 @@ def serve(
     """Serve the HTTP API (uvicorn with uvloop + httptools)."""
     from staybook.kernel import serving
 
+    # The port served is the port everything else names (sandbox webhooks, links in mail), also in
+    # each worker process, which builds its settings from the environment.
+    if host is not None:
+        os.environ["STAYBOOK_HTTP_HOST"] = host
+    if port is not None:
+        os.environ["STAYBOOK_HTTP_PORT"] = str(port)
     settings = _settings()
     if with_worker:
         os.environ["STAYBOOK_RUN_WORKER_IN_PROCESS"] = "true"
@@ -95,16 +114,14 @@ def serve(
     serving.serve(
         "staybook.app:create_app",
         factory=True,
-        host=host or settings.http_host,
-        port=settings.http_port if port is None else port,
+        host=settings.http_host,
+        port=settings.http_port,
         workers=workers,
         loop="uvloop",
         http="httptools",
         log_config=None,
         access_log=False,
         server_header=False,
-        proxy_headers=bool(settings.gateway.trusted_proxies),
-        forwarded_allow_ips=",".join(settings.gateway.trusted_proxies) or None,
     )
 
 
@@ -146,16 +163,48 @@ def check():
     settings = _settings()
     typer.echo(orjson.dumps(settings.masked(), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode())
     failures = asyncio.run(_check_connections(settings))
-    if settings.environment == "production" and settings.uses_demo_secrets():
-        failures.append(
-            "secrets: the demo secret is in use; set STAYBOOK_SECRET_KEY, STAYBOOK_JWT_KEYS, "
-            "STAYBOOK_PAYMENTS__WEBHOOK_SECRET"
-        )
+    if settings.environment == "production":
+        failures.extend(_production_failures(settings))
     if failures:
         for failure in failures:
             typer.secho(f"FAILED {failure}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1)
     typer.secho("all checks passed", fg=typer.colors.GREEN)
+
+
+def _production_failures(settings: Settings) -> list[str]:
+    """What must not be left as the demo has it: its secret, open metrics, its accounts."""
+    failures = []
+    if settings.uses_demo_secrets():
+        failures.append(
+            "secrets: the demo secret is in use; set STAYBOOK_SECRET_KEY, STAYBOOK_JWT_KEYS, "
+            "STAYBOOK_PAYMENTS__WEBHOOK_SECRET"
+        )
+    if settings.metrics.token is None:
+        failures.append("metrics: set STAYBOOK_METRICS__TOKEN (/metrics answers only scrapers that send it)")
+    try:
+        demo_accounts = asyncio.run(_demo_accounts_in_use(settings))
+    except Exception as error:  # an unreachable or unmigrated database is reported by its own check
+        typer.echo(f"skip   demo accounts ({type(error).__name__})")
+    else:
+        if demo_accounts:
+            failures.append(
+                f"demo accounts: {', '.join(demo_accounts)} sign in with their published passwords; "
+                "change their passwords or erase them"
+            )
+    return failures
+
+
+async def _demo_accounts_in_use(settings: Settings) -> list[str]:
+    from staybook.identity.service import demo_accounts_in_use
+    from staybook.kernel.db import Database
+
+    database = Database(settings)
+    try:
+        async with database.session() as session:
+            return await demo_accounts_in_use(session, settings)
+    finally:
+        await database.dispose()
 
 
 async def _check_connections(settings: Settings) -> list[str]:
@@ -228,8 +277,15 @@ def demo(
     """Everything embedded: migrate a SQLite file, seed demo data, serve API + worker on 127.0.0.1."""
     import socket
 
-    import uvicorn
+    from staybook.kernel import serving
 
+    if port == 0:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+    # The port served is the one sandbox webhooks go to and mail links name.
+    os.environ["STAYBOOK_HTTP_HOST"] = "127.0.0.1"
+    os.environ["STAYBOOK_HTTP_PORT"] = str(port)
     if fresh and data_dir.exists():
         shutil.rmtree(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -239,25 +295,30 @@ def demo(
     os.environ.setdefault("STAYBOOK_CATALOG__MEDIA_DIR", str((data_dir / "media").resolve()))
     os.environ["STAYBOOK_RUN_WORKER_IN_PROCESS"] = "true"
     settings = _settings()
+    if settings.environment == "production":
+        typer.secho(
+            "refused: the demo seeds accounts with published passwords; it is not for STAYBOOK_ENVIRONMENT=production",
+            fg=typer.colors.RED,
+            err=True,
+        )
+        raise typer.Exit(2)
     from staybook import migrate as migrations
 
     migrations.upgrade(settings)
     summary = asyncio.run(_seed(settings, properties, 7)) if first_start else {}
-    if port == 0:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
     typer.echo(f"staybook demo on {url}  (API docs {url}/docs, health {url}/healthz/ready)")
     accounts = summary.get("identity", {}).get("accounts") if summary else None
     if accounts:
         for account in accounts:
             typer.echo(f"  demo {account['role']}: {account['email']} / {account['password']}")
+        typer.echo("  (published passwords: `staybook seed` refuses them in production without --allow-demo-accounts)")
     elif not first_start:
         typer.echo("  (existing demo data kept; --fresh starts over)")
     sys.stdout.flush()
-    uvicorn.run(
+    serving.serve(
         create_app(settings),
+        workers=1,
         host="127.0.0.1",
         port=port,
         loop="uvloop",

@@ -2,51 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-import signal
+import sqlite3
 import subprocess
-import sys
 import time
 from datetime import date, timedelta
-from pathlib import Path
 
 import httpx
 import pytest
-from bench.harness import free_port
 
-STAYBOOK = str(Path(sys.executable).parent / "staybook")
+from tests.e2e.demo_process import STAYBOOK, running_demo
 
 
 @pytest.fixture
 def demo_server(tmp_path):
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STAYBOOK_")}
-    log = (tmp_path / "demo.log").open("w")
-    process = subprocess.Popen(
-        [STAYBOOK, "demo", "--port", str(port), "--data-dir", str(tmp_path / "demo"), "--properties", "20"],
-        cwd=tmp_path,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        assert process.poll() is None, (tmp_path / "demo.log").read_text()
-        try:
-            if httpx.get(url + "/healthz/ready", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    else:
-        process.kill()
-        pytest.fail("demo did not become ready:\n" + (tmp_path / "demo.log").read_text())
-    yield url, tmp_path / "demo.log"
-    process.send_signal(signal.SIGINT)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    with running_demo(tmp_path) as (url, log):
+        yield url, log
 
 
 def test_demo_serves_health_metrics_openapi_and_problems(demo_server):
@@ -104,6 +76,15 @@ def test_demo_guest_books_paris_as_the_readme_shows(demo_server):
         )
         assert paid.status_code == 200, paid.text
         assert client.get(f"/bookings/{held.json()['id']}", headers=auth).json()["status"] == "confirmed"
+    # The sandbox's webhooks go to the port the demo serves, not to the default 8000.
+    database = log.parent / "demo" / "staybook.db"
+    for _ in range(100):
+        with contextlib.closing(sqlite3.connect(database)) as connection:
+            webhooks = connection.execute("SELECT delivered_at, last_error FROM sandbox_webhooks").fetchall()
+        if webhooks and all(delivered for delivered, _ in webhooks):
+            break
+        time.sleep(0.3)
+    assert webhooks and all(delivered and error is None for delivered, error in webhooks), webhooks
     mail_dir = log.parent / "staybook-mail"
     for _ in range(100):  # the worker mails after the events' batch window and its sender's pass
         if any("ada@example.com" in mail.read_text(errors="replace") for mail in mail_dir.glob("*.eml")):

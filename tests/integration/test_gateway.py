@@ -81,3 +81,40 @@ async def test_cors_allow_list(sqlite_settings):
             headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
         )
         assert "access-control-allow-origin" not in denied.headers
+
+
+async def test_metrics_need_the_scrapers_bearer_token(sqlite_settings):
+    from pydantic import SecretStr
+
+    from staybook.identity.pii import new_master_key
+
+    settings = sqlite_settings.model_copy(
+        update={"metrics": sqlite_settings.metrics.model_copy(update={"token": SecretStr("scrape-me-" + "x" * 20)})}
+    )
+    async with app_client(settings) as client:
+        refused = await client.get("/metrics")
+        assert refused.status_code == 401
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert (await client.get("/metrics", headers={"Authorization": "Bearer wrong"})).status_code == 401
+        scraped = await client.get("/metrics", headers={"Authorization": "Bearer scrape-me-" + "x" * 20})
+        assert scraped.status_code == 200 and "staybook_http_requests_total" in scraped.text
+    production = sqlite_settings.model_copy(update={"environment": "production"}, deep=True)
+    production.identity.pii_master_key = SecretStr(new_master_key())
+    async with app_client(production) as client:
+        # No token configured: production does not serve metrics to anyone.
+        assert (await client.get("/metrics")).status_code == 404
+
+
+async def test_metrics_count_against_the_per_ip_limit(sqlite_settings):
+    settings = gateway_settings(sqlite_settings, rate_limit_requests=3, rate_limit_window_seconds=60)
+    async with app_client(settings) as client:
+        assert [(await client.get("/metrics")).status_code for _ in range(4)] == [200, 200, 200, 429]
+
+
+@pytest.mark.parametrize("target", ["/api/v1/me%00", "/api/v1/search?city=Par%00is", "/api/v1/media/photos/%00"])
+async def test_a_nul_character_in_the_path_or_query_is_a_400_problem(sqlite_settings, target):
+    async with app_client(sqlite_settings) as client:
+        response = await client.get(target)
+        assert response.status_code == 400
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.json()["detail"] == "NUL characters are not accepted"

@@ -273,7 +273,7 @@ async def test_a_cached_answer_passes_the_gateway_and_is_counted_like_a_routed_o
     still gets the routed answer's body and headers, the per-IP rate limit, and the route's series
     in the HTTP metrics."""
     settings = sqlite_settings.model_copy(
-        update={"gateway": sqlite_settings.gateway.model_copy(update={"rate_limit_requests": 5})}
+        update={"gateway": sqlite_settings.gateway.model_copy(update={"rate_limit_requests": 7})}
     )
     seeder = await make_runtime(settings)
     await seed(seeder)
@@ -291,8 +291,8 @@ async def test_a_cached_answer_passes_the_gateway_and_is_counted_like_a_routed_o
             assert cached.headers[name] == routed.headers[name], name
         assert cached.headers["x-request-id"] and cached.headers["traceparent"]
         assert cached.headers["x-request-id"] != routed.headers["x-request-id"]
-        # Two searches so far (/metrics is exempt from the limit): the next three use it up, and the
-        # sixth, though cached, is refused.
+        # Two searches and two scrapes so far (/metrics counts too): the next three use the limit of
+        # seven up, and the sixth search, though cached, is refused.
         for _ in range(3):
             assert (await client.get("/api/v1/search", params=PARAMS)).status_code == 200
         refused = await client.get("/api/v1/search", params=PARAMS)

@@ -75,3 +75,10 @@ def test_photo_store_settings_choose_where_variant_urls_point():
     assert media_url(cdn, "photos/p/1/thumb.jpg") == "https://cdn.example.org/photos/p/1/thumb.jpg"
     with pytest.raises(ValueError, match="s3_bucket"):
         CatalogSettings(s3_endpoint_url="http://127.0.0.1:9000")
+
+
+def test_mail_links_name_the_port_served():
+    assert Settings(http_port=8501).notifications.public_base_url == "http://127.0.0.1:8501"
+    assert Settings(http_host="0.0.0.0", http_port=9000).notifications.public_base_url == "http://127.0.0.1:9000"
+    chosen = Settings(http_port=8501, notifications={"public_base_url": "https://book.example.org"})
+    assert chosen.notifications.public_base_url == "https://book.example.org"

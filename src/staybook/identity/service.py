@@ -21,6 +21,7 @@ from typing import Any
 import structlog
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from staybook.identity import audit, mfa
 from staybook.identity.events import (
@@ -48,6 +49,7 @@ from staybook.kernel.orm import new_id, utcnow
 from staybook.kernel.ratelimit import RateLimitRule
 from staybook.kernel.runtime import Runtime
 from staybook.kernel.security import Principal
+from staybook.kernel.settings import Settings
 
 log = structlog.get_logger("staybook.identity")
 
@@ -931,6 +933,22 @@ async def seed_demo(runtime: Runtime, *, properties: int, seed: int) -> dict:
         ],
         "host_user_id": str(ids["host"]),
     }
+
+
+async def demo_accounts_in_use(session: AsyncSession, settings: Settings) -> list[str]:
+    """The demo accounts that still sign in with their published password (`staybook check` fails on
+    them in production)."""
+    vault = PiiVault(settings)
+    hashing = PasswordHashing(
+        settings.identity.argon2_time_cost, settings.identity.argon2_memory_kib, settings.identity.argon2_parallelism
+    )
+    published = {vault.email_hash(email): (email, password) for _, email, _, password in DEMO_ACCOUNTS}
+    rows = await session.execute(
+        select(User.email_hash, User.password_hash).where(User.email_hash.in_(published), User.status == "active")
+    )
+    return sorted(
+        published[email_hash][0] for email_hash, stored in rows if hashing.verify(stored, published[email_hash][1])
+    )
 
 
 async def demo_host_id(runtime: Runtime) -> uuid.UUID | None:

@@ -3,7 +3,12 @@
 - The client IP: the peer address, or the right-most untrusted address of
   `X-Forwarded-For` when the peer is one of `settings.gateway.trusted_proxies`
   (addresses or CIDR ranges). Stored in `scope["state"]["client_ip"]`; read it
-  with `client_ip(request)`.
+  with `client_ip(request)`. This is the only place forwarding headers are read
+  (`X-Forwarded-Proto` too): uvicorn's own proxy-header handling is off in every
+  mode (`kernel.serving`), because it trusts 127.0.0.1 by default, and any local
+  client could then name itself a new address for each request.
+- A NUL character in the path or the query string is refused (400): no name, token
+  or cursor contains one, and PostgreSQL cannot store one in text.
 - The platform rate limit per client IP (default 2,000 requests per 5 minutes,
   then a 10-minute block) on the runtime's limiter (Redis when configured, so
   every API process shares one count); 429 problem+json with `Retry-After`.
@@ -21,7 +26,7 @@ import orjson
 import structlog
 
 from staybook.kernel.errors import problem_body
-from staybook.kernel.http import ASGIApp, Message, Receive, Scope, Send, header
+from staybook.kernel.http import ASGIApp, Message, Receive, Scope, Send, header, send_problem
 from staybook.kernel.ratelimit import RateLimitRule
 from staybook.kernel.settings import GatewaySettings
 
@@ -109,10 +114,18 @@ class GatewayMiddleware:
             await self.app(scope, receive, send)
             return
         peer = scope.get("client")
-        ip = resolve_client_ip(peer[0] if peer else None, header(scope, b"x-forwarded-for"), self.trusted)
+        peer_address = peer[0] if peer else None
+        ip = resolve_client_ip(peer_address, header(scope, b"x-forwarded-for"), self.trusted)
         scope.setdefault("state", {})["client_ip"] = ip
+        if self.trusted and peer_address and _is_trusted(peer_address, self.trusted):
+            proto = header(scope, b"x-forwarded-proto")
+            if proto in ("http", "https"):
+                scope["scheme"] = proto  # absolute URLs (calendar feed links) name what the client used
         extra = self._headers_for(scope["path"])
         send = self._with_headers(send, extra) if extra else send
+        if "\x00" in scope["path"] or b"%00" in scope.get("query_string", b""):
+            await send_problem(send, scope, 400, "bad-request", "Bad request", "NUL characters are not accepted")
+            return
 
         if scope["path"] not in self.exempt:
             retry_after = await self._check_rate(scope, ip)

@@ -134,7 +134,7 @@ class BodySizeLimitMiddleware:
         declared = header(scope, b"content-length")
         if declared is not None:
             if not declared.isdigit():
-                await _send_problem(send, scope, 400, "bad-request", "Bad request", "Invalid Content-Length header")
+                await send_problem(send, scope, 400, "bad-request", "Bad request", "Invalid Content-Length header")
                 return
             if int(declared) > limit:
                 await _send_too_large(send, scope, limit)
@@ -172,7 +172,7 @@ class _BodyTooLarge(HTTPException):
 
 
 async def _send_too_large(send: Send, scope: Scope, limit: int) -> None:
-    await _send_problem(
+    await send_problem(
         send,
         scope,
         413,
@@ -183,7 +183,8 @@ async def _send_too_large(send: Send, scope: Scope, limit: int) -> None:
     )
 
 
-async def _send_problem(send: Send, scope: Scope, status: int, code: str, title: str, detail: str, **ext) -> None:
+async def send_problem(send: Send, scope: Scope, status: int, code: str, title: str, detail: str, **ext) -> None:
+    """A problem+json answer sent by middleware, before any route (the connection is closed after it)."""
     import orjson
 
     body = orjson.dumps(problem_body(status, code, title, detail, scope.get("path"), **ext))

@@ -43,8 +43,15 @@ class PerWorkerSocket:
         return (reuse_port_socket, (self.host, self.port))
 
 
-def serve(app: str, *, workers: int, host: str, port: int, **options: Any) -> None:
-    """`uvicorn.run` with per-worker `SO_REUSEPORT` sockets when there are several workers."""
+def serve(app: Any, *, workers: int, host: str, port: int, **options: Any) -> None:
+    """`uvicorn.run` with per-worker `SO_REUSEPORT` sockets when there are several workers.
+
+    `app` is an import string ("staybook.app:create_app", needed for several workers) or an app.
+    uvicorn's proxy headers are always off: by default they believe `X-Forwarded-For` from
+    127.0.0.1, so every local client could pick its address. The gateway reads forwarding headers,
+    from `gateway.trusted_proxies` only (kernel/gateway.py).
+    """
+    options["proxy_headers"] = False
     if workers <= 1 or not hasattr(socket, "SO_REUSEPORT"):
         uvicorn.run(app, host=host, port=port, workers=workers, **options)
         return

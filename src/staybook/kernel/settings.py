@@ -65,14 +65,21 @@ class GatewaySettings(BaseModel):
     cors_origins: list[str] = Field(default_factory=list)
     # Addresses of reverse proxies whose X-Forwarded-For is believed.
     trusted_proxies: list[str] = Field(default_factory=list)
-    # Paths the per-IP limit leaves alone (probes and scrapers of the platform itself).
-    rate_limit_exempt_paths: list[str] = Field(default_factory=lambda: ["/healthz/live", "/healthz/ready", "/metrics"])
+    # Paths the per-IP limit leaves alone: the probes. /metrics is limited like any route (a scrape every
+    # 15 s is far below the limit), so guessing its token costs what guessing a password does.
+    rate_limit_exempt_paths: list[str] = Field(default_factory=lambda: ["/healthz/live", "/healthz/ready"])
     security_headers: bool = True
     hsts_seconds: int = Field(63_072_000, ge=0)
     content_security_policy: str = (
         "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; object-src 'none'; "
         "base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
     )
+
+
+class MetricsSettings(BaseModel):
+    # The bearer token Prometheus sends to GET /metrics (`authorization: credentials_file:` in its
+    # scrape config). Unset, /metrics is open in the demo and development and refused in production.
+    token: SecretStr | None = None
 
 
 class CatalogSettings(BaseModel):
@@ -173,8 +180,9 @@ class NotificationSettings(BaseModel):
     provider: Literal["sandbox", "webhook"] = "sandbox"
     provider_webhook_url: str | None = None
     provider_webhook_token: SecretStr | None = None
-    # Absolute base of links in messages (unsubscribe); the public address of the API.
-    public_base_url: str = "http://127.0.0.1:8000"
+    # Absolute base of links in messages (unsubscribe); the public address of the API. Unset, it is
+    # the address the API listens on (http_host:http_port), so a demo on another port links to it.
+    public_base_url: str | None = None
     # SMS waits out these local hours of the recipient (start > end spans midnight).
     quiet_hours_start: int = Field(22, ge=0, le=23)
     quiet_hours_end: int = Field(8, ge=0, le=23)
@@ -245,6 +253,7 @@ class Settings(BaseSettings):
     consumer_batch_seconds: float = Field(0.5, ge=0, le=10)
 
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     identity: IdentitySettings = Field(default_factory=IdentitySettings)
     catalog: CatalogSettings = Field(default_factory=CatalogSettings)
     inventory: InventorySettings = Field(default_factory=InventorySettings)
@@ -276,6 +285,15 @@ class Settings(BaseSettings):
             self.jwt_keys = {self.jwt_active_key_id: self.secret_key}
         if self.jwt_active_key_id not in self.jwt_keys:
             raise ValueError(f"jwt_active_key_id {self.jwt_active_key_id!r} is not one of jwt_keys")
+        return self
+
+    @model_validator(mode="after")
+    def _links_to_the_served_port(self) -> Settings:
+        if self.notifications.public_base_url is None:
+            # A wildcard bind address is not one a client can be sent to; this machine's loopback is.
+            wildcard = self.http_host in ("0.0.0.0", "::", "")  # noqa: S104 - compared, not bound
+            host = "127.0.0.1" if wildcard else self.http_host
+            self.notifications.public_base_url = f"http://{host}:{self.http_port}"
         return self
 
     @property
