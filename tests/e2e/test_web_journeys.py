@@ -8,11 +8,6 @@ expiry journey waits seconds, not minutes. Every page a journey reaches is scree
 from __future__ import annotations
 
 import os
-import random
-import signal
-import socket
-import subprocess
-import sys
 import time
 import uuid
 from datetime import UTC, date, datetime, timedelta
@@ -23,25 +18,13 @@ import pyotp
 import pytest
 
 from tests.e2e.browser import CHROMIUM, CHROMIUM_FLAGS, DESKTOP, PageCheck, chromium_available
+from tests.e2e.demo_process import running_demo
 
 pytestmark = pytest.mark.e2e
-STAYBOOK = str(Path(sys.executable).parent / "staybook")
 HOLD_TTL_SECONDS = 12
 GUEST = ("guest@staybook.demo", "demo-guest-pass-42")
 HOST = ("host@staybook.demo", "demo-host-pass-42")
 ADMIN = ("admin@staybook.demo", "demo-admin-pass-42")
-PORTS = range(23600, 24000)
-
-
-def _port() -> int:
-    for port in random.sample(PORTS, len(PORTS)):
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in the web tests' range")
 
 
 @pytest.fixture(scope="module")
@@ -51,40 +34,14 @@ def site(tmp_path_factory):
             pytest.fail(f"{CHROMIUM} is missing (scripts/test installs the chromium package)")
         pytest.skip(f"{CHROMIUM} is not installed")
     folder = tmp_path_factory.mktemp("web-demo")
-    port = _port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STAYBOOK_")}
-    env |= {
+    settings = {
         "STAYBOOK_BOOKING__HOLD_TTL_SECONDS": str(HOLD_TTL_SECONDS),
         "STAYBOOK_GATEWAY__RATE_LIMIT_REQUESTS": "1000000",
         "STAYBOOK_LOG_LEVEL": "WARNING",
     }
-    log = (folder / "demo.log").open("w")
-    process = subprocess.Popen(
-        [STAYBOOK, "demo", "--port", str(port), "--data-dir", str(folder / "demo"), "--properties", "20"],
-        cwd=folder,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        assert process.poll() is None, (folder / "demo.log").read_text()
-        try:
-            if httpx.get(url + "/healthz/ready", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    else:
-        process.kill()
-        pytest.fail("demo did not become ready:\n" + (folder / "demo.log").read_text())
-    _wait_for_search(url)
-    yield {"url": url, "db": folder / "demo" / "staybook.db", "folder": folder}
-    process.send_signal(signal.SIGINT)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    with running_demo(folder, properties=20, **settings) as (url, _log):
+        _wait_for_search(url)
+        yield {"url": url, "db": folder / "demo" / "staybook.db", "folder": folder}
 
 
 def _wait_for_search(url: str) -> None:

@@ -62,8 +62,9 @@ def test_amounts_are_parsed_in_minor_units_of_their_currency():
 
 
 def test_a_form_with_a_bad_field_names_it():
-    form = FormData([("room_type_id", "not-a-uuid"), ("check_in", "2027-03-01"), ("check_out", "2027-03-03"),
-                     ("guests", "2"), ("name", "Ada"), ("email", "ada@example.com"), ("idempotency_key", "k" * 16)])  # fmt: skip
+    fields = {"room_type_id": "not-a-uuid", "check_in": "2027-03-01", "check_out": "2027-03-03", "guests": "2",
+              "name": "Ada", "email": "ada@example.com", "idempotency_key": "k" * 16}  # fmt: skip
+    form = FormData(list(fields.items()))
     with pytest.raises(InvalidInput) as refused:
         parse_form(CheckoutForm, form)
     assert refused.value.extensions["errors"][0]["field"] == "room_type_id"
