@@ -101,9 +101,15 @@ def truncate_all(sync_url: str) -> None:
 
 
 @pytest.fixture
-def pg_settings(pg_database_url) -> Settings:
-    """Settings on the worker's PostgreSQL database, emptied before the test."""
-    settings = Settings(database_url=pg_database_url, environment="test", log_json=False)
+def pg_settings(pg_database_url, tmp_path) -> Settings:
+    """Settings on the worker's PostgreSQL database, emptied before the test (its audit anchors
+    in the test's own directory: an emptied chain starts again)."""
+    settings = Settings(
+        database_url=pg_database_url,
+        environment="test",
+        log_json=False,
+        identity={"audit_anchor_file": str(tmp_path / "audit-anchors.jsonl")},
+    )
     truncate_all(settings.sync_database_url)
     return settings
 

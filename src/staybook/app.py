@@ -83,7 +83,7 @@ async def context_lifespans(runtime: Runtime) -> AsyncIterator[None]:
     """Enters each context's `service.lifespan(runtime)` in CONTEXTS order, exits in reverse."""
     async with contextlib.AsyncExitStack() as stack:
         for context in CONTEXTS:
-            service = _optional_module(context, "service")
+            service = _optional_module(context, "bootstrap") or _optional_module(context, "service")
             lifespan = getattr(service, "lifespan", None)
             if lifespan is not None:
                 await stack.enter_async_context(lifespan(runtime))

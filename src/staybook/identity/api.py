@@ -120,6 +120,16 @@ async def change_password(
     return await service.change_password(runtime, principal, body, info)
 
 
+@router.post("/me/sessions/revoke", status_code=204, summary="Sign out everywhere: every session and access token ends")
+async def sign_out_everywhere(
+    principal: Principal = Depends(current_principal),
+    runtime: Runtime = Depends(get_runtime),
+    info: service.RequestInfo = Depends(request_info),
+) -> Response:
+    await service.sign_out_everywhere(runtime, principal, info)
+    return Response(status_code=204)
+
+
 @router.post("/me/mfa/totp", response_model=TotpSetup, summary="Start TOTP enrolment: secret and otpauth URI")
 async def start_totp(
     principal: Principal = Depends(current_principal), runtime: Runtime = Depends(get_runtime)

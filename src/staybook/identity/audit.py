@@ -98,9 +98,10 @@ async def append_many(session: AsyncSession, records: Sequence[AuditRecord]) -> 
     await session.execute(insert(AuditEntry), rows)
 
 
-async def verify_chain(session: AsyncSession, batch: int = 1000) -> dict:
-    """Recomputes every hash; reports the first broken link, if any."""
-    prev_hash, checked, after = GENESIS, 0, 0
+async def verify_chain(session: AsyncSession, batch: int = 1000, *, anchored_seq: int | None = None) -> dict:
+    """Recomputes every hash; reports the first broken link, if any, the last sequence number, and
+    the entry hash at `anchored_seq` (for the check against the newest anchor, identity/anchor.py)."""
+    prev_hash, checked, after, anchored_hash = GENESIS, 0, 0, None
     while True:
         rows = (
             await session.scalars(
@@ -108,9 +109,25 @@ async def verify_chain(session: AsyncSession, batch: int = 1000) -> dict:
             )
         ).all()
         if not rows:
-            return {"valid": True, "entries": checked, "broken_at": None}
+            return {
+                "valid": True,
+                "entries": checked,
+                "broken_at": None,
+                "last_seq": after,
+                "anchored_hash": anchored_hash,
+                "problem": None,
+            }
         for entry in rows:
             expected = entry_digest(prev_hash, entry.seq, entry.occurred_at, entry)
             if entry.prev_hash != prev_hash or entry.entry_hash != expected:
-                return {"valid": False, "entries": checked, "broken_at": entry.seq}
+                return {
+                    "valid": False,
+                    "entries": checked,
+                    "broken_at": entry.seq,
+                    "last_seq": after,
+                    "anchored_hash": anchored_hash,
+                    "problem": "an entry does not match its hash or its predecessor",
+                }
+            if entry.seq == anchored_seq:
+                anchored_hash = entry.entry_hash
             prev_hash, checked, after = entry.entry_hash, checked + 1, entry.seq

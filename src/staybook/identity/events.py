@@ -64,6 +64,27 @@ class UserExported(Event):
     at: datetime
 
 
+class UserTokensRevoked(Event):
+    """The user's access tokens below `token_version` are void; every API process updates its cache."""
+
+    context: ClassVar[str] = "identity"
+    event_type: ClassVar[str] = "user.tokens_revoked"
+    user_id: uuid.UUID
+    token_version: int
+    reason: str
+
+
+class AuditAnchored(Event):
+    """A signed head of the audit chain (identity/anchor.py): keep it where the database cannot reach."""
+
+    context: ClassVar[str] = "identity"
+    event_type: ClassVar[str] = "audit.anchored"
+    seq: int
+    entry_hash: str
+    at: str
+    signature: str
+
+
 class UserErased(Event):
     context: ClassVar[str] = "identity"
     event_type: ClassVar[str] = "user.erased"

@@ -53,6 +53,9 @@ class User(Base):
     totp_last_step: Mapped[int] = mapped_column(BigInteger, default=0)
     # jti of the one open MFA challenge: a challenge signs in once, and a newer sign-in replaces it.
     mfa_challenge_jti: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # Claim `ver` of every access token issued; raised when the user's rights are revoked (role
+    # change, erasure, password change, signing out everywhere), which refuses every older token.
+    token_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -189,3 +189,7 @@ class AuditChainStatus(BaseModel):
     valid: bool
     entries: int
     broken_at: int | None
+    # The newest signed head kept outside the database; entries up to it must all be there.
+    anchored_seq: int | None = None
+    anchored_at: str | None = None
+    problem: str | None = None

@@ -23,13 +23,14 @@ from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from staybook.identity import audit, mfa
+from staybook.identity import anchor, audit, mfa
 from staybook.identity.events import (
     PERSONAL_PAYLOAD_KEYS,
     UserErased,
     UserExported,
     UserRegistered,
     UserSignedIn,
+    UserTokensRevoked,
     UserUpdated,
 )
 from staybook.identity.models import AuditEntry, RecoveryCode, RefreshToken, User
@@ -43,11 +44,13 @@ from staybook.identity.schemas import (
     RegisterRequest,
     UserOut,
 )
+from staybook.kernel.consumers import ReplicaSubscription
 from staybook.kernel.errors import Conflict, Forbidden, InvalidInput, NotFound, TooManyRequests, Unauthorized
+from staybook.kernel.events import EventEnvelope
 from staybook.kernel.models import OutboxMessage
 from staybook.kernel.orm import new_id, utcnow
 from staybook.kernel.ratelimit import RateLimitRule
-from staybook.kernel.runtime import Runtime
+from staybook.kernel.runtime import PeriodicJob, Runtime
 from staybook.kernel.security import Principal
 from staybook.kernel.settings import Settings
 
@@ -86,7 +89,37 @@ def credentials(runtime: Runtime) -> Credentials:
 async def lifespan(runtime: Runtime) -> AsyncIterator[None]:
     # Built at start-up so the first sign-in does not pay for the dummy hash.
     credentials(runtime)
+    runtime.token_versions.loader = lambda user_id: stored_token_version(runtime, user_id)
+    await runtime.consumers.start(token_version_subscriptions(runtime))
     yield
+
+
+# ---------------------------------------------------------------------------- revocation
+
+
+async def stored_token_version(runtime: Runtime, user_id: uuid.UUID) -> int:
+    """The user's token version as stored (0 for an id identity does not know)."""
+    async with runtime.db.session() as session:
+        version = await session.scalar(select(User.token_version).where(User.id == user_id))
+    return version or 0
+
+
+def token_version_subscriptions(runtime: Runtime) -> list[ReplicaSubscription]:
+    """Every process hears of each revocation and stops trusting its cached version at once."""
+
+    async def on_tokens_revoked(envelope: EventEnvelope) -> None:
+        payload = envelope.payload
+        runtime.token_versions.remember(uuid.UUID(str(payload["user_id"])), int(payload["token_version"]))
+
+    return [ReplicaSubscription("identity.token-versions", UserTokensRevoked.subject(), on_tokens_revoked)]
+
+
+def _revoke_tokens(uow, user: User, reason: str) -> int:
+    """Raises the user's token version in the caller's unit of work: every access token issued
+    before is refused once the caller commits and calls `runtime.token_versions.raised`."""
+    user.token_version = (user.token_version or 0) + 1
+    uow.emit(UserTokensRevoked(user_id=user.id, token_version=user.token_version, reason=reason))
+    return user.token_version
 
 
 @dataclass(frozen=True)
@@ -290,7 +323,7 @@ async def _start_session(uow, runtime: Runtime, user: User, family_id: uuid.UUID
         )
     )
     return {
-        "access_token": runtime.tokens.issue(user.id, user.role),
+        "access_token": runtime.tokens.issue(user.id, user.role, extra={"ver": user.token_version or 0}),
         "refresh_token": token,
         "token_type": "bearer",
         "expires_in": runtime.settings.identity.access_token_ttl_seconds,
@@ -533,16 +566,36 @@ async def change_password(runtime: Runtime, principal: Principal, data: Password
         user = await _active_user(uow.session, principal.user_id, for_update=True)
         user.password_hash = new_hash
         user.updated_at = utcnow()
-        await uow.session.execute(
-            update(RefreshToken)
-            .where(RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None))
-            .values(revoked_at=utcnow())
-        )
+        await _revoke_sessions(uow.session, user.id)
+        version = _revoke_tokens(uow, user, "password-changed")
         await audit.append(
             uow.session,
             audit.AuditRecord("user.password_change", "user", "success", str(user.id), user.id, user.role, info.ip),
         )
-        return await _start_session(uow, runtime, user)
+        tokens = await _start_session(uow, runtime, user)
+    await runtime.token_versions.raised(user.id, version)
+    return tokens
+
+
+async def _revoke_sessions(session, user_id: uuid.UUID) -> None:
+    await session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+
+
+async def sign_out_everywhere(runtime: Runtime, principal: Principal, info: RequestInfo) -> None:
+    """Ends every session of the user: refresh tokens revoked, access tokens refused from the next request."""
+    async with runtime.db.unit_of_work() as uow:
+        user = await _active_user(uow.session, principal.user_id, for_update=True)
+        await _revoke_sessions(uow.session, user.id)
+        version = _revoke_tokens(uow, user, "signed-out-everywhere")
+        await audit.append(
+            uow.session,
+            audit.AuditRecord("auth.logout_all", "user", "success", str(user.id), user.id, user.role, info.ip),
+        )
+    await runtime.token_versions.raised(user.id, version)
 
 
 # ---------------------------------------------------------------------------- MFA
@@ -668,6 +721,8 @@ async def change_role(
         previous = user.role
         user.role = role
         user.updated_at = utcnow()
+        # Tokens carry the role: the old ones must stop granting it now, not when they expire.
+        version = _revoke_tokens(uow, user, "role-changed") if role != previous else None
         await audit.append(
             uow.session,
             audit.AuditRecord(
@@ -683,7 +738,10 @@ async def change_role(
         )
         pii = _open_pii(creds, user)
         uow.emit(_updated_event(user, pii))
-        return _admin_out(creds, user)
+        answer = _admin_out(creds, user)
+    if version is not None:
+        await runtime.token_versions.raised(user.id, version)
+    return answer
 
 
 async def audit_log(
@@ -729,8 +787,14 @@ def _aware(moment: datetime) -> datetime:
 
 
 async def verify_audit_chain(runtime: Runtime) -> dict:
+    """The hash chain recomputed, and checked against its newest anchor (truncation shows)."""
+    try:
+        latest = anchor.latest_anchor(runtime)
+    except ValueError as error:
+        return {"valid": False, "entries": 0, "broken_at": None, "problem": str(error)}
     async with runtime.db.session() as session:
-        return await audit.verify_chain(session)
+        status = await audit.verify_chain(session, anchored_seq=latest.seq if latest else None)
+    return anchor.judge(anchor.AnchorSigner(runtime.settings), latest, status)
 
 
 # ---------------------------------------------------------------------------- GDPR
@@ -841,10 +905,12 @@ async def erase_me(runtime: Runtime, principal: Principal, info: RequestInfo) ->
         for row in rows:
             if row.payload.get("user_id") == str(user.id):
                 row.payload = _scrubbed(row.payload, user.id)
+        version = _revoke_tokens(uow, user, "erased")
         await audit.append(
             uow.session, audit.AuditRecord("user.erased", "user", "success", str(user.id), user.id, None, info.ip)
         )
         uow.emit(UserErased(user_id=user.id, at=now))
+    await runtime.token_versions.raised(user.id, version)
 
 
 # ---------------------------------------------------------------------------- PII key rotation
@@ -956,3 +1022,7 @@ async def demo_host_id(runtime: Runtime) -> uuid.UUID | None:
     email_hash = credentials(runtime).vault.email_hash(DEMO_ACCOUNTS[1][1])
     async with runtime.db.session() as session:
         return await session.scalar(select(User.id).where(User.email_hash == email_hash, User.status == "active"))
+
+
+# Interval 0: the job waits `identity.audit_anchor_interval_seconds` itself (a setting).
+JOBS = [PeriodicJob("identity.audit-anchor", 0, anchor.run_anchoring)]

@@ -22,7 +22,7 @@ from staybook.kernel.consumers import ConsumerRunner, ReplicaSubscription, Subsc
 from staybook.kernel.db import Database, ping
 from staybook.kernel.outbox import OutboxRelay
 from staybook.kernel.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
-from staybook.kernel.security import TokenSigner
+from staybook.kernel.security import TokenSigner, TokenVersions
 from staybook.kernel.settings import Settings
 
 log = structlog.get_logger("staybook.runtime")
@@ -64,6 +64,7 @@ class Runtime:
         self.cache: Cache = MemoryCache()
         self.rate_limiter: RateLimiter = MemoryRateLimiter()
         self.tokens = TokenSigner(settings)
+        self.token_versions = TokenVersions(settings.identity.token_version_cache_seconds)
         self.relay = OutboxRelay(
             self.db, self.bus, batch_size=settings.outbox_batch_size, poll_seconds=settings.outbox_poll_seconds
         )
@@ -89,6 +90,7 @@ class Runtime:
             prefix = self.settings.redis_key_prefix
             self.cache = RedisCache(self.redis, prefix=prefix + "cache:")
             self.rate_limiter = RedisRateLimiter(self.redis, prefix=prefix + "rl:")
+            self.token_versions.use_redis(self.redis, prefix + "tokver:")
             self.ready_checks["redis"] = self.redis.ping
         await self.bus.connect(self.wiring.contexts)
         if self.settings.nats_url:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+from datetime import date
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
@@ -22,6 +23,10 @@ DEMO_SECRET = "staybook-demo-secret-change-me-0123456789abcdef"
 
 class IdentitySettings(BaseModel):
     access_token_ttl_seconds: int = Field(900, ge=30, le=86_400)
+    # How long an API process trusts the token version it read (Redis, or the database without it)
+    # before reading it again. Identity's revocation event updates every process sooner; this bounds
+    # how late a process that missed the event can be.
+    token_version_cache_seconds: float = Field(2.0, ge=0, le=60)
     refresh_token_ttl_seconds: int = Field(30 * 86_400, ge=300)
     password_min_length: int = Field(10, ge=8, le=128)
     # Master key (urlsafe base64, 32 bytes) that wraps the data keys of PII envelope encryption.
@@ -46,6 +51,14 @@ class IdentitySettings(BaseModel):
     login_per_account: tuple[int, int, int] = (10, 900, 900)
     register_per_ip: tuple[int, int, int] = (10, 3600, 3600)
     mfa_verify_per_account: tuple[int, int, int] = (10, 300, 900)
+    # Key of the HMAC that signs the audit chain's published head (default: derived from
+    # secret_key). The database never holds it, so whoever can rewrite the database cannot forge a head.
+    audit_anchor_key: SecretStr | None = None
+    # Append-only file the signed heads are written to: put it where the database user cannot write
+    # (another volume, a write-once bucket mount). Each head also goes out as `audit.anchored`.
+    # Default: beside the SQLite database file, else ./staybook-audit-anchors.jsonl.
+    audit_anchor_file: Path | None = None
+    audit_anchor_interval_seconds: float = Field(60, ge=1, le=86_400)
 
 
 class GatewaySettings(BaseModel):
@@ -57,6 +70,8 @@ class GatewaySettings(BaseModel):
             r"^/api/v1/room-types/[^/]+/calendar/import$": 1024 * 1024,
             r"^/host/properties/[^/]+/photos$": 15 * 1024 * 1024,
             r"^/host/room-types/[^/]+/calendar/import$": 1024 * 1024,
+            # 500 signals of at most 8 KB each (docs/personalization.md).
+            r"^/api/v1/signals$": 4 * 1024 * 1024,
         }
     )
     rate_limit_requests: int = Field(2000, ge=1)
@@ -195,6 +210,34 @@ class NotificationSettings(BaseModel):
     claim_seconds: float = Field(300, gt=0)
 
 
+class PersonalizationSettings(BaseModel):
+    # Parquet archive of signals (day partitions) and trained model versions.
+    archive_dir: Path = Path("./staybook-signals")
+    model_dir: Path = Path("./staybook-models")
+    max_batch_signals: int = Field(500, ge=1, le=5000)
+    max_signal_bytes: int = Field(8 * 1024, ge=256, le=64 * 1024)
+    # Gzip bodies are inflated up to this many bytes (a compressed bomb is refused, not expanded).
+    max_inflated_bytes: int = Field(4 * 1024 * 1024, ge=64 * 1024)
+    max_future_seconds: int = Field(300, ge=0)
+    max_age_days: int = Field(7, ge=1, le=30)
+    # Decay: a signal counts half after this long (profiles), and for trending popularity.
+    profile_half_life_hours: float = Field(14 * 24, gt=0)
+    trending_half_life_hours: float = Field(48, gt=0)
+    # Decayed scores grow from this epoch (forward decay: out-of-order signals add up exactly).
+    decay_epoch: date = date(2026, 1, 1)
+    profile_ttl_days: int = Field(30, ge=1)
+    profile_cap: int = Field(200, ge=10, le=10_000)
+    recent_views: int = Field(50, ge=5, le=500)
+    covisit_cap: int = Field(100, ge=5, le=1000)
+    stream_max_age_days: int = Field(7, ge=1, le=30)
+    stream_duplicate_window_seconds: int = Field(600, ge=10)
+    # Signals of searches served are gathered for this long and published as one batch.
+    search_signals_flush_seconds: float = Field(1.0, gt=0, le=60)
+    archive_flush_seconds: float = Field(10.0, gt=0, le=3600)
+    # 0 switches the periodic retraining off.
+    retrain_interval_seconds: int = Field(6 * 3600, ge=0)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="STAYBOOK_",
@@ -262,6 +305,7 @@ class Settings(BaseSettings):
     search: SearchSettings = Field(default_factory=SearchSettings)
     notifications: NotificationSettings = Field(default_factory=NotificationSettings)
     web: WebSettings = Field(default_factory=WebSettings)
+    personalization: PersonalizationSettings = Field(default_factory=PersonalizationSettings)
 
     @field_validator("database_url")
     @classmethod
@@ -295,6 +339,17 @@ class Settings(BaseSettings):
             host = "127.0.0.1" if wildcard else self.http_host
             self.notifications.public_base_url = f"http://{host}:{self.http_port}"
         return self
+
+    @property
+    def audit_anchor_file(self) -> Path:
+        """Where the audit chain's signed heads are appended (see `identity.audit_anchor_file`)."""
+        if self.identity.audit_anchor_file is not None:
+            return self.identity.audit_anchor_file
+        if self.is_sqlite:
+            database = self.database_url.split(":///", 1)[-1]
+            if database and database != ":memory:":
+                return Path(database).with_name(Path(database).name + ".audit-anchors.jsonl")
+        return Path("./staybook-audit-anchors.jsonl")
 
     @property
     def is_sqlite(self) -> bool:

@@ -1,0 +1,121 @@
+"""Builds the personalization context's parts for one process and wires them in.
+
+`lifespan(runtime)` builds the `Personalization` of this process (signal log, profile
+store, archive, facts, model), loads the properties' facts and the model CURRENT names,
+and adds the context's durable subscriptions and jobs to the process's wiring (the
+worker starts them: `staybook worker`, or the demo's in-process worker).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import structlog
+
+from staybook.kernel.consumers import ReplicaSubscription
+from staybook.kernel.events import EventEnvelope
+from staybook.kernel.runtime import Runtime
+from staybook.personalization import events, jobs
+from staybook.personalization.archive import SignalArchive
+from staybook.personalization.profiles import Decay
+from staybook.personalization.properties import PropertyFacts
+from staybook.personalization.repository import MemoryProfileStore, ProfileStore, RedisProfileStore
+from staybook.personalization.service import (
+    EXTENSION,
+    SEARCH_OBSERVERS,
+    Personalization,
+    apply_catalog_event,
+    flush_served_searches,
+    load_facts,
+    observe_search,
+    reload_model,
+)
+from staybook.personalization.stream import InProcessSignalLog, NatsSignalLog, SignalLog
+
+log = structlog.get_logger("staybook.personalization")
+
+
+def build(runtime: Runtime) -> Personalization:
+    settings = runtime.settings
+    own = settings.personalization
+    if runtime.redis is not None:
+        store: ProfileStore = RedisProfileStore(runtime.redis, settings.redis_key_prefix + "pz:", own)
+    else:
+        store = MemoryProfileStore(own)
+    if settings.nats_url:
+        signal_log: SignalLog = NatsSignalLog(
+            settings.nats_url,
+            settings.bus_namespace,
+            max_age_seconds=own.stream_max_age_days * 86_400,
+            duplicate_window_seconds=own.stream_duplicate_window_seconds,
+            name=f"{settings.service_name}-signals@{settings.pod}",
+        )
+    else:
+        signal_log = InProcessSignalLog()
+    return Personalization(
+        settings=own,
+        secret=settings.secret_key.get_secret_value(),
+        facts=PropertyFacts(),
+        store=store,
+        signal_log=signal_log,
+        archive=SignalArchive(str(own.archive_dir)),
+        decay=Decay.of(own),
+    )
+
+
+@contextlib.asynccontextmanager
+async def lifespan(runtime: Runtime) -> AsyncIterator[None]:
+    """Builds this process's parts, loads the facts and the served model, watches for new versions."""
+    deps = build(runtime)
+    runtime.extensions[EXTENSION] = deps
+    await deps.signal_log.start()
+    if isinstance(deps.signal_log, NatsSignalLog):
+        runtime.add_ready_check("signals", deps.signal_log.ping)
+
+    async def on_catalog_event(envelope: EventEnvelope) -> None:
+        apply_catalog_event(deps.facts, envelope)
+
+    await runtime.consumers.start(
+        [ReplicaSubscription("personalization.facts", "staybook.catalog.>", on_catalog_event)]
+    )
+    try:
+        deps.facts.put((await load_facts(runtime)).all())
+    except Exception as error:  # the API still starts; signals naming properties are refused until loaded
+        log.warning("property facts not loaded", error_type=type(error).__name__)
+    reload_model(deps, runtime.settings.personalization.model_dir)
+    runtime.wiring.subscriptions.extend(events.subscriptions(deps, runtime.settings.personalization.model_dir))
+    runtime.wiring.jobs.extend(jobs.jobs(deps))
+    runtime.extensions.setdefault(SEARCH_OBSERVERS, []).append(lambda query: observe_search(deps, query))
+    stop = asyncio.Event()
+    background = [
+        asyncio.get_running_loop().create_task(_watch_model(runtime, deps, stop), name="personalization-model"),
+        asyncio.get_running_loop().create_task(_flush_searches(deps, stop), name="personalization-searches"),
+    ]
+    try:
+        yield
+    finally:
+        stop.set()
+        for task in background:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await deps.signal_log.close()
+        await deps.store.close()
+
+
+async def _watch_model(runtime: Runtime, deps: Personalization, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        await asyncio.sleep(5)
+        await asyncio.to_thread(reload_model, deps, runtime.settings.personalization.model_dir)
+
+
+async def _flush_searches(deps: Personalization, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        await asyncio.sleep(deps.settings.search_signals_flush_seconds)
+        if deps.served_searches:
+            try:
+                await flush_served_searches(deps)
+            except Exception as error:
+                log.warning("served searches not published", error_type=type(error).__name__)
