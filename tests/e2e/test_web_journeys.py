@@ -255,3 +255,89 @@ def test_guest_turns_on_mfa_and_signs_in_with_a_code(visit):
     page.wait_for_selector("a[href='/account']")
     page.goto("/account")
     assert "Two-step sign-in is on." in page.inner_text("main")
+
+
+def _photo(folder: Path) -> Path:
+    from PIL import Image
+
+    path = folder / "facade.jpg"
+    Image.new("RGB", (1200, 800), (40, 110, 170)).save(path, "JPEG", quality=85)
+    return path
+
+
+def test_host_lists_a_property_with_a_photo_prices_the_calendar_and_sees_the_booking(visit, site):
+    page, check = visit
+    sign_in(page, HOST)
+    page.goto("/host")
+    check(page, "dashboard")
+    page.goto("/host/properties/new")
+    page.fill("#name", "Canal View Lofts")
+    page.fill("#description", "Bright lofts by the canal.")
+    page.fill("#address", "12 Quai de Jemmapes")
+    page.fill("#p_city", "Paris")
+    page.fill("#latitude", "48.8721")
+    page.fill("#longitude", "2.3655")
+    page.check("input[name=amenities][value=wifi]")
+    check(page, "new property")
+    page.click("form[action='/host/properties/new'] button[type=submit]")
+    page.wait_for_selector("text=The property is listed")
+    property_url = page.url.split("?")[0]
+    page.set_input_files("#photo", str(_photo(site["folder"])))
+    page.click("form[data-upload] button[type=submit]")
+    page.wait_for_url("**uploaded=1**")
+    for _ in range(50):  # the worker makes the variants in the background
+        if page.query_selector(".photo-list img"):
+            break
+        page.wait_for_timeout(200)
+        page.reload()
+    assert page.query_selector(".photo-list img"), "the photo's variants did not appear"
+    page.fill("#rt_name", "Loft")
+    page.fill("#rt_units", "2")
+    page.fill("#rt_price", "99")
+    check(page, "property with photo")
+    page.click("form[action$='/room-types'] button[type=submit]")
+    page.wait_for_selector(".grid-calendar")
+    room_type_id = page.url.split("/room-types/")[1].split("/")[0]
+    check_in, check_out = stay(65, nights=3)
+    month = check_in[:7]
+    page.goto(page.url.split("?")[0] + f"?month={month}")
+    page.click(f"button[data-night='{check_in}']")
+    last_night = str(date.fromisoformat(check_out) - timedelta(days=1))
+    page.click(f"button[data-night='{last_night}']")
+    assert page.input_value("#start") == check_in and page.input_value("#end") == last_night
+    page.fill("#price", "150")
+    page.click("#range-form button[type=submit]")
+    page.wait_for_selector("text=3 nights changed")
+    assert "€150.00" in page.inner_text(f"button[data-night='{check_in}']")
+    assert page.input_value("#feed-url").startswith(site["url"] + f"/api/v1/room-types/{room_type_id}/calendar.ics")
+    check(page, "calendar grid")
+    reference = _guest_books_over_the_api(site["url"], room_type_id, check_in, check_out)
+    page.goto("/host/bookings")
+    assert reference in page.inner_text("main")
+    check(page, "host bookings")
+    page.click(f"text={reference}")
+    assert "Canal View Lofts" in page.inner_text("main") and "€450.00" in page.inner_text("main")
+    check(page, "host booking details")
+    page.goto(f"/host/room-types/{room_type_id}/calendar?month={month}")
+    assert "1/2" in page.inner_text(f"button[data-night='{check_in}']")  # booked nights show on the grid
+    page.goto(property_url)
+
+
+def _guest_books_over_the_api(url: str, room_type_id: str, check_in: str, check_out: str) -> str:
+    with httpx.Client(base_url=url + "/api/v1", timeout=15) as client:
+        login = client.post("/auth/login", json={"email": GUEST[0], "password": GUEST[1]}).json()
+        auth = {"authorization": f"Bearer {login['access_token']}"}
+        held = client.post(
+            "/bookings",
+            headers=auth | {"Idempotency-Key": uuid.uuid4().hex},
+            json={"room_type_id": room_type_id, "check_in": check_in, "check_out": check_out, "guests": 2,
+                  "guest": {"name": "Gwen Guest", "email": "gwen@example.com"}},
+        )  # fmt: skip
+        assert held.status_code == 201, held.text
+        paid = client.post(
+            f"/bookings/{held.json()['id']}/payment",
+            headers=auth | {"Idempotency-Key": uuid.uuid4().hex},
+            json={"payment_method": "tok_success"},
+        )
+        assert paid.status_code == 200, paid.text
+        return held.json()["reference"]

@@ -166,6 +166,15 @@ async def change_password(request: Request) -> Response:
     return await _attempt(request, action, "Your password is changed; other devices are signed out.")
 
 
+@router.post("/account/sessions/revoke")
+async def sign_out_everywhere(request: Request) -> Response:
+    runtime, session, _ = page_state(request)
+    principal = _principal(request)
+    await identity.sign_out_everywhere(runtime, principal, request_info(request))
+    session.sign_out()
+    return redirect("/login")
+
+
 @router.post("/account/mfa/start")
 async def start_mfa(request: Request) -> Response:
     runtime, _, _ = page_state(request)

@@ -21,6 +21,7 @@ from staybook.catalog.schemas import AMENITIES, PROPERTY_TYPES
 from staybook.identity import service as identity
 from staybook.kernel.errors import Conflict, Forbidden, InvalidInput, NotFound, StaybookError, Unauthorized
 from staybook.kernel.security import Principal
+from staybook.personalization import service as personalization
 from staybook.search.query import MAX_GUESTS
 from staybook.web import i18n
 from staybook.web import service as pages
@@ -49,6 +50,12 @@ def signed_in(request: Request, *roles: str) -> Principal:
     if roles and session.principal.role not in roles:
         raise Forbidden("This page is for another kind of account.")
     return session.principal
+
+
+def signals_session(request: Request) -> str:
+    """The signed session id the page's signals beacon carries (bound to the user when signed in)."""
+    runtime, session, _ = page_state(request)
+    return personalization.session_id_for(runtime.settings, session.principal.user_id if session.principal else None)
 
 
 def _date_param(request: Request, name: str) -> date | None:
@@ -107,6 +114,7 @@ async def results(request: Request) -> Response:
     return render(
         request,
         "results.html",
+        signals_session=signals_session(request),
         **{**context, "answer": answer, "stay_query": stay, "next_query": next_query, "first_query": first_query,
            "nights": nights, "paged": bool(params.cursor)},  # fmt: skip
     )
@@ -167,6 +175,7 @@ async def property_page(property_id: uuid.UUID, request: Request) -> Response:
         previous_month=pages.previous_month(month),
         next_month=pages.next_month(month),
         calendar_room=calendar_room,
+        signals_session=signals_session(request),
     )
 
 

@@ -66,6 +66,11 @@ def money(amount: int, currency: str, locale: str) -> str:
     return format_currency(value, currency, locale=_locale(locale))
 
 
+def plain_amount(amount: int, currency: str) -> str:
+    """Minor units as the plain decimal a form field takes back (12050 EUR -> '120.50')."""
+    return str(Decimal(int(amount)).scaleb(-minor_unit_digits(currency)))
+
+
 @lru_cache(maxsize=8192)
 def day(value: date | str, locale: str, style: str = "medium") -> str:
     moment = date.fromisoformat(value) if isinstance(value, str) else value

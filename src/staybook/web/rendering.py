@@ -40,16 +40,33 @@ def environment(locale: str) -> Environment:
     )
     env.install_gettext_translations(i18n.translations(locale), newstyle=True)
     env.globals.update(
-        money=lambda value: i18n.money(value["amount"], value["currency"], locale),
+        money=lambda value: i18n.money(*_money_parts(value), locale),
         money_of=lambda amount, currency: i18n.money(amount, currency, locale),
+        money_plain=lambda value: i18n.plain_amount(*_money_parts(value)),
         day=lambda value, style="medium": i18n.day(value, locale, style),
         moment=lambda value: i18n.moment(value, locale),
+        variant=_variant,
         locale=locale,
         languages=i18n.LANGUAGE_NAMES,
         static_version=STATIC_VERSION,
     )
     env.filters["label"] = lambda value: str(value).replace("_", " ")
+    # Messages that come as values (notices, error details) are translated without %-formatting,
+    # which `_()` applies and which a detail containing '%' would break.
+    env.filters["tr"] = i18n.translations(locale).gettext
     return env
+
+
+def _variant(photo: Any, name: str) -> Any:
+    """The photo's variant called `name` (thumb, thumb_webp, large_webp), or None while it is made."""
+    return next((v for v in photo.variants if v.name == name), None)
+
+
+def _money_parts(value: Any) -> tuple[int, str]:
+    """(amount, currency) of a money document or model (services give either)."""
+    if isinstance(value, dict):
+        return value["amount"], value["currency"]
+    return value.amount, value.currency
 
 
 def page_state(request: Request) -> tuple[Runtime, WebSession, str]:

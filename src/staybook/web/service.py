@@ -189,3 +189,62 @@ async def guest_bookings(runtime: Runtime, principal: Principal) -> tuple[list[d
 
 def property_today(timezone: str) -> date:
     return catalog.today_in(timezone)
+
+
+async def invalidate_property(runtime: Runtime, property_id: uuid.UUID) -> None:
+    """Availability answers of the property are stale after a listing change (as the catalog API does)."""
+    await inventory.invalidate_availability(runtime, property_id)
+
+
+DASHBOARD_DAYS = 30
+
+
+def occupancy(nights: list) -> tuple[int, int]:
+    """(room-nights taken, room-nights on sale) over `nights` of any room types; closed nights are not on sale."""
+    on_sale = [n for n in nights if not n.closed]
+    return sum(max(0, n.total - n.available) for n in on_sale), sum(n.total for n in on_sale)
+
+
+def revenue_by_currency(bookings: list[dict], start: date, end: date) -> dict[str, int]:
+    """Confirmed bookings' nightly amounts that fall in [start, end), per currency (never mixed)."""
+    totals: dict[str, int] = {}
+    for view in bookings:
+        if view["status"] != "confirmed":
+            continue
+        currency = view["total"]["currency"]
+        for night in view["price_breakdown"]:
+            if start <= date.fromisoformat(night["night"]) < end:
+                totals[currency] = totals.get(currency, 0) + night["amount"] * view["units"]
+    return totals
+
+
+async def host_dashboard(runtime: Runtime, principal: Principal) -> dict[str, Any]:
+    """Today's and the coming week's arrivals and departures, and 30 days of occupancy and revenue."""
+    today = datetime.now(UTC).date()
+    end = today + timedelta(days=DASHBOARD_DAYS)
+    page = await booking.list_for_host(runtime, principal, property_id=None, start=today, end=end, cursor=None,
+                                       limit=100)  # fmt: skip
+    confirmed = [b for b in page["items"] if b["status"] == "confirmed"]
+    week = today + timedelta(days=7)
+    properties = (await catalog.host_properties(runtime, principal, cursor=None, limit=200)).items
+    taken = offered = 0
+    # One session for every read: on SQLite a second one opened inside it would wait on its lock.
+    async with runtime.db.session() as session:
+        for prop in properties:
+            if prop.status != "active":
+                continue
+            for room_type in await catalog.property_room_types(session, prop.id):
+                nights = await inventory.nights(session, room_type.room_type_id, today, end)
+                night_taken, night_offered = occupancy(nights)
+                taken, offered = taken + night_taken, offered + night_offered
+    return {
+        "today": today,
+        "arrivals_today": [b for b in confirmed if date.fromisoformat(b["check_in"]) == today],
+        "departures_today": [b for b in confirmed if date.fromisoformat(b["check_out"]) == today],
+        "arrivals_soon": [b for b in confirmed if today < date.fromisoformat(b["check_in"]) <= week],
+        "occupancy_percent": round(100 * taken / offered) if offered else 0,
+        "room_nights": (taken, offered),
+        "revenue": revenue_by_currency(confirmed, today, end),
+        "properties": properties,
+        "days": DASHBOARD_DAYS,
+    }

@@ -123,7 +123,8 @@ async def load_session(request: Request, runtime: Runtime) -> WebSession:
     access = request.cookies.get(SESSION_COOKIE)
     if access:
         try:
-            session.principal = runtime.tokens.verify(access)
+            # The same check as the API's: a revoked token (sign out everywhere, a role change) ends here too.
+            session.principal = await runtime.token_versions.check(runtime.tokens.verify(access))
             return session
         except Unauthorized:
             pass

@@ -127,27 +127,28 @@
     });
   }
 
-  // Behaviour signals (search, view, click), batched and sent with sendBeacon when the page is
-  // left or hidden, so they never hold up the page. Only when the site turns them on.
+  // Behaviour signals (search, view, click) for personalisation, batched and sent with sendBeacon
+  // when the page is hidden or left, so they never hold up the page. The page carries a signed
+  // session id (sendBeacon cannot send credentials headers); see docs/personalization.md.
   var signals = [];
   function signal(kind, data) {
-    if (document.body.dataset.signals !== "1") { return; }
+    if (!document.body.dataset.signalsSession) { return; }
     data.kind = kind;
-    data.ts = new Date().toISOString();
+    data.at = new Date().toISOString();
     signals.push(data);
   }
   function flushSignals() {
     if (!signals.length || !navigator.sendBeacon) { return; }
-    var csrf = (document.body.getAttribute("hx-headers") || "").replace(/^.*"X-CSRF-Token": "([^"]*)".*$/, "$1");
-    var body = JSON.stringify({ csrf_token: csrf, signals: signals.splice(0, 500) });
-    navigator.sendBeacon("/signals", new Blob([body], { type: "application/json" }));
+    var body = JSON.stringify({ session: document.body.dataset.signalsSession, signals: signals.splice(0, 500) });
+    navigator.sendBeacon("/api/v1/signals", new Blob([body], { type: "text/plain" }));
   }
   function initSignals() {
     var results = document.getElementById("result-list");
     if (results) {
       var query = new URLSearchParams(window.location.search);
-      signal("search", { place: query.get("city"), check_in: query.get("check_in"), check_out: query.get("check_out"),
-        guests: parseInt(query.get("guests") || "0", 10) || null });
+      var searched = { city: query.get("city") || undefined, check_in: query.get("check_in") || undefined,
+        check_out: query.get("check_out") || undefined, guests: parseInt(query.get("guests") || "0", 10) || undefined };
+      signal("search", searched);
       results.addEventListener("click", function (event) {
         var card = event.target.closest("[data-property]");
         if (card) { signal("click", { property_id: card.dataset.property, position: parseInt(card.dataset.position, 10) }); }
