@@ -20,6 +20,7 @@ import typer
 
 from staybook.app import CONTEXTS, collect_wiring, configure_observability, create_app
 from staybook.kernel.settings import Settings
+from staybook.recovery import cli as recovery_cli
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="staybook: accommodation booking platform.")
 
@@ -340,6 +341,7 @@ def _add_context_commands() -> None:
 
 
 _add_context_commands()
+recovery_cli.register(app)
 
 
 def main() -> None:

@@ -31,14 +31,14 @@ class RecordingBus(InProcessBus):
         self.published: Counter = Counter()
         self.fail_first = fail_first
 
-    async def publish_batch(self, envelopes) -> None:
+    async def publish_batch(self, envelopes, *, epoch: str = "") -> None:
         if self.fail_first > 0:
             self.fail_first -= 1
             raise ConnectionError("broker unavailable")
         await asyncio.sleep(0.005)  # a broker round trip, so parallel relays really overlap
         for envelope in envelopes:
             self.published[envelope.id] += 1
-        await super().publish_batch(envelopes)
+        await super().publish_batch(envelopes, epoch=epoch)
 
 
 async def test_relay_crash_between_publish_and_mark_causes_no_duplicate_handling(production_settings, make_runtime):

@@ -51,8 +51,15 @@ class Bus(Protocol):
 
     async def ping(self) -> None: ...
 
-    async def publish_batch(self, envelopes: Sequence[EventEnvelope]) -> None:
-        """Publishes all or raises; at-least-once, de-duplicated by envelope id where the broker can."""
+    async def publish_batch(self, envelopes: Sequence[EventEnvelope], *, epoch: str = "") -> None:
+        """Publishes all or raises; at-least-once, de-duplicated by envelope id where the broker can.
+
+        `epoch` names the database history the events come from (its PostgreSQL timeline):
+        the broker de-duplicates only within one epoch. After a restore or a failover the
+        database may have lost the record that an event was published, and with it whatever
+        consumers did with it; the re-publish must reach the consumers again, whose inboxes
+        (restored with the same database) then tell what still needs doing.
+        """
 
     async def publish_dead_letter(self, consumer: str, envelope: EventEnvelope, error: str) -> None: ...
 
@@ -122,7 +129,7 @@ class InProcessBus:
     async def ping(self) -> None:
         return None
 
-    async def publish_batch(self, envelopes: Sequence[EventEnvelope]) -> None:
+    async def publish_batch(self, envelopes: Sequence[EventEnvelope], *, epoch: str = "") -> None:
         for envelope in envelopes:
             for pattern, queue in self._subscriptions:
                 if subject_matches(pattern, envelope.subject):
@@ -313,12 +320,13 @@ class NatsJetStreamBus:
             raise ConnectionError("not connected to NATS")
         await self.nc.flush(timeout=2)
 
-    async def publish_batch(self, envelopes: Sequence[EventEnvelope]) -> None:
+    async def publish_batch(self, envelopes: Sequence[EventEnvelope], *, epoch: str = "") -> None:
         if self.nc is None or not self.nc.is_connected:
             raise ConnectionError("not connected to NATS")
         futures = []
+        suffix = f"@{epoch}" if epoch else ""
         for envelope in envelopes:
-            headers = {"Nats-Msg-Id": str(envelope.id), **envelope.headers}
+            headers = {"Nats-Msg-Id": f"{envelope.id}{suffix}", **envelope.headers}
             futures.append(
                 await self.js.publish_async(self._wire(envelope.subject), envelope.to_bytes(), headers=headers)
             )

@@ -15,7 +15,7 @@ import contextlib
 from datetime import timedelta
 
 import structlog
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, text, update
 
 from staybook.kernel import metrics
 from staybook.kernel.bus import Bus
@@ -37,6 +37,9 @@ _COLUMNS = (
 # Whether anything waits, in one round trip on the driver (the index on published_at answers it):
 # what an idle relay runs per poll instead of a locking pass in a session of its own.
 _ANY_PENDING = Sql("SELECT 1 AS pending FROM outbox WHERE published_at IS NULL LIMIT 1")
+# The timeline of the WAL being written: a restore or a promotion starts a new one (see Bus.publish_batch).
+_TIMELINE = text("SELECT substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)")
+FIRST_TIMELINE = "00000001"
 
 
 class OutboxRelay:
@@ -69,9 +72,10 @@ class OutboxRelay:
                 EventEnvelope(r.id, r.subject, r.event_type, r.created_at, r.payload, r.headers or {}) for r in rows
             ]
             ids = [r.id for r in rows]
+            epoch = await self._epoch(session)
             failure: Exception | None = None
             try:
-                await self.bus.publish_batch(envelopes)
+                await self.bus.publish_batch(envelopes, epoch=epoch)
             except Exception as error:
                 # Record the attempt and commit it; the rows stay unpublished for the next pass.
                 failure = error
@@ -92,6 +96,13 @@ class OutboxRelay:
         for envelope in envelopes:
             metrics.OUTBOX_LAG.observe(max(0.0, (now - envelope.occurred_at).total_seconds()))
         return len(rows)
+
+    async def _epoch(self, session) -> str:
+        """'' on the first timeline (message ids as they always were), else the timeline's id."""
+        if self.db.dialect != "postgresql":
+            return ""
+        timeline = await session.scalar(_TIMELINE)
+        return "" if timeline == FIRST_TIMELINE else f"tl{timeline}"
 
     async def has_pending(self) -> bool:
         """Whether unpublished rows may be waiting (always True on SQLite, where a pass is as cheap)."""

@@ -210,6 +210,35 @@ class NotificationSettings(BaseModel):
     claim_seconds: float = Field(300, gt=0)
 
 
+class BackupSettings(BaseModel):
+    """pgBackRest, driven by `staybook backup|restore` on the database host (docs/operations/recovery.md)."""
+
+    stanza: str = Field("staybook", pattern=r"^[a-z][a-z0-9_-]{0,30}$")
+    # Where backups and archived WAL go: a local directory, or an S3-compatible bucket.
+    repo_type: Literal["posix", "s3"] = "posix"
+    repo_path: Path = Path("./staybook-backups/repo")
+    s3_endpoint: str | None = None
+    s3_port: int = Field(443, ge=1, le=65535)
+    s3_bucket: str | None = None
+    s3_region: str = "eu-west-1"
+    s3_key: SecretStr | None = None
+    s3_key_secret: SecretStr | None = None
+    s3_verify_tls: bool = True
+    # Backups are encrypted (AES-256-CBC); restoring needs the same passphrase.
+    cipher_pass: SecretStr | None = None
+    retention_full_days: int = Field(35, ge=1, le=3650)
+    # The primary cluster pgBackRest backs up: its data directory, port and socket directory.
+    pg_data_dir: Path | None = None
+    pg_port: int = Field(5432, ge=1, le=65535)
+    pg_socket_dir: str = "/var/run/postgresql"
+    # Owner of the cluster's files; pgBackRest and the server run as this user.
+    pg_owner: str = "postgres"
+    # A WAL segment is archived at least this often, even when quiet: the RPO without a replica.
+    archive_timeout_seconds: int = Field(60, ge=1, le=3600)
+    # pgBackRest's configuration, lock and log files are written here.
+    work_dir: Path = Path("./staybook-backups")
+
+
 class PersonalizationSettings(BaseModel):
     # Parquet archive of signals (day partitions) and trained model versions.
     archive_dir: Path = Path("./staybook-signals")
@@ -305,6 +334,7 @@ class Settings(BaseSettings):
     search: SearchSettings = Field(default_factory=SearchSettings)
     notifications: NotificationSettings = Field(default_factory=NotificationSettings)
     web: WebSettings = Field(default_factory=WebSettings)
+    backup: BackupSettings = Field(default_factory=BackupSettings)
     personalization: PersonalizationSettings = Field(default_factory=PersonalizationSettings)
 
     @field_validator("database_url")

@@ -1,0 +1,214 @@
+"""`staybook backup`, `staybook restore` and `staybook dr`: the operator's recovery commands.
+
+They run on the database host, as root or as the cluster owner, with the
+`STAYBOOK_BACKUP__*` settings (docs/operations/recovery.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from datetime import datetime
+from pathlib import Path
+
+import typer
+
+from staybook.kernel.settings import Settings
+from staybook.recovery.pgbackrest import BACKUP_TYPES, Repository
+from staybook.recovery.postgres import LocalCluster, RecoveryError
+
+backup_app = typer.Typer(
+    no_args_is_help=False, invoke_without_command=True, help="Backups of the database (pgBackRest)."
+)
+dr_app = typer.Typer(no_args_is_help=True, help="Standbys, failover and the DR drill.")
+
+
+def _repository() -> Repository:
+    return Repository(Settings().backup)
+
+
+def _echo(line: str) -> None:
+    typer.echo(line.rstrip())
+
+
+def _fail(error: Exception) -> None:
+    typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(1) from error
+
+
+@backup_app.callback()
+def backup(
+    context: typer.Context,
+    kind: str = typer.Option("full", "--type", help=f"One of {', '.join(BACKUP_TYPES)}."),
+):
+    """Take a backup (full, differential or incremental) of the primary, with progress."""
+    if context.invoked_subcommand is not None:
+        return
+    try:
+        repository = _repository()
+        repository.write_config()
+        repository.backup(kind, progress=_echo)
+    except RecoveryError as error:
+        _fail(error)
+
+
+@backup_app.command("init")
+def backup_init(apply: bool = typer.Option(False, help="Also set the archiving parameters with ALTER SYSTEM.")):
+    """Write pgBackRest's configuration, create the stanza, and print (or apply) the server's archiving settings."""
+    try:
+        repository = _repository()
+        path = repository.write_config()
+        typer.echo(f"wrote {path} (mode 0600: it holds the backup passphrase)")
+        parameters = repository.server_parameters()
+        settings = repository.settings
+        if apply:
+            cluster = LocalCluster(repository.pg_data_dir, settings.pg_port, owner=settings.pg_owner,
+                                   socket_dir=Path(settings.pg_socket_dir))  # fmt: skip
+            with cluster.connect() as conn:
+                for name, value in parameters.items():
+                    conn.execute(f"ALTER SYSTEM SET {name} = '{value}'")
+            typer.echo("archiving parameters set; restart PostgreSQL once for archive_mode to apply")
+        else:
+            typer.echo("set these in postgresql.conf (archive_mode needs a restart):")
+            for name, value in parameters.items():
+                typer.echo(f"  {name} = '{value}'")
+        repository.create_stanza(progress=_echo)
+    except RecoveryError as error:
+        _fail(error)
+
+
+@backup_app.command("verify")
+def backup_verify():
+    """Check every backup and archived WAL segment in the repository (checksums, continuity)."""
+    try:
+        repository = _repository()
+        repository.write_config()
+        repository.verify(progress=_echo)
+        typer.secho("repository verified", fg=typer.colors.GREEN)
+    except RecoveryError as error:
+        _fail(error)
+
+
+@backup_app.command("info")
+def backup_info():
+    """List the backups in the repository, oldest first, as JSON."""
+    try:
+        repository = _repository()
+        repository.write_config()
+        typer.echo(json.dumps(repository.backups(), indent=2))
+    except RecoveryError as error:
+        _fail(error)
+
+
+def restore(
+    target_time: datetime = typer.Option(None, help="Recover to this moment (ISO 8601 with offset)."),
+    target_latest: bool = typer.Option(False, help="Recover to the end of the archived WAL."),
+    data_dir: Path = typer.Option(None, help="Restore into this directory (default: backup.pg_data_dir)."),
+    port: int = typer.Option(None, help="Port of the restored cluster (default: as backed up)."),
+    force: bool = typer.Option(False, help="Stop a PostgreSQL running in the target directory first."),
+):
+    """Restore the database from the repository to a point in time or to the latest archived WAL."""
+    if (target_time is None) == (not target_latest):
+        typer.secho("give exactly one of --target-time and --target-latest", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
+    if target_time is not None and target_time.tzinfo is None:
+        typer.secho("--target-time needs a UTC offset, e.g. 2027-01-01T12:00:00+00:00", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
+    try:
+        repository = _repository()
+        settings = repository.settings
+        target = (data_dir or repository.pg_data_dir).resolve()
+        cluster = LocalCluster(target, port or settings.pg_port, owner=settings.pg_owner,
+                               socket_dir=Path(settings.pg_socket_dir))  # fmt: skip
+        if cluster.running:
+            if not force:
+                typer.secho(
+                    f"refusing to restore over the PostgreSQL running in {target} (pid {cluster.pid}); "
+                    "stop it first or pass --force",
+                    fg=typer.colors.RED,
+                    err=True,
+                )
+                raise typer.Exit(1)
+            typer.echo(f"stopping the PostgreSQL running in {target}")
+            cluster.stop()
+        repository.write_config()
+        repository.restore(target, target_time=target_time, port=port, progress=_echo)
+        typer.secho(f"restored into {target}; start PostgreSQL there to replay WAL and promote", fg=typer.colors.GREEN)
+    except RecoveryError as error:
+        _fail(error)
+
+
+@dr_app.command("standby")
+def dr_standby(
+    data_dir: Path = typer.Option(..., help="Directory of the new standby."),
+    port: int = typer.Option(..., help="Port of the new standby."),
+    name: str = typer.Option("standby1", help="Replication slot and application name."),
+    synchronous: bool = typer.Option(False, help="Commits on the primary wait for this standby (RPO 0)."),
+):
+    """Make a streaming hot standby of the primary (backup.pg_data_dir / pg_port) and start it."""
+    try:
+        settings = Settings().backup
+        primary = LocalCluster(Path(settings.pg_data_dir or "."), settings.pg_port, owner=settings.pg_owner,
+                               socket_dir=Path(settings.pg_socket_dir))  # fmt: skip
+        standby = primary.make_standby(data_dir.resolve(), port, name=name, synchronous=synchronous)
+        mode = "synchronous" if synchronous else "asynchronous"
+        typer.secho(f"{mode} standby '{name}' streaming on 127.0.0.1:{standby.port}", fg=typer.colors.GREEN)
+    except RecoveryError as error:
+        _fail(error)
+
+
+@dr_app.command("promote")
+def dr_promote(
+    data_dir: Path = typer.Option(..., help="Directory of the standby to promote."),
+    port: int = typer.Option(..., help="Its port."),
+):
+    """Promote a standby to primary (fail over); point STAYBOOK_DATABASE_URL at it afterwards."""
+    try:
+        standby = LocalCluster(data_dir.resolve(), port)
+        standby.promote()
+        typer.secho(f"promoted: 127.0.0.1:{port} is the primary", fg=typer.colors.GREEN)
+    except RecoveryError as error:
+        _fail(error)
+
+
+@dr_app.command("drill")
+def dr_drill(
+    mode: str = typer.Option("async_standby", help="sync_standby, async_standby or wal_archive."),
+    bookings: int = typer.Option(1000, min=1, help="Confirmed bookings loaded before the base backup."),
+    rate: float = typer.Option(10.0, min=0.5, help="Booking flows started per second during the drill."),
+    base_dir: Path = typer.Option(Path("./staybook-dr"), help="Where the drill's clusters live (deleted after)."),
+    first_port: int = typer.Option(25400, help="The drill takes free ports from here."),
+    archive_timeout: int = typer.Option(10, min=1, help="archive_timeout of the primary, in seconds."),
+    nats_url: str = typer.Option(None, help="NATS JetStream for the drill's events (default: in-process bus)."),
+    output: Path = typer.Option(None, help="Write the result as JSON here."),
+):
+    """Kill the primary under booking load, recover, and measure RPO, RTO and the invariants."""
+    from staybook.recovery.drill import DrillOptions, result_dict, run_drill
+
+    options = DrillOptions(
+        mode=mode,
+        bookings=bookings,
+        rate_per_s=rate,
+        base_dir=base_dir,
+        first_port=first_port,
+        archive_timeout_s=archive_timeout,
+        nats_url=nats_url,
+    )
+    try:
+        result = asyncio.run(run_drill(options, progress=typer.echo))
+    except RecoveryError as error:
+        _fail(error)
+    document = result_dict(result)
+    typer.echo(json.dumps(document, indent=2, default=str))
+    if output is not None:
+        output.write_text(json.dumps(document, indent=2, default=str) + os.linesep)
+    if not result.invariants_ok:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    """Adds the recovery commands to the `staybook` command."""
+    app.add_typer(backup_app, name="backup")
+    app.command("restore")(restore)
+    app.add_typer(dr_app, name="dr")
