@@ -197,3 +197,15 @@ def test_unknown_fields_are_refused_with_their_path():
     assert error.value.extensions["errors"][0]["field"] == "extra"
     result = checked([{"kind": "search", "at": NOW.isoformat(), "colour": "red"}])
     assert result.rejected[0].field == "signals[0].colour"
+
+
+def test_the_blend_beats_popularity_on_planted_tastes():
+    """A small seed of the offline evaluation (bench/personalization_quality.py runs the large one)."""
+    from staybook.personalization import evaluation
+
+    figures = evaluation.run(users=120, properties=160, cities=8, seed=3)
+    ndcg = {method: figures[method]["ndcg_at_10"] for method in evaluation.METHODS}
+    assert figures["users_evaluated"] > 30
+    assert ndcg["blend"] > 1.2 * ndcg["popularity"]
+    assert ndcg["blend"] > ndcg["random"]
+    assert 0 < figures["popularity"]["coverage"] < figures["blend"]["coverage"] <= 1

@@ -22,9 +22,9 @@ from staybook.personalization.archive import SignalArchive
 from staybook.personalization.profiles import Decay
 from staybook.personalization.properties import PropertyFacts
 from staybook.personalization.repository import MemoryProfileStore, ProfileStore, RedisProfileStore
+from staybook.personalization.rerank import ProfileRanker
 from staybook.personalization.service import (
     EXTENSION,
-    SEARCH_OBSERVERS,
     Personalization,
     apply_catalog_event,
     flush_served_searches,
@@ -33,6 +33,7 @@ from staybook.personalization.service import (
     reload_model,
 )
 from staybook.personalization.stream import InProcessSignalLog, NatsSignalLog, SignalLog
+from staybook.search import service as search
 
 log = structlog.get_logger("staybook.personalization")
 
@@ -87,7 +88,8 @@ async def lifespan(runtime: Runtime) -> AsyncIterator[None]:
     reload_model(deps, runtime.settings.personalization.model_dir)
     runtime.wiring.subscriptions.extend(events.subscriptions(deps, runtime.settings.personalization.model_dir))
     runtime.wiring.jobs.extend(jobs.jobs(deps))
-    runtime.extensions.setdefault(SEARCH_OBSERVERS, []).append(lambda query: observe_search(deps, query))
+    runtime.extensions.setdefault(search.OBSERVERS, []).append(lambda query: observe_search(deps, query))
+    runtime.extensions[search.RANKER] = ProfileRanker(deps)
     stop = asyncio.Event()
     background = [
         asyncio.get_running_loop().create_task(_watch_model(runtime, deps, stop), name="personalization-model"),

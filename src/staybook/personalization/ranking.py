@@ -19,7 +19,7 @@ from staybook.personalization.properties import PropertyFact, city_key
 # How much each part of the profile counts (the blend's weights were chosen on the offline
 # evaluation's planted-taste users: bench/personalization_quality.py).
 PROFILE_WEIGHTS = {"items": 1.0, "covisit": 0.8, "content": 0.6, "city": 1.2, "type": 0.3, "amenity": 0.4, "price": 0.4}
-MODEL_WEIGHT = 1.0
+MODEL_WEIGHT = 0.3
 POPULARITY_WEIGHT = 0.15
 
 

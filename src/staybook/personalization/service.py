@@ -47,8 +47,6 @@ from staybook.personalization.stream import SignalLog
 log = structlog.get_logger("staybook.personalization")
 
 EXTENSION = "personalization"
-# The search context calls these with each served search's raw query string (search.service).
-SEARCH_OBSERVERS = "search.observers"
 JSON_TYPES = ("application/json", "text/plain", "")
 
 

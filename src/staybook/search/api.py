@@ -12,7 +12,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import QueryParams
 
-from staybook.kernel.errors import InvalidInput, StaybookError
+from staybook.kernel.errors import InvalidInput, StaybookError, Unauthorized
 from staybook.kernel.runtime import Runtime, get_runtime
 from staybook.kernel.security import require_role
 from staybook.search import service
@@ -136,27 +136,44 @@ def _folded(text: str) -> str:
 async def search(request: Request) -> Response:
     """Served by `SearchFastPath` in the app; this route documents the operation and answers the
     searches that come before the first routed one."""
+    runtime = request.app.state.runtime
+    audience = audience_of(runtime, request.headers.get("authorization"))
     return Response(
-        await search_body(request.app.state.runtime, request.scope["query_string"]), media_type="application/json"
+        await search_body(runtime, request.scope["query_string"], audience), media_type="application/json"
     )
 
 
-async def search_body(runtime: Runtime, query_string: bytes) -> bytes:
+def audience_of(runtime: Runtime, authorization: str | None) -> str | None:
+    """Whose profile may order the results: the bearer token's user. Search is public, so a
+    missing, malformed or expired token just means an anonymous search."""
+    if not authorization or not authorization[:7].lower() == "bearer ":
+        return None
+    try:
+        return "u:" + runtime.tokens.verify(authorization[7:].strip()).user_id.hex
+    except Unauthorized:
+        return None
+
+
+async def search_body(runtime: Runtime, query_string: bytes, audience: str | None = None) -> bytes:
     """The answer to a search query string as the JSON bytes sent: from the response cache by raw
-    query string when it was asked within `cache_seconds` (no validation), else validated in one
-    pydantic call and answered by the service (no response model serialisation)."""
+    query string (and audience) when it was asked within `cache_seconds` (no validation), else
+    validated in one pydantic call and answered by the service (no response model serialisation).
+    Observers hear of every search answered."""
     if len(query_string) > MAX_QUERY_STRING:
         raise QueryStringTooLong(f"query strings are limited to {MAX_QUERY_STRING} bytes")
     state = service.state_of(runtime)
+    for observe in runtime.extensions.get(service.OBSERVERS, ()):
+        observe(query_string)
     ttl = runtime.settings.search.cache_seconds
+    cache_key = query_string if audience is None else query_string + b"#" + audience.encode()
     if ttl > 0:
-        cached = state.raw_responses.get(query_string)
+        cached = state.raw_responses.get(cache_key)
         if cached is not None:
             return cached
     params = _validate(QueryParams(query_string))
-    body = await service.search_json(runtime, search_query(runtime, params), params.cursor)
+    body = await service.search_json(runtime, search_query(runtime, params, audience), params.cursor)
     if ttl > 0:
-        state.raw_responses.put(query_string, body, ttl)
+        state.raw_responses.put(cache_key, body, ttl)
     return body
 
 
@@ -183,7 +200,8 @@ class SearchFastPath:
         scope["route"] = self.route
         app = scope["app"]
         try:
-            body = await search_body(app.state.runtime, scope["query_string"])
+            runtime = app.state.runtime
+            body = await search_body(runtime, scope["query_string"], audience_of(runtime, _authorization(scope)))
         except Exception as error:
             handler = _exception_handler(app, error)
             if handler is None:
@@ -216,7 +234,14 @@ def _exception_handler(app, error: Exception):
 MIDDLEWARE = (SearchFastPath,)
 
 
-def search_query(runtime: Runtime, p: SearchParams) -> SearchQuery:
+def _authorization(scope) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            return value.decode("latin-1")
+    return None
+
+
+def search_query(runtime: Runtime, p: SearchParams, audience: str | None = None) -> SearchQuery:
     """Checks what one parameter alone cannot say (places that go together, dates against the
     bookable window, vocabularies) and builds the `SearchQuery` both backends answer."""
     circle = None
@@ -261,6 +286,7 @@ def search_query(runtime: Runtime, p: SearchParams) -> SearchQuery:
         min_rating=None if p.min_rating is None else round(p.min_rating * 10),
         sort=p.sort,
         limit=p.limit,
+        audience=audience if p.sort == "relevance" else None,
     )
 
 

@@ -2,13 +2,14 @@
 
 `SearchIndex` is the protocol both backends implement (`memory.MemoryIndex`,
 `typesense.TypesenseIndex`); `Ranker` is where personalisation plugs into
-`sort=relevance`.
+`sort=relevance` (an `AudienceRanker` orders a signed-in user's results by their
+profile), and `SearchObserver`s hear of every search served.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date
 from typing import Protocol
@@ -63,6 +64,9 @@ class Matches:
     totals: np.ndarray  # int64 stay total in the requested currency, minor units
     ratings: np.ndarray  # int16 tenths, -1 when unrated
     distances_m: np.ndarray | None  # int64 metres from the circle's centre, for circle queries
+    # The matches' property ids as the two uint64 halves of the UUID (for rankers that know items).
+    id_high: np.ndarray | None = None
+    id_low: np.ndarray | None = None
 
 
 class Ranker(Protocol):
@@ -72,6 +76,17 @@ class Ranker(Protocol):
     """
 
     def keys(self, query: SearchQuery, matches: Matches) -> np.ndarray: ...
+
+
+class AudienceRanker(Ranker, Protocol):
+    """A ranker that can order results for one audience (a signed-in user: `u:<user id hex>`)."""
+
+    async def for_audience(self, audience: str) -> Ranker: ...
+
+
+# Called with the raw query string of every search served, cached or not. It must only take
+# note (an append): it runs on the search hot path.
+SearchObserver = Callable[[bytes], None]
 
 
 class RatingRanker:

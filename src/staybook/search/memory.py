@@ -971,7 +971,7 @@ class MemoryIndex:
             keep &= in_currency <= query.price_max
         slots, room_types, totals, in_currency = slots[keep], room_types[keep], totals[keep], in_currency[keep]
         distances = None if distances is None else distances[keep]
-        matches = Matches(in_currency, self._rating[slots], distances)
+        matches = Matches(in_currency, self._rating[slots], distances, self._id_high[slots], self._id_low[slots])
         keys = self._sort_keys(query, ranker, matches)
         high, low = self._id_high[slots], self._id_low[slots]
         if query.after is not None:

@@ -107,6 +107,9 @@ class SearchQuery:
     min_rating: int | None = None  # tenths of a star
     sort: str = "relevance"
     limit: int = 20
+    # Whose profile orders `sort=relevance` (`u:<user id hex>`); part of the fingerprint, so a
+    # personal order is cached per user and a cursor stays with its user.
+    audience: str | None = None
     after: PageMark | None = field(default=None, compare=False)
 
     @property
@@ -123,6 +126,8 @@ class SearchQuery:
             box = self.bbox
             plain["bbox"] = {"south": box.south, "west": box.west, "north": box.north, "east": box.east}
         plain["amenities"] = list(self.amenities)
+        if self.audience is None:
+            del plain["audience"]  # anonymous searches keep the fingerprints (and cursors) they had
         return hashlib.sha256(orjson.dumps(plain, default=str, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
 
 

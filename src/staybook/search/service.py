@@ -46,6 +46,8 @@ log = structlog.get_logger("staybook.search")
 
 INDEX = "search.index"
 RANKER = "search.ranker"
+# A list of `SearchObserver`s (personalisation's served-search signals).
+OBSERVERS = "search.observers"
 _STATE = "search.state"
 SUBJECTS = (
     "staybook.catalog.property.>",
@@ -423,7 +425,10 @@ def _with_mark(query: SearchQuery, mark: PageMark) -> SearchQuery:
 
 async def _answer(runtime: Runtime, query: SearchQuery, fingerprint: str) -> dict[str, Any]:
     index: SearchIndex = runtime.extensions[INDEX]
-    page = await index.search(query, runtime.extensions[RANKER])
+    ranker = runtime.extensions[RANKER]
+    if query.audience is not None and query.sort == "relevance" and hasattr(ranker, "for_audience"):
+        ranker = await ranker.for_audience(query.audience)
+    page = await index.search(query, ranker)
     return page_document(state_of(runtime).codec, query, page, fingerprint)
 
 
