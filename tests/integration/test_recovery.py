@@ -210,3 +210,25 @@ async def test_drill_kills_the_primary_under_load_and_the_promoted_standby_keeps
     assert result.confirmed_before_kill > 0
     assert result.confirmed_after_recovery > 0
     assert result.rto_seconds is not None
+
+
+def test_republish_sends_again_what_a_lost_stream_carried(pg_settings, monkeypatch):
+    """After a stream loss, `staybook dr republish --since` puts published events back in the relay's queue."""
+    import psycopg
+
+    url = pg_settings.sync_database_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(url, autocommit=True) as conn:
+        for minutes_ago in (30, 10, 1):
+            conn.execute(
+                "INSERT INTO outbox (id, subject, event_type, payload, headers, created_at, published_at, attempts) "
+                "VALUES (gen_random_uuid(), 'staybook.booking.booking.confirmed', 'booking.confirmed', '{}', '{}', "
+                "now() - make_interval(mins => %s), now() - make_interval(mins => %s), 0)",
+                (minutes_ago, minutes_ago),
+            )
+        since = conn.execute("SELECT (now() - interval '15 minutes')::text").fetchone()[0]
+    monkeypatch.setenv("STAYBOOK_DATABASE_URL", pg_settings.database_url)
+    answer = CliRunner().invoke(cli_app, ["dr", "republish", "--since", since.replace(" ", "T")])
+    assert answer.exit_code == 0, answer.output
+    assert "2 events will be published again" in answer.output
+    with psycopg.connect(url, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM outbox WHERE published_at IS NULL").fetchone()[0] == 2

@@ -270,11 +270,23 @@ async def run_idempotent(
     if key is None:
         status, payload = await work(None)
         return _json(status, payload)
-    claim = IdempotencyStore(db, ttl_seconds).claim(scope, key, fingerprint(request.method, request.url.path, body))
+    path = request.url.path
+    claim = IdempotencyStore(db, ttl_seconds).claim(scope, key, fingerprint(request.method, path, body))
+    status, payload, replayed = await answer_once(claim, work, instance=path)
+    return _json(status, payload, {REPLAY_HEADER: "true"} if replayed else None)
+
+
+async def answer_once(
+    claim: Claim, work: Callable[[Claim | None], Awaitable[tuple[int, Any]]], *, instance: str
+) -> tuple[int, Any, bool]:
+    """`work(claim)` under a taken claim: (status, body, replayed). A replay gives the first answer
+    (a refusal's problem body, status >= 400, included); an expected failure is stored as the key's
+    answer and raised, and a passing or 5xx one releases the key so that a retry runs afresh. Also
+    what the web pages call with the key their forms carry."""
     try:
         status, payload = await work(claim)
     except Replayed as replay:
-        return _json(replay.status, replay.body, {REPLAY_HEADER: "true"})
+        return replay.status, replay.body, True
     except StaybookError as error:
         if claim.refused:  # the key is another request's: nothing of ours to store or release
             raise
@@ -283,13 +295,13 @@ async def run_idempotent(
             # retry with the key (and get the real outcome once there is one).
             await claim.release()
         else:
-            await claim.record_failure(error, instance=request.url.path)
+            await claim.record_failure(error, instance=instance)
         raise
     except BaseException:
         if not claim.refused:
             await claim.release()
         raise
-    return _json(status, payload)
+    return status, payload, False
 
 
 def _json(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:

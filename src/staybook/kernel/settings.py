@@ -68,6 +68,8 @@ class GatewaySettings(BaseModel):
         default_factory=lambda: {
             r"^/api/v1/properties/[^/]+/photos$": 15 * 1024 * 1024,
             r"^/api/v1/room-types/[^/]+/calendar/import$": 1024 * 1024,
+            r"^/host/properties/[^/]+/photos$": 15 * 1024 * 1024,
+            r"^/host/room-types/[^/]+/calendar/import$": 1024 * 1024,
             # 500 signals of at most 8 KB each (docs/personalization.md).
             r"^/api/v1/signals$": 4 * 1024 * 1024,
         }
@@ -164,6 +166,18 @@ class SearchSettings(BaseModel):
     default_currency: str = "EUR"
     # Collection alias in Typesense (prefixed with bus_namespace so deployments can share a server).
     typesense_collection: str = Field("properties", pattern=r"^[a-z][a-z0-9_]{0,40}$")
+
+
+class WebSettings(BaseModel):
+    # Map tiles as a Leaflet URL template ("https://tile.example.org/{z}/{x}/{y}.png"); unset: the maps
+    # show their markers on a plain background, with no request leaving the site (the offline demo).
+    tile_url: str | None = Field(None, max_length=300, pattern=r"^https?://[^\s'\"]+$")
+    tile_attribution: str = Field("", max_length=300)
+    # Session cookies are Secure unless this is false; only the plain-http localhost demo turns it off.
+    secure_cookies: bool | None = Field(None, description="Default: on, except in the demo environment")
+    # Sandbox payment tokens are shown on the checkout page (the demo and tests only).
+    show_test_tokens: bool | None = Field(None, description="Default: on in the demo environment")
+    results_per_page: int = Field(12, ge=1, le=50)
 
 
 class NotificationSettings(BaseModel):
@@ -319,6 +333,7 @@ class Settings(BaseSettings):
     payments: PaymentsSettings = Field(default_factory=PaymentsSettings)
     search: SearchSettings = Field(default_factory=SearchSettings)
     notifications: NotificationSettings = Field(default_factory=NotificationSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
     backup: BackupSettings = Field(default_factory=BackupSettings)
     personalization: PersonalizationSettings = Field(default_factory=PersonalizationSettings)
 

@@ -32,6 +32,21 @@ def _echo(line: str) -> None:
     typer.echo(line.rstrip())
 
 
+def _moment(value: str | None, option: str) -> datetime | None:
+    """An ISO 8601 moment with its UTC offset, or a clear error naming the option."""
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        typer.secho(f"{option} must be ISO 8601 with a UTC offset, e.g. 2027-01-01T12:00:00+00:00",
+                    fg=typer.colors.RED, err=True)  # fmt: skip
+        raise typer.Exit(2)
+    return moment
+
+
 def _fail(error: Exception) -> None:
     typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
     raise typer.Exit(1) from error
@@ -101,8 +116,53 @@ def backup_info():
         _fail(error)
 
 
+@backup_app.command("photos")
+def backup_photos():
+    """Snapshot the local photo directory, encrypted (S3 deployments rely on bucket versioning instead)."""
+    from staybook.recovery import photos
+
+    settings = Settings()
+    try:
+        passphrase = _passphrase(settings)
+        summary = photos.snapshot(settings.catalog.media_dir, _photo_snapshots(settings), passphrase)
+        removed = photos.expire(_photo_snapshots(settings), settings.backup.retention_full_days)
+        typer.echo(json.dumps({**summary, "expired": removed}))
+    except RecoveryError as error:
+        _fail(error)
+
+
+@backup_app.command("photos-restore")
+def backup_photos_restore(
+    label: str = typer.Option(None, help="Snapshot to restore (default: the newest)."),
+    into: Path = typer.Option(..., help="Empty directory to write the photos into."),
+):
+    """Restore a photo snapshot into an empty directory; point STAYBOOK_CATALOG__MEDIA_DIR at it."""
+    from staybook.recovery import photos
+
+    settings = Settings()
+    try:
+        snapshots = _photo_snapshots(settings)
+        chosen = label or (photos.labels(snapshots) or [None])[-1]
+        if chosen is None:
+            raise RecoveryError(f"no photo snapshots in {snapshots}")
+        count = photos.restore(snapshots, chosen, into, _passphrase(settings))
+        typer.secho(f"restored {count} files of snapshot {chosen} into {into}", fg=typer.colors.GREEN)
+    except RecoveryError as error:
+        _fail(error)
+
+
+def _photo_snapshots(settings: Settings) -> Path:
+    return settings.backup.work_dir.resolve() / "photos"
+
+
+def _passphrase(settings: Settings) -> str:
+    if settings.backup.cipher_pass is None:
+        raise RecoveryError("backups are encrypted: set STAYBOOK_BACKUP__CIPHER_PASS")
+    return settings.backup.cipher_pass.get_secret_value()
+
+
 def restore(
-    target_time: datetime = typer.Option(None, help="Recover to this moment (ISO 8601 with offset)."),
+    target_time: str = typer.Option(None, help="Recover to this moment (ISO 8601 with offset)."),
     target_latest: bool = typer.Option(False, help="Recover to the end of the archived WAL."),
     data_dir: Path = typer.Option(None, help="Restore into this directory (default: backup.pg_data_dir)."),
     port: int = typer.Option(None, help="Port of the restored cluster (default: as backed up)."),
@@ -112,9 +172,7 @@ def restore(
     if (target_time is None) == (not target_latest):
         typer.secho("give exactly one of --target-time and --target-latest", fg=typer.colors.RED, err=True)
         raise typer.Exit(2)
-    if target_time is not None and target_time.tzinfo is None:
-        typer.secho("--target-time needs a UTC offset, e.g. 2027-01-01T12:00:00+00:00", fg=typer.colors.RED, err=True)
-        raise typer.Exit(2)
+    moment = _moment(target_time, "--target-time")
     try:
         repository = _repository()
         settings = repository.settings
@@ -133,7 +191,7 @@ def restore(
             typer.echo(f"stopping the PostgreSQL running in {target}")
             cluster.stop()
         repository.write_config()
-        repository.restore(target, target_time=target_time, port=port, progress=_echo)
+        repository.restore(target, target_time=moment, port=port, progress=_echo)
         typer.secho(f"restored into {target}; start PostgreSQL there to replay WAL and promote", fg=typer.colors.GREEN)
     except RecoveryError as error:
         _fail(error)
@@ -170,6 +228,41 @@ def dr_promote(
         typer.secho(f"promoted: 127.0.0.1:{port} is the primary", fg=typer.colors.GREEN)
     except RecoveryError as error:
         _fail(error)
+
+
+@dr_app.command("republish")
+def dr_republish(
+    since: str = typer.Option(..., help="Events published at or after this moment go out again (ISO 8601)."),
+):
+    """Publish again the outbox's events since a moment, after the bus lost a stream.
+
+    Consumers' inboxes drop what they had handled already, so this is safe to overdo:
+    pick a moment before the stream loss. Events older than the outbox retention are gone.
+    """
+    import asyncio as _asyncio
+
+    from staybook.kernel.db import Database
+
+    settings = Settings()
+    moment = _moment(since, "--since")
+
+    async def run() -> int:
+        from sqlalchemy import update
+
+        from staybook.kernel.models import OutboxMessage
+
+        database = Database(settings)
+        try:
+            async with database.sessions() as session, session.begin():
+                result = await session.execute(
+                    update(OutboxMessage).where(OutboxMessage.published_at >= moment).values(published_at=None)
+                )
+                return result.rowcount or 0
+        finally:
+            await database.dispose()
+
+    count = _asyncio.run(run())
+    typer.secho(f"{count} events will be published again by the relay", fg=typer.colors.GREEN)
 
 
 @dr_app.command("drill")

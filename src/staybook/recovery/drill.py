@@ -149,7 +149,7 @@ class ApiProcess:
             env=self.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
 
-    async def wait_ready(self, timeout: float = 120) -> None:
+    async def wait_ready(self, timeout: float = 900) -> None:
         deadline = time.monotonic() + timeout
         async with httpx.AsyncClient(timeout=2) as client:
             while time.monotonic() < deadline:
@@ -342,6 +342,7 @@ async def run_drill(options: DrillOptions, progress: Callable[[str], None] = pri
                 await asyncio.to_thread(new_primary.start)
                 await asyncio.to_thread(new_primary.wait_until_primary)
                 how = "restored the latest archived WAL"
+            timings["recovery_step_s"] = time.monotonic() - recovery_started
             await asyncio.to_thread(api.stop)
             api = ApiProcess(api_port, new_primary.url(DATABASE), base, options.hold_ttl_s, bus)
             api.start()

@@ -16,8 +16,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psycopg
-
 DEFAULT_OWNER = "postgres"
 
 
@@ -172,7 +170,12 @@ class LocalCluster:
 
     # ---------------------------------------------------------------- SQL
 
-    def connect(self, database: str = "postgres", **kwargs) -> psycopg.Connection:
+    def connect(self, database: str = "postgres", **kwargs):
+        """A psycopg connection (autocommit): operator tools speak to the server synchronously."""
+        try:
+            import psycopg
+        except ModuleNotFoundError as error:
+            raise RecoveryError("the recovery commands need psycopg: pip install 'staybook[recovery]'") from error
         return psycopg.connect(self.url(database), autocommit=True, connect_timeout=5, **kwargs)
 
     def query(self, sql: str, params=None, database: str = "postgres") -> list[tuple]:

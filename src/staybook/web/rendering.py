@@ -1,0 +1,202 @@
+"""Turning a page's data into HTML: Jinja2 environments per locale, the route class every page
+goes through (session, CSRF, errors as pages), compression and the pages' own headers."""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Callable, Coroutine
+from functools import cache
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import structlog
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from staybook.kernel.errors import StaybookError, Unauthorized
+from staybook.kernel.runtime import Runtime
+from staybook.web import i18n
+from staybook.web.session import WebSession, load_session, secure_cookies
+
+log = structlog.get_logger("staybook.web")
+
+# Pages smaller than a TCP segment gain nothing from compression.
+COMPRESS_FROM_BYTES = 1400
+STATIC_VERSION = "1"
+
+
+@cache
+def environment(locale: str) -> Environment:
+    env = Environment(
+        loader=PackageLoader("staybook.web", "templates"),
+        autoescape=select_autoescape(["html"]),
+        undefined=StrictUndefined,
+        extensions=["jinja2.ext.i18n"],
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.install_gettext_translations(i18n.translations(locale), newstyle=True)
+    env.globals.update(
+        money=lambda value: i18n.money(*_money_parts(value), locale),
+        money_of=lambda amount, currency: i18n.money(amount, currency, locale),
+        money_plain=lambda value: i18n.plain_amount(*_money_parts(value)),
+        day=lambda value, style="medium": i18n.day(value, locale, style),
+        moment=lambda value: i18n.moment(value, locale),
+        variant=_variant,
+        locale=locale,
+        languages=i18n.LANGUAGE_NAMES,
+        static_version=STATIC_VERSION,
+    )
+    env.filters["label"] = lambda value: str(value).replace("_", " ")
+    # Messages that come as values (notices, error details) are translated without %-formatting,
+    # which `_()` applies and which a detail containing '%' would break.
+    env.filters["tr"] = i18n.translations(locale).gettext
+    return env
+
+
+def _variant(photo: Any, name: str) -> Any:
+    """The photo's variant called `name` (thumb, thumb_webp, large_webp), or None while it is made."""
+    return next((v for v in photo.variants if v.name == name), None)
+
+
+def _money_parts(value: Any) -> tuple[int, str]:
+    """(amount, currency) of a money document or model (services give either)."""
+    if isinstance(value, dict):
+        return value["amount"], value["currency"]
+    return value.amount, value.currency
+
+
+def page_state(request: Request) -> tuple[Runtime, WebSession, str]:
+    state = request.state
+    return state.runtime, state.web, state.locale
+
+
+def render(request: Request, template: str, status: int = 200, headers: dict | None = None, **context: Any) -> Response:
+    runtime, session, locale = page_state(request)
+    settings = runtime.settings.web
+    html = environment(locale).get_template(template).render(
+        request=request,
+        session=session,
+        role=session.principal.role if session.principal else None,
+        csrf=session.csrf,
+        path=request.url.path,
+        full_path=_full_path(request),
+        web=settings,
+        environment_name=runtime.settings.environment,
+        **context,
+    )
+    response = html_response(request, html.encode(), status)
+    if headers:
+        response.headers.update(headers)
+    if settings.tile_url:
+        response.headers["content-security-policy"] = _csp_with_tiles(
+            runtime.settings.gateway.content_security_policy, settings.tile_url
+        )
+    return response
+
+
+def html_response(request: Request, body: bytes, status: int = 200) -> Response:
+    headers = {"vary": "Accept-Encoding", "cache-control": "private, no-cache"}
+    if len(body) >= COMPRESS_FROM_BYTES and "gzip" in request.headers.get("accept-encoding", ""):
+        body = gzip.compress(body, compresslevel=5)
+        headers["content-encoding"] = "gzip"
+    return Response(body, status_code=status, media_type="text/html; charset=utf-8", headers=headers)
+
+
+def _csp_with_tiles(policy: str, tile_url: str) -> str:
+    parts = urlsplit(tile_url.replace("{s}", "a"))
+    origin = f"{parts.scheme}://{parts.netloc}"
+    if "{s}" in tile_url:
+        origin = f"{parts.scheme}://*.{parts.netloc.split('.', 1)[-1]}"
+    return policy.replace("img-src 'self' data:", f"img-src 'self' data: {origin}")
+
+
+def _full_path(request: Request) -> str:
+    query = request.url.query
+    return request.url.path + (f"?{query}" if query else "")
+
+
+def redirect(to: str, status: int = 303) -> Response:
+    return RedirectResponse(to, status_code=status)
+
+
+def login_redirect(request: Request) -> Response:
+    target = _full_path(request) if request.method == "GET" else request.headers.get("referer", "/")
+    parts = urlsplit(target)
+    local = parts.path + (f"?{parts.query}" if parts.query else "")
+    return redirect(f"/login?next={quote(local)}")
+
+
+def is_htmx(request: Request) -> bool:
+    return request.headers.get("hx-request") == "true"
+
+
+def error_page(request: Request, error: StaybookError) -> Response:
+    """An API error as a page (or, for htmx, a message fragment put where messages go)."""
+    errors = error.extensions.get("errors") or []
+    context = {"title": error.title, "detail": error.detail, "errors": errors}
+    if is_htmx(request):
+        return render(
+            request,
+            "_messages.html",
+            headers={"HX-Retarget": "#messages", "HX-Reswap": "innerHTML"},
+            message=error.detail,
+            level="error",
+            errors=errors,
+        )
+    return render(request, "error.html", status=error.status, **context)
+
+
+class WebRoute(APIRoute):
+    """Every page: the session (and CSRF) before the handler, API errors as clear pages after it,
+    the session's cookie changes on the response. An unexpected error is logged with its stack
+    and shown as a page with the request id, never as a trace or problem+json."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def page(request: Request) -> Response:
+            runtime: Runtime = request.app.state.runtime
+            request.state.runtime = runtime
+            request.state.locale = i18n.pick_locale(
+                request.cookies.get(i18n.LANG_COOKIE), request.headers.get("accept-language")
+            )
+            request.state.web = WebSession(principal=None, csrf_seed="", csrf="")
+            try:
+                request.state.web = await load_session(request, runtime)
+                response = await handler(request)
+            except Unauthorized:
+                request.state.web.sign_out()
+                response = login_redirect(request)
+            except StaybookError as error:
+                response = error_page(request, error)
+            except RequestValidationError as error:
+                response = error_page(request, _validation_error(error))
+            except Exception:
+                log.exception("web page failed", error_type="unhandled")
+                response = render(
+                    request,
+                    "error.html",
+                    status=500,
+                    title="Something went wrong",
+                    detail="Something went wrong on our side. Please try again in a moment.",
+                    errors=[],
+                    reference=request.scope.get("state", {}).get("request_id"),
+                )
+            request.state.web.apply(response, secure_cookies(runtime))
+            return response
+
+        return page
+
+
+def _validation_error(error: RequestValidationError) -> StaybookError:
+    from staybook.kernel.errors import InvalidInput
+
+    errors = [
+        {"field": ".".join(str(part) for part in e.get("loc", ())), "message": e.get("msg", "invalid")}
+        for e in error.errors()
+    ]
+    return InvalidInput("Some fields are not valid.", errors=errors)
