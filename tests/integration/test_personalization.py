@@ -27,7 +27,7 @@ CHECK_OUT = CHECK_IN + timedelta(days=2)
 def settings(live_settings, tmp_path):
     personalization = live_settings.personalization.model_copy(
         update={
-            "archive_dir": tmp_path / "signals",
+            "archive_dir": str(tmp_path / "signals"),
             "model_dir": tmp_path / "models",
             "retrain_interval_seconds": 0,
             "search_signals_flush_seconds": 0.2,

@@ -240,8 +240,9 @@ class BackupSettings(BaseModel):
 
 
 class PersonalizationSettings(BaseModel):
-    # Parquet archive of signals (day partitions) and trained model versions.
-    archive_dir: Path = Path("./staybook-signals")
+    # Parquet archive of signals (day partitions): a directory or an s3:// URI (docs/personalization.md).
+    archive_dir: str = "./staybook-signals"
+    # Trained model versions.
     model_dir: Path = Path("./staybook-models")
     max_batch_signals: int = Field(500, ge=1, le=5000)
     max_signal_bytes: int = Field(8 * 1024, ge=256, le=64 * 1024)

@@ -61,7 +61,7 @@ def build(runtime: Runtime) -> Personalization:
         facts=PropertyFacts(),
         store=store,
         signal_log=signal_log,
-        archive=SignalArchive(str(own.archive_dir)),
+        archive=SignalArchive(own.archive_dir),
         decay=Decay.of(own),
     )
 

@@ -213,7 +213,7 @@ async def train(runtime: Runtime, deps: Personalization | None = None) -> dict:
     """Fits a model on the archive and the current facts, saves it as the new version; returns its manifest."""
     settings = runtime.settings.personalization
     facts = deps.facts if deps is not None else await load_facts(runtime)
-    signal_archive = deps.archive if deps is not None else SignalArchive(str(settings.archive_dir))
+    signal_archive = deps.archive if deps is not None else SignalArchive(settings.archive_dir)
     table = await asyncio.to_thread(signal_archive.read)
     trained = await asyncio.to_thread(models.train, table, facts.all())
     await asyncio.to_thread(models.save, settings.model_dir, trained)
