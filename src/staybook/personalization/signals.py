@@ -209,12 +209,13 @@ def check_signals(
     for index, signal in enumerate(decoded):
         if signal is None:
             continue
-        problem = _semantic_problem(signal, earliest, latest, property_exists)
+        at_ms = _at_ms(signal)
+        problem = _semantic_problem(signal, at_ms, earliest, latest, property_exists)
         if problem is not None:
             status, field, message = problem
             rejected.append(_rejected(index, status, field, message))
             continue
-        records.append(record_of(signal))
+        records.append(record_of(signal, at_ms))
     rejected.sort(key=lambda r: r.index)
     return CheckedBatch(envelope, records, rejected)
 
@@ -232,11 +233,14 @@ def _decode_one(index: int, raw: msgspec.Raw, rejected: list[RejectedSignal]) ->
     return None
 
 
-def _semantic_problem(signal: ClientSignal, earliest: int, latest: int, property_exists) -> tuple | None:
-    at = signal.at
-    if at.tzinfo is None:
+def _at_ms(signal: ClientSignal) -> int | None:
+    """The signal's time in epoch milliseconds; None without a UTC offset."""
+    return None if signal.at.tzinfo is None else epoch_ms(signal.at)
+
+
+def _semantic_problem(signal: ClientSignal, at_ms: int | None, earliest: int, latest: int, property_exists):
+    if at_ms is None:
         return 422, "at", "Timestamps need a UTC offset (e.g. 2026-12-02T08:00:00Z)"
-    at_ms = epoch_ms(at)
     if at_ms > latest:
         return 422, "at", "The timestamp is in the future"
     if at_ms < earliest:
@@ -250,8 +254,7 @@ def _semantic_problem(signal: ClientSignal, earliest: int, latest: int, property
     return None
 
 
-def record_of(signal: ClientSignal) -> SignalRecord:
-    at_ms = epoch_ms(signal.at)
+def record_of(signal: ClientSignal, at_ms: int) -> SignalRecord:
     if isinstance(signal, SearchSignal):
         return SignalRecord(
             "search",
