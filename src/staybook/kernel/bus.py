@@ -168,6 +168,20 @@ def stream_name(context: str, namespace: str = SUBJECT_PREFIX) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", f"{namespace}_{context}".upper())
 
 
+async def ensure_stream(js, name: str, subjects: str, *, max_age_seconds: float, duplicate_window_seconds: float):
+    """Creates the JetStream stream, or brings an existing one to this configuration."""
+    from nats.js.api import StreamConfig
+    from nats.js.errors import BadRequestError
+
+    config = StreamConfig(
+        name=name, subjects=[subjects], max_age=max_age_seconds, duplicate_window=duplicate_window_seconds
+    )
+    try:
+        await js.add_stream(config)
+    except BadRequestError:
+        await js.update_stream(config)
+
+
 def durable_name(consumer: str, subject: str) -> str:
     readable = subject.removeprefix(SUBJECT_PREFIX + ".").replace("*", "any").replace(">", "all")
     return re.sub(r"[^A-Za-z0-9_-]", "_", f"{consumer}__{readable}")
@@ -286,19 +300,13 @@ class NatsJetStreamBus:
         return stream_name(context, self.namespace)
 
     async def _ensure_stream(self, context: str) -> None:
-        from nats.js.api import StreamConfig
-        from nats.js.errors import BadRequestError
-
-        config = StreamConfig(
-            name=self._stream(context),
-            subjects=[f"{self.namespace}.{context}.>"],
-            max_age=self.max_age_seconds,
-            duplicate_window=self.duplicate_window_seconds,
+        await ensure_stream(
+            self.js,
+            self._stream(context),
+            f"{self.namespace}.{context}.>",
+            max_age_seconds=self.max_age_seconds,
+            duplicate_window_seconds=self.duplicate_window_seconds,
         )
-        try:
-            await self.js.add_stream(config)
-        except BadRequestError:
-            await self.js.update_stream(config)
 
     async def _on_error(self, error: Exception) -> None:
         log.warning("nats error", error_type=type(error).__name__, message=str(error))

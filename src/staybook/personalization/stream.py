@@ -20,7 +20,7 @@ from typing import Protocol
 
 import structlog
 
-from staybook.kernel.bus import stream_name
+from staybook.kernel.bus import ensure_stream, stream_name
 from staybook.kernel.errors import ServiceUnavailable
 from staybook.personalization.signals import SignalBatch, decode_batch, encode_batch
 
@@ -128,19 +128,13 @@ class NatsSignalLog:
             log.warning("signal stream unavailable", error_type=type(error).__name__, context={"url": self.url})
 
     async def _ensure_stream(self) -> None:
-        from nats.js.api import StreamConfig
-        from nats.js.errors import BadRequestError
-
-        config = StreamConfig(
-            name=self.stream,
-            subjects=[f"{self.namespace}.signals.>"],
-            max_age=self.max_age_seconds,
-            duplicate_window=self.duplicate_window_seconds,
+        await ensure_stream(
+            self.js,
+            self.stream,
+            f"{self.namespace}.signals.>",
+            max_age_seconds=self.max_age_seconds,
+            duplicate_window_seconds=self.duplicate_window_seconds,
         )
-        try:
-            await self.js.add_stream(config)
-        except BadRequestError:
-            await self.js.update_stream(config)
 
     async def ping(self) -> None:
         if self.nc is None or not self.nc.is_connected:
