@@ -232,6 +232,14 @@ class LocalCluster:
             conn.execute(f"ALTER SYSTEM SET synchronous_standby_names = '{name or ''}'")
             conn.execute("ALTER SYSTEM SET synchronous_commit = 'on'")
             conn.execute("SELECT pg_reload_conf()")
+        if name:
+            # The reload is asynchronous: wait until the primary treats the standby as synchronous.
+            deadline = time.monotonic() + 30
+            query = "SELECT 1 FROM pg_stat_replication WHERE application_name = %s AND sync_state = 'sync'"
+            while not self.query(query, (name,)):
+                if time.monotonic() > deadline:
+                    raise RecoveryError(f"standby {name} did not become synchronous")
+                time.sleep(0.05)
 
     def replication_lag_seconds(self) -> float | None:
         """On a standby: seconds since the last replayed transaction's commit (0 when caught up)."""
