@@ -15,7 +15,7 @@ import contextlib
 from datetime import timedelta
 
 import structlog
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import delete, func, select, update
 
 from staybook.kernel import metrics
 from staybook.kernel.bus import Bus
@@ -37,8 +37,9 @@ _COLUMNS = (
 # Whether anything waits, in one round trip on the driver (the index on published_at answers it):
 # what an idle relay runs per poll instead of a locking pass in a session of its own.
 _ANY_PENDING = Sql("SELECT 1 AS pending FROM outbox WHERE published_at IS NULL LIMIT 1")
-# The timeline of the WAL being written: a restore or a promotion starts a new one (see Bus.publish_batch).
-_TIMELINE = text("SELECT substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)")
+# The timeline of the WAL being written, read by the locking SELECT itself (no round trip of its own):
+# a restore or a promotion starts a new one (see Bus.publish_batch).
+_TIMELINE = func.substr(func.pg_walfile_name(func.pg_current_wal_lsn()), 1, 8).label("timeline")
 FIRST_TIMELINE = "00000001"
 
 
@@ -58,8 +59,9 @@ class OutboxRelay:
     async def publish_pending(self) -> int:
         """One pass: returns how many events were published (0 when none were waiting)."""
         async with self.db.sessions() as session, session.begin():
+            timeline = (_TIMELINE,) if self.db.dialect == "postgresql" else ()
             query = (
-                select(*_COLUMNS)
+                select(*_COLUMNS, *timeline)
                 .where(OutboxMessage.published_at.is_(None))
                 .order_by(OutboxMessage.created_at, OutboxMessage.id)
                 .limit(self.batch_size)
@@ -72,7 +74,7 @@ class OutboxRelay:
                 EventEnvelope(r.id, r.subject, r.event_type, r.created_at, r.payload, r.headers or {}) for r in rows
             ]
             ids = [r.id for r in rows]
-            epoch = await self._epoch(session)
+            epoch = _epoch(rows[0].timeline if timeline else FIRST_TIMELINE)
             failure: Exception | None = None
             try:
                 await self.bus.publish_batch(envelopes, epoch=epoch)
@@ -96,13 +98,6 @@ class OutboxRelay:
         for envelope in envelopes:
             metrics.OUTBOX_LAG.observe(max(0.0, (now - envelope.occurred_at).total_seconds()))
         return len(rows)
-
-    async def _epoch(self, session) -> str:
-        """'' on the first timeline (message ids as they always were), else the timeline's id."""
-        if self.db.dialect != "postgresql":
-            return ""
-        timeline = await session.scalar(_TIMELINE)
-        return "" if timeline == FIRST_TIMELINE else f"tl{timeline}"
 
     async def has_pending(self) -> bool:
         """Whether unpublished rows may be waiting (always True on SQLite, where a pass is as cheap)."""
@@ -153,6 +148,11 @@ class OutboxRelay:
                     await asyncio.wait_for(self._wakeup.wait(), timeout=self.poll_seconds)
                 except TimeoutError:
                     probe = published == 0
+
+
+def _epoch(timeline: str) -> str:
+    """'' on the first timeline (message ids as they always were), else the timeline's id."""
+    return "" if timeline == FIRST_TIMELINE else f"tl{timeline}"
 
 
 async def purge_handled(db: Database, retention: timedelta) -> tuple[int, int]:
