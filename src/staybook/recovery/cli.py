@@ -7,6 +7,7 @@ They run on the database host, as root or as the cluster owner, with the
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 from datetime import datetime
@@ -25,7 +26,31 @@ dr_app = typer.Typer(no_args_is_help=True, help="Standbys, failover and the DR d
 
 
 def _repository() -> Repository:
-    return Repository(Settings().backup)
+    """The configured repository, its pgBackRest configuration written."""
+    repository = Repository(Settings().backup)
+    repository.write_config()
+    return repository
+
+
+def _primary(repository: Repository, data_dir: Path | None = None, port: int | None = None) -> LocalCluster:
+    """The cluster `backup.pg_*` describe, or the one in `data_dir` on `port`."""
+    settings = repository.settings
+    return LocalCluster((data_dir or repository.pg_data_dir).resolve(), port or settings.pg_port,
+                        owner=settings.pg_owner, socket_dir=Path(settings.pg_socket_dir))  # fmt: skip
+
+
+def _failing_cleanly(command):
+    """A RecoveryError ends the command with one red line and exit code 1, not a traceback."""
+
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except RecoveryError as error:
+            typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(1) from error
+
+    return run
 
 
 def _echo(line: str) -> None:
@@ -47,12 +72,8 @@ def _moment(value: str | None, option: str) -> datetime | None:
     return moment
 
 
-def _fail(error: Exception) -> None:
-    typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(1) from error
-
-
 @backup_app.callback()
+@_failing_cleanly
 def backup(
     context: typer.Context,
     kind: str = typer.Option("full", "--type", help=f"One of {', '.join(BACKUP_TYPES)}."),
@@ -60,78 +81,61 @@ def backup(
     """Take a backup (full, differential or incremental) of the primary, with progress."""
     if context.invoked_subcommand is not None:
         return
-    try:
-        repository = _repository()
-        repository.write_config()
-        repository.backup(kind, progress=_echo)
-    except RecoveryError as error:
-        _fail(error)
+    repository = _repository()
+    repository.backup(kind, progress=_echo)
 
 
 @backup_app.command("init")
+@_failing_cleanly
 def backup_init(apply: bool = typer.Option(False, help="Also set the archiving parameters with ALTER SYSTEM.")):
     """Write pgBackRest's configuration, create the stanza, and print (or apply) the server's archiving settings."""
-    try:
-        repository = _repository()
-        path = repository.write_config()
-        typer.echo(f"wrote {path} (mode 0600: it holds the backup passphrase)")
-        parameters = repository.server_parameters()
-        settings = repository.settings
-        if apply:
-            cluster = LocalCluster(repository.pg_data_dir, settings.pg_port, owner=settings.pg_owner,
-                                   socket_dir=Path(settings.pg_socket_dir))  # fmt: skip
-            with cluster.connect() as conn:
-                for name, value in parameters.items():
-                    conn.execute(f"ALTER SYSTEM SET {name} = '{value}'")
-            typer.echo("archiving parameters set; restart PostgreSQL once for archive_mode to apply")
-        else:
-            typer.echo("set these in postgresql.conf (archive_mode needs a restart):")
+    repository = _repository()
+    typer.echo(f"wrote {repository.config_file} (mode 0600: it holds the backup passphrase)")
+    parameters = repository.server_parameters()
+    if apply:
+        with _primary(repository).connect() as conn:
             for name, value in parameters.items():
-                typer.echo(f"  {name} = '{value}'")
-        repository.create_stanza(progress=_echo)
-    except RecoveryError as error:
-        _fail(error)
+                conn.execute(f"ALTER SYSTEM SET {name} = '{value}'")
+        typer.echo("archiving parameters set; restart PostgreSQL once for archive_mode to apply")
+    else:
+        typer.echo("set these in postgresql.conf (archive_mode needs a restart):")
+        for name, value in parameters.items():
+            typer.echo(f"  {name} = '{value}'")
+    repository.create_stanza(progress=_echo)
 
 
 @backup_app.command("verify")
+@_failing_cleanly
 def backup_verify():
     """Check every backup and archived WAL segment in the repository (checksums, continuity)."""
-    try:
-        repository = _repository()
-        repository.write_config()
-        repository.verify(progress=_echo)
-        typer.secho("repository verified", fg=typer.colors.GREEN)
-    except RecoveryError as error:
-        _fail(error)
+    repository = _repository()
+    repository.verify(progress=_echo)
+    typer.secho("repository verified", fg=typer.colors.GREEN)
 
 
 @backup_app.command("info")
+@_failing_cleanly
 def backup_info():
     """List the backups in the repository, oldest first, as JSON."""
-    try:
-        repository = _repository()
-        repository.write_config()
-        typer.echo(json.dumps(repository.backups(), indent=2))
-    except RecoveryError as error:
-        _fail(error)
+    repository = _repository()
+    typer.echo(json.dumps(repository.backups(), indent=2))
 
 
 @backup_app.command("photos")
+@_failing_cleanly
 def backup_photos():
     """Snapshot the local photo directory, encrypted (S3 deployments rely on bucket versioning instead)."""
     from staybook.recovery import photos
 
     settings = Settings()
-    try:
-        passphrase = _passphrase(settings)
-        summary = photos.snapshot(settings.catalog.media_dir, _photo_snapshots(settings), passphrase)
-        removed = photos.expire(_photo_snapshots(settings), settings.backup.retention_full_days)
-        typer.echo(json.dumps({**summary, "expired": removed}))
-    except RecoveryError as error:
-        _fail(error)
+    passphrase = _passphrase(settings)
+    summary = photos.snapshot(settings.catalog.media_dir, _photo_snapshots(settings), passphrase)
+    removed = photos.expire(_photo_snapshots(settings), settings.backup.retention_full_days)
+    typer.echo(json.dumps({**summary, "expired": removed}))
 
 
 @backup_app.command("photos-restore")
+@_failing_cleanly
 def backup_photos_restore(
     label: str = typer.Option(None, help="Snapshot to restore (default: the newest)."),
     into: Path = typer.Option(..., help="Empty directory to write the photos into."),
@@ -140,15 +144,12 @@ def backup_photos_restore(
     from staybook.recovery import photos
 
     settings = Settings()
-    try:
-        snapshots = _photo_snapshots(settings)
-        chosen = label or (photos.labels(snapshots) or [None])[-1]
-        if chosen is None:
-            raise RecoveryError(f"no photo snapshots in {snapshots}")
-        count = photos.restore(snapshots, chosen, into, _passphrase(settings))
-        typer.secho(f"restored {count} files of snapshot {chosen} into {into}", fg=typer.colors.GREEN)
-    except RecoveryError as error:
-        _fail(error)
+    snapshots = _photo_snapshots(settings)
+    chosen = label or (photos.labels(snapshots) or [None])[-1]
+    if chosen is None:
+        raise RecoveryError(f"no photo snapshots in {snapshots}")
+    count = photos.restore(snapshots, chosen, into, _passphrase(settings))
+    typer.secho(f"restored {count} files of snapshot {chosen} into {into}", fg=typer.colors.GREEN)
 
 
 def _photo_snapshots(settings: Settings) -> Path:
@@ -161,6 +162,7 @@ def _passphrase(settings: Settings) -> str:
     return settings.backup.cipher_pass.get_secret_value()
 
 
+@_failing_cleanly
 def restore(
     target_time: str = typer.Option(None, help="Recover to this moment (ISO 8601 with offset)."),
     target_latest: bool = typer.Option(False, help="Recover to the end of the archived WAL."),
@@ -173,31 +175,26 @@ def restore(
         typer.secho("give exactly one of --target-time and --target-latest", fg=typer.colors.RED, err=True)
         raise typer.Exit(2)
     moment = _moment(target_time, "--target-time")
-    try:
-        repository = _repository()
-        settings = repository.settings
-        target = (data_dir or repository.pg_data_dir).resolve()
-        cluster = LocalCluster(target, port or settings.pg_port, owner=settings.pg_owner,
-                               socket_dir=Path(settings.pg_socket_dir))  # fmt: skip
-        if cluster.running:
-            if not force:
-                typer.secho(
-                    f"refusing to restore over the PostgreSQL running in {target} (pid {cluster.pid}); "
-                    "stop it first or pass --force",
-                    fg=typer.colors.RED,
-                    err=True,
-                )
-                raise typer.Exit(1)
-            typer.echo(f"stopping the PostgreSQL running in {target}")
-            cluster.stop()
-        repository.write_config()
-        repository.restore(target, target_time=moment, port=port, progress=_echo)
-        typer.secho(f"restored into {target}; start PostgreSQL there to replay WAL and promote", fg=typer.colors.GREEN)
-    except RecoveryError as error:
-        _fail(error)
+    repository = _repository()
+    cluster = _primary(repository, data_dir, port)
+    target = cluster.data_dir
+    if cluster.running:
+        if not force:
+            typer.secho(
+                f"refusing to restore over the PostgreSQL running in {target} (pid {cluster.pid}); "
+                "stop it first or pass --force",
+                fg=typer.colors.RED,
+                err=True,
+            )
+            raise typer.Exit(1)
+        typer.echo(f"stopping the PostgreSQL running in {target}")
+        cluster.stop()
+    repository.restore(target, target_time=moment, port=port, progress=_echo)
+    typer.secho(f"restored into {target}; start PostgreSQL there to replay WAL and promote", fg=typer.colors.GREEN)
 
 
 @dr_app.command("standby")
+@_failing_cleanly
 def dr_standby(
     data_dir: Path = typer.Option(..., help="Directory of the new standby."),
     port: int = typer.Option(..., help="Port of the new standby."),
@@ -205,32 +202,26 @@ def dr_standby(
     synchronous: bool = typer.Option(False, help="Commits on the primary wait for this standby (RPO 0)."),
 ):
     """Make a streaming hot standby of the primary (backup.pg_data_dir / pg_port) and start it."""
-    try:
-        settings = Settings().backup
-        primary = LocalCluster(Path(settings.pg_data_dir or "."), settings.pg_port, owner=settings.pg_owner,
-                               socket_dir=Path(settings.pg_socket_dir))  # fmt: skip
-        standby = primary.make_standby(data_dir.resolve(), port, name=name, synchronous=synchronous)
-        mode = "synchronous" if synchronous else "asynchronous"
-        typer.secho(f"{mode} standby '{name}' streaming on 127.0.0.1:{standby.port}", fg=typer.colors.GREEN)
-    except RecoveryError as error:
-        _fail(error)
+    primary = _primary(Repository(Settings().backup))
+    standby = primary.make_standby(data_dir.resolve(), port, name=name, synchronous=synchronous)
+    mode = "synchronous" if synchronous else "asynchronous"
+    typer.secho(f"{mode} standby '{name}' streaming on 127.0.0.1:{standby.port}", fg=typer.colors.GREEN)
 
 
 @dr_app.command("promote")
+@_failing_cleanly
 def dr_promote(
     data_dir: Path = typer.Option(..., help="Directory of the standby to promote."),
     port: int = typer.Option(..., help="Its port."),
 ):
     """Promote a standby to primary (fail over); point STAYBOOK_DATABASE_URL at it afterwards."""
-    try:
-        standby = LocalCluster(data_dir.resolve(), port)
-        standby.promote()
-        typer.secho(f"promoted: 127.0.0.1:{port} is the primary", fg=typer.colors.GREEN)
-    except RecoveryError as error:
-        _fail(error)
+    standby = LocalCluster(data_dir.resolve(), port)
+    standby.promote()
+    typer.secho(f"promoted: 127.0.0.1:{port} is the primary", fg=typer.colors.GREEN)
 
 
 @dr_app.command("republish")
+@_failing_cleanly
 def dr_republish(
     since: str = typer.Option(..., help="Events published at or after this moment go out again (ISO 8601)."),
 ):
@@ -266,6 +257,7 @@ def dr_republish(
 
 
 @dr_app.command("drill")
+@_failing_cleanly
 def dr_drill(
     mode: str = typer.Option("async_standby", help="sync_standby, async_standby or wal_archive."),
     bookings: int = typer.Option(1000, min=1, help="Confirmed bookings loaded before the base backup."),
@@ -288,10 +280,7 @@ def dr_drill(
         archive_timeout_s=archive_timeout,
         nats_url=nats_url,
     )
-    try:
-        result = asyncio.run(run_drill(options, progress=typer.echo))
-    except RecoveryError as error:
-        _fail(error)
+    result = asyncio.run(run_drill(options, progress=typer.echo))
     document = result_dict(result)
     typer.echo(json.dumps(document, indent=2, default=str))
     if output is not None:
