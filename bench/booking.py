@@ -53,7 +53,7 @@ import psycopg
 
 from bench.harness import Server, ratio, staybook_command, stop_process, write_result
 from staybook import migrate
-from staybook.kernel.bus import stream_name
+from staybook.kernel.bus import delete_namespace_streams
 from staybook.kernel.security import TokenSigner
 from staybook.kernel.settings import Settings
 
@@ -467,18 +467,7 @@ def nats_reachable(url: str = NATS_URL) -> bool:
 
 async def delete_streams(namespace: str, url: str = NATS_URL) -> list[str]:
     """Removes the run's JetStream streams (all named after its namespace)."""
-    import nats
-
-    connection = await nats.connect(url)
-    try:
-        js = connection.jetstream()
-        prefix = stream_name("", namespace)
-        names = [info.config.name for info in await js.streams_info() if info.config.name.startswith(prefix)]
-        for name in names:
-            await js.delete_stream(name)
-        return names
-    finally:
-        await connection.close()
+    return await delete_namespace_streams(url, namespace)
 
 
 def sustained(figures: dict) -> bool:

@@ -18,23 +18,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import time
 from pathlib import Path
 
+from bench.booking import NATS_URL, nats_reachable
 from bench.harness import ratio, write_result
 from staybook.recovery.drill import MODES, DrillOptions, result_dict, run_drill
-
-NATS_URL = os.environ.get("STAYBOOK_BENCH_NATS_URL", "nats://127.0.0.1:4222")
-
-
-def nats_answers(port: int = 4222) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
-
 
 TARGETS = {
     "sync_standby": {"rpo_bookings": 0, "rto_seconds": 60},
@@ -51,7 +40,7 @@ def main() -> None:
     parser.add_argument("--archive-timeout", type=int, default=10)
     parser.add_argument("--base-dir", type=Path, default=Path("/tmp/staybook-dr-bench"))
     args = parser.parse_args()
-    nats_url = NATS_URL if nats_answers() else None
+    nats_url = NATS_URL if nats_reachable() else None
     runs: dict[str, dict] = {}
     summary: dict[str, dict] = {}
     for mode in args.modes.split(","):

@@ -79,6 +79,23 @@ class Connection:
         return status
 
 
+async def open_loop(rate: float, duration: float, launch) -> list[asyncio.Future]:
+    """Calls `launch(index, scheduled)` for request i at t0 + i/rate until `duration` is up, whatever the
+    earlier ones are doing; `scheduled` (perf_counter) is what latency counts from. Returns the futures."""
+    started = time.perf_counter()
+    futures = []
+    index = 0
+    while True:
+        scheduled = started + index / rate
+        if scheduled >= started + duration:
+            return futures
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        futures.append(asyncio.ensure_future(launch(index, scheduled)))
+        index += 1
+
+
 async def run(args, specs: list[dict]) -> dict:
     url = urlparse(args.url)
     host, port = url.hostname, url.port or 80
@@ -108,18 +125,7 @@ async def run(args, specs: list[dict]) -> dict:
     started = time.perf_counter()
     deadline = started + args.duration
     if args.rate > 0:
-        tasks = []
-        interval = 1.0 / args.rate
-        index = 0
-        while True:
-            scheduled = started + index * interval
-            if scheduled >= deadline:
-                break
-            delay = scheduled - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.ensure_future(one(index, scheduled)))
-            index += 1
+        tasks = await open_loop(args.rate, args.duration, one)
         await asyncio.wait_for(asyncio.gather(*tasks), timeout=args.duration + 60)
     else:
         counter = iter(range(10**12))

@@ -45,6 +45,8 @@ from bench.booking import (
     ADMIN_URL,
     NATS_URL,
     Connection,
+    _own_cpu,
+    _pid_cpu,
     _streams_deleted,
     _terminated,
     cpu_seconds,
@@ -52,10 +54,11 @@ from bench.booking import (
     nats_reachable,
 )
 from bench.harness import Server, ratio, staybook_command, write_result
+from bench.loadgen import open_loop
+from staybook.recovery.drill import OVERSOLD_NIGHTS_SQL
 
 DATABASE = os.environ.get("STAYBOOK_BENCH_PLATFORM_DATABASE", "staybook_bench_platform")
 REDIS_URL = os.environ.get("STAYBOOK_BENCH_REDIS_URL", "redis://127.0.0.1:6379")
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 # Relative weights of the mix (a booking flow is 1-2 requests). Reads dominate, as on a travel site.
 WEIGHTS = {
@@ -224,25 +227,18 @@ class Generator:
         lag_task = asyncio.create_task(self.measure_lag(stop))
         cpu_before = _own_cpu()
         started = time.perf_counter()
-        tasks = []
-        index = 0
-        while True:
-            scheduled = started + index / rate
-            if scheduled >= started + duration:
-                break
-            delay = scheduled - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            op = self.rng.choices(self.ops, self.op_weights)[0]
-            tasks.append(asyncio.ensure_future(self.operation(op, scheduled)))
-            index += 1
+
+        def launch(_index: int, scheduled: float):
+            return self.operation(self.rng.choices(self.ops, self.op_weights)[0], scheduled)
+
+        tasks = await open_loop(rate, duration, launch)
         await asyncio.wait(tasks, timeout=60)
         elapsed = time.perf_counter() - started
         stop.set()
         await lag_task
         return {
             "elapsed_s": elapsed,
-            "scheduled": index,
+            "scheduled": len(tasks),
             "latency_ms": self.latency,
             "statuses": self.statuses,
             "errors": self.errors,
@@ -251,11 +247,6 @@ class Generator:
             "cpu_s": _own_cpu() - cpu_before,
             "loop_lag_ms": self.lag,
         }
-
-
-def _own_cpu() -> float:
-    times = os.times()
-    return times.user + times.system
 
 
 def generator_main() -> None:
@@ -353,9 +344,9 @@ class CpuMeter:
         return {
             "api": cpu_seconds(self.api_pid),
             "worker": cpu_seconds(self.worker_pid),
-            "postgres": {pid: _pid_cpu(pid) for pid in pids},
-            "redis": _pid_cpu(self.redis_pid) if self.redis_pid else 0.0,
-            "nats": _pid_cpu(self.nats_pid) if self.nats_pid else 0.0,
+            "postgres": {pid: _pid_cpu(pid) or 0.0 for pid in pids},
+            "redis": (_pid_cpu(self.redis_pid) or 0.0) if self.redis_pid else 0.0,
+            "nats": (_pid_cpu(self.nats_pid) or 0.0) if self.nats_pid else 0.0,
         }
 
     @staticmethod
@@ -370,14 +361,6 @@ class CpuMeter:
             "load_generator_share_of_cpu_used": round(generator_cpu / total, 3) if total else 0.0,
             "load_generator_share_of_cores": round(generator_cpu / seconds / (os.cpu_count() or 1), 3),
         }
-
-
-def _pid_cpu(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 def _pid_of_command(name: str) -> int | None:
@@ -438,15 +421,7 @@ def prepare_database(properties: int, hot: int) -> dict:
 
 def oversold_nights(url: str) -> int:
     with psycopg.connect(url, autocommit=True) as conn:
-        return conn.execute(
-            """
-            WITH taken AS (
-                SELECT b.room_type_id, n.night::date AS night, sum(b.units) AS units
-                FROM bookings b, generate_series(b.check_in, b.check_out - 1, interval '1 day') AS n(night)
-                WHERE b.status IN ('held', 'confirmed') GROUP BY 1, 2)
-            SELECT count(*) FROM taken t JOIN room_nights r USING (room_type_id, night) WHERE t.units > r.total
-            """
-        ).fetchone()[0]
+        return conn.execute(OVERSOLD_NIGHTS_SQL).fetchone()[0]
 
 
 def lost_confirmations(url: str, confirmed: list[str], cancelled: list[str]) -> int:

@@ -162,22 +162,11 @@ def bus_namespace(nats_url) -> str:
     """Every test gets its own NATS subjects and streams; its streams are deleted afterwards."""
     import asyncio
 
+    from staybook.kernel.bus import delete_namespace_streams
+
     namespace = "t" + uuid.uuid4().hex[:12]
     yield namespace
-
-    async def delete_streams() -> None:
-        import nats
-
-        nc = await nats.connect(nats_url)
-        try:
-            js = nc.jetstream()
-            for info in await js.streams_info():
-                if info.config.name.startswith(namespace.upper() + "_"):
-                    await js.delete_stream(info.config.name)
-        finally:
-            await nc.close()
-
-    asyncio.run(delete_streams())
+    asyncio.run(delete_namespace_streams(nats_url, namespace))
 
 
 @pytest.fixture

@@ -168,6 +168,22 @@ def stream_name(context: str, namespace: str = SUBJECT_PREFIX) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", f"{namespace}_{context}".upper())
 
 
+async def delete_namespace_streams(nats_url: str, namespace: str) -> list[str]:
+    """Deletes every JetStream stream of one namespace (a test run, a benchmark, a drill); returns their names."""
+    import nats
+
+    connection = await nats.connect(nats_url, connect_timeout=3, max_reconnect_attempts=0)
+    try:
+        js = connection.jetstream()
+        prefix = stream_name("", namespace)
+        names = [info.config.name for info in await js.streams_info() if info.config.name.startswith(prefix)]
+        for name in names:
+            await js.delete_stream(name)
+        return names
+    finally:
+        await connection.close()
+
+
 async def ensure_stream(js, name: str, subjects: str, *, max_age_seconds: float, duplicate_window_seconds: float):
     """Creates the JetStream stream, or brings an existing one to this configuration."""
     from nats.js.api import StreamConfig
