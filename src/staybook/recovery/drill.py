@@ -135,6 +135,8 @@ class ApiProcess:
             STAYBOOK_ENVIRONMENT="development",
             STAYBOOK_HTTP_PORT=str(self.port),
             STAYBOOK_CATALOG__MEDIA_DIR=str(self.work_dir / "media"),
+            # The drill's own audit anchors: another deployment's anchors would not match its chain.
+            STAYBOOK_IDENTITY__AUDIT_ANCHOR_FILE=str(self.work_dir / "audit-anchors.jsonl"),
             STAYBOOK_BOOKING__HOLD_TTL_SECONDS=str(self.hold_ttl_s),
             # The drill is one client: the per-IP limit would throttle the load, not protect anything.
             STAYBOOK_GATEWAY__RATE_LIMIT_REQUESTS="100000000",
