@@ -311,8 +311,8 @@ async def run_drill(options: DrillOptions, progress: Callable[[str], None] = pri
         api = ApiProcess(api_port, primary.url(DATABASE), base, options.hold_ttl_s, bus)
         started = time.monotonic()
         api.cli("migrate")
-        # About 1,350 free unit-nights per seeded property lie past the load window (1M took 746K at 800).
-        properties = max(20, min(20_000, options.bookings // 550 + 20))
+        # A seeded property has about 590 free unit-nights past the load window (1,270 took 746K bookings).
+        properties = max(20, min(20_000, options.bookings // 500 + 20))
         accounts = _seed_summary(api.cli("seed", "--properties", str(properties)))["identity"]["accounts"]
         timings["migrate_and_seed_s"] = time.monotonic() - started
         passwords = {account["role"]: (account["email"], account["password"]) for account in accounts}
