@@ -354,7 +354,7 @@ async def run_drill(options: DrillOptions, progress: Callable[[str], None] = pri
                 new_primary = LocalCluster(base / "restored", second_port, socket_dir=sockets)
                 await asyncio.to_thread(repository.restore, new_primary.data_dir, port=second_port)
                 # The drill ends here; a real failover keeps archiving from the new timeline.
-                new_primary.configure(unix_socket_directories=str(sockets), archive_mode="off")
+                new_primary.configure(archive_mode="off")
                 await asyncio.to_thread(new_primary.start)
                 await asyncio.to_thread(new_primary.wait_until_primary)
                 how = "restored the latest archived WAL"

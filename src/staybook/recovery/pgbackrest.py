@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 
 from staybook.kernel.settings import BackupSettings
-from staybook.recovery.postgres import RecoveryError, as_owner, give_to_owner
+from staybook.recovery.postgres import RecoveryError, append_settings, as_owner, give_to_owner
 
 BACKUP_TYPES = ("full", "diff", "incr")
 
@@ -131,7 +131,10 @@ class Repository:
     def run(self, command: str, *options: str, progress: Callable[[str], None] | None = None) -> str:
         """Runs one pgBackRest command; each console line goes to `progress` as it comes."""
         process = subprocess.Popen(  # noqa: S603
-            self._command(command, *options), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            self._command(command, *options),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
             errors="replace",
         )
         output: list[str] = []
@@ -201,11 +204,8 @@ class Repository:
         if target_time is not None:
             options += ["--type=time", f"--target={target_time.isoformat(sep=' ')}", "--target-action=promote"]
         self.run("restore", *options, progress=progress)
-        extra = {"unix_socket_directories": str(data_dir.resolve())}
         if port is not None:
-            extra["port"] = str(port)
-        with (data_dir / "postgresql.conf").open("a") as conf:
-            conf.writelines(f"{name} = '{value}'\n" for name, value in extra.items())
+            append_settings(data_dir, port=port)
 
 
 def _lines(stream) -> Iterator[str]:

@@ -112,10 +112,7 @@ class LocalCluster:
             hba.write("host replication all 127.0.0.1/32 trust\n")
 
     def configure(self, **parameters: str | int) -> None:
-        """Appends settings to postgresql.conf (a later line wins); a restart or reload applies them."""
-        lines = [f"{name} = {_quote(value)}\n" for name, value in parameters.items()]
-        with (self.data_dir / "postgresql.conf").open("a") as conf:
-            conf.writelines(lines)
+        append_settings(self.data_dir, **parameters)
 
     def start(self, timeout: float = 120) -> None:
         self.log_file.touch()
@@ -249,6 +246,12 @@ class LocalCluster:
         )
         value = rows[0][0] if rows else None
         return None if value is None else float(value)
+
+
+def append_settings(data_dir: Path, **parameters: str | int) -> None:
+    """Appends settings to a cluster's postgresql.conf (a later line wins); a restart or reload applies them."""
+    with (data_dir / "postgresql.conf").open("a") as conf:
+        conf.writelines(f"{name} = {_quote(value)}\n" for name, value in parameters.items())
 
 
 def _quote(value: str | int) -> str:
