@@ -143,12 +143,12 @@ class Generator:
                 f"&radius_km=10&check_in={check_in}&check_out={check_out}&guests={rng.randint(1, 3)}",
             )
         elif op == "property":
-            status, _ = await self._call("GET", f"/api/v1/properties/{rng.choice(c['properties'])[0]}")
+            status, _ = await self._call("GET", f"/api/v1/properties/{rng.choice(c['properties'])}")
         elif op == "availability":
             check_in, check_out = self._stay()
             status, _ = await self._call(
                 "GET",
-                f"/api/v1/properties/{rng.choice(c['properties'])[0]}/availability"
+                f"/api/v1/properties/{rng.choice(c['properties'])}/availability"
                 f"?check_in={check_in}&check_out={check_out}&guests=2",
             )
         elif op == "login":
@@ -170,7 +170,7 @@ class Generator:
         elif op == "signals":
             now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             signals = [
-                {"kind": rng.choice(("view", "click")), "at": now, "property_id": rng.choice(c["properties"])[0]}
+                {"kind": rng.choice(("view", "click")), "at": now, "property_id": rng.choice(c["properties"])}
                 for _ in range(20)
             ]
             status, _ = await self._call(
@@ -412,7 +412,7 @@ def prepare_database(properties: int, hot: int) -> dict:
         "url": url,
         "room_types": [rt for rt, _ in room_types],
         "hot_room_types": hot_room_types,
-        "properties": [[p] for p in property_ids],
+        "properties": property_ids,
         "points": points,
         "popular": popular,
         "today": today.isoformat(),
