@@ -20,6 +20,8 @@ import pyarrow.parquet as pq
 
 from staybook.personalization.signals import SignalBatch
 
+# Listings a read tries before an erasure's concurrent rewrite is reported (it takes milliseconds).
+READ_ATTEMPTS = 5
 SCHEMA = pa.schema(
     [
         ("batch_id", pa.string()),
@@ -117,7 +119,19 @@ class SignalArchive:
         )
 
     def read(self, since_day: str | None = None) -> pa.Table:
-        """Every archived signal (from `since_day` on, ISO date), in one table."""
+        """Every archived signal (from `since_day` on, ISO date), in one table.
+
+        An erasure replaces files while others read: a file gone between the listing and its
+        read means the listing is stale, so the read starts over from a new listing.
+        """
+        for _ in range(READ_ATTEMPTS - 1):
+            try:
+                return self._read_listed(since_day)
+            except FileNotFoundError:
+                continue
+        return self._read_listed(since_day)
+
+    def _read_listed(self, since_day: str | None) -> pa.Table:
         tables = [
             pq.read_table(path, filesystem=self.fs, schema=SCHEMA)
             for path in self.files()

@@ -232,6 +232,8 @@ class RedisProfileStore(_Limits):
         from redis.exceptions import WatchError
 
         batches = _unique(batches)
+        if not batches:
+            return 0  # WATCH of no keys is an error in Redis
         inbox = [self._key(f"inbox:{b.batch_id.hex}") for b in batches]
         async with self.redis.pipeline(transaction=True) as pipe:
             while True:
