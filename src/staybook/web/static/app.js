@@ -36,9 +36,14 @@
         }
         bounds.push([point.lat, point.lon]);
       });
-      if (bounds.length > 1) { map.fitBounds(bounds, { padding: [24, 24] }); }
-      else if (bounds.length === 1) { map.setView(bounds[0], 14); }
-      else { map.setView([48.85, 2.35], 3); }
+      function frame() {
+        if (bounds.length > 1) { map.fitBounds(bounds, { padding: [24, 24] }); }
+        else if (bounds.length === 1) { map.setView(bounds[0], 14); }
+        else { map.setView([48.85, 2.35], 3); }
+      }
+      frame();
+      // A map laid out at another size (a phone turned, a column that appeared) frames its markers again.
+      map.on("resize", frame);
     });
   }
 
