@@ -67,3 +67,17 @@ class DeadLetter(Base):
     attempts: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     replayed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class RelayTimeline(Base):
+    """A database history (PostgreSQL timeline) the outbox relay has published from.
+
+    A restore or a promotion starts a timeline this table (restored with the database) has
+    never seen: that is how the relay knows that consumers' records of recent events may have
+    been rolled back, and sends those events again (OutboxRelay.enter_timeline).
+    """
+
+    __tablename__ = "relay_timelines"
+
+    timeline: Mapped[str] = mapped_column(String(8), primary_key=True)
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

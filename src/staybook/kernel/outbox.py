@@ -15,13 +15,14 @@ import contextlib
 from datetime import timedelta
 
 import structlog
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Interval, delete, func, literal, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from staybook.kernel import metrics
 from staybook.kernel.bus import Bus
 from staybook.kernel.db import Database, Sql
 from staybook.kernel.events import EventEnvelope
-from staybook.kernel.models import InboxMessage, OutboxMessage
+from staybook.kernel.models import InboxMessage, OutboxMessage, RelayTimeline
 from staybook.kernel.orm import utcnow
 
 log = structlog.get_logger("staybook.outbox")
@@ -44,11 +45,22 @@ FIRST_TIMELINE = "00000001"
 
 
 class OutboxRelay:
-    def __init__(self, db: Database, bus: Bus, *, batch_size: int = 500, poll_seconds: float = 0.1) -> None:
+    def __init__(
+        self,
+        db: Database,
+        bus: Bus,
+        *,
+        batch_size: int = 500,
+        poll_seconds: float = 0.1,
+        republish_after_restore_seconds: float = 600,
+    ) -> None:
         self.db = db
         self.bus = bus
         self.batch_size = batch_size
         self.poll_seconds = poll_seconds
+        self.republish_after_restore = timedelta(seconds=republish_after_restore_seconds)
+        # The timeline this process has entered (enter_timeline); None until it has.
+        self._timeline: str | None = None
         self._wakeup = asyncio.Event()
         # Fault injection for tests: called after publish, before the batch is marked sent.
         self.after_publish_hook = None
@@ -99,6 +111,45 @@ class OutboxRelay:
             metrics.OUTBOX_LAG.observe(max(0.0, (now - envelope.occurred_at).total_seconds()))
         return len(rows)
 
+    async def enter_timeline(self) -> int:
+        """Notes the database's timeline; on one it has never relayed from, sends recent events again.
+
+        A restore to an earlier point, or a promoted standby that missed the primary's last
+        transactions, keeps outbox rows marked published whose consumers' effects (and inbox
+        records) were rolled back with the database, and JetStream will not deliver those
+        messages again. So the first relay on a new timeline marks the events published within
+        `republish_after_restore` of the newest one unpublished: they go out with the new
+        timeline's message ids, and the inboxes drop what was kept. Returns how many.
+        """
+        if self.db.dialect != "postgresql":
+            return 0
+        async with self.db.sessions() as session, session.begin():
+            timeline = await session.scalar(select(_TIMELINE))
+            if timeline == self._timeline:
+                return 0
+            entered = await session.execute(
+                pg_insert(RelayTimeline).values(timeline=timeline, first_seen_at=utcnow()).on_conflict_do_nothing()
+            )
+            earlier = await session.scalar(
+                select(func.count()).select_from(RelayTimeline).where(RelayTimeline.timeline != timeline)
+            )
+            republished = 0
+            if entered.rowcount == 1 and earlier:
+                newest = select(func.max(OutboxMessage.published_at)).scalar_subquery()
+                result = await session.execute(
+                    update(OutboxMessage)
+                    .where(OutboxMessage.published_at > newest - literal(self.republish_after_restore, Interval()))
+                    .values(published_at=None)
+                )
+                republished = result.rowcount or 0
+        self._timeline = timeline
+        if republished:
+            log.warning(
+                "new database timeline: recent events are published again",
+                context={"timeline": timeline, "events": republished},
+            )
+        return republished
+
     async def has_pending(self) -> bool:
         """Whether unpublished rows may be waiting (always True on SQLite, where a pass is as cheap)."""
         if self.db.dialect != "postgresql":
@@ -124,6 +175,9 @@ class OutboxRelay:
         probe = False
         while not stop.is_set():
             try:
+                if failures or self._timeline is None:
+                    # At start, and after an outage that may have been a failover.
+                    await self.enter_timeline()
                 published = await self.publish_pending() if not probe or await self.has_pending() else 0
                 if failures:
                     log.info("outbox relay recovered", context={"after_failures": failures})

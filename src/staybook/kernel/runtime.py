@@ -66,7 +66,11 @@ class Runtime:
         self.tokens = TokenSigner(settings)
         self.token_versions = TokenVersions(settings.identity.token_version_cache_seconds)
         self.relay = OutboxRelay(
-            self.db, self.bus, batch_size=settings.outbox_batch_size, poll_seconds=settings.outbox_poll_seconds
+            self.db,
+            self.bus,
+            batch_size=settings.outbox_batch_size,
+            poll_seconds=settings.outbox_poll_seconds,
+            republish_after_restore_seconds=settings.outbox_republish_after_restore_seconds,
         )
         self.consumers = ConsumerRunner(
             self.db,

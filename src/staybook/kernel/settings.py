@@ -319,6 +319,10 @@ class Settings(BaseSettings):
     outbox_batch_size: int = Field(500, ge=1, le=10_000)
     outbox_poll_seconds: float = Field(0.1, gt=0, le=60)
     outbox_retention_hours: int = Field(72, ge=1)
+    # After a restore or a failover, events published this long before the newest published one go
+    # out again: their consumers' records may have been rolled back with the database (inboxes
+    # drop what they had kept). Longer than consumers ever lag behind the relay.
+    outbox_republish_after_restore_seconds: int = Field(600, ge=0, le=86_400)
     consumer_max_deliver: int = Field(5, ge=1, le=100)
     consumer_backoff_seconds: float = Field(0.5, ge=0)
     # A durable consumer gathers what arrives this long after an event and handles it all in one
