@@ -384,3 +384,18 @@ def test_response_cache_answers_repeats_and_stays_bounded():
     assert len(cache._entries) <= 4 and cache.get("k9") == b"[]"
     cache.put("gone", b"[]", ttl_seconds=-1)
     assert cache.get("gone") is None
+
+
+def test_a_property_priced_in_a_currency_without_a_rate_is_left_out_not_a_failure():
+    """The catalog takes any ISO currency (the demo seeds Nairobi in KES); the rates table has no KES.
+    Such a stay cannot be priced in the guest's currency, so it is not offered; the others are."""
+    index, ids = small_world()
+    nairobi = uuid.UUID(int=99)
+    index.put_property(PropertyRecord(nairobi, "Hotel Nairobi", "Berlin", "DE", 52.5, 13.4, "KES"))
+    room_type = uuid.UUID(int=199)
+    index.put_room_type(RoomTypeRecord(room_type, nairobi, "Double", 2))
+    index.put_night_states(
+        room_type, nairobi, [NightState(ORIGIN + timedelta(days=d), 1, 500_000) for d in range(HORIZON)]
+    )
+    page = run(index.search(query(), RatingRanker()))
+    assert set(ids_of(page)) == set(ids[:3])

@@ -67,6 +67,8 @@ if np.little_endian is False:  # pragma: no cover (the byte view below assumes l
     raise ImportError("staybook.search.memory needs a little-endian machine")
 _BYTE_BINS = (np.arange(_AMENITY_BYTES, dtype=np.int64) * 256)[None, :]
 _BITS_OF_BYTE = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1, bitorder="little").astype(np.int64)
+# A stay total that could not be converted into the asked currency (no rate for the property's own).
+UNPRICED = -1
 _EMPTY = np.zeros(0, dtype=np.int64)
 _NO_STAY = np.iinfo(np.int64).max
 _LOW = 2**64 - 1
@@ -936,23 +938,27 @@ class MemoryIndex:
         return owner, grid[owner, column].astype(np.int64), lowest[owner]
 
     def converted(self, slots: np.ndarray, totals: np.ndarray, currency: str) -> np.ndarray:
-        """Stay totals (property currencies) in the requested currency, exact integer floor."""
+        """Stay totals (property currencies) in the requested currency, exact integer floor.
+
+        A property priced in a currency the rates table lacks cannot be priced in another one:
+        its total is UNPRICED (totals are never negative), and `answer` leaves it out.
+        """
         codes = self._currency[slots]
         present = np.flatnonzero(np.bincount(codes)) if codes.size else _EMPTY
         if present.size == 1:  # the common case: a city's properties share a currency
-            source = self._currencies.values[int(present[0])]
-            if source == currency:
-                return totals
-            return self.rates.conversion(source, currency).apply_many(totals).astype(np.int64)
+            return self._converted_from(self._currencies.values[int(present[0])], totals, currency)
         result = np.zeros(totals.size, dtype=np.int64)
         for code in present.tolist():
-            source = self._currencies.values[code]
             rows = codes == code
-            if source == currency:
-                result[rows] = totals[rows]
-            else:
-                result[rows] = self.rates.conversion(source, currency).apply_many(totals[rows])
+            result[rows] = self._converted_from(self._currencies.values[code], totals[rows], currency)
         return result
+
+    def _converted_from(self, source: str, totals: np.ndarray, currency: str) -> np.ndarray:
+        if source == currency:
+            return totals
+        if source not in self.rates.rates:
+            return np.full(totals.size, UNPRICED, dtype=np.int64)
+        return self.rates.conversion(source, currency).apply_many(totals).astype(np.int64)
 
     async def search(self, query: SearchQuery, ranker: Ranker) -> SearchPage:
         slots, distances = self.candidates(query)
@@ -964,7 +970,7 @@ class MemoryIndex:
         slots = slots[owner]
         distances = None if distances is None else distances[owner]
         in_currency = self.converted(slots, totals, query.currency)
-        keep = np.ones(slots.size, dtype=bool)
+        keep = in_currency != UNPRICED
         if query.price_min is not None:
             keep &= in_currency >= query.price_min
         if query.price_max is not None:
