@@ -37,6 +37,7 @@ import time
 import uuid
 from datetime import date, timedelta
 from pathlib import Path
+from urllib.parse import urlencode
 
 import numpy as np
 import psycopg
@@ -132,8 +133,9 @@ class Generator:
         if op == "search_popular":
             city, check_in, check_out = c["popular"][min(int(rng.paretovariate(1.2)) - 1, len(c["popular"]) - 1)]
             status, _ = await self._call(
-                "GET", f"/api/v1/search?city={city}&check_in={check_in}&check_out={check_out}&guests=2"
-            )
+                "GET", "/api/v1/search?" + urlencode({"city": city, "check_in": check_in, "check_out": check_out,
+                                                       "guests": 2})
+            )  # fmt: skip
         elif op == "search_random":
             lat, lon = rng.choice(c["points"])
             check_in, check_out = self._stay()
@@ -178,7 +180,7 @@ class Generator:
             )
         elif op == "recommendations":
             city = rng.choice(c["popular"])[0]
-            status, _ = await self._call("GET", f"/api/v1/recommendations?city={city}", token=token)
+            status, _ = await self._call("GET", "/api/v1/recommendations?" + urlencode({"city": city}), token=token)
         else:
             raise ValueError(op)
         self._record(op, status, scheduled)
