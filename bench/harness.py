@@ -148,7 +148,10 @@ def load(
     """Runs bench/loadgen.py in its own process and returns its figures (see its docstring)."""
     command = [
         sys.executable,
-        str(ROOT / "bench" / "loadgen.py"),
+        # As a module from the root: run as a script, bench/ would come first on sys.path and
+        # bench/platform.py would shadow the standard library's platform module.
+        "-m",
+        "bench.loadgen",
         url,
         "--path",
         path,
@@ -168,7 +171,7 @@ def load(
     if cpu is not None:
         command += ["--cpu", str(cpu)]
     try:
-        output = subprocess.run(command, capture_output=True, text=True, timeout=duration + 120, check=True)
+        output = subprocess.run(command, capture_output=True, text=True, timeout=duration + 120, check=True, cwd=ROOT)
     finally:
         if spec_file is not None:
             os.unlink(spec_file.name)
