@@ -171,7 +171,9 @@ def load(
     if cpu is not None:
         command += ["--cpu", str(cpu)]
     try:
-        output = subprocess.run(command, capture_output=True, text=True, timeout=duration + 120, check=True, cwd=ROOT)
+        output = subprocess.run(command, capture_output=True, text=True, timeout=duration + 120, cwd=ROOT)
+        if output.returncode != 0:
+            raise RuntimeError(f"load generator exited {output.returncode}: {output.stderr.strip()[-2000:]}")
     finally:
         if spec_file is not None:
             os.unlink(spec_file.name)
