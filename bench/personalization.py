@@ -253,7 +253,10 @@ def main() -> None:
     parser.add_argument("--properties", type=int, default=300)
     parser.add_argument("--users", type=int, default=2000)
     parser.add_argument("--ingest-rate", type=float, default=0, help="open-loop batches/s (0: 60%% of saturation)")
-    parser.add_argument("--serving-rate", type=float, default=2000, help="open-loop recommendations/s")
+    parser.add_argument(
+        "--serving-rate", type=float, default=0, help="open-loop recommendations/s (0: 60%% of saturation)"
+    )
+    parser.add_argument("--serving-target", type=float, default=2000, help="the issue's target rate, also run")
     parser.add_argument("--probes", type=int, default=100)
     args = parser.parse_args()
     if not nats_reachable(NATS_URL):
@@ -345,15 +348,21 @@ def main() -> None:
             ]
             load(server.url, requests=recommend_specs[:50], rate=0, duration=2, connections=8)
             serving_closed = load(server.url, requests=recommend_specs, rate=0, duration=args.duration, connections=32)
+            serving_rate = args.serving_rate or max(1.0, round(0.6 * serving_closed["throughput_rps"]))
             serving_open = load(
-                server.url, requests=recommend_specs, rate=args.serving_rate, duration=args.duration, connections=64
+                server.url, requests=recommend_specs, rate=serving_rate, duration=args.duration, connections=64
+            )
+            serving_at_target = load(
+                server.url, requests=recommend_specs, rate=args.serving_target, duration=args.duration, connections=64
             )
         with Server(uvicorn_command("bench.bare_asgi:app", "--workers", "2", factory=False)) as bare:
             bare_closed = load(bare.url, path="/", rate=0, duration=args.duration, connections=32)
         results["serving"] = {
             "closed_loop": serving_closed,
             "open_loop": serving_open,
-            "open_loop_rate": args.serving_rate,
+            "open_loop_rate": serving_rate,
+            "open_loop_at_target": serving_at_target,
+            "target_rate": args.serving_target,
             "bare_asgi_closed_loop": bare_closed,
             "ratio_to_bare_asgi": ratio(serving_closed["throughput_rps"], bare_closed["throughput_rps"]),
         }
@@ -368,7 +377,8 @@ def main() -> None:
             ("ingest batches (closed loop)", results["ingest"]["closed_loop"]),
             (f"ingest batches @ {results['ingest']['open_loop_batches_per_s']:.0f}/s", results["ingest"]["open_loop"]),
             ("recommendations (closed loop)", results["serving"]["closed_loop"]),
-            (f"recommendations @ {args.serving_rate:.0f}/s", results["serving"]["open_loop"]),
+            (f"recommendations @ {results['serving']['open_loop_rate']:.0f}/s", results["serving"]["open_loop"]),
+            (f"recommendations @ {args.serving_target:.0f}/s (target)", results["serving"]["open_loop_at_target"]),
             ("bare ASGI (closed loop)", results["serving"]["bare_asgi_closed_loop"]),
         ]
     )
@@ -384,7 +394,9 @@ def main() -> None:
         "freshness_p99_ms": results["freshness"]["p99_ms"],
         "recommendations_per_s": results["serving"]["closed_loop"]["throughput_rps"],
         "recommendations_p99_ms": results["serving"]["open_loop"]["latency_ms"]["p99"],
-        "recommendations_open_loop_rate": args.serving_rate,
+        "recommendations_open_loop_rate": results["serving"]["open_loop_rate"],
+        "recommendations_p99_ms_at_target_rate": results["serving"]["open_loop_at_target"]["latency_ms"]["p99"],
+        "recommendations_target_rate": args.serving_target,
         "raw_publish_signals_per_s": results["ingest"]["raw_nats_publish_same_bytes"]["signals_per_s"],
         "ratio_ingest_to_raw_publish": results["ingest"]["ratio_to_raw_publish"],
         "ratio_recommendations_to_bare_asgi": results["serving"]["ratio_to_bare_asgi"],
