@@ -110,10 +110,7 @@ async def recommend(
     circle = None
     if request.lat is not None:
         circle = Circle(request.lat, request.lon, NEARBY_RADIUS_KM)
-    covisited: dict[str, float] = {}
-    for item in profile.recently_viewed[:5]:
-        for other, score in await deps.store.covisited(item, 50):
-            covisited[other] = covisited.get(other, 0.0) + score
+    covisited = await deps.store.covisited_sum(profile.recently_viewed[:5], 50)
     similar_to: PropertyFact | None = None
     if request.property_id is not None:
         similar_to = facts.get(request.property_id)
