@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, File, Query, Response, UploadFile, statu
 from fastapi.responses import FileResponse, RedirectResponse
 
 from staybook.catalog import service
-from staybook.catalog.media import IMMUTABLE, PUBLIC_MEDIA_PREFIX, LocalMediaStore
+from staybook.catalog.media import IMMUTABLE, PUBLIC_MEDIA_PREFIX, LocalMediaStore, published_variant_key
 from staybook.catalog.schemas import (
     PhotoOut,
     PropertyCreate,
@@ -122,14 +122,14 @@ async def list_photos(property_id: uuid.UUID, runtime: RuntimeDep):
 @router.get("/media/{key:path}", include_in_schema=False)
 async def media(key: str, runtime: RuntimeDep):
     """Serves photo variants: from the local media directory, or by redirect to a presigned URL of the
-    S3 bucket. Originals (with their EXIF) are never served."""
-    if not key.startswith(PUBLIC_MEDIA_PREFIX):
-        raise NotFound(f"No media {key}")
+    S3 bucket. Originals (with their EXIF) are never served: the key is checked against the variant
+    key grammar first, and the file must resolve inside the photos/ folder."""
+    key = published_variant_key(key)
     store = runtime.extensions.get("catalog.media") or LocalMediaStore(runtime.settings.catalog.media_dir)
     if isinstance(store, LocalMediaStore):
-        path = store.path(key)
+        path = store.path(key, within=PUBLIC_MEDIA_PREFIX)
         if not path.is_file():
-            raise NotFound(f"No media {key}")
+            raise NotFound("No media at this path")
         return FileResponse(path, headers={"Cache-Control": IMMUTABLE})
     # The redirect may be cached only while its signature is valid (and by the client alone).
     seconds = max(0, runtime.settings.catalog.s3_presign_seconds - 60)

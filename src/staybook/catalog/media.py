@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import posixpath
+import re
 from pathlib import Path
 from typing import Protocol
 
@@ -20,6 +22,18 @@ from staybook.kernel.settings import CatalogSettings
 # Variant keys embed the photo id, so a URL never changes content: cache it for a year.
 IMMUTABLE = "public, max-age=31536000, immutable"
 PUBLIC_MEDIA_PREFIX = "photos/"
+_UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+# photos/<property id>/<photo id>/<variant name>.<extension>: the only keys the media route serves.
+_VARIANT_KEY = re.compile(rf"photos/{_UUID}/{_UUID}/[a-z][a-z0-9_]*\.(?:jpg|png|webp)")
+
+
+def published_variant_key(key: str) -> str:
+    """`key` when it names a published variant, else NotFound; decided on the decoded key before any
+    file or bucket is touched. Dot segments (however they were encoded), NUL bytes, backslashes,
+    absolute paths and every key outside photos/ (the originals, with their EXIF) are refused."""
+    if "\x00" in key or "\\" in key or posixpath.normpath(key) != key or not _VARIANT_KEY.fullmatch(key):
+        raise NotFound("No media at this path")
+    return key
 
 
 class MediaStore(Protocol):
@@ -48,10 +62,13 @@ class LocalMediaStore:
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
 
-    def path(self, key: str) -> Path:
+    def path(self, key: str, *, within: str = "") -> Path:
+        """The file of `key`, which must lie inside `within` (a folder of the root) once resolved."""
+        if "\x00" in key:
+            raise NotFound("No media at this path")
         path = (self.root / key).resolve()
-        if not path.is_relative_to(self.root):
-            raise NotFound(f"No media {key}")
+        if not path.is_relative_to(self.root / within):
+            raise NotFound("No media at this path")
         return path
 
     async def put(self, key: str, data: bytes, content_type: str) -> None:

@@ -206,10 +206,7 @@ async def evaluate(world: World, *, k: int = 10, seed: int = 7) -> dict:
     for user, relevant in sorted(world.held_out.items()):
         subject = f"u:{user.hex}"
         profile = await store.profile(subject)
-        covisited: dict[str, float] = {}
-        for item in profile.recently_viewed[:5]:
-            for other, score in await store.covisited(item, 50):
-                covisited[other] = covisited.get(other, 0.0) + score
+        covisited = await store.covisited_sum(profile.recently_viewed[:5], 50)
         personal = profile_scores(profile, candidates, covisited, trained.content)
         learned = trained.scores(subject, ids)
         scores = {

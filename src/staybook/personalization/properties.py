@@ -7,6 +7,7 @@ aggregator and the model join it). About 300 bytes per property.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ class PropertyFact:
         return f"{self.name} {self.property_type} {self.city} {self.description}"
 
 
+@functools.lru_cache(maxsize=65_536)  # read per candidate on every recommendation; cities repeat
 def city_key(city: str) -> str:
     """Cities are matched as search matches them: without case, accents or extra blanks."""
     return fold(city)
@@ -45,6 +47,7 @@ def city_key(city: str) -> str:
 class PropertyFacts:
     def __init__(self, facts: Iterable[PropertyFact] = ()) -> None:
         self._by_id: dict[uuid.UUID, PropertyFact] = {}
+        self._by_hex: dict[str, PropertyFact] = {}  # signals and Redis keys name stays by hex id
         self._by_city: dict[str, set[uuid.UUID]] = {}
         self.version = 0  # bumped on every change: content vectors are rebuilt when it moved
         self.put(facts)
@@ -58,6 +61,9 @@ class PropertyFacts:
     def get(self, property_id: uuid.UUID) -> PropertyFact | None:
         return self._by_id.get(property_id)
 
+    def get_hex(self, property_hex: str) -> PropertyFact | None:
+        return self._by_hex.get(property_hex)
+
     def all(self) -> list[PropertyFact]:
         return list(self._by_id.values())
 
@@ -70,11 +76,13 @@ class PropertyFacts:
             if previous is not None:
                 self._by_city.get(previous.city_key, set()).discard(fact.property_id)
             self._by_id[fact.property_id] = fact
+            self._by_hex[fact.property_id.hex] = fact
             self._by_city.setdefault(fact.city_key, set()).add(fact.property_id)
             self.version += 1
 
     def remove(self, property_id: uuid.UUID) -> None:
         fact = self._by_id.pop(property_id, None)
+        self._by_hex.pop(property_id.hex, None)
         if fact is not None:
             self._by_city.get(fact.city_key, set()).discard(property_id)
             self.version += 1

@@ -110,10 +110,7 @@ async def recommend(
     circle = None
     if request.lat is not None:
         circle = Circle(request.lat, request.lon, NEARBY_RADIUS_KM)
-    covisited: dict[str, float] = {}
-    for item in profile.recently_viewed[:5]:
-        for other, score in await deps.store.covisited(item, 50):
-            covisited[other] = covisited.get(other, 0.0) + score
+    covisited = await deps.store.covisited_sum(profile.recently_viewed[:5], 50)
     similar_to: PropertyFact | None = None
     if request.property_id is not None:
         similar_to = facts.get(request.property_id)
@@ -131,7 +128,7 @@ async def recommend(
         pool = _personal_pool(deps, subject, profile, covisited)
     else:
         strategy = "popular"
-        pool = [facts.get(uuid.UUID(hex=i)) for i, _ in await deps.store.popular(None, CANDIDATES_PER_SOURCE)]
+        pool = [facts.get_hex(i) for i, _ in await deps.store.popular(None, CANDIDATES_PER_SOURCE)]
         pool = [f for f in pool if f is not None] or sorted(facts.all(), key=lambda f: -(f.rating_tenths or 0))[
             :CANDIDATES_PER_SOURCE
         ]
@@ -162,7 +159,7 @@ async def recommend(
             reason = "personal" if (personal.any() or learned.any()) else "popular"
     items = []
     for item, score in ranked(ids, np.asarray(scores, dtype=np.float64), request.limit):
-        fact = facts.get(uuid.UUID(hex=item))
+        fact = facts.get_hex(item)
         hit = hits.get(item)
         items.append(
             Recommendation(
@@ -194,7 +191,7 @@ def _similar_pool(deps: Personalization, base: PropertyFact, covisited: dict[str
     ids = {f.property_id.hex for f in facts.in_city(base.city)}
     ids.update(i for i, _ in deps.content.similar(base.property_id.hex, CANDIDATES_PER_SOURCE))
     ids.update(covisited)
-    return [f for f in (facts.get(uuid.UUID(hex=i)) for i in sorted(ids)) if f is not None]
+    return [f for f in (facts.get_hex(i) for i in sorted(ids)) if f is not None]
 
 
 def _place_pool(facts, city: str | None, circle: Circle | None) -> list[PropertyFact]:
@@ -216,7 +213,7 @@ def _personal_pool(
         ids.update(f.property_id.hex for f in facts.in_city(city))
     if deps.model is not None:
         ids.update(i for i, _ in deps.model.top(subject, CANDIDATES_PER_SOURCE))
-    return [f for f in (facts.get(uuid.UUID(hex=i)) for i in sorted(ids)) if f is not None]
+    return [f for f in (facts.get_hex(i) for i in sorted(ids)) if f is not None]
 
 
 async def _hits_for(

@@ -31,6 +31,8 @@ from staybook.personalization.profiles import (
 from staybook.personalization.signals import SignalBatch
 
 POPULARITY_CAP = 5000
+POPULAR_CACHE_SECONDS = 1.0
+POPULAR_CACHE_ENTRIES = 10_000
 Fold = Callable[[Sequence[SignalBatch], Mapping[str, list[str]]], Deltas]
 
 
@@ -49,9 +51,20 @@ class ProfileStore(Protocol):
 
     async def covisited(self, item: str, limit: int) -> list[tuple[str, float]]: ...
 
+    async def covisited_sum(self, items: Sequence[str], limit: int) -> dict[str, float]:
+        """The stays viewed with any of `items`, each one's co-visitation scores summed."""
+
     async def erase(self, subject: str) -> None: ...
 
     async def close(self) -> None: ...
+
+
+def summed(scored: Sequence[Sequence[tuple[str, float]]]) -> dict[str, float]:
+    total: dict[str, float] = {}
+    for pairs in scored:
+        for item, score in pairs:
+            total[item] = total.get(item, 0.0) + score
+    return total
 
 
 def _unique(batches: Sequence[SignalBatch]) -> list[SignalBatch]:
@@ -185,6 +198,9 @@ class MemoryProfileStore(_Limits):
         profile_now, _ = self.now_divisors()
         return normalised(self._top_scored(f"cov:{item}", limit), profile_now)
 
+    async def covisited_sum(self, items: Sequence[str], limit: int) -> dict[str, float]:
+        return summed([await self.covisited(item, limit) for item in items])
+
     async def erase(self, subject: str) -> None:
         tag = subject_tag(subject)
         for key in [k for k in [*self._zsets, *self._hashes] if k.startswith(tag + ":")]:
@@ -224,6 +240,7 @@ class RedisProfileStore(_Limits):
         super().__init__(settings)
         self.redis = redis
         self.prefix = prefix
+        self._popular: dict[tuple[str | None, int], tuple[float, list[tuple[str, float]]]] = {}
 
     def _key(self, key: str) -> str:
         return self.prefix + key
@@ -311,13 +328,34 @@ class RedisProfileStore(_Limits):
         return normalised(((m.decode(), s) for m, s in answer), divisor)
 
     async def popular(self, city: str | None, limit: int) -> list[tuple[str, float]]:
-        return await self._top(f"pop:{city or '*'}", limit, self.now_divisors()[1])
+        # Every recommendation reads up to 500 popular stays of its place; popularity moves over hours,
+        # so each process keeps the answer for a second instead of reading it from Redis per request.
+        key = (city, limit)
+        cached = self._popular.get(key)
+        now = time.monotonic()
+        if cached is not None and now - cached[0] < POPULAR_CACHE_SECONDS:
+            return cached[1]
+        answer = await self._top(f"pop:{city or '*'}", limit, self.now_divisors()[1])
+        if len(self._popular) >= POPULAR_CACHE_ENTRIES:
+            self._popular.clear()
+        self._popular[key] = (now, answer)
+        return answer
 
     async def popular_cities(self, limit: int) -> list[tuple[str, float]]:
         return await self._top("popcity", limit, self.now_divisors()[1])
 
     async def covisited(self, item: str, limit: int) -> list[tuple[str, float]]:
         return await self._top(f"cov:{item}", limit, self.now_divisors()[0])
+
+    async def covisited_sum(self, items: Sequence[str], limit: int) -> dict[str, float]:
+        if not items:
+            return {}
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for item in items:
+                pipe.zrevrange(self._key(f"cov:{item}"), 0, limit - 1, withscores=True)
+            answers = await pipe.execute()
+        divisor = self.now_divisors()[0]
+        return summed([normalised(((m.decode(), s) for m, s in answer), divisor) for answer in answers])
 
     async def erase(self, subject: str) -> None:
         tag = subject_tag(subject)
