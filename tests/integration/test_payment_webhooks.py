@@ -44,8 +44,11 @@ async def _book(client, settings, headers, room) -> str:
 
 
 async def _wait_status(client, headers, booking_id, wanted, seconds=10.0) -> dict:
+    """Polls the booking while doing what the worker's webhook job does (this app runs no worker)."""
+    provider = payments.provider(client.app.state.runtime)
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
+        await provider.deliver_pending()
         booking = (await client.get(f"/api/v1/bookings/{booking_id}", headers=headers)).json()
         if booking["status"] == wanted:
             return booking
@@ -177,3 +180,53 @@ async def test_webhooks_are_rate_limited_per_provider_and_address(pg_settings, c
         # Another source address has its own allowance; so would another provider.
         other = await client.post(url, **forged("203.0.113.8"))
         assert other.status_code == 400
+
+
+async def _owed_webhooks(runtime) -> int:
+    async with runtime.db.unit_of_work() as uow:
+        return await uow.session.scalar(
+            select(func.count()).select_from(SandboxWebhook).where(SandboxWebhook.delivered_at.is_(None))
+        )
+
+
+async def test_an_api_process_owes_webhooks_and_the_worker_delivers_them_on_one_client(pg_settings, client_for):
+    """API processes only write what the sandbox owes; deliveries are the worker's, on one shared
+    client (a client per delivery, inside the API processes, was the collapse under load)."""
+    settings = realistic(pg_settings, provider_timeout_seconds=10)
+    assert not settings.run_worker_in_process
+    headers = bearer(settings, "guest")
+    async with client_for(settings) as client:
+        runtime = client.app.state.runtime
+        provider = payments.provider(runtime)
+        provider.client = client  # where an inline delivery from this process would succeed
+        room = await seed_room_type(runtime, total=2)
+        for key in ("pay-a", "pay-b"):
+            booking_id = await _book(client, settings, headers, room)
+            paid = await client.post(
+                f"/api/v1/bookings/{booking_id}/payment",
+                json={"payment_method": "tok_success"},
+                headers=headers | {"Idempotency-Key": key},
+            )
+            assert paid.status_code == 200, paid.text
+        await asyncio.sleep(0.3)  # an inline delivery, if there were one, would have run by now
+        assert await _owed_webhooks(runtime) >= 2
+        # Without a client set, the worker's job posts to the configured URL, where nothing
+        # listens: each attempt fails, on the same client every time.
+        provider.client = None
+        await provider.deliver_pending()
+        first_client = provider._own_client
+        assert first_client is not None
+        async with runtime.db.unit_of_work() as uow:
+            await uow.session.execute(
+                SandboxWebhook.__table__.update().values(next_attempt_at=func.now() - func.make_interval(0, 0, 0, 0, 1))
+            )
+        await provider.deliver_pending()
+        assert provider._own_client is first_client
+        # Pointed at the app, the worker's job delivers everything owed.
+        provider.client = client
+        async with runtime.db.unit_of_work() as uow:
+            await uow.session.execute(
+                SandboxWebhook.__table__.update().values(next_attempt_at=func.now() - func.make_interval(0, 0, 0, 0, 1))
+            )
+        await provider.deliver_pending()
+        assert await _owed_webhooks(runtime) == 0

@@ -146,9 +146,14 @@ class SandboxProvider:
             f"http://{settings.http_host}:{settings.http_port}/api/v1/payments/webhooks/sandbox"
         )
         self._background: set[asyncio.Task] = set()
-        # Where webhooks go when no client is given: a client of its own on `webhook_url`, or one
-        # set here (tests point it at an in-process app).
+        # Deliveries belong to the worker (its periodic job); a process that runs no worker only
+        # writes what it owes. The embedded demo's in-process worker also posts right after a change.
+        self.deliver_after_change = settings.run_worker_in_process
+        # Where webhooks go: one client for every delivery of this process, made on first use (a client,
+        # and its TLS context, per delivery cost API processes two thirds of their CPU under load), or
+        # one set here (tests point it at an in-process app).
         self.client: httpx.AsyncClient | None = None
+        self._own_client: httpx.AsyncClient | None = None
 
     # ----------------------------------------------------------- the merchant's calls
 
@@ -275,7 +280,7 @@ class SandboxProvider:
         uow.session.add(SandboxWebhook(id=event_id, event_type=event_type, payload=payload, attempts=0))
 
     def _kick(self) -> None:
-        if not self.webhooks:
+        if not self.webhooks or not self.deliver_after_change:
             return
         task = asyncio.ensure_future(self.deliver_pending())
         self._background.add(task)
@@ -302,8 +307,8 @@ class SandboxProvider:
                 ).all()
                 for row in rows:
                     row.next_attempt_at = utcnow() + LEASE
-            for row in rows:
-                ok, error = await self._post(client, row.payload)
+            outcomes = await asyncio.gather(*(self._post(client, row.payload) for row in rows))
+            for row, (ok, error) in zip(rows, outcomes, strict=True):
                 attempts = row.attempts + 1
                 values: dict = {"attempts": attempts, "last_error": error}
                 if ok:
@@ -325,13 +330,15 @@ class SandboxProvider:
     async def _post(self, client: httpx.AsyncClient | None, payload: dict) -> tuple[bool, str | None]:
         body = orjson.dumps(payload)
         headers = {"content-type": "application/json", SIGNATURE_HEADER: sign(self.secret, int(time.time()), body)}
-        client = client or self.client
         try:
-            if client is not None:
-                response = await client.post("/api/v1/payments/webhooks/sandbox", content=body, headers=headers)
+            if client is not None or self.client is not None:
+                response = await (client or self.client).post(
+                    "/api/v1/payments/webhooks/sandbox", content=body, headers=headers
+                )
             else:
-                async with httpx.AsyncClient(timeout=5) as own:
-                    response = await own.post(self.webhook_url, content=body, headers=headers)
+                if self._own_client is None:
+                    self._own_client = httpx.AsyncClient(timeout=5, limits=httpx.Limits(max_connections=20))
+                response = await self._own_client.post(self.webhook_url, content=body, headers=headers)
         except httpx.HTTPError as error:
             return False, f"{type(error).__name__}: {error}"
         if response.status_code < 300:
@@ -342,3 +349,6 @@ class SandboxProvider:
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
+        if self._own_client is not None:
+            await self._own_client.aclose()
+            self._own_client = None

@@ -412,4 +412,5 @@ async def _retry_sandbox_webhooks(runtime: Runtime) -> None:
         await active.deliver_pending()
 
 
-JOBS = [PeriodicJob("payments.sandbox-webhooks", 2, _retry_sandbox_webhooks)]
+# The worker delivers the sandbox's webhooks: often, as an API process no longer posts them itself.
+JOBS = [PeriodicJob("payments.sandbox-webhooks", 0.25, _retry_sandbox_webhooks)]

@@ -115,8 +115,15 @@ async def results(request: Request) -> Response:
         request,
         "results.html",
         signals_session=signals_session(request),
-        **{**context, "answer": answer, "stay_query": stay, "next_query": next_query, "first_query": first_query,
-           "nights": nights, "paged": bool(params.cursor)},  # fmt: skip
+        **{
+            **context,
+            "answer": answer,
+            "stay_query": stay,
+            "next_query": next_query,
+            "first_query": first_query,
+            "nights": nights,
+            "paged": bool(params.cursor),
+        },  # fmt: skip
     )
 
 
@@ -455,4 +462,3 @@ router.include_router(account_router)
 router.include_router(host_router)
 router.include_router(admin_router)
 router.include_router(static_router)
-

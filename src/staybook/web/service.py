@@ -176,9 +176,7 @@ def hold_seconds_left(view: dict, now: datetime | None = None) -> int:
     return max(0, int(left.total_seconds()))
 
 
-async def once(
-    runtime: Runtime, principal: Principal, key: str, path: str, body: dict, work
-) -> tuple[int, Any, bool]:
+async def once(runtime: Runtime, principal: Principal, key: str, path: str, body: dict, work) -> tuple[int, Any, bool]:
     """A page's change under the Idempotency-Key its form carries: pressing submit twice (or
     reloading the POST) gives the first answer, not a second booking or charge."""
     store = IdempotencyStore(runtime.db, runtime.settings.booking.idempotency_ttl_seconds)
