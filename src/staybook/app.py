@@ -143,6 +143,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     install_error_handlers(app)
     app.include_router(operations_api.router)
+    app.include_router(operations_api.admin_router, prefix=API_PREFIX)
     for context in CONTEXTS:
         api = _optional_module(context, "api")
         router = getattr(api, "router", None)

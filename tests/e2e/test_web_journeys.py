@@ -137,9 +137,7 @@ def test_guest_books_pays_downloads_ics_and_cancels(visit, site):
     check(page, "sign in")
     page.click("main button[type=submit]")
     page.wait_for_selector("form[action='/checkout']")
-    form = page.eval_on_selector(
-        "form[action='/checkout']", "f => Object.fromEntries(new FormData(f).entries())"
-    )
+    form = page.eval_on_selector("form[action='/checkout']", "f => Object.fromEntries(new FormData(f).entries())")
     first = page.request.post("/checkout", form=form)
     second = page.request.post("/checkout", form=form)
     assert first.ok and second.ok and first.url == second.url and "/checkout/" in first.url
@@ -341,3 +339,85 @@ def _guest_books_over_the_api(url: str, room_type_id: str, check_in: str, check_
         )
         assert paid.status_code == 200, paid.text
         return held.json()["reference"]
+
+
+def _dead_letter_in_demo(db: Path) -> tuple[str, str]:
+    """A dead letter as the consumer runner writes one when `notifications.user.signed_in` gives up
+    (its mail server was away): a sign-in event the demo published, under a new event id. How the
+    runner gets there on a real failure is tests/integration/test_dead_letters.py; here the admin's
+    page and its replay are what is tried, against the demo's real consumer."""
+    import json
+    import sqlite3
+
+    with sqlite3.connect(db, timeout=30) as connection:
+        subject, payload, headers = connection.execute(
+            "SELECT subject, payload, headers FROM outbox WHERE event_type = 'user.signed_in' LIMIT 1"
+        ).fetchone()
+        event_id, letter_id = uuid.uuid4(), uuid.uuid4()
+        envelope = {
+            "id": str(event_id), "subject": subject, "type": "user.signed_in",
+            "occurred_at": datetime.now(UTC).isoformat(), "payload": json.loads(payload),
+            "headers": json.loads(headers),
+        }  # fmt: skip
+        connection.execute(
+            "INSERT INTO dead_letters (id, consumer, event_id, subject, envelope, error, attempts, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (letter_id.hex, "notifications.user.signed_in", event_id.hex, subject, json.dumps(envelope),
+             "SMTPServerDisconnected: Connection unexpectedly closed", 5,
+             datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")),
+        )  # fmt: skip
+    return str(letter_id), event_id.hex
+
+
+def test_admin_sees_health_replays_a_dead_letter_verifies_the_audit_chain_and_locks_a_user(visit, site):
+    page, check = visit
+    outsider = (f"mallory-{uuid.uuid4().hex[:8]}@example.com", "correct-horse-battery")
+    registered = httpx.post(
+        site["url"] + "/api/v1/auth/register",
+        json={"email": outsider[0], "password": outsider[1], "name": "Mallory Outsider", "role": "guest"},
+    )
+    assert registered.status_code == 201, registered.text
+    sign_in(page, ADMIN)
+    page.goto("/admin")
+    assert "database" in page.inner_text("#health-checks") and "Every part answers." in page.inner_text("main")
+    check(page, "health")
+
+    letter_id, event_id = _dead_letter_in_demo(site["db"])
+    page.goto("/admin/dead-letters")
+    consumers = page.inner_text("#consumers")
+    assert "catalog.photo-variants" in consumers and "identity.audit-bookings" in consumers  # every consumer
+    assert "SMTPServerDisconnected" in page.inner_text(f"#letter-{letter_id}")
+    check(page, "dead letters")
+    page.click(f"#letter-{letter_id} button[type=submit]")
+    page.wait_for_selector("text=The event was handled by its consumer.")
+    assert not page.query_selector(f"#letter-{letter_id}")
+    check(page, "dead letter replayed")
+    page.click("a[href*='state=replayed']")
+    assert page.query_selector(f"#letter-{letter_id}") and not page.query_selector(f"#letter-{letter_id} form")
+    import sqlite3
+
+    with sqlite3.connect(site["db"], timeout=30) as connection:  # the consumer really ran: its inbox has the event
+        handled = connection.execute(
+            "SELECT count(*) FROM inbox WHERE consumer = 'notifications.user.signed_in' AND event_id = ?", (event_id,)
+        ).fetchone()[0]
+    assert handled == 1
+
+    page.goto("/admin/audit")
+    page.click("#verify-chain")
+    page.wait_for_selector("#chain-result .notice")
+    assert "The chain is intact" in page.inner_text("#chain-result")
+    check(page, "audit log verified")
+
+    page.goto("/admin/users")
+    row = f"tr[data-email='{outsider[0]}']"
+    page.select_option(f"{row} select[name=role]", "host")
+    page.click(f"{row} form[action$='/role'] button")
+    page.wait_for_selector("text=The role is changed.")
+    page.click(f"{row} form[action$='/lock'] button")
+    page.wait_for_selector("text=The account is locked")
+    assert "locked" in page.inner_text(f"{row} .state")
+    check(page, "user locked")
+    refused = httpx.post(site["url"] + "/api/v1/auth/login", json={"email": outsider[0], "password": outsider[1]})
+    assert refused.status_code == 403 and "locked" in refused.json()["detail"]
+    page.goto("/admin/audit?action=user.locked")
+    assert "user.locked" in page.inner_text("main")

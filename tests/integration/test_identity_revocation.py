@@ -125,3 +125,40 @@ async def test_a_fresh_instance_reads_the_version_from_redis(production_settings
         assert (await first.post("/api/v1/me/sessions/revoke", headers=auth(guest))).status_code == 204
     async with client_for(settings) as late:
         assert (await late.get("/api/v1/me", headers=auth(guest))).status_code == 401
+
+
+async def test_a_locked_account_is_signed_out_at_once_and_cannot_sign_in_until_unlocked(any_settings, client_for):
+    async with client_for(any_settings) as client:
+        admin = await admin_tokens(client)
+        await register(client)
+        guest = await login(client)
+        guest_id = await user_id(client, guest)
+        admin_id = await user_id(client, admin)
+        assert (await client.post(f"/api/v1/admin/users/{guest_id}/lock", headers=auth(guest))).status_code == 403
+        locked = await client.post(f"/api/v1/admin/users/{guest_id}/lock", headers=auth(admin))
+        assert locked.status_code == 200 and locked.json()["locked_at"]
+        assert (await client.get("/api/v1/me", headers=auth(guest))).status_code == 401
+        refreshed = await client.post("/api/v1/auth/refresh", json={"refresh_token": guest["refresh_token"]})
+        assert refreshed.status_code == 401
+        right = await client.post(
+            "/api/v1/auth/login", json={"email": "ana@example.com", "password": "violet-harbour-91"}
+        )
+        wrong = await client.post(
+            "/api/v1/auth/login", json={"email": "ana@example.com", "password": "not-her-password"}
+        )
+        assert right.status_code == 403 and "locked" in right.json()["detail"]
+        assert wrong.status_code == 401  # the lock is told only to whoever knows the password
+        own = await client.post(f"/api/v1/admin/users/{admin_id}/lock", headers=auth(admin))
+        assert own.status_code == 403
+
+        unlocked = await client.delete(f"/api/v1/admin/users/{guest_id}/lock", headers=auth(admin))
+        assert unlocked.status_code == 200 and unlocked.json()["locked_at"] is None
+        assert (await client.get("/api/v1/me", headers=auth(await login(client)))).status_code == 200
+        actions = [
+            e["action"]
+            for e in (await client.get("/api/v1/admin/audit-log", headers=auth(admin))).json()["items"]
+            if e["action"] in ("user.locked", "user.unlocked") or e["result"] == "denied"
+        ]
+        verify = (await client.get("/api/v1/admin/audit-log/verify", headers=auth(admin))).json()
+    assert actions == ["user.unlocked", "auth.login", "user.locked"]
+    assert verify["valid"] is True

@@ -51,6 +51,11 @@ ROUTES = [
     ("PATCH", "/api/v1/admin/users/{other}", {"role": "host"}, ADMIN_ONLY),
     ("GET", "/api/v1/admin/audit-log", None, ADMIN_ONLY),
     ("GET", "/api/v1/admin/audit-log/verify", None, ADMIN_ONLY),
+    ("GET", "/api/v1/admin/consumers", None, ADMIN_ONLY),
+    ("GET", "/api/v1/admin/dead-letters", None, ADMIN_ONLY),
+    ("GET", "/api/v1/admin/dead-letters/{other}", None, ADMIN_ONLY),
+    ("POST", "/api/v1/admin/dead-letters/{other}/replay", None, ADMIN_ONLY),
+    ("GET", "/api/v1/admin/health", None, ADMIN_ONLY),
     ("DELETE", "/api/v1/me", None, SIGNED_IN),  # last: it erases the caller
 ]
 

@@ -212,6 +212,27 @@ async def change_role(
     return await service.change_role(runtime, admin, user_id, body.role, info)
 
 
+@router.post("/admin/users/{user_id}/lock", response_model=AdminUserOut, summary="Lock an account (admin)")
+async def lock_user(
+    user_id: uuid.UUID,
+    admin: Principal = Depends(admin_only),
+    runtime: Runtime = Depends(get_runtime),
+    info: service.RequestInfo = Depends(request_info),
+) -> AdminUserOut:
+    """Its sessions end and its tokens are refused at once; sign-in and refresh are refused (403) until unlocked."""
+    return await service.set_locked(runtime, admin, user_id, True, info)
+
+
+@router.delete("/admin/users/{user_id}/lock", response_model=AdminUserOut, summary="Unlock an account (admin)")
+async def unlock_user(
+    user_id: uuid.UUID,
+    admin: Principal = Depends(admin_only),
+    runtime: Runtime = Depends(get_runtime),
+    info: service.RequestInfo = Depends(request_info),
+) -> AdminUserOut:
+    return await service.set_locked(runtime, admin, user_id, False, info)
+
+
 @router.get("/admin/audit-log", response_model=Page[AuditEntryOut], summary="Audit entries, newest first (admin)")
 async def audit_log(
     actor_id: uuid.UUID | None = None,

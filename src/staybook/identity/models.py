@@ -56,6 +56,8 @@ class User(Base):
     # Claim `ver` of every access token issued; raised when the user's rights are revoked (role
     # change, erasure, password change, signing out everywhere), which refuses every older token.
     token_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Set by an admin: no sign-in, no refresh, every token refused until unlocked.
+    locked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -131,6 +131,7 @@ class AdminUserOut(BaseModel):
     status: str
     region: str
     mfa_enabled: bool
+    locked_at: datetime | None = None
     created_at: datetime
 
 

@@ -59,6 +59,7 @@ log = structlog.get_logger("staybook.identity")
 EXTENSION = "identity.credentials"
 ERASED_NAME = "Deleted user"
 INVALID_CREDENTIALS = "Invalid email or password"
+ACCOUNT_LOCKED = "This account is locked. Please contact support."
 
 
 # ---------------------------------------------------------------------------- wiring
@@ -195,6 +196,7 @@ def _admin_out(creds: Credentials, user: User) -> AdminUserOut:
         status=user.status,
         region=user.region,
         mfa_enabled=user.totp_enabled,
+        locked_at=user.locked_at,
         created_at=user.created_at,
     )
 
@@ -367,7 +369,8 @@ async def login(runtime: Runtime, data: LoginRequest, info: RequestInfo) -> dict
     async with runtime.db.unit_of_work() as uow:
         user = await uow.session.scalar(select(User).where(User.email_hash == email_hash, User.status == "active"))
         ok = creds.passwords.verify(user.password_hash if user else None, data.password)
-        if ok and user is not None:
+        locked = ok and user is not None and user.locked_at is not None
+        if ok and user is not None and not locked:
             if creds.passwords.needs_rehash(user.password_hash):
                 user.password_hash = creds.passwords.hash(data.password)
                 user.updated_at = utcnow()
@@ -382,6 +385,15 @@ async def login(runtime: Runtime, data: LoginRequest, info: RequestInfo) -> dict
                 user.mfa_challenge_jti = runtime.tokens.decode(mfa_token, "mfa")["jti"]
                 return {"mfa_required": True, "mfa_token": mfa_token}
             return await _signed_in(uow, runtime, user, info, "password")
+    if locked:
+        # Said only to whoever knows the password: the lock is no way to learn which emails have accounts.
+        await _record_failure(
+            runtime,
+            audit.AuditRecord(
+                "auth.login", "user", "denied", str(user.id), user.id, user.role, info.ip, {"reason": "locked"}
+            ),
+        )
+        raise Forbidden(ACCOUNT_LOCKED)
     await _record_failure(
         runtime,
         audit.AuditRecord(
@@ -411,6 +423,8 @@ async def verify_mfa(runtime: Runtime, mfa_token: str, code: str, info: RequestI
     creds = credentials(runtime)
     async with runtime.db.unit_of_work() as uow:
         user = await _active_user(uow.session, user_id, for_update=True)
+        if user.locked_at is not None:
+            raise Forbidden(ACCOUNT_LOCKED)
         if user.mfa_challenge_jti is None or claims.get("jti") != user.mfa_challenge_jti:
             raise Unauthorized("Invalid mfa token: it was used already or replaced by a newer sign-in")
         method = await _consume_second_factor(uow.session, creds, user, code)
@@ -464,7 +478,9 @@ async def refresh(runtime: Runtime, refresh_token: str, info: RequestInfo) -> di
         )
         now = utcnow()
         if row is not None and row.revoked_at is None and row.used_at is None and row.expires_at > now:
-            user = await uow.session.scalar(select(User).where(User.id == row.user_id, User.status == "active"))
+            user = await uow.session.scalar(
+                select(User).where(User.id == row.user_id, User.status == "active", User.locked_at.is_(None))
+            )
             if user is not None:
                 row.used_at = now
                 return await _start_session(uow, runtime, user, row.family_id)
@@ -738,6 +754,48 @@ async def change_role(
         )
         pii = _open_pii(creds, user)
         uow.emit(_updated_event(user, pii))
+        answer = _admin_out(creds, user)
+    if version is not None:
+        await runtime.token_versions.raised(user.id, version)
+    return answer
+
+
+async def set_locked(
+    runtime: Runtime, admin: Principal, user_id: uuid.UUID, locked: bool, info: RequestInfo
+) -> AdminUserOut:
+    """An admin locks an account (its sessions end, its tokens are refused from the next request,
+    sign-in and refresh are refused) or unlocks it. Admins cannot lock themselves."""
+    if user_id == admin.user_id:
+        raise Forbidden("Admins cannot lock their own account")
+    creds = credentials(runtime)
+    version = None
+    async with runtime.db.unit_of_work() as uow:
+        user = await uow.session.scalar(
+            select(User).where(User.id == user_id, User.status == "active").with_for_update()
+        )
+        if user is None:
+            raise NotFound("No such user", user_id=str(user_id))
+        if locked and user.locked_at is None:
+            user.locked_at = utcnow()
+            await _revoke_sessions(uow.session, user.id)
+            version = _revoke_tokens(uow, user, "locked")
+        elif not locked and user.locked_at is not None:
+            user.locked_at = None
+        else:
+            return _admin_out(creds, user)  # already so: nothing to record
+        user.updated_at = utcnow()
+        await audit.append(
+            uow.session,
+            audit.AuditRecord(
+                "user.locked" if locked else "user.unlocked",
+                "user",
+                "success",
+                str(user.id),
+                admin.user_id,
+                admin.role,
+                info.ip,
+            ),
+        )
         answer = _admin_out(creds, user)
     if version is not None:
         await runtime.token_versions.raised(user.id, version)

@@ -22,6 +22,7 @@ as the search index): no inbox, handlers must be idempotent.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 import uuid
@@ -29,11 +30,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import structlog
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from staybook.kernel import metrics
 from staybook.kernel.bus import MAX_BATCH, Bus, Delivery
 from staybook.kernel.db import Database, UnitOfWork, insert_on_conflict, rows_params
+from staybook.kernel.errors import Conflict, NotFound
 from staybook.kernel.events import EventEnvelope
 from staybook.kernel.models import DeadLetter, InboxMessage
 from staybook.kernel.orm import new_id, utcnow
@@ -246,28 +248,134 @@ class ConsumerRunner:
         return on_deliveries
 
 
-async def replay_dead_letter(
-    db: Database, runner: ConsumerRunner, subscriptions: Sequence[Subscription], dead_letter_id: uuid.UUID
-) -> bool:
-    """Runs a dead-lettered event through its consumer again; True when it was handled now."""
-    async with db.session() as session:
-        dead = await session.get(DeadLetter, dead_letter_id)
-    if dead is None:
-        return False
-    subscription = next((s for s in subscriptions if s.consumer == dead.consumer), None)
-    if subscription is None:
-        raise LookupError(f"no consumer named {dead.consumer!r}")
-    await runner.handle_once(subscription, EventEnvelope.from_dict(dead.envelope))
-    async with db.unit_of_work() as uow:
-        await uow.session.execute(
-            update(DeadLetter).where(DeadLetter.id == dead_letter_id).values(replayed_at=utcnow())
-        )
-    return True
+# ------------------------------------------------------------------ dead letters (operators)
+
+REPLAY_TIMEOUT_SECONDS = 60.0
 
 
-async def list_dead_letters(db: Database, consumer: str | None = None, limit: int = 100) -> list[DeadLetter]:
-    async with db.session() as session:
-        query = select(DeadLetter).where(DeadLetter.replayed_at.is_(None)).order_by(DeadLetter.created_at).limit(limit)
+class ReplayFailed(Conflict):
+    code, title = "replay-failed", "Replay failed"
+
+
+@dataclass(frozen=True)
+class ConsumerDeadLetters:
+    consumer: str
+    subject: str | None  # None: a consumer that no longer runs in this version (its letters cannot be replayed)
+    waiting: int
+    replayed: int
+
+
+@dataclass(frozen=True)
+class ReplayOutcome:
+    dead_letter: DeadLetter
+    handled: bool  # False: the consumer's inbox already had the event (handled by another replay or a redelivery)
+
+
+class DeadLetters:
+    """What operators do with the events durable consumers gave up on: see them per consumer, and
+    run one through its consumer again once the cause is fixed.
+
+    `subscriptions` is the process's list of durable subscriptions (the wiring's, which context
+    lifespans may still extend), so every consumer the worker runs can be replayed here. A replay
+    runs the consumer's own handler in the calling process, in a unit of work with the inbox row:
+    an event handled meanwhile (two operators, a redelivery) is handled once.
+    """
+
+    def __init__(self, db: Database, runner: ConsumerRunner, subscriptions: Sequence[Subscription]) -> None:
+        self.db = db
+        self.runner = runner
+        self.subscriptions = subscriptions
+
+    def _subscription(self, consumer: str) -> Subscription | None:
+        return next((s for s in self.subscriptions if s.consumer == consumer), None)
+
+    async def consumers(self) -> list[ConsumerDeadLetters]:
+        """Every durable consumer (those that run and those only dead letters still name), with its counts."""
+        async with self.db.session() as session:
+            rows = (
+                await session.execute(
+                    select(
+                        DeadLetter.consumer,
+                        func.count().filter(DeadLetter.replayed_at.is_(None)),
+                        func.count().filter(DeadLetter.replayed_at.is_not(None)),
+                    ).group_by(DeadLetter.consumer)
+                )
+            ).all()
+        counts = {consumer: (waiting, replayed) for consumer, waiting, replayed in rows}
+        running = {s.consumer: s.subject for s in self.subscriptions}
+        return [
+            ConsumerDeadLetters(name, running.get(name), *counts.get(name, (0, 0)))
+            for name in sorted(running.keys() | counts.keys())
+        ]
+
+    async def find(
+        self,
+        *,
+        consumer: str | None = None,
+        replayed: bool = False,
+        after: uuid.UUID | None = None,
+        limit: int = 50,
+    ) -> list[DeadLetter]:
+        """Dead letters oldest first (ids are time-ordered), waiting ones or replayed ones, after the cursor id."""
+        query = select(DeadLetter).order_by(DeadLetter.id).limit(limit)
+        query = query.where(DeadLetter.replayed_at.is_not(None) if replayed else DeadLetter.replayed_at.is_(None))
         if consumer:
             query = query.where(DeadLetter.consumer == consumer)
-        return list((await session.scalars(query)).all())
+        if after is not None:
+            query = query.where(DeadLetter.id > after)
+        async with self.db.session() as session:
+            return list((await session.scalars(query)).all())
+
+    async def get(self, dead_letter_id: uuid.UUID) -> DeadLetter:
+        async with self.db.session() as session:
+            dead = await session.get(DeadLetter, dead_letter_id)
+        if dead is None:
+            raise NotFound(f"No dead letter {dead_letter_id}")
+        return dead
+
+    async def replay(self, dead_letter_id: uuid.UUID, timeout: float = REPLAY_TIMEOUT_SECONDS) -> ReplayOutcome:
+        """Runs the dead letter's event through its consumer again and marks it replayed.
+
+        A handler that fails again leaves the letter waiting with the new error and one more
+        attempt counted (ReplayFailed, 409); one that runs longer than `timeout` is cancelled
+        (its unit of work rolls back) and fails the same way.
+        """
+        dead = await self.get(dead_letter_id)
+        if dead.replayed_at is not None:
+            raise Conflict(f"This dead letter was replayed at {dead.replayed_at.isoformat()}")
+        subscription = self._subscription(dead.consumer)
+        if subscription is None:
+            raise Conflict(f"No consumer named {dead.consumer!r} runs in this version; it cannot be replayed")
+        envelope = EventEnvelope.from_dict(dead.envelope)
+        continue_trace_from(envelope.headers)
+        try:
+            handled = await asyncio.wait_for(self.runner.handle_once(subscription, envelope), timeout)
+        except Exception as error:
+            reason = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+            if isinstance(error, TimeoutError):
+                reason = f"the handler ran longer than {timeout:g} s"
+            async with self.db.unit_of_work() as uow:
+                await uow.session.execute(
+                    update(DeadLetter)
+                    .where(DeadLetter.id == dead.id)
+                    .values(error=reason[:4000], attempts=DeadLetter.attempts + 1)
+                )
+            log.warning(
+                "dead letter replay failed",
+                error_type=type(error).__name__,
+                context={"consumer": dead.consumer, "event_id": str(dead.event_id), "error": reason},
+            )
+            raise ReplayFailed(f"The consumer failed again: {reason}", consumer=dead.consumer) from None
+        replayed_at = utcnow()
+        async with self.db.unit_of_work() as uow:
+            await uow.session.execute(
+                update(DeadLetter)
+                .where(DeadLetter.id == dead.id, DeadLetter.replayed_at.is_(None))
+                .values(replayed_at=replayed_at)
+            )
+        metrics.EVENTS_HANDLED.labels(dead.consumer, "replayed" if handled else "duplicate").inc()
+        log.info(
+            "dead letter replayed",
+            context={"consumer": dead.consumer, "event_id": str(dead.event_id), "handled": handled},
+        )
+        return ReplayOutcome(await self.get(dead.id), handled)

@@ -9,6 +9,7 @@ builds one for the worker. Contexts reach it through `request.app.state.runtime`
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +19,7 @@ from fastapi import Request
 
 from staybook.kernel.bus import Bus, create_bus
 from staybook.kernel.cache import Cache, MemoryCache, RedisCache
-from staybook.kernel.consumers import ConsumerRunner, ReplicaSubscription, Subscription
+from staybook.kernel.consumers import ConsumerRunner, DeadLetters, ReplicaSubscription, Subscription
 from staybook.kernel.db import Database, ping
 from staybook.kernel.outbox import OutboxRelay
 from staybook.kernel.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
@@ -78,6 +79,8 @@ class Runtime:
             max_deliver=settings.consumer_max_deliver,
             backoff_seconds=settings.consumer_backoff_seconds,
         )
+        # The wiring's own list: subscriptions a context lifespan adds later are replayable too.
+        self.dead_letters = DeadLetters(self.db, self.consumers, self.wiring.subscriptions)
         self.db.on_events_committed(self.relay.wake)
         self.extensions: dict[str, Any] = {}
         self.ready_checks: dict[str, ReadyCheck] = {"database": lambda: ping(self.db.engine)}
@@ -113,20 +116,26 @@ class Runtime:
         self.ready_checks[name] = check
 
     async def readiness(self, timeout: float = 2.0) -> dict[str, str]:
-        async def run(name: str, check: ReadyCheck) -> tuple[str, str]:
+        return {name: status for name, status, _ in await self.health(timeout)}
+
+    async def health(self, timeout: float = 2.0) -> list[tuple[str, str, float]]:
+        """Every ready check run at once: (name, "ok" or "failed: <error type>", milliseconds it took)."""
+
+        async def run(name: str, check: ReadyCheck) -> tuple[str, str, float]:
+            started = time.perf_counter()
             try:
                 await asyncio.wait_for(check(), timeout=timeout)
-                return name, "ok"
+                status = "ok"
             except Exception as error:
                 log.warning(
                     "readiness check failed",
                     error_type=type(error).__name__,
                     context={"check": name, "error": str(error) or type(error).__name__},
                 )
-                return name, f"failed: {type(error).__name__}"
+                status = f"failed: {type(error).__name__}"
+            return name, status, round((time.perf_counter() - started) * 1000, 2)
 
-        results = await asyncio.gather(*(run(n, c) for n, c in self.ready_checks.items()))
-        return dict(results)
+        return list(await asyncio.gather(*(run(n, c) for n, c in self.ready_checks.items())))
 
 
 async def get_runtime(request: Request) -> Runtime:

@@ -1,7 +1,10 @@
-"""Shared request/response building blocks: strict base model, money, pages."""
+"""Shared request/response building blocks: strict base model, money, pages; operators' documents
+(dead letters, health)."""
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime
 from typing import Generic, TypeVar
 
 from babel.numbers import get_currency_precision, list_currencies
@@ -46,3 +49,39 @@ T = TypeVar("T")
 class Page(BaseModel, Generic[T]):
     items: list[T]
     next_cursor: str | None = None
+
+
+class ConsumerDeadLettersOut(BaseModel):
+    consumer: str
+    subject: str | None = Field(description="What it subscribes to; null: it no longer runs (no replay)")
+    waiting: int = Field(description="Dead letters not replayed yet")
+    replayed: int
+
+
+class DeadLetterOut(BaseModel):
+    id: uuid.UUID
+    consumer: str
+    event_id: uuid.UUID
+    subject: str
+    event_type: str
+    error: str
+    attempts: int
+    created_at: datetime
+    replayed_at: datetime | None
+    envelope: dict = Field(description="The event as the consumer received it (ids, no contact data)")
+
+
+class ReplayOut(BaseModel):
+    dead_letter: DeadLetterOut
+    handled: bool = Field(description="False: the consumer had handled the event already (its inbox has it)")
+
+
+class CheckOut(BaseModel):
+    name: str
+    status: str = Field(description='"ok" or "failed: <error type>"')
+    milliseconds: float
+
+
+class HealthOut(BaseModel):
+    status: str = Field(description='"ok" when every check passed, else "degraded"')
+    checks: list[CheckOut]

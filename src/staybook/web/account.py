@@ -12,7 +12,7 @@ from starlette.responses import Response
 
 from staybook.identity import service as identity
 from staybook.identity.schemas import LoginRequest, PasswordChange, ProfileUpdate, RegisterRequest
-from staybook.kernel.errors import InvalidInput, StaybookError, Unauthorized
+from staybook.kernel.errors import Forbidden, InvalidInput, StaybookError, Unauthorized
 from staybook.notifications import service as notifications
 from staybook.web.rendering import WebRoute, page_state, redirect, render
 from staybook.web.schemas import CodeForm, LoginForm, PasswordForm, ProfileForm, RegisterForm, parse_form
@@ -52,8 +52,8 @@ async def login(request: Request) -> Response:
         answer = await identity.login(
             runtime, LoginRequest(email=form.email, password=form.password), request_info(request)
         )
-    except Unauthorized as error:
-        return render(request, "login.html", status=401, next=target, problem=error.detail, email=form.email)
+    except (Unauthorized, Forbidden) as error:  # Forbidden: a locked account
+        return render(request, "login.html", status=error.status, next=target, problem=error.detail, email=form.email)
     if answer.get("mfa_required"):
         response = render(request, "mfa.html", next=target, problem=None)
         session.cookies[MFA_COOKIE] = (answer["mfa_token"], runtime.settings.identity.mfa_token_ttl_seconds)
@@ -73,8 +73,8 @@ async def login_mfa(request: Request) -> Response:
     try:
         form = parse_form(CodeForm, form_data)
         tokens = await identity.verify_mfa(runtime, mfa_token[:2048], form.code, request_info(request))
-    except (Unauthorized, InvalidInput) as error:
-        return render(request, "mfa.html", status=401, next=target, problem=error.detail)
+    except (Unauthorized, Forbidden, InvalidInput) as error:
+        return render(request, "mfa.html", status=error.status, next=target, problem=error.detail)
     session.sign_in(runtime, tokens)
     return redirect(target)
 
@@ -218,9 +218,7 @@ async def update_preferences(request: Request) -> Response:
     form = await request.form()
     current = await notifications.get_preferences(runtime, principal.user_id)
     wanted = set(form.getlist("enabled"))
-    changes = {
-        channel: {name: f"{channel}:{name}" in wanted for name in kinds} for channel, kinds in current.items()
-    }
+    changes = {channel: {name: f"{channel}:{name}" in wanted for name in kinds} for channel, kinds in current.items()}
     return await _attempt(
         request,
         lambda: notifications.update_preferences(runtime, principal.user_id, changes),

@@ -25,7 +25,7 @@ log = structlog.get_logger("staybook.web")
 
 # Pages smaller than a TCP segment gain nothing from compression.
 COMPRESS_FROM_BYTES = 1400
-STATIC_VERSION = "1"
+STATIC_VERSION = "2"
 
 
 @cache
@@ -77,16 +77,20 @@ def page_state(request: Request) -> tuple[Runtime, WebSession, str]:
 def render(request: Request, template: str, status: int = 200, headers: dict | None = None, **context: Any) -> Response:
     runtime, session, locale = page_state(request)
     settings = runtime.settings.web
-    html = environment(locale).get_template(template).render(
-        request=request,
-        session=session,
-        role=session.principal.role if session.principal else None,
-        csrf=session.csrf,
-        path=request.url.path,
-        full_path=_full_path(request),
-        web=settings,
-        environment_name=runtime.settings.environment,
-        **context,
+    html = (
+        environment(locale)
+        .get_template(template)
+        .render(
+            request=request,
+            session=session,
+            role=session.principal.role if session.principal else None,
+            csrf=session.csrf,
+            path=request.url.path,
+            full_path=_full_path(request),
+            web=settings,
+            environment_name=runtime.settings.environment,
+            **context,
+        )
     )
     response = html_response(request, html.encode(), status)
     if headers:
