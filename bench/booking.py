@@ -51,7 +51,7 @@ from pathlib import Path
 import numpy as np
 import psycopg
 
-from bench.harness import Server, ratio, staybook_command, stop_process, write_result
+from bench.harness import Server, free_port, ratio, staybook_command, stop_process, write_result
 from staybook import migrate
 from staybook.kernel.bus import delete_namespace_streams
 from staybook.kernel.security import TokenSigner
@@ -519,6 +519,16 @@ def main() -> None:
         default="auto",
         help="the worker's bus: NATS JetStream when reachable (auto), or the in-process bus",
     )
+    parser.add_argument(
+        "--webhooks",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the sandbox as users run it: simulated latency and signed webhooks the worker delivers to the "
+        "API (--no-webhooks: instant mode, no webhooks)",
+    )
+    parser.add_argument("--provider-latency-ms", type=int, default=40, help="the sandbox's simulated round trip")
+    parser.add_argument("--name", default="booking", help="result file bench/results/<name>.json")
+    parser.add_argument("--before", help="a result file of the same benchmark on earlier code, for the summary")
     args = parser.parse_args()
     rates = [float(rate) for rate in args.rates.split(",")]
 
@@ -540,9 +550,16 @@ def main() -> None:
         "STAYBOOK_DATABASE_POOL_SIZE": str(args.pool),
         "STAYBOOK_DATABASE_MAX_OVERFLOW": "0",
         "STAYBOOK_GATEWAY__RATE_LIMIT_REQUESTS": "100000000",
-        "STAYBOOK_PAYMENTS__SANDBOX_INSTANT": "true",
+        "STAYBOOK_PAYMENTS__SANDBOX_INSTANT": "false" if args.webhooks else "true",
+        "STAYBOOK_PAYMENTS__SANDBOX_LATENCY_MS": str(args.provider_latency_ms),
         "STAYBOOK_BOOKING__HOLD_TTL_SECONDS": "600",
     }
+    # Redis as in production: caches, rate limits, token versions (a key prefix of this run's own).
+    env["STAYBOOK_REDIS_URL"] = os.environ.get("STAYBOOK_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+    env["STAYBOOK_REDIS_KEY_PREFIX"] = f"benchbk{uuid.uuid4().hex[:8]}:"
+    # The sandbox posts its webhooks to http_port: the server's port, in the API and the worker.
+    port = free_port()
+    env["STAYBOOK_HTTP_PORT"] = str(port)
     # The worker publishes to NATS JetStream as in production, on streams of its own for this run.
     namespace = f"bench{uuid.uuid4().hex[:10]}"
     bus = "nats-jetstream" if args.bus != "in-process" and nats_reachable() else "in-process"
@@ -579,7 +596,7 @@ def main() -> None:
     with (
         _streams_deleted(namespace if bus == "nats-jetstream" else None),
         _terminated(worker),
-        Server(command, env=env, cpu=args.server_cpu) as server,
+        Server(command, env=env, cpu=args.server_cpu, port=port) as server,
     ):
         print(f"server pid {server.process.pid}, worker pid {worker.pid} (log {worker_log.name})", flush=True)
         split = CpuSplit(ADMIN_URL.rsplit("/", 1)[0] + f"/{DATABASE}", server.process.pid, worker.pid)
@@ -649,10 +666,32 @@ def main() -> None:
         name: ratio(v["sustained"]["confirmed_per_s"], ceiling["tps"]) if v["sustained"] else 0.0
         for name, v in variants.items()
     }
+    provider = (
+        f"sandbox provider with {args.provider_latency_ms} ms latency and signed webhooks delivered by the worker"
+        if args.webhooks
+        else "sandbox provider instant, no webhooks"
+    )
+    topology = (
+        f"staybook serve --workers {args.workers} + one staybook worker, on PostgreSQL, Redis, "
+        f"{'NATS JetStream' if bus == 'nats-jetstream' else 'the in-process bus'}; {provider}; "
+        "the load generator in this process"
+    )
+    best_sustained = max((v["sustained"] for v in variants.values() if v["sustained"]), default=None,
+                         key=lambda s: s["confirmed_per_s"])  # fmt: skip
+    before = json.loads(Path(args.before).read_text())["summary"] if args.before else None
+    summary = {
+        "topology": topology,
+        "sustained_confirmed_per_s": best_sustained["confirmed_per_s"] if best_sustained else 0.0,
+        "p99_ms": best_sustained["latency_ms"]["end_to_end"]["p99"] if best_sustained else None,
+        "before_confirmed_per_s": before["sustained_confirmed_per_s"] if before else None,
+        "before_p99_ms": before["p99_ms"] if before else None,
+        "before_commit": json.loads(Path(args.before).read_text()).get("commit") if args.before else None,
+    }
     result = write_result(
-        "booking",
+        args.name,
         {
-            "what": "hold -> pay -> confirm over HTTP (2 requests, sandbox provider instant), one staybook serve "
+            "summary": summary,
+            "what": f"hold -> pay -> confirm over HTTP (2 requests, {provider}), one staybook serve "
             f"({args.workers} uvicorn worker(s)), PostgreSQL; open-loop arrivals stepped up until the end-to-end "
             f"p99 reaches {P99_LIMIT_MS:.0f} ms",
             "command": "flock /tmp/staybook-bench.lock .venv/bin/python -m bench.booking",

@@ -83,7 +83,9 @@ async def _seed(settings: Settings, properties: int, seed_value: int) -> dict:
             seed_demo = getattr(service, "seed_demo", None)
             if seed_demo is not None:
                 summary[context] = await seed_demo(runtime, properties=properties, seed=seed_value)
-        await runtime.relay.publish_pending()
+        # The events stay in the outbox for the worker: relayed from here, before any worker's
+        # consumers exist, the in-process bus would drop them (the seeded accounts would never
+        # become notification contacts).
     finally:
         await runtime.close()
     return summary

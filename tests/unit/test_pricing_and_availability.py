@@ -157,9 +157,12 @@ def test_ical_ranges_merge_contiguous_nights_and_round_trip():
         (MONDAY + timedelta(days=4), MONDAY + timedelta(days=5), "Closed"),
     ]
     exported = export_calendar(uuid.uuid4(), "Double", nights)
-    parsed = blocked_nights(exported)
+    parsed = blocked_nights(exported, window=(MONDAY, MONDAY + timedelta(days=30)))
     assert parsed.events == 2
     assert parsed.nights == [MONDAY + timedelta(days=d) for d in (1, 2, 4)]
+    clipped = blocked_nights(exported, window=(MONDAY + timedelta(days=2), MONDAY + timedelta(days=5)))
+    assert clipped.events == 2
+    assert clipped.nights == [MONDAY + timedelta(days=d) for d in (2, 4)]
 
 
 def test_today_in_agrees_with_the_zone_at_every_minute_around_midnights_and_dst():

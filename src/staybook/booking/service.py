@@ -35,6 +35,7 @@ from staybook.booking.ports import CatalogStayCatalog, StayCatalog
 from staybook.booking.schemas import BookingOut, HoldRequest, PaymentOutcome, PaymentSummary
 from staybook.inventory import service as inventory
 from staybook.inventory.service import Stay
+from staybook.kernel.dates import check_stay
 from staybook.kernel.db import Record, Sql, UnitOfWork, insert_sql
 from staybook.kernel.errors import (
     Conflict,
@@ -320,6 +321,14 @@ async def place_hold(runtime: Runtime, principal: Principal, request: HoldReques
     Raises NightsUnavailable (409, naming the nights) when any night lacks the units.
     """
     ttl = timedelta(seconds=runtime.settings.booking.hold_ttl_seconds)
+    calendar = runtime.settings.inventory
+    check_stay(
+        request.check_in,
+        request.check_out,
+        max_nights=calendar.max_stay_nights,
+        horizon_days=calendar.horizon_days,
+        location="body",
+    )
     async with runtime.db.transaction() as uow:
         if claim is not None:
             await claim.take(uow)

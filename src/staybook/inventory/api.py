@@ -12,7 +12,14 @@ from fastapi.responses import Response
 from staybook.catalog import service as catalog
 from staybook.inventory import ical, service
 from staybook.inventory.pricing import nightly_prices
-from staybook.inventory.schemas import Calendar, CalendarFeedOut, CalendarUpdate, IcalImportResult
+from staybook.inventory.schemas import (
+    MAX_CALENDAR_RANGE_DAYS,
+    Calendar,
+    CalendarFeedOut,
+    CalendarUpdate,
+    IcalImportResult,
+)
+from staybook.kernel.dates import bookable_window, check_range
 from staybook.kernel.errors import Forbidden, InvalidInput, Unauthorized
 from staybook.kernel.runtime import Runtime, get_runtime
 from staybook.kernel.security import Principal, optional_principal, require_role
@@ -60,8 +67,7 @@ async def get_calendar(
     from_: Annotated[date, Query(alias="from")],
     to: date,
 ):
-    if to <= from_:
-        raise InvalidInput("'to' must be after 'from'", field="query.to")
+    check_range(from_, to, longest=MAX_CALENDAR_RANGE_DAYS)
     async with runtime.db.session() as session:
         summary = await catalog.authorize_room_type(session, principal, room_type_id)
         nights = await service.nights(session, room_type_id, from_, to)
@@ -148,7 +154,10 @@ async def import_ical(
     runtime: RuntimeDep,
     file: Annotated[UploadFile, File(description="An iCalendar (.ics) file; its events' nights are closed")],
 ):
-    blocked = ical.blocked_nights(await file.read())
+    """Closes the nights the file's events cover, within the bookable window (the calendar has no
+    other nights to close)."""
+    window = bookable_window(runtime.settings.inventory.horizon_days)
+    blocked = ical.blocked_nights(await file.read(ical.MAX_ICAL_BYTES + 1), window=window)
     async with runtime.db.unit_of_work() as uow:
         summary = await catalog.authorize_room_type(uow.session, principal, room_type_id)
         closed = await service.close_nights(uow, room_type_id, blocked.nights)

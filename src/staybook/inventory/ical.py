@@ -17,6 +17,8 @@ from staybook.inventory.events import NightSnapshot
 from staybook.kernel.errors import InvalidInput
 
 MAX_IMPORTED_NIGHTS = 1100
+# A channel manager's feed of a year of bookings is tens of kilobytes.
+MAX_ICAL_BYTES = 2_000_000
 
 
 def blocked_reason(night: NightSnapshot) -> str | None:
@@ -69,8 +71,13 @@ def _as_date(value) -> date:
     return value.date() if isinstance(value, datetime) else value
 
 
-def blocked_nights(data: bytes) -> BlockedNights:
-    """The nights covered by the file's events; 422 for anything that is not an iCalendar."""
+def blocked_nights(data: bytes, *, window: tuple[date, date]) -> BlockedNights:
+    """The nights in [window) covered by the file's events; 422 for anything that is not an iCalendar.
+
+    Each event is clipped to the window before it is expanded: one VEVENT from 0001 to 9999 costs
+    as much as one covering the window, not three million nights."""
+    if len(data) > MAX_ICAL_BYTES:
+        raise InvalidInput(f"An iCalendar file may be at most {MAX_ICAL_BYTES} bytes", field="body.file")
     try:
         calendar = icalendar.Calendar.from_ical(data)
     except (ValueError, IndexError, KeyError, UnicodeDecodeError) as error:
@@ -83,11 +90,17 @@ def blocked_nights(data: bytes) -> BlockedNights:
         start = event.get("dtstart")
         if start is None:
             continue
-        first = _as_date(start.dt)
         end = event.get("dtend")
-        last = _as_date(end.dt) if end is not None else first + timedelta(days=1)
+        first = _as_date(start.dt)
+        last = _as_date(end.dt) if end is not None else first
+        if not isinstance(first, date) or not isinstance(last, date):
+            raise InvalidInput("An event's DTSTART and DTEND must be dates or times", field="body.file")
         events += 1
-        for offset in range(max(1, (last - first).days)):
+        if first >= window[1]:
+            continue
+        last = max(last, first + timedelta(days=1))  # an event without an end (or ending early) is one night
+        first, last = max(first, window[0]), min(last, window[1])
+        for offset in range((last - first).days):
             nights.add(first + timedelta(days=offset))
         if len(nights) > MAX_IMPORTED_NIGHTS:
             raise InvalidInput(f"At most {MAX_IMPORTED_NIGHTS} nights can be imported at once", field="body.file")

@@ -40,6 +40,7 @@ from staybook.catalog import service as catalog
 from staybook.inventory.events import InventoryChanged, NightSnapshot
 from staybook.inventory.models import CalendarFeed, RoomNight
 from staybook.inventory.pricing import assess_stay, validate_stay_dates
+from staybook.kernel.dates import check_stay
 from staybook.kernel.db import Sql, UnitOfWork
 from staybook.kernel.errors import Conflict, InvalidInput, NotFound
 from staybook.kernel.orm import utcnow
@@ -638,8 +639,8 @@ async def property_availability(
     date checks need on every call.
     """
     settings = runtime.settings.inventory
-    if check_out <= check_in:
-        raise InvalidInput("check_out must be after check_in", field="query.check_out")
+    # Before the cache or the database: the answer (and its cache value) grows with the nights.
+    check_stay(check_in, check_out, max_nights=settings.max_stay_nights, horizon_days=settings.horizon_days)
     if guests < 1:
         raise InvalidInput("guests must be at least 1", field="query.guests")
 

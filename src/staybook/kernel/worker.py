@@ -46,10 +46,12 @@ class Worker:
 
     async def start(self, *, relay: bool = True, consumers: bool = True, jobs: bool = True) -> None:
         loop = asyncio.get_running_loop()
-        if relay:
-            self._tasks.append(loop.create_task(self.runtime.relay.run(self.stop_event), name="outbox-relay"))
+        # Consumers first: an event relayed before its consumer subscribed would be lost on the
+        # in-process bus (JetStream durables declared with DeliverPolicy.ALL would still see it).
         if consumers:
             await self.runtime.consumers.start(self.runtime.wiring.subscriptions)
+        if relay:
+            self._tasks.append(loop.create_task(self.runtime.relay.run(self.stop_event), name="outbox-relay"))
         if jobs:
             for job in [*KERNEL_JOBS, *self.runtime.wiring.jobs]:
                 self._tasks.append(loop.create_task(self._repeat(job), name=f"job:{job.name}"))

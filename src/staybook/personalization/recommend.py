@@ -15,6 +15,7 @@ from datetime import date
 
 import numpy as np
 
+from staybook.kernel.dates import check_stay
 from staybook.kernel.errors import InvalidInput, NotFound
 from staybook.kernel.runtime import Runtime
 from staybook.kernel.security import Principal
@@ -66,14 +67,13 @@ def _check(runtime: Runtime, request: RecommendationRequest) -> None:
     if request.require == "price" and not request.dated:
         raise InvalidInput("require=price needs check_in and check_out (prices are per stay)", field="query.check_in")
     if request.dated:
-        if request.check_out <= request.check_in:
-            raise InvalidInput("check_out must be after check_in", field="query.check_out")
-        longest = runtime.settings.inventory.max_stay_nights
-        if (request.check_out - request.check_in).days > longest:
-            raise InvalidInput(f"stays are at most {longest} nights", field="query.check_out")
-        first, last = search.bookable_window(runtime)
-        if request.check_in < first or request.check_out > last:
-            raise InvalidInput("the dates are outside the bookable window", field="query.check_in")
+        inventory = runtime.settings.inventory
+        check_stay(
+            request.check_in,
+            request.check_out,
+            max_nights=inventory.max_stay_nights,
+            horizon_days=inventory.horizon_days,
+        )
 
 
 def _distance_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:

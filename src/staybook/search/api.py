@@ -12,6 +12,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import QueryParams
 
+from staybook.kernel.dates import check_stay
 from staybook.kernel.errors import InvalidInput, StaybookError, Unauthorized
 from staybook.kernel.runtime import Runtime, get_runtime
 from staybook.kernel.security import require_role
@@ -291,16 +292,8 @@ def search_query(runtime: Runtime, p: SearchParams, audience: str | None = None)
 
 
 def _check_dates(runtime: Runtime, check_in: date, check_out: date) -> None:
-    if check_out <= check_in:
-        raise InvalidInput("check_out must be after check_in", field="query.check_out")
-    longest = runtime.settings.inventory.max_stay_nights
-    if (check_out - check_in).days > longest:
-        raise InvalidInput(f"stays are at most {longest} nights", field="query.check_out")
-    first, last = service.bookable_window(runtime)
-    if check_in < first:
-        raise InvalidInput("check_in is in the past", field="query.check_in")
-    if check_out > last:
-        raise InvalidInput(f"check_out is beyond the bookable horizon ({last.isoformat()})", field="query.check_out")
+    inventory = runtime.settings.inventory
+    check_stay(check_in, check_out, max_nights=inventory.max_stay_nights, horizon_days=inventory.horizon_days)
 
 
 @router.get("/search/suggest", response_model=SuggestResponse, summary="Autocomplete places and property names")

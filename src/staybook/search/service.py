@@ -24,7 +24,7 @@ import structlog
 
 from staybook.catalog import service as catalog
 from staybook.inventory import service as inventory
-from staybook.kernel import metrics
+from staybook.kernel import dates, metrics
 from staybook.kernel.consumers import ReplicaSubscription
 from staybook.kernel.errors import InvalidInput, ServiceUnavailable
 from staybook.kernel.events import EventEnvelope
@@ -118,8 +118,7 @@ def bookable_window(runtime: Runtime) -> tuple[date, date]:
 
     It starts yesterday (UTC) so a guest in a timezone ahead of UTC can still book "tonight".
     """
-    origin = datetime.now(UTC).date() - timedelta(days=1)
-    return origin, origin + timedelta(days=runtime.settings.inventory.horizon_days + 1)
+    return dates.bookable_window(runtime.settings.inventory.horizon_days)
 
 
 def new_index(runtime: Runtime) -> SearchIndex:

@@ -154,7 +154,7 @@ async def property_page(property_id: uuid.UUID, request: Request) -> Response:
         offers = await pages.availability(runtime, property_id, check_in, check_out, guests)
     except StaybookError as error:
         problem = error.detail
-    month = pages.month_of(request.query_params.get("month"), check_in)
+    month = pages.month_of(request.query_params.get("month"), check_in, today)
     # The calendar shows the room the guest would book: the first bookable one, else the first.
     bookable = {o["room_type_id"] for o in (offers or {}).get("room_types", ()) if o["bookable"]}
     calendar_room = next((r for r in prop.room_types if str(r.id) in bookable), None) or (

@@ -232,7 +232,7 @@ async def _calendar_page(request: Request, room_type_id: uuid.UUID, status: int 
     principal, runtime, prop, room_type = await _own_room_type(request, room_type_id)
     _, _, locale = page_state(request)
     today = pages.property_today(prop.timezone)
-    month = pages.month_of(request.query_params.get("month"), today)
+    month = pages.month_of(request.query_params.get("month"), today, today)
     nights = await pages.room_type_month(runtime, room_type_id, month)
     if feed_url is None:
         feed_url = (await inventory_api.calendar_feed(room_type_id, request, principal, runtime)).url

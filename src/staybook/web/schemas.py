@@ -8,9 +8,10 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from starlette.datastructures import FormData
 
+from staybook.inventory.schemas import MAX_CALENDAR_RANGE_DAYS
 from staybook.kernel.errors import InvalidInput
 from staybook.kernel.schemas import minor_unit_digits
 
@@ -140,6 +141,17 @@ class CalendarForm(Form):
     season_percent: int | None = Field(None, ge=-100, le=1000)
     season_start: str | None = Field(None, pattern=r"^(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$")
     season_end: str | None = Field(None, pattern=r"^(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$")
+
+    @model_validator(mode="after")
+    def _range(self) -> CalendarForm:
+        # Checked here, before end + 1 day is computed (9999-12-31 would overflow) or any night touched.
+        if self.end < self.start:
+            raise ValueError("The last night must not be before the first")
+        if (self.end - self.start).days >= MAX_CALENDAR_RANGE_DAYS:
+            raise ValueError(f"A calendar change covers at most {MAX_CALENDAR_RANGE_DAYS} nights")
+        if self.end == date.max:
+            raise ValueError("The last night is beyond the calendar")
+        return self
 
 
 class RoleForm(Form):

@@ -90,14 +90,23 @@ class CalendarDay:
     closed_to_arrival: bool = False
 
 
-def month_of(text: str | None, fallback: date) -> date:
+# The months a calendar grid may show around today: the calendar has no nights outside them, and
+# the grid's previous/next links must stay inside the dates Python can represent (years 1-9999).
+MONTHS_BACK_DAYS, MONTHS_AHEAD_DAYS = 366, 1100
+
+
+def month_of(text: str | None, fallback: date, today: date) -> date:
+    """The first of the month `text` (YYYY-MM) names, else of `fallback`, else of `today`: the first
+    of them within the months a grid may show."""
+    earliest, latest = today - timedelta(days=MONTHS_BACK_DAYS), today + timedelta(days=MONTHS_AHEAD_DAYS)
+    candidates = [fallback]
     if text:
         try:
             year, month = (int(part) for part in text.split("-")[:2])
-            return date(year, month, 1)
+            candidates.insert(0, date(year, month, 1))
         except ValueError:
             pass
-    return fallback.replace(day=1)
+    return next((day for day in candidates if earliest <= day <= latest), today).replace(day=1)
 
 
 def month_grid(first: date, nights: list, today: date) -> list[list[CalendarDay]]:
