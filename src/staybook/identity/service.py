@@ -130,7 +130,7 @@ class RequestInfo:
 
 
 def _rule(name: str, spec: tuple[int, int, int]) -> RateLimitRule:
-    return RateLimitRule(name, spec[0], spec[1], spec[2])
+    return RateLimitRule(name, spec[0], spec[1], spec[2], fail_closed=True)  # credential routes
 
 
 async def _limit(runtime: Runtime, rule: RateLimitRule, key: str) -> None:

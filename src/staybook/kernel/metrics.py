@@ -45,6 +45,9 @@ EVENT_HANDLER_LATENCY = Histogram(
 )
 CACHE_REQUESTS = Counter("staybook_cache_requests_total", "Cache lookups", ["namespace", "result"])
 RATE_LIMITED = Counter("staybook_rate_limited_total", "Requests refused by a rate limit", ["rule"])
+REDIS_FALLBACKS = Counter(
+    "staybook_redis_fallbacks_total", "Calls answered without Redis because it was unreachable", ["part"]
+)
 
 
 _HTTP_SERIES: dict[tuple[str, str, int], tuple] = {}

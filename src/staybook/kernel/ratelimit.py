@@ -19,6 +19,9 @@ class RateLimitRule:
     limit: int
     window_seconds: float
     block_seconds: float = 0.0
+    # While the shared store is unreachable: count in this process (credential routes) instead of
+    # allowing every request (kernel/fallback.py).
+    fail_closed: bool = False
 
 
 @dataclass(frozen=True)

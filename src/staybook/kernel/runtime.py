@@ -21,6 +21,7 @@ from staybook.kernel.bus import Bus, create_bus
 from staybook.kernel.cache import Cache, MemoryCache, RedisCache
 from staybook.kernel.consumers import ConsumerRunner, DeadLetters, ReplicaSubscription, Subscription
 from staybook.kernel.db import Database, ping
+from staybook.kernel.fallback import FallbackCache, FallbackRateLimiter, RedisBreaker
 from staybook.kernel.outbox import OutboxRelay
 from staybook.kernel.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from staybook.kernel.security import TokenSigner, TokenVersions
@@ -95,8 +96,9 @@ class Runtime:
                 self.settings.redis_url, socket_connect_timeout=3, socket_timeout=3, health_check_interval=30
             )
             prefix = self.settings.redis_key_prefix
-            self.cache = RedisCache(self.redis, prefix=prefix + "cache:")
-            self.rate_limiter = RedisRateLimiter(self.redis, prefix=prefix + "rl:")
+            breaker = RedisBreaker()
+            self.cache = FallbackCache(RedisCache(self.redis, prefix=prefix + "cache:"), breaker)
+            self.rate_limiter = FallbackRateLimiter(RedisRateLimiter(self.redis, prefix=prefix + "rl:"), breaker)
             self.token_versions.use_redis(self.redis, prefix + "tokver:")
             self.ready_checks["redis"] = self.redis.ping
         await self.bus.connect(self.wiring.contexts)
