@@ -47,6 +47,7 @@ class Connection:
     def __init__(self, host: str, port: int) -> None:
         self.host, self.port = host, port
         self.reader = self.writer = None
+        self.head_at = 0.0  # perf_counter when the last response's head had arrived (time to first byte)
 
     async def open(self) -> None:
         self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
@@ -56,6 +57,7 @@ class Connection:
             await self.open()
         self.writer.write(raw)
         head = await self.reader.readuntil(b"\r\n\r\n")
+        self.head_at = time.perf_counter()
         status = int(head[9:12])
         length = 0
         chunked = False
@@ -109,6 +111,7 @@ async def run(args, specs: list[dict]) -> dict:
         await connection.open()
         idle.put_nowait(connection)
     latencies: list[float] = []
+    first_bytes: list[float] = []
     statuses: dict[int, int] = {}
     errors = 0
     unanswered = 0
@@ -120,6 +123,7 @@ async def run(args, specs: list[dict]) -> dict:
             status = await connection.request(requests[index % len(requests)])
             statuses[status] = statuses.get(status, 0) + 1
             latencies.append(time.perf_counter() - scheduled)
+            first_bytes.append(connection.head_at - scheduled)
         except (OSError, asyncio.IncompleteReadError, ValueError):
             errors += 1
             connection.writer = None
@@ -148,6 +152,9 @@ async def run(args, specs: list[dict]) -> dict:
         await asyncio.gather(*(loop() for _ in range(args.connections)))
     elapsed = time.perf_counter() - started
     values = np.array(latencies) * 1000 if latencies else np.array([0.0])
+    heads = (
+        np.array(first_bytes + [DRAIN_SECONDS] * unanswered) * 1000 if first_bytes or unanswered else np.array([0.0])
+    )
     return {
         "mode": "open-loop" if args.rate > 0 else "closed-loop",
         "target_rate": args.rate,
@@ -164,6 +171,12 @@ async def run(args, specs: list[dict]) -> dict:
             "p99": round(float(np.percentile(values, 99)), 3),
             "p99.9": round(float(np.percentile(values, 99.9)), 3),
             "max": round(float(values.max()), 3),
+        },
+        # From the scheduled send to the response's head (status line and headers) read.
+        "ttfb_ms": {
+            "p50": round(float(np.percentile(heads, 50)), 3),
+            "p99": round(float(np.percentile(heads, 99)), 3),
+            "max": round(float(heads.max()), 3),
         },
     }
 
