@@ -596,7 +596,7 @@ def main() -> None:
     with (
         _streams_deleted(namespace if bus == "nats-jetstream" else None),
         _terminated(worker),
-        Server(command, env=env, cpu=args.server_cpu, port=port) as server,
+        Server(command, env=env, cpu=args.server_cpu, port=port, startup_timeout=600) as server,
     ):
         print(f"server pid {server.process.pid}, worker pid {worker.pid} (log {worker_log.name})", flush=True)
         split = CpuSplit(ADMIN_URL.rsplit("/", 1)[0] + f"/{DATABASE}", server.process.pid, worker.pid)

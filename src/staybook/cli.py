@@ -22,6 +22,8 @@ from staybook.app import CONTEXTS, collect_wiring, configure_observability, crea
 from staybook.kernel.settings import Settings
 from staybook.recovery import cli as recovery_cli
 
+WORKER_HEALTHCHECK_SECONDS = 60
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="staybook: accommodation booking platform.")
 
 
@@ -125,6 +127,10 @@ def serve(
         log_config=None,
         access_log=False,
         server_header=False,
+        # uvicorn's supervisor kills a worker that does not answer its ping within this time, and a
+        # worker still starting its interpreter answers none: at uvicorn's 5 s, on a loaded machine,
+        # both workers were killed and respawned for minutes without ever serving.
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
     )
 
 
