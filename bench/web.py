@@ -44,7 +44,7 @@ from urllib.parse import urlencode
 import httpx
 import psycopg
 
-from bench.booking import ADMIN_URL, NATS_URL, _streams_deleted, _terminated, drained, nats_reachable
+from bench.booking import ADMIN_URL, NATS_URL, _pid_cpu, _streams_deleted, _terminated, drained, nats_reachable
 from bench.harness import Server, load, ratio, staybook_command, write_result
 from bench.platform import REDIS_URL, CpuMeter
 
@@ -53,6 +53,17 @@ PASSWORD = "bench-web-pass-42"
 TTFB_TARGET_MS = 50.0
 TTFB_TARGET_RATE = 200.0
 WEIGHT_TARGET_KB = 100.0
+
+
+class WebCpuMeter(CpuMeter):
+    """bench.platform's meter, counting the PostgreSQL backends of this benchmark's database."""
+
+    def snapshot(self) -> dict:
+        figures = super().snapshot()
+        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+            pids = [r[0] for r in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", (DATABASE,))]
+        figures["postgres"] = {pid: _pid_cpu(pid) or 0.0 for pid in pids}
+        return figures
 
 
 def prepare_database(properties: int) -> dict:
@@ -272,7 +283,7 @@ def main() -> None:
         for name, weight in weights.items():
             print(f"{name:<9} page weight {weight['compressed_kb']:>6.1f} KB compressed "
                   f"({weight['uncompressed_kb']:.1f} KB plain)", flush=True)  # fmt: skip
-        meter = CpuMeter(server.process.pid, worker.pid)
+        meter = WebCpuMeter(server.process.pid, worker.pid)
         pages: dict[str, dict] = {}
         for name, pair in sets.items():
             entry: dict = {}

@@ -21,8 +21,12 @@ from types import ModuleType
 import structlog
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.staticfiles import StaticFiles
+from starlette.responses import HTMLResponse
 
 from staybook.kernel import api as operations_api
+from staybook.kernel import openapi
 from staybook.kernel.consumers import ReplicaSubscription, Subscription
 from staybook.kernel.errors import install_error_handlers
 from staybook.kernel.gateway import GatewayMiddleware
@@ -49,6 +53,33 @@ CONTEXTS = (
 PUBLISHING_CONTEXTS = (
     "identity", "catalog", "inventory", "booking", "payments", "notifications", "personalization", "search",
 )  # fmt: skip
+
+# The OpenAPI document's tags, one per context, in the order Swagger UI lists them.
+OPENAPI_TAGS = [
+    {"name": "identity", "description": "Accounts and sign-in: register, log in (tokens), refresh, MFA, the "
+     "signed-in user (/me), GDPR export and erasure; admins manage users and read the audit log."},
+    {"name": "catalog", "description": "Properties, their room types, photos and publication, as hosts "
+     "manage them and guests read them."},
+    {"name": "inventory", "description": "Calendars (price and allotment per night), availability and "
+     "quotes for a stay, iCal channel import and export."},
+    {"name": "search", "description": "Search stays by place, dates, guests, price and amenities; suggest "
+     "places; admins rebuild the index online."},
+    {"name": "booking", "description": "Hold a room type for a stay, pay for it, cancel it; the guest's and "
+     "the host's lists. Holds and payments take an Idempotency-Key."},
+    {"name": "payments", "description": "The payment provider's signed webhooks."},
+    {"name": "notifications", "description": "A user's notification preferences and one-click unsubscribe."},
+    {"name": "personalization", "description": "Browsing signals in, sessions and profiles, recommendations."},
+    {"name": "operations", "description": "Liveness, readiness and metrics; admins' health view, "
+     "consumers and dead letters."},
+]  # fmt: skip
+OPENAPI_DESCRIPTION = (
+    "Search, hold, pay, confirm: never the same room-night twice.\n\n"
+    "Sign in with `POST /api/v1/auth/login` (the demo's accounts are printed when it starts, e.g. "
+    "`guest@staybook.demo`) and send the access token as `Authorization: Bearer <token>` (the Authorize "
+    "button). Every error is `application/problem+json` (RFC 9457); its `type` URIs are listed in "
+    "docs/problems.md. Money is integer minor units with a currency; stays are [check_in, check_out)."
+)
+SWAGGER_ASSETS = "/docs/assets"
 
 log = structlog.get_logger("staybook.app")
 
@@ -95,6 +126,26 @@ def configure_observability(settings: Settings):
     return configure_tracing(settings.service_name, settings.otlp_endpoint)
 
 
+def _mount_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs from the vendored swagger-ui-dist (scripts/vendor-assets): works offline."""
+    from importlib import resources
+
+    assets = resources.files("staybook.kernel") / "static" / "swagger-ui"
+    app.mount(SWAGGER_ASSETS, StaticFiles(directory=str(assets)), name="swagger-ui")
+
+    async def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="staybook API",
+            swagger_js_url=f"{SWAGGER_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{SWAGGER_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{SWAGGER_ASSETS}/favicon-32x32.png",
+            swagger_ui_parameters={"persistAuthorization": True},
+        )
+
+    app.add_api_route("/docs", swagger_ui, methods=["GET"], include_in_schema=False)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     tracer = configure_observability(settings)
@@ -136,11 +187,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         summary="Accommodation booking: search, hold, pay, confirm.",
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,
         redoc_url=None,
         openapi_url="/openapi.json",
+        generate_unique_id_function=openapi.operation_id,
     )
     app.state.settings = settings
+    openapi.install(app, tags=OPENAPI_TAGS, description=OPENAPI_DESCRIPTION)
+    _mount_docs(app)
     install_error_handlers(app)
     app.include_router(operations_api.router)
     app.include_router(operations_api.admin_router, prefix=API_PREFIX)

@@ -5,20 +5,19 @@ from __future__ import annotations
 import uuid
 from datetime import date
 
+import orjson
 from fastapi import APIRouter, Body, Depends, Query, Request
 from starlette.responses import Response
 
 from staybook.booking import service
 from staybook.booking.schemas import BookingOut, CancelRequest, HoldRequest, PaymentOutcome, PaymentRequest
 from staybook.kernel.idempotency import run_idempotent
+from staybook.kernel.openapi import idempotency_key
 from staybook.kernel.runtime import Runtime, get_runtime
 from staybook.kernel.schemas import Page
 from staybook.kernel.security import Principal, current_principal, require_role
 
 router = APIRouter(tags=["booking"])
-
-_IDEMPOTENCY = {"Idempotency-Key": {"description": "Required; a retry with the same key gets the first answer."}}
-
 
 def _ttl(runtime: Runtime) -> int:
     return runtime.settings.booking.idempotency_ttl_seconds
@@ -29,7 +28,11 @@ def _ttl(runtime: Runtime) -> int:
     status_code=201,
     response_model=BookingOut,
     summary="Hold a room type for a stay (Idempotency-Key required)",
-    responses={409: {"description": "Some nights are not available; the problem names them"}},
+    responses={
+        201: {"headers": {"Location": {"description": "The booking's URL", "schema": {"type": "string"}}}},
+        409: {"description": "Some nights are not available; the problem names them"},
+    },
+    openapi_extra=idempotency_key(required=True),
 )
 async def hold(
     request: Request,
@@ -40,9 +43,13 @@ async def hold(
     async def work(claim):
         return 201, await service.place_hold(runtime, principal, payload, claim)
 
-    return await run_idempotent(
+    response = await run_idempotent(
         request, runtime.db, _ttl(runtime), scope=principal.user_id, body=payload.model_dump(mode="json"), work=work
     )
+    if response.status_code == 201:  # also on a replay: the first answer, with its Location
+        booking_id = orjson.loads(response.body)["id"]
+        response.headers["Location"] = f"{request.scope.get('root_path', '')}{request.url.path}/{booking_id}"
+    return response
 
 
 @router.get("/bookings/{booking_id}", response_model=BookingOut, summary="One booking (guest, host or admin)")
@@ -59,6 +66,7 @@ async def get_booking(
     response_model=PaymentOutcome,
     summary="Pay a held booking with a provider token (Idempotency-Key required)",
     responses={202: {"description": "Provider has not answered yet"}, 402: {"description": "Declined"}},
+    openapi_extra=idempotency_key(required=True),
 )
 async def pay(
     booking_id: uuid.UUID,
@@ -75,7 +83,12 @@ async def pay(
     )
 
 
-@router.post("/bookings/{booking_id}/cancel", response_model=BookingOut, summary="Cancel a confirmed booking")
+@router.post(
+    "/bookings/{booking_id}/cancel",
+    response_model=BookingOut,
+    summary="Cancel a confirmed booking",
+    openapi_extra=idempotency_key(required=False),
+)
 async def cancel(
     booking_id: uuid.UUID,
     request: Request,

@@ -11,7 +11,7 @@ from zoneinfo import available_timezones
 
 from pydantic import AfterValidator, BaseModel, Field
 
-from staybook.kernel.schemas import Money, Schema, validate_currency
+from staybook.kernel.schemas import Money, PartialUpdate, Schema, validate_currency
 
 PROPERTY_TYPES = (
     "hotel",
@@ -124,8 +124,8 @@ class PropertyCreate(Schema):
     cancellation_policy: CancellationPolicy = "moderate"
 
 
-class PropertyUpdate(Schema):
-    """Only the fields sent change; `null` is refused for every field."""
+class PropertyUpdate(PartialUpdate):
+    """Only the fields sent change; `null` is refused for every field (and not declared nullable)."""
 
     name: Name | None = None
     description: Description | None = None
@@ -152,7 +152,7 @@ class RoomTypeCreate(Schema):
     base_price: Money
 
 
-class RoomTypeUpdate(Schema):
+class RoomTypeUpdate(PartialUpdate):
     name: Name | None = None
     description: Description | None = None
     max_guests: int | None = Field(None, ge=1, le=50)

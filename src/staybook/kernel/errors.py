@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from sqlalchemy import exc as sqlalchemy_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 PROBLEM_BASE = "https://staybook.dev/problems/"
@@ -104,6 +105,7 @@ class UpstreamError(StaybookError):
     status, code, title = 502, "upstream-error", "Upstream service failed"
 
 
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 _HTTP_TITLES = {
     400: ("bad-request", "Bad request"),
     401: ("unauthorized", "Authentication required"),
@@ -178,6 +180,17 @@ def validation_errors(raw_errors: list[dict]) -> list[dict]:
     return errors
 
 
+def allowed_methods(request: Request) -> str:
+    """Every method some route of this path answers: Starlette's 405 names only the first route's."""
+    routes = request.app.router.routes
+    allowed = [
+        method
+        for method in _METHODS
+        if any(route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes)
+    ]
+    return ", ".join(allowed)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def on_staybook_error(request: Request, exc: StaybookError) -> Response:
         if exc.status >= 500:
@@ -209,9 +222,10 @@ def install_error_handlers(app: FastAPI) -> None:
         detail = exc.detail if isinstance(exc.detail, str) and exc.detail != title else None
         if exc.status_code == 404 and detail in (None, "Not Found"):
             detail = f"No resource at {request.url.path}"
-        return problem_response(
-            exc.status_code, code, title, detail, instance=request.url.path, headers=getattr(exc, "headers", None)
-        )
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            headers = {**(headers or {}), "Allow": allowed_methods(request)}
+        return problem_response(exc.status_code, code, title, detail, instance=request.url.path, headers=headers)
 
     async def on_database_unavailable(request: Request, exc: Exception) -> Response:
         # Pool exhausted, server refusing connections, failover in progress: the client may retry.

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from babel.numbers import get_currency_precision, list_currencies
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -17,6 +17,24 @@ class Schema(BaseModel):
     """Request models refuse unknown fields; strings are stripped."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+def _not_nullable(schema: dict[str, Any]) -> None:
+    """`X | None = None` in Python means "may be left out"; the JSON schema must not say "may be null"."""
+    for name, prop in schema.get("properties", {}).items():
+        options = [option for option in prop.get("anyOf", ()) if option.get("type") != "null"]
+        if "anyOf" in prop and len(options) == 1:
+            rest = {key: value for key, value in prop.items() if key not in ("anyOf", "default")}
+            schema["properties"][name] = {**options[0], **rest}
+        elif "anyOf" in prop:
+            prop["anyOf"] = options
+            prop.pop("default", None)
+
+
+class PartialUpdate(Schema):
+    """A PATCH body: only the fields sent change, and `null` is refused (documented as not nullable)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, json_schema_extra=_not_nullable)
 
 
 def validate_currency(code: str) -> str:

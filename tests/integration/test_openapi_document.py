@@ -1,0 +1,103 @@
+"""The OpenAPI document says what the API does: security, problems, idempotency, ids; /docs works offline."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from tests.bookings import hold_body, seed_room_type
+from tests.conftest import bearer
+
+
+def _operations(spec: dict):
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            yield path, method, operation
+
+
+async def test_document_is_complete(sqlite_settings, client_for):
+    async with client_for(sqlite_settings) as client:
+        spec = (await client.get("/openapi.json")).json()
+    assert spec["components"]["securitySchemes"]["bearer"] == {
+        "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+        "description": spec["components"]["securitySchemes"]["bearer"]["description"],
+    }  # fmt: skip
+    text = str(spec)
+    assert "HTTPValidationError" not in text and "'ValidationError'" not in text
+    tags = {tag["name"]: tag["description"] for tag in spec["tags"]}
+    ids = []
+    for path, method, operation in _operations(spec):
+        ids.append(operation["operationId"])
+        assert re.fullmatch(r"[a-z][a-z0-9_]*", operation["operationId"]), operation["operationId"]
+        assert "_api_v1_" not in operation["operationId"]
+        assert all(tags.get(tag) for tag in operation["tags"]), (path, operation["tags"])
+        responses = operation["responses"]
+        assert "429" in responses and "default" in responses, (method, path)
+        for status, response in responses.items():
+            if status == "default" or status[0] in "45":
+                assert list(response["content"]) == ["application/problem+json"], (method, path, status)
+        if "422" in responses:
+            assert responses["422"]["content"]["application/problem+json"]["schema"] == {
+                "$ref": "#/components/schemas/ValidationProblem"
+            }
+        if operation["security"] == [{"bearer": []}]:
+            assert {"401", "403"} <= set(responses), (method, path)
+    assert len(ids) == len(set(ids))
+    operations = {operation["operationId"]: operation for _, _, operation in _operations(spec)}
+    hold = operations["hold"]
+    assert hold["security"] == [{"bearer": []}]
+    assert {"name": "Idempotency-Key", "in": "header", "required": True}.items() <= hold["parameters"][0].items()
+    assert "Location" in hold["responses"]["201"]["headers"]
+    assert operations["pay"]["parameters"][-1]["name"] == "Idempotency-Key"
+    assert operations["search"]["security"] == [] and operations["live"]["security"] == []
+    # PATCH fields that refuse null are not declared nullable.
+    for name in ("PropertyUpdate", "RoomTypeUpdate"):
+        for field, schema in spec["components"]["schemas"][name]["properties"].items():
+            assert "null" not in str(schema), (name, field, schema)
+
+
+async def test_swagger_ui_is_served_locally(sqlite_settings, client_for):
+    async with client_for(sqlite_settings) as client:
+        page = await client.get("/docs")
+        assert page.status_code == 200
+        assets = re.findall(r"""(?:src|href)=["']([^"']+)["']""", page.text)
+        assert assets and all(asset.startswith("/docs/assets/") for asset in assets), assets
+        for asset in assets:
+            answer = await client.get(asset)
+            assert answer.status_code == 200 and len(answer.content) > 500, asset
+        assert "https://" not in page.text.replace("https://staybook.dev", "")
+
+
+async def test_allow_names_every_method_of_the_path(sqlite_settings, client_for):
+    async with client_for(sqlite_settings) as client:
+        answer = await client.put(f"/api/v1/properties/{uuid.uuid4()}")
+        assert answer.status_code == 405
+        assert answer.headers["content-type"] == "application/problem+json"
+        assert set(answer.headers["allow"].split(", ")) == {"GET", "PATCH", "DELETE"}
+        answer = await client.delete("/api/v1/bookings")
+        assert set(answer.headers["allow"].split(", ")) == {"POST"}
+
+
+async def test_hold_answers_with_its_location(sqlite_settings, client_for):
+    settings = sqlite_settings.model_copy(
+        update={"payments": sqlite_settings.payments.model_copy(update={"sandbox_instant": True})}
+    )
+    headers = bearer(settings, "guest") | {"Idempotency-Key": uuid.uuid4().hex}
+    async with client_for(settings) as client:
+        room = await seed_room_type(client.app.state.runtime, total=1)
+        held = await client.post("/api/v1/bookings", json=hold_body(room["room_type_id"]), headers=headers)
+        assert held.status_code == 201, held.text
+        assert held.headers["location"] == f"/api/v1/bookings/{held.json()['id']}"
+        replay = await client.post("/api/v1/bookings", json=hold_body(room["room_type_id"]), headers=headers)
+        assert replay.headers["idempotent-replayed"] == "true"
+        assert replay.headers["location"] == held.headers["location"]
+        fetched = await client.get(held.headers["location"], headers=headers)
+        assert fetched.status_code == 200
+
+
+async def test_patch_refuses_null_as_documented(sqlite_settings, client_for):
+    async with client_for(sqlite_settings) as client:
+        room = await seed_room_type(client.app.state.runtime, total=1)
+        host = bearer(sqlite_settings, "host", room["host_id"])
+        answer = await client.patch(f"/api/v1/room-types/{room['room_type_id']}", json={"name": None}, headers=host)
+        assert answer.status_code == 422 and answer.json()["errors"][0]["field"] == "body.name"
