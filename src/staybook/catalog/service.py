@@ -521,7 +521,7 @@ async def host_properties(runtime: Runtime, principal: Principal, *, cursor: str
             query = query.where(Property.id > uuid.UUID(cursor))
         except ValueError as error:
             raise InvalidInput("Invalid cursor", field="query.cursor") from error
-    async with runtime.db.session() as session:
+    async with runtime.db.replica_session() as session:  # a listing may be a moment behind
         props = list((await session.scalars(query)).all())
     page = props[:limit]
     return PropertyPage(

@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.types import NullType, TypeEngine
 from sqlalchemy.util import greenlet_spawn
 
+from staybook.kernel import metrics
 from staybook.kernel.models import OutboxMessage
 
 if TYPE_CHECKING:
@@ -369,6 +370,14 @@ def _combined(statements: tuple[Sql, ...]) -> str:
     return "WITH " + ", ".join(f"w{i} AS ({part})" for i, part in enumerate(parts[:-1], 1)) + " " + parts[-1]
 
 
+# On a standby: 0 when replay has caught up with what was received, else the age of the last
+# replayed transaction (a quiet primary sends nothing to replay, so that age alone would grow).
+REPLICA_LAG_SQL = """
+SELECT CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
+            ELSE COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0) END
+"""
+
+
 class Database:
     """Engine plus session factory, created in the app lifespan (never at import)."""
 
@@ -376,6 +385,12 @@ class Database:
         self.settings = settings
         self.engine = create_engine(settings)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
+        self.replica_engine: AsyncEngine | None = None
+        self.replica_sessions = self.sessions
+        if settings.database_replica_url:
+            replica = settings.model_copy(update={"database_url": settings.database_replica_url})
+            self.replica_engine = create_engine(replica)
+            self.replica_sessions = async_sessionmaker(self.replica_engine, expire_on_commit=False, autoflush=False)
         self._commit_listeners: list[Callable[[], None]] = []
 
     @property
@@ -452,8 +467,28 @@ class Database:
         async with self.sessions() as session:
             yield session
 
+    @asynccontextmanager
+    async def replica_session(self) -> AsyncIterator[AsyncSession]:
+        """A read-only session on the standby when one is configured (else the primary), for reads
+        that may be a moment behind: what a host lists, what an export gathers. Never for a read
+        that decides a write."""
+        async with self.replica_sessions() as session:
+            yield session
+
+    async def replica_lag_seconds(self) -> float | None:
+        """How far the standby's replay is behind (0 when it has replayed all it received); None
+        without a standby."""
+        if self.replica_engine is None:
+            return None
+        async with self.replica_engine.connect() as conn:
+            lag = await conn.scalar(text(REPLICA_LAG_SQL))
+        metrics.DB_REPLICA_LAG.set(float(lag or 0.0))
+        return float(lag or 0.0)
+
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self.replica_engine is not None:
+            await self.replica_engine.dispose()
 
 
 @functools.cache

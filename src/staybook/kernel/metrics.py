@@ -45,6 +45,9 @@ EVENT_HANDLER_LATENCY = Histogram(
 )
 CACHE_REQUESTS = Counter("staybook_cache_requests_total", "Cache lookups", ["namespace", "result"])
 RATE_LIMITED = Counter("staybook_rate_limited_total", "Requests refused by a rate limit", ["rule"])
+DB_REPLICA_LAG = Gauge(
+    "staybook_db_replica_lag_seconds", "How far the read replica's replay is behind", multiprocess_mode="max"
+)
 REDIS_FALLBACKS = Counter(
     "staybook_redis_fallbacks_total", "Calls answered without Redis because it was unreachable", ["part"]
 )

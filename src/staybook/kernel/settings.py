@@ -286,6 +286,9 @@ class Settings(BaseSettings):
     log_json: bool = True
 
     database_url: str = "sqlite+aiosqlite:///./staybook.db"
+    # A streaming standby (`staybook dr standby`) for reads that may lag: host listings and data
+    # exports. Unset: every read goes to the primary. Its lag is a metric (docs/operations/recovery.md).
+    database_replica_url: str | None = None
     database_pool_size: int = Field(10, ge=1, le=200)
     database_max_overflow: int = Field(10, ge=0, le=200)
     database_echo: bool = False
@@ -343,6 +346,15 @@ class Settings(BaseSettings):
     web: WebSettings = Field(default_factory=WebSettings)
     backup: BackupSettings = Field(default_factory=BackupSettings)
     personalization: PersonalizationSettings = Field(default_factory=PersonalizationSettings)
+
+    @field_validator("database_replica_url")
+    @classmethod
+    def _replica_async_driver(cls, url: str | None) -> str | None:
+        if url is None or not url.strip():
+            return None
+        if not url.startswith(("postgres://", "postgresql")):
+            raise ValueError("database_replica_url must be a postgresql:// URL (a standby of database_url)")
+        return cls._async_driver(url)
 
     @field_validator("database_url")
     @classmethod

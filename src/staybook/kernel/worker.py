@@ -35,6 +35,7 @@ KERNEL_JOBS = [
     PeriodicJob("idempotency.purge", 600, _purge_idempotency_keys),
     PeriodicJob("outbox.purge", 3600, _purge),
     PeriodicJob("outbox.backlog", 15, lambda runtime: runtime.relay.backlog()),
+    PeriodicJob("database.replica-lag", 5, lambda runtime: runtime.db.replica_lag_seconds()),
 ]
 
 
