@@ -3,6 +3,7 @@ raw request line matters here (httpx normalises dot segments before sending, uvi
 
 from __future__ import annotations
 
+import json
 import socket
 import uuid
 
@@ -85,3 +86,18 @@ def test_media_serves_published_variants_and_never_an_original(media_server):
         assert status == (400 if "%00" in path else 404), (path, status, body[:200])
         assert headers["content-type"] == "application/problem+json", path
         assert b"Exif" not in body and b"staybook-camera" not in body, path
+
+
+def test_an_invalid_content_length_gets_a_problem_not_plain_text(pg_settings):
+    with servers(pg_settings) as (server,):
+        for content_length in ("abc", "-1", "1, 2", "99999999999999999999999"):
+            status, headers, body = raw_request(
+                server.port,
+                f"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {content_length}",
+                b'{"email": "a@example.com"}',
+            )
+            assert status == 400, content_length
+            assert headers["content-type"] == "application/problem+json"
+            problem = json.loads(body)
+            assert problem["status"] == 400 and problem["type"].endswith("/bad-request")

@@ -127,7 +127,8 @@ class SmtpRecorder:
     async def handle_DATA(self, server, session, envelope):
         answer = self.answers.pop(0) if self.answers else self.default
         if answer.startswith("250"):
-            self.messages.append(email.message_from_bytes(envelope.content, policy=policy.default))
+            # UTF-8 headers (RFC 6532, sent with SMTPUTF8) are read as UTF-8, not as escaped bytes.
+            self.messages.append(email.message_from_string(envelope.content.decode(), policy=policy.default))
         return answer
 
     def to(self, address: str) -> list[email.message.EmailMessage]:
@@ -137,7 +138,7 @@ class SmtpRecorder:
 @pytest.fixture(name="smtp")
 def smtp_fixture():
     recorder = SmtpRecorder()
-    controller = Controller(recorder, hostname="127.0.0.1", port=free_port())
+    controller = Controller(recorder, hostname="127.0.0.1", port=free_port(), enable_SMTPUTF8=True)
     controller.start()
     recorder.port = controller.port
     yield recorder

@@ -253,3 +253,28 @@ async def test_booking_guest_remembered_by_concurrent_handlers(pg_settings, make
         rows = (await session.scalars(select(BookingGuest))).all()
     assert [(row.booking_id, row.guest_user_id) for row in rows] == [(booking_id, guest)]
     assert rows[0].booking["status"] in {"held", "confirmed"}
+
+
+async def test_an_internationalised_address_is_delivered_and_an_invalid_one_reaches_the_admins(
+    production_settings, smtp, client_for
+):
+    settings = with_notifications(production_settings, smtp)
+    admin = bearer(settings, "admin")
+    async with client_for(settings) as client:
+        runtime = client.app.state.runtime
+        await emit(
+            runtime,
+            *(
+                booking_confirmed(booking_payload(guest_user_id=uuid.uuid4(), email_address=address, phone=None))
+                for address in ("josé@example.com", "ada@localhost")
+            ),
+        )
+        rows = await eventually(lambda: settled_count(runtime, 2))
+        by_recipient = {row.recipient: row for row in rows}
+        listed = (await client.get("/api/v1/admin/notifications/dead", headers=admin)).json()["items"]
+    assert by_recipient["josé@example.com"].status == "sent"
+    assert [m["To"].addresses[0].addr_spec for m in smtp.messages] == ["josé@example.com"]
+    assert by_recipient["ada@localhost"].status == "failed"
+    [undeliverable] = listed
+    assert undeliverable["id"] == str(by_recipient["ada@localhost"].id)
+    assert undeliverable["status"] == "failed" and "not a valid email address" in undeliverable["last_error"]

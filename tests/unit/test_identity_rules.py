@@ -196,11 +196,55 @@ def test_an_address_with_a_trailing_line_break_is_refused_everywhere(address):
     # `$` matches before a final newline: every validator must match the whole value, or the
     # line break reaches a mail header.
     from staybook.booking.schemas import GuestDetails
-    from staybook.identity.schemas import validate_email
-    from staybook.notifications.policy import is_valid_email
+    from staybook.kernel.contact import is_valid_email, normalise_email
 
     assert not is_valid_email(address)
     with pytest.raises(ValueError):
-        validate_email(address)
+        normalise_email(address)
     # Booking schemas strip surrounding whitespace first: what is kept has no line break.
     assert GuestDetails(name="Ada", email=address).email == "guest@example.com"
+
+
+@pytest.mark.parametrize("address", ["josé@example.com", "ADA@Example.ORG", "a.b+tag@mail.example.co.uk"])
+def test_one_email_rule_at_the_edges_and_at_delivery(address):
+    """What a booking, a registration and the sender accept is one rule (email-validator)."""
+    from staybook.booking.schemas import GuestDetails
+    from staybook.identity.schemas import RegisterRequest
+    from staybook.kernel.contact import is_valid_email
+
+    booked = GuestDetails(name="Ada", email=address).email
+    registered = RegisterRequest(email=address, password="x", name="Ada").email
+    assert booked == registered == address.lower()
+    assert is_valid_email(booked)
+
+
+@pytest.mark.parametrize("address", ["ada@localhost", "ada@@example.com", "ada@example..com", "<ada@example.org>"])
+def test_an_address_refused_at_one_edge_is_refused_at_every_edge(address):
+    from pydantic import ValidationError
+
+    from staybook.booking.schemas import GuestDetails
+    from staybook.identity.schemas import RegisterRequest
+    from staybook.kernel.contact import is_valid_email
+
+    with pytest.raises(ValidationError):
+        GuestDetails(name="Ada", email=address)
+    with pytest.raises(ValidationError):
+        RegisterRequest(email=address, password="x", name="Ada")
+    assert not is_valid_email(address)
+
+
+@pytest.mark.parametrize("phone", ["+1\r\n<script>", "+1 <b>", "0612345678", "+999 123"])
+def test_a_guest_phone_that_is_not_a_number_is_refused(phone):
+    from pydantic import ValidationError
+
+    from staybook.booking.schemas import GuestDetails
+
+    with pytest.raises(ValidationError) as refused:
+        GuestDetails(name="Ada", email="ada@example.org", phone=phone)
+    assert refused.value.errors()[0]["loc"] == ("phone",)
+
+
+def test_a_guest_phone_is_stored_in_e164():
+    from staybook.booking.schemas import GuestDetails
+
+    assert GuestDetails(name="Ada", email="ada@example.org", phone="+31 20 123 4567").phone == "+31201234567"

@@ -11,13 +11,12 @@ import pytest
 from icalendar import Calendar
 from jinja2 import ChoiceLoader, DictLoader, UndefinedError
 
+from staybook.kernel.contact import is_valid_e164, is_valid_email
 from staybook.notifications.mail import compose_email, stay_calendar
 from staybook.notifications.policy import (
     LOCALES,
     TYPES,
     is_enabled,
-    is_valid_e164,
-    is_valid_email,
     quiet_hours_end,
     read_unsubscribe_token,
     recipient_hash,

@@ -8,9 +8,9 @@ from datetime import date, datetime
 
 from pydantic import BaseModel, Field, field_validator
 
+from staybook.kernel.contact import EmailAddress, PhoneNumber
 from staybook.kernel.schemas import Money, Schema
 
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 # A payment method is the provider's token; anything that looks like a card number is refused
 # here so it is never logged or stored (PCI scope stays with the provider).
 _TOKEN = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{2,99}$")
@@ -18,16 +18,9 @@ _TOKEN = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{2,99}$")
 
 class GuestDetails(Schema):
     name: str = Field(..., min_length=1, max_length=200)
-    email: str = Field(..., max_length=254)
-    phone: str | None = Field(None, max_length=32)
+    email: EmailAddress = Field(..., max_length=254)
+    phone: PhoneNumber | None = Field(None, max_length=32)
     locale: str = Field("en", max_length=16)
-
-    @field_validator("email")
-    @classmethod
-    def _email(cls, value: str) -> str:
-        if not _EMAIL.fullmatch(value):
-            raise ValueError("not an email address")
-        return value.lower()
 
 
 class HoldRequest(Schema):

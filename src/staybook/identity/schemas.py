@@ -8,35 +8,13 @@ from datetime import date, datetime
 from typing import Literal
 from zoneinfo import available_timezones
 
-import phonenumbers
 from pydantic import BaseModel, Field, field_validator
 
+from staybook.kernel.contact import EmailAddress, PhoneNumber
 from staybook.kernel.schemas import Schema
 
-# Deliberately permissive (RFC 5322 is larger than anyone types); ownership is what matters,
-# and it is proven by signing in, not by a regular expression.
-_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
 _LOCALE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 _TIMEZONES = frozenset(available_timezones())
-
-
-def validate_email(value: str) -> str:
-    if not _EMAIL.fullmatch(value):
-        raise ValueError("not a valid email address")
-    return value
-
-
-def validate_phone(value: str | None) -> str | None:
-    """Any dialable number in international form, returned as E.164."""
-    if value is None:
-        return None
-    try:
-        parsed = phonenumbers.parse(value, None)
-    except phonenumbers.NumberParseException as error:
-        raise ValueError("phone must be in international form, e.g. +31201234567") from error
-    if not phonenumbers.is_valid_number(parsed):
-        raise ValueError("not a valid phone number")
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
 def validate_timezone(value: str | None) -> str | None:
@@ -66,7 +44,7 @@ class Address(Schema):
 
 
 class RegisterRequest(Schema):
-    email: str = Field(..., min_length=3, max_length=254)
+    email: EmailAddress = Field(..., min_length=3, max_length=254)
     # The rules (length, common list) are checked by the service so each gets its own message.
     password: str = Field(..., min_length=1, max_length=1024)
     name: str = Field(..., min_length=1, max_length=200)
@@ -74,10 +52,8 @@ class RegisterRequest(Schema):
     locale: str | None = Field(None, max_length=35)
     timezone: str | None = Field(None, max_length=64)
     region: str | None = Field(None, max_length=16)
-    phone: str | None = Field(None, max_length=32)
+    phone: PhoneNumber | None = Field(None, max_length=32)
 
-    _email = field_validator("email")(validate_email)
-    _phone = field_validator("phone")(validate_phone)
     _tz = field_validator("timezone")(validate_timezone)
     _locale = field_validator("locale")(validate_locale)
 
@@ -140,11 +116,10 @@ class ProfileUpdate(Schema):
     locale: str | None = Field(None, max_length=35)
     timezone: str | None = Field(None, max_length=64)
     region: str | None = Field(None, max_length=16)
-    phone: str | None = Field(None, max_length=32)
+    phone: PhoneNumber | None = Field(None, max_length=32)
     date_of_birth: date | None = None
     address: Address | None = None
 
-    _phone = field_validator("phone")(validate_phone)
     _tz = field_validator("timezone")(validate_timezone)
     _locale = field_validator("locale")(validate_locale)
     _dob = field_validator("date_of_birth")(validate_birth_date)

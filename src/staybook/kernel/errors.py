@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
 import orjson
 import structlog
 from fastapi import FastAPI, Request
@@ -191,6 +192,24 @@ def allowed_methods(request: Request) -> str:
     return ", ".join(allowed)
 
 
+def _is_unstorable_text(error: BaseException | None) -> bool:
+    """PostgreSQL refusing text it cannot store (a NUL character, invalid UTF-8) that some field
+    without the edge's check let through: the caller's input, not the server, is at fault."""
+    sqlstate = getattr(error, "sqlstate", None) or getattr(getattr(error, "__cause__", None), "sqlstate", None)
+    return sqlstate in ("22021", "22P05")
+
+
+def _unstorable_text_response(request: Request) -> Response:
+    return problem_response(
+        422,
+        "validation-error",
+        "Invalid input",
+        "The request holds text that cannot be stored (a NUL character or invalid UTF-8).",
+        instance=request.url.path,
+        errors=[{"field": "body", "message": "must not hold NUL characters or invalid UTF-8", "type": "value_error"}],
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def on_staybook_error(request: Request, exc: StaybookError) -> Response:
         if exc.status >= 500:
@@ -258,7 +277,17 @@ def install_error_handlers(app: FastAPI) -> None:
         # gets a fresh one. Pools do not pre-ping (three round trips per checkout on asyncpg).
         if exc.connection_invalidated:
             return await on_database_unavailable(request, exc)
+        if _is_unstorable_text(exc.orig):
+            return _unstorable_text_response(request)
         return await on_unexpected(request, exc)
+
+    async def on_driver_error(request: Request, exc: Exception) -> Response:
+        # The hot paths run statements on the driver directly (ADR 0012), unwrapped by SQLAlchemy.
+        if _is_unstorable_text(exc):
+            return _unstorable_text_response(request)
+        return await on_unexpected(request, exc)
+
+    app.add_exception_handler(asyncpg.PostgresError, on_driver_error)
 
     app.add_exception_handler(sqlalchemy_exc.DBAPIError, on_database_error)
     app.add_exception_handler(sqlalchemy_exc.OperationalError, on_database_unavailable)

@@ -13,10 +13,31 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 _CURRENCIES = frozenset(list_currencies())
 
 
+def refuse_nul_characters(value: Any) -> Any:
+    """A NUL character in text is refused at the edge: PostgreSQL cannot store it in a text column,
+    and no name, address or note legitimately holds one. Nested models check their own fields."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+    elif isinstance(value, list | tuple | set | frozenset):
+        for item in value:
+            refuse_nul_characters(item)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            refuse_nul_characters(key)
+            refuse_nul_characters(item)
+    return value
+
+
 class Schema(BaseModel):
-    """Request models refuse unknown fields; strings are stripped."""
+    """Request models refuse unknown fields and NUL characters; strings are stripped."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @field_validator("*")
+    @classmethod
+    def _no_nul_characters(cls, value: Any) -> Any:
+        return refuse_nul_characters(value)
 
 
 def _not_nullable(schema: dict[str, Any]) -> None:

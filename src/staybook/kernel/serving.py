@@ -19,8 +19,12 @@ import argparse
 import socket
 from typing import Any
 
+import orjson
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.supervisors import Multiprocess
+
+from staybook.kernel.errors import PROBLEM_BASE
 
 
 def reuse_port_socket(host: str, port: int) -> socket.socket:
@@ -43,6 +47,29 @@ class PerWorkerSocket:
         return (reuse_port_socket, (self.host, self.port))
 
 
+class ProblemHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, answering a request it cannot parse (a bad Content-Length, a
+    malformed request line) with a problem+json body like every other refusal, not plain text."""
+
+    def send_400_response(self, msg: str) -> None:
+        body = orjson.dumps(
+            {
+                "type": PROBLEM_BASE + "bad-request",
+                "title": "Bad request",
+                "status": 400,
+                "detail": msg,
+            }
+        )
+        head = [b"HTTP/1.1 400 Bad Request\r\n"]
+        for name, value in self.server_state.default_headers:
+            head.extend([name, b": ", value, b"\r\n"])
+        head.append(b"content-type: application/problem+json\r\n")
+        head.append(b"content-length: " + str(len(body)).encode("ascii") + b"\r\n")
+        head.append(b"connection: close\r\n\r\n")
+        self.transport.write(b"".join(head) + body)
+        self.transport.close()
+
+
 def serve(app: Any, *, workers: int, host: str, port: int, **options: Any) -> None:
     """`uvicorn.run` with per-worker `SO_REUSEPORT` sockets when there are several workers.
 
@@ -52,6 +79,7 @@ def serve(app: Any, *, workers: int, host: str, port: int, **options: Any) -> No
     from `gateway.trusted_proxies` only (kernel/gateway.py).
     """
     options["proxy_headers"] = False
+    options["http"] = ProblemHttpToolsProtocol
     if workers <= 1 or not hasattr(socket, "SO_REUSEPORT"):
         uvicorn.run(app, host=host, port=port, workers=workers, **options)
         return

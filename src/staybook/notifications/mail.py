@@ -20,9 +20,10 @@ import aiosmtplib
 from icalendar import Calendar, Timezone
 from icalendar import Event as CalendarEvent
 
+from staybook.kernel.contact import is_valid_email
 from staybook.kernel.orm import utcnow
 from staybook.kernel.settings import NotificationSettings
-from staybook.notifications.policy import is_valid_email, zone
+from staybook.notifications.policy import zone
 from staybook.notifications.providers import PermanentFailure, TemporaryFailure
 from staybook.notifications.templates import RenderedMessage
 
@@ -138,7 +139,7 @@ def compose_email(
         "MIME-Version: 1.0",
         _header("Subject", rendered.subject),
         f"From: {sender_name}",
-        f"To: {formataddr((name, recipient), charset='utf-8')}",
+        f"To: {_address_header(name, recipient)}",
         f"Date: {formatdate(localtime=False, usegmt=True)}",
         f"Message-ID: {message_id}",
         "Auto-Submitted: auto-generated",
@@ -148,6 +149,14 @@ def compose_email(
         headers += [f"List-Unsubscribe: <{unsubscribe_url}>", "List-Unsubscribe-Post: List-Unsubscribe=One-Click"]
     data = "\n".join(headers) + "\n\n" + "".join(body)
     return OutgoingMail(message_id, sender_address, recipient, data.encode())
+
+
+def _address_header(name: str | None, address: str) -> str:
+    """`Name <address>`; an internationalised address (josé@example.com) is written as UTF-8
+    (RFC 6532), which the SMTP server must accept with SMTPUTF8 (SmtpMailer asks for it)."""
+    if address.isascii():
+        return formataddr((name, address), charset="utf-8")
+    return f"{Header(name, _UTF8).encode()} <{address}>" if name else f"<{address}>"
 
 
 def _text_part(subtype: str, content: str, parameters: str = "", extra_headers: str = "") -> tuple[str, str]:
@@ -201,7 +210,10 @@ class SmtpMailer:
                 username=s.smtp_username,
                 password=s.smtp_password.get_secret_value() if s.smtp_password else None,
                 timeout=s.smtp_timeout_seconds,
+                mail_options=None if mail.recipient.isascii() else ["SMTPUTF8"],
             )
+        except aiosmtplib.SMTPNotSupported as error:
+            raise PermanentFailure(f"the mail server cannot take this address (no SMTPUTF8): {error}") from error
         except aiosmtplib.SMTPRecipientsRefused as error:
             codes = [refused.code for refused in error.recipients]
             failure = PermanentFailure if all(code >= 500 for code in codes) else TemporaryFailure

@@ -17,7 +17,7 @@ from typing import Any, Literal, Protocol
 import httpx
 import orjson
 
-from staybook.notifications.policy import is_valid_e164
+from staybook.kernel.contact import is_valid_e164
 
 
 class DeliveryFailed(Exception):

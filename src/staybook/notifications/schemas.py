@@ -43,6 +43,7 @@ class NotificationPreferencesUpdate(Schema):
 class DeadDelivery(BaseModel):
     id: uuid.UUID
     event_id: uuid.UUID
+    status: str = Field(description="dead: attempts exhausted; failed: refused for good (e.g. an invalid address)")
     channel: str
     template: str
     recipient_hash: str

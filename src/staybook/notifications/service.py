@@ -485,6 +485,11 @@ async def record_outcomes(notifier: Notifier, outcomes: list[Outcome]) -> None:
             elif outcome.kind == "permanent":
                 values.update(status="failed")
                 metrics.FAILED.labels(delivery.channel, "permanent").inc()
+                # Not retried, so an operator must hear of it: the log, and the admins' dead letters.
+                log.warning(
+                    "notification failed permanently",
+                    context={"delivery_id": str(delivery.id), "channel": delivery.channel, "error": outcome.error},
+                )
             elif number >= settings.max_attempts:
                 values.update(status="dead")
                 metrics.FAILED.labels(delivery.channel, "temporary").inc()
@@ -596,9 +601,13 @@ async def record_receipt(runtime: Runtime, receipt: DeliveryReceipt) -> bool:
 # ------------------------------------------------------------------ dead letters (admin)
 
 
+UNDELIVERED = ("dead", "failed")
+
+
 async def list_dead(runtime: Runtime, *, after: uuid.UUID | None, limit: int) -> list[Delivery]:
-    """Dead deliveries, oldest first, `limit` after the cursor id."""
-    query = select(Delivery).where(Delivery.status == "dead").order_by(Delivery.id).limit(limit)
+    """Deliveries that will not be attempted again, oldest first, `limit` after the cursor id: dead
+    (attempts exhausted) and failed (refused for good: an invalid address, a provider's verdict)."""
+    query = select(Delivery).where(Delivery.status.in_(UNDELIVERED)).order_by(Delivery.id).limit(limit)
     if after is not None:
         query = query.where(Delivery.id > after)
     async with runtime.db.session() as session:
@@ -611,7 +620,7 @@ async def replay_dead(runtime: Runtime, delivery_id: uuid.UUID) -> Delivery:
         delivery = await uow.session.get(Delivery, delivery_id, with_for_update=True)
         if delivery is None:
             raise NotFound(f"No delivery {delivery_id}")
-        if delivery.status != "dead":
+        if delivery.status not in UNDELIVERED:
             raise Conflict(f"Delivery {delivery_id} is {delivery.status}, not dead", status_now=delivery.status)
         if delivery.recipient is None:
             raise Conflict("The recipient has been erased; the delivery cannot be replayed")

@@ -6,20 +6,25 @@ from __future__ import annotations
 import uuid
 from datetime import date
 from decimal import Decimal, InvalidOperation
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from starlette.datastructures import FormData
 
 from staybook.inventory.schemas import MAX_CALENDAR_RANGE_DAYS
 from staybook.kernel.errors import InvalidInput
-from staybook.kernel.schemas import minor_unit_digits
+from staybook.kernel.schemas import minor_unit_digits, refuse_nul_characters
 
 MAX_PRICE_MINOR = 10**11
 
 
 class Form(BaseModel):
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    @field_validator("*")
+    @classmethod
+    def _no_nul_characters(cls, value: Any) -> Any:
+        return refuse_nul_characters(value)
 
 
 F = TypeVar("F", bound=Form)
