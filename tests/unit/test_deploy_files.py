@@ -499,7 +499,12 @@ def test_lock_file_pins_every_runtime_dependency_within_pyproject_ranges():
     pins = lock_file()
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     target = {**default_environment(), "sys_platform": "linux", "platform_system": "Linux"}
-    requirements = [Requirement(r) for r in project["dependencies"] + project["optional-dependencies"]["s3"]]
+    image_extras = re.search(r"^IMAGE_EXTRAS = \((.*)\)$", (DEPLOY / "lock.py").read_text(), re.M).group(1)
+    extras = [extra.strip(' "') for extra in image_extras.split(",") if extra.strip()]
+    assert {"s3", "typesense", "recovery"} <= set(extras), "the image serves photos from S3, searches in Typesense"
+    requirements = [Requirement(r) for r in project["dependencies"]]
+    for extra in extras:
+        requirements += [Requirement(r) for r in project["optional-dependencies"][extra]]
     for requirement in requirements:
         if requirement.marker and not requirement.marker.evaluate({**target, "extra": ""}):
             continue
