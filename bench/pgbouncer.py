@@ -17,8 +17,8 @@ the rounds' ratios is reported; every round is kept):
 - `booking`: staybook's hold then payment as the API runs them (booking.service.place_hold and pay,
   each under an Idempotency-Key claim, the sandbox provider in instant mode), in this process on
   uvloop with no HTTP in between, `--concurrency` guests each booking again as soon as the last
-  booking is confirmed. Bookings/s, the latency of one booking (hold + pay), and the CPU this
-  process and PgBouncer spend per booking.
+  booking is confirmed. Bookings/s, the latency of one booking (hold + pay), and the CPU spent per
+  booking by this process (the API's share), PgBouncer, and the PostgreSQL backends serving it.
 
     flock /tmp/staybook-bench.lock .venv/bin/python -m bench.pgbouncer [--rounds 3] [--duration 10]
 """
@@ -61,6 +61,12 @@ WAYS = ("direct", "direct-unprepared", "session", "transaction")
 # The ways whose statements are not prepared by name (unnamed, parsed and planned every time).
 UNPREPARED = {"direct-unprepared", "transaction"}
 ROOM_TYPES, UNITS = 200, 100_000
+NOTE = (
+    "The machine is shared (see load_average_1m_before_after): bookings/s and their ratios move with"
+    " its load from round to round by more than the ways differ, so the CPU spent per booking (this "
+    "process, PgBouncer, the PostgreSQL backends) is the comparison; bookings/s are the ceiling of t"
+    "his closed loop at that load, not of the platform."
+)
 
 
 def fresh_database() -> str:
@@ -83,6 +89,19 @@ def way_url(way: str, direct: str) -> str:
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def backend_cpu() -> dict[int, float]:
+    """CPU seconds of each PostgreSQL backend serving the bench database (the server's side of the work)."""
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        pids = [row[0] for row in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", (DATABASE,))]
+    seconds = {}
+    for pid in pids:
+        try:
+            seconds[pid] = cpu_seconds(pid)
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return seconds
 
 
 def own_cpu() -> float:
@@ -192,11 +211,14 @@ async def booking_load(url: str, way: str, room_types: list[str], seconds: float
         errors.clear()
         pooler = PGBOUNCER_PIDS.get(way)
         pooler_before = cpu_seconds(pooler) if pooler else 0.0
+        backends_before = backend_cpu()
         cpu_before, started = own_cpu(), time.perf_counter()
         await asyncio.gather(*(guest(started + seconds) for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
         cpu = own_cpu() - cpu_before
         pooler_cpu = (cpu_seconds(pooler) - pooler_before) if pooler else 0.0
+        backends_after = backend_cpu()
+        server_cpu = sum(after - backends_before.get(pid, 0.0) for pid, after in backends_after.items())
     finally:
         await runtime.close()
     done = len(latencies)
@@ -210,6 +232,7 @@ async def booking_load(url: str, way: str, room_types: list[str], seconds: float
         "booking_ms": {"p50": quantile(0.5), "p99": quantile(0.99)},
         "client_cpu_ms_per_booking": round(cpu * 1000 / done, 2) if done else None,
         "pgbouncer_cpu_ms_per_booking": round(pooler_cpu * 1000 / done, 3) if done else None,
+        "postgres_cpu_ms_per_booking": round(server_cpu * 1000 / done, 2) if done else None,
         "errors": errors,
         "concurrency": concurrency,
     }
@@ -290,7 +313,8 @@ def main() -> None:
                     f"round {number + 1} {way:<18} pgbench {bench['tps']:>8.0f} tps   booking "
                     f"{figures['bookings_per_s']:>6.1f}/s p50 {figures['booking_ms']['p50']} ms "
                     f"p99 {figures['booking_ms']['p99']} ms client {figures['client_cpu_ms_per_booking']} ms/booking "
-                    f"pgbouncer {figures['pgbouncer_cpu_ms_per_booking']} ms/booking "
+                    f"pgbouncer {figures['pgbouncer_cpu_ms_per_booking']} "
+                    f"postgres {figures['postgres_cpu_ms_per_booking']} ms/booking "
                     f"errors {sum(figures['errors'].values())}",
                     flush=True,
                 )
@@ -316,6 +340,18 @@ def main() -> None:
             "booking_p99_ms": statistics.median(r["booking_ms"]["p99"] for r in rounds[way]),
             "client_cpu_ms_per_booking": median_of(rounds[way], "client_cpu_ms_per_booking"),
             "pgbouncer_cpu_ms_per_booking": median_of(rounds[way], "pgbouncer_cpu_ms_per_booking"),
+            "postgres_cpu_ms_per_booking": median_of(rounds[way], "postgres_cpu_ms_per_booking"),
+            "total_cpu_ms_per_booking": median_of(
+                [
+                    {
+                        "total": r["client_cpu_ms_per_booking"]
+                        + r["pgbouncer_cpu_ms_per_booking"]
+                        + r["postgres_cpu_ms_per_booking"]
+                    }
+                    for r in rounds[way]
+                ],
+                "total",
+            ),
             "pgbench_tps": median_of(pgbench_rounds[way], "tps"),
             "pgbench_ratio_to_direct": round_ratios(pgbench_rounds, "tps", way),
             "errors": sum(sum(r["errors"].values()) for r in rounds[way]),
@@ -328,26 +364,30 @@ def main() -> None:
         "direct_ceiling_bookings_per_s": ceiling["bookings_per_s"],
         "direct_ceiling_pgbench_tps": ceiling["pgbench_tps"],
         "direct_client_cpu_ms_per_booking": ceiling["client_cpu_ms_per_booking"],
+        "direct_postgres_cpu_ms_per_booking": ceiling["postgres_cpu_ms_per_booking"],
+        "direct_total_cpu_ms_per_booking": ceiling["total_cpu_ms_per_booking"],
         **{
             f"{way.replace('-', '_')}_{key}": ways[way][key]
             for way in WAYS[1:]
             for key in (
                 "bookings_ratio_to_direct", "pgbench_ratio_to_direct", "client_cpu_ms_per_booking",
-                "pgbouncer_cpu_ms_per_booking",
+                "pgbouncer_cpu_ms_per_booking", "postgres_cpu_ms_per_booking", "total_cpu_ms_per_booking",
             )
         },
         "errors": {way: ways[way]["errors"] for way in WAYS},
         "rounds": options.rounds,
+        "note": NOTE,
         "load_average_1m_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
     }  # fmt: skip
     print()
     print(f"{'way':<18} {'bookings/s':>10} {'ratio':>6} {'p50 ms':>8} {'p99 ms':>8} {'client ms':>9} "
-          f"{'pgb ms':>7} {'pgbench tps':>11} {'ratio':>6}")  # fmt: skip
+          f"{'pgb ms':>7} {'pg ms':>6} {'total ms':>8} {'pgbench tps':>11} {'ratio':>6}")  # fmt: skip
     for way, figures in ways.items():
         print(
             f"{way:<18} {figures['bookings_per_s']:>10.1f} {figures['bookings_ratio_to_direct']:>6.2f} "
             f"{figures['booking_p50_ms']:>8.1f} {figures['booking_p99_ms']:>8.1f} "
             f"{figures['client_cpu_ms_per_booking']:>9.2f} {figures['pgbouncer_cpu_ms_per_booking']:>7.3f} "
+            f"{figures['postgres_cpu_ms_per_booking']:>6.2f} {figures['total_cpu_ms_per_booking']:>8.2f} "
             f"{figures['pgbench_tps']:>11.0f} {figures['pgbench_ratio_to_direct']:>6.2f}"
         )
     path = write_result(
