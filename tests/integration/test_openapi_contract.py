@@ -53,6 +53,8 @@ def _demo_settings(directory) -> Settings:
         log_json=False,
         log_level="ERROR",
         catalog={"media_dir": str(directory / "media")},
+        notifications={"mail_sink_dir": str(directory / "mail")},
+        personalization={"archive_dir": str(directory / "signals"), "model_dir": str(directory / "models")},
         run_worker_in_process=True,
         # The per-IP limit would answer most of the run with 429 (documented, but it reaches nothing).
         gateway={"rate_limit_requests": 1_000_000},
