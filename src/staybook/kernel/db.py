@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import re
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -64,6 +65,17 @@ def create_engine(settings: Settings) -> AsyncEngine:
             dbapi_connection.isolation_level = None
 
         return engine
+    connect_args: dict[str, Any] = {"server_settings": {"application_name": settings.service_name}}
+    if not settings.database_prepared_statements:
+        connect_args.update(
+            # asyncpg's own cache off: the driver's statements (the hot paths) go out unnamed.
+            statement_cache_size=0,
+            # SQLAlchemy's cache off, and the statements it still prepares by name get names no
+            # other client's connection uses: a server connection another client left them on
+            # would otherwise refuse them as already existing.
+            prepared_statement_cache_size=0,
+            prepared_statement_name_func=_unique_statement_name,
+        )
     return create_async_engine(
         settings.database_url,
         echo=settings.database_echo,
@@ -71,8 +83,12 @@ def create_engine(settings: Settings) -> AsyncEngine:
         max_overflow=settings.database_max_overflow,
         pool_pre_ping=settings.database_pool_pre_ping,
         pool_recycle=settings.database_pool_recycle_seconds,
-        connect_args={"server_settings": {"application_name": settings.service_name}},
+        connect_args=connect_args,
     )
+
+
+def _unique_statement_name() -> str:
+    return f"__staybook_{uuid.uuid4().hex}__"
 
 
 async def ping(engine: AsyncEngine) -> None:
