@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from pathlib import Path
 
 from tests.bookings import hold_body, seed_room_type
 from tests.conftest import bearer
@@ -28,8 +29,9 @@ async def test_document_is_complete(sqlite_settings, client_for):
     ids = []
     for path, method, operation in _operations(spec):
         ids.append(operation["operationId"])
-        assert re.fullmatch(r"[a-z][a-z0-9_]*", operation["operationId"]), operation["operationId"]
+        assert re.fullmatch(r"[a-z]+\.[a-z][a-z0-9_]*", operation["operationId"]), operation["operationId"]
         assert "_api_v1_" not in operation["operationId"]
+        assert operation["operationId"].split(".")[0] == operation["tags"][0]
         assert all(tags.get(tag) for tag in operation["tags"]), (path, operation["tags"])
         responses = operation["responses"]
         assert "429" in responses and "default" in responses, (method, path)
@@ -44,16 +46,29 @@ async def test_document_is_complete(sqlite_settings, client_for):
             assert {"401", "403"} <= set(responses), (method, path)
     assert len(ids) == len(set(ids))
     operations = {operation["operationId"]: operation for _, _, operation in _operations(spec)}
-    hold = operations["hold"]
+    hold = operations["booking.hold"]
     assert hold["security"] == [{"bearer": []}]
     assert {"name": "Idempotency-Key", "in": "header", "required": True}.items() <= hold["parameters"][0].items()
     assert "Location" in hold["responses"]["201"]["headers"]
-    assert operations["pay"]["parameters"][-1]["name"] == "Idempotency-Key"
-    assert operations["search"]["security"] == [] and operations["live"]["security"] == []
+    assert operations["booking.pay"]["parameters"][-1]["name"] == "Idempotency-Key"
+    assert operations["search.search"]["security"] == [] and operations["operations.live"]["security"] == []
     # PATCH fields that refuse null are not declared nullable.
     for name in ("PropertyUpdate", "RoomTypeUpdate"):
         for field, schema in spec["components"]["schemas"][name]["properties"].items():
             assert "null" not in str(schema), (name, field, schema)
+
+
+async def test_operation_ids_are_stable(sqlite_settings, client_for):
+    """An SDK's method names are the operation ids: one that changes, or moves to another path,
+    breaks every generated client. The pinned list is in openapi_operations.txt."""
+    async with client_for(sqlite_settings) as client:
+        spec = (await client.get("/openapi.json")).json()
+    current = {operation["operationId"]: f"{method.upper()} {path}" for path, method, operation in _operations(spec)}
+    lines = (Path(__file__).parent / "openapi_operations.txt").read_text().splitlines()
+    pinned = dict(line.split(" ", 1) for line in lines if line and not line.startswith("#"))
+    changed = {name: (where, current.get(name)) for name, where in pinned.items() if current.get(name) != where}
+    assert not changed, f"operation ids changed or gone (pinned, now): {changed}"
+    assert len(pinned) >= 60
 
 
 async def test_swagger_ui_is_served_locally(sqlite_settings, client_for):
