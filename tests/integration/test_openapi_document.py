@@ -6,6 +6,9 @@ import re
 import uuid
 from pathlib import Path
 
+import httpx
+import pytest
+
 from tests.bookings import hold_body, seed_room_type
 from tests.conftest import bearer
 
@@ -116,3 +119,28 @@ async def test_patch_refuses_null_as_documented(sqlite_settings, client_for):
         host = bearer(sqlite_settings, "host", room["host_id"])
         answer = await client.patch(f"/api/v1/room-types/{room['room_type_id']}", json={"name": None}, headers=host)
         assert answer.status_code == 422 and answer.json()["errors"][0]["field"] == "body.name"
+
+
+async def test_the_contract_check_refuses_an_undocumented_answer(sqlite_settings):
+    """The check every in-process client runs (tests/contract.py) fails on what the document does not say."""
+    from staybook.app import create_app
+    from tests.contract import ContractCheck, ContractViolation
+
+    check = ContractCheck(create_app(sqlite_settings).openapi())
+    url = f"http://staybook.test/api/v1/properties/{uuid.uuid4()}"
+
+    def answer(status: int, body: dict, content_type: str = "application/json") -> httpx.Response:
+        return httpx.Response(
+            status, json=body, headers={"content-type": content_type}, request=httpx.Request("GET", url)
+        )
+
+    problem = {"type": "https://staybook.dev/problems/not-found", "title": "Not found", "status": 404}
+    check.check(answer(404, problem, "application/problem+json"))
+    with pytest.raises(ContractViolation):
+        check.check(answer(200, {"name": "no id, no address"}))
+    with pytest.raises(ContractViolation):
+        check.check(answer(404, problem))  # problems are application/problem+json
+    with pytest.raises(ContractViolation):
+        check.check(answer(404, {"type": problem["type"], "status": 404}, "application/problem+json"))  # no title
+    # Paths the document does not describe (pages, media) are not its business.
+    check.check(httpx.Response(200, text="<html>", request=httpx.Request("GET", "http://staybook.test/en/")))
