@@ -24,9 +24,11 @@ def clean_environment(**extra: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def running_demo(directory: Path, *, properties: int = 20, **env: str) -> Iterator[tuple[str, Path]]:
-    """(base URL, log file) of a demo on a free port, stopped with SIGINT afterwards."""
-    port = free_port()
+def running_demo(
+    directory: Path, *, properties: int = 20, port: int | None = None, **env: str
+) -> Iterator[tuple[str, Path]]:
+    """(base URL, log file) of a demo on `port` (a free one by default), stopped with SIGINT afterwards."""
+    port = port or free_port()
     log_path = directory / "demo.log"
     with log_path.open("w") as log:
         process = subprocess.Popen(
