@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from staybook.inventory.events import NightSnapshot
 from staybook.inventory.pricing import DateRangePrice, PricingRule, SeasonalRule, WeekdayRule
-from staybook.kernel.schemas import Money, Schema
+from staybook.kernel.schemas import Money, Schema, examples
 
 MAX_CALENDAR_RANGE_DAYS = 1100
 _MONTH_DAY = re.compile(r"^(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$")
@@ -72,6 +72,11 @@ RuleIn = Annotated[WeekdayRuleIn | DateRangePriceIn | SeasonalRuleIn, Field(disc
 class CalendarUpdate(Schema):
     """Sets the given fields on every night in [from, to). With `rules`, each night's price is
     `price` (or the room type's base price) after the rules, applied in order."""
+
+    model_config = examples(
+        {"from": "2027-03-01", "to": "2027-04-01", "price": {"amount": 11000, "currency": "EUR"}, "min_stay": 2},
+        {"from": "2027-12-23", "to": "2027-12-27", "closed": True},
+    )
 
     from_: date = Field(..., alias="from")
     to: date = Field(..., description="Exclusive")

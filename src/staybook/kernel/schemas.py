@@ -52,6 +52,12 @@ def _not_nullable(schema: dict[str, Any]) -> None:
             prop.pop("default", None)
 
 
+def examples(*values: dict[str, Any]) -> ConfigDict:
+    """`model_config = examples({...})`: request bodies the OpenAPI document shows (and Swagger UI
+    fills in), taken from the demo data so they work against `staybook demo`."""
+    return ConfigDict(json_schema_extra={"examples": list(values)})
+
+
 class PartialUpdate(Schema):
     """A PATCH body: only the fields sent change, and `null` is refused (documented as not nullable)."""
 
