@@ -115,3 +115,30 @@ class CalendarFeedOut(BaseModel):
     room_type_id: uuid.UUID
     url: str = Field(description="Fetches calendar.ics without a bearer token; keep it secret, rotate it if leaked")
     version: int
+
+
+class NightlyPriceOut(BaseModel):
+    night: date
+    price: Money
+
+
+class RoomTypeOffer(BaseModel):
+    room_type_id: uuid.UUID
+    name: str
+    max_guests: int
+    available_units: int
+    nightly_prices: list[NightlyPriceOut]
+    total: Money
+    bookable: bool
+    reasons: list[str] = Field(description="Why it is not bookable for this stay (empty when it is)")
+
+
+class Availability(BaseModel):
+    """The answer of GET /properties/{id}/availability (built as JSON bytes on the hot path, documented here)."""
+
+    property_id: uuid.UUID
+    timezone: str
+    check_in: date
+    check_out: date
+    guests: int
+    room_types: list[RoomTypeOffer]

@@ -100,7 +100,7 @@ def idempotency_key(*, required: bool) -> dict[str, Any]:
                 "name": "Idempotency-Key",
                 "in": "header",
                 "required": required,
-                "description": "A client-chosen unique key (8-255 printable characters, a UUID is fine): a retry "
+                "description": "A client-chosen unique key (1-255 printable characters; a UUID is fine): a retry "
                 "with the same key and body gets the first answer with `Idempotent-Replayed: true`, never a second "
                 "effect; the same key with another body is refused (422).",
                 "schema": {"type": "string", "minLength": 1, "maxLength": 255},

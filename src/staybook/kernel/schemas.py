@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from babel.numbers import get_currency_precision, list_currencies
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -130,3 +130,12 @@ class CheckOut(BaseModel):
 class HealthOut(BaseModel):
     status: str = Field(description='"ok" when every check passed, else "degraded"')
     checks: list[CheckOut]
+
+
+class LiveOut(BaseModel):
+    status: Literal["ok"]
+
+
+class ReadyOut(BaseModel):
+    status: Literal["ok"]
+    checks: dict[str, str] = Field(description='Each dependency: "ok"')
