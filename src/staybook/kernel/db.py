@@ -29,6 +29,7 @@ from sqlalchemy.types import NullType, TypeEngine
 from sqlalchemy.util import greenlet_spawn
 
 from staybook.kernel import metrics
+from staybook.kernel.crypto import Sealer
 from staybook.kernel.models import OutboxMessage
 
 if TYPE_CHECKING:
@@ -177,6 +178,7 @@ class UnitOfWork:
         self._postgres = session is not None and session.bind.dialect.name == "postgresql"
         self._driver: Any = None
         self._deferred: list[tuple[Sql, Mapping[str, Any]]] = []
+        self.sealer: Sealer | None = None  # set by the Database that opens this unit of work
 
     @property
     def session(self) -> AsyncSession:
@@ -384,6 +386,8 @@ class Database:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.engine = create_engine(settings)
+        # Personal fields are sealed before they are written (kernel/crypto.py).
+        self.sealer = Sealer(settings)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
         self.replica_engine: AsyncEngine | None = None
         self.replica_sessions = self.sessions
@@ -409,6 +413,7 @@ class Database:
         """Yields a UnitOfWork; commits when the block ends cleanly, rolls back on error."""
         async with self.sessions() as session:
             uow = UnitOfWork(session, self._notify)
+            uow.sealer = self.sealer
             try:
                 yield uow
                 await uow.commit()
@@ -434,6 +439,7 @@ class Database:
         pooled = await self.engine.raw_connection()
         broken = False
         uow = _DriverUnitOfWork(pooled.driver_connection, self._notify, autocommit=autocommit)
+        uow.sealer = self.sealer
         try:
             try:
                 await uow.begin()

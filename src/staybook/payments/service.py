@@ -414,3 +414,25 @@ async def _retry_sandbox_webhooks(runtime: Runtime) -> None:
 
 # The worker delivers the sandbox's webhooks: often, as an API process no longer posts them itself.
 JOBS = [PeriodicJob("payments.sandbox-webhooks", 0.25, _retry_sandbox_webhooks)]
+
+
+async def export_personal_data(runtime: Runtime, user_id: uuid.UUID) -> dict:
+    """The user's payments for their GDPR export: amounts, states and references, never card data
+    (the platform holds none: the provider keeps the card behind its token)."""
+    async with runtime.db.session() as session:
+        query = select(Payment).where(Payment.payer_id == user_id).order_by(Payment.created_at)
+        rows = (await session.scalars(query)).all()
+    return {
+        "payments": [
+            {
+                "id": str(row.id),
+                "booking_id": str(row.booking_id),
+                "amount": {"amount": row.amount, "currency": row.currency},
+                "refunded": {"amount": row.refunded_amount, "currency": row.currency},
+                "status": row.status,
+                "provider": row.provider,
+                "created_at": row.created_at.isoformat(),
+            }
+            for row in rows
+        ]
+    }
