@@ -18,6 +18,7 @@ from pathlib import Path
 import orjson
 import typer
 
+from staybook import stack as stack_cli
 from staybook.app import CONTEXTS, collect_wiring, configure_observability, create_app
 from staybook.kernel.settings import Settings
 from staybook.recovery import cli as recovery_cli
@@ -378,6 +379,7 @@ def _add_context_commands() -> None:
 
 _add_context_commands()
 recovery_cli.register(app)
+app.add_typer(stack_cli.app, name=stack_cli.COMMAND)
 
 
 def main() -> None:

@@ -11,8 +11,8 @@ from staybook.kernel.settings import Settings
 
 
 def migrations_dir() -> Path:
-    """The repository's migrations/ folder (src layout: two levels above this package)."""
-    candidate = Path(__file__).resolve().parents[2] / "migrations"
+    """The Alembic scripts shipped inside the package (package data), so an installed wheel migrates too."""
+    candidate = Path(__file__).resolve().parent / "migrations"
     if not (candidate / "env.py").exists():
         raise FileNotFoundError(f"migrations folder not found at {candidate}")
     return candidate

@@ -9,6 +9,8 @@ latency is that worker's queue. Here each worker binds its own socket with `SO_R
 
 uvicorn's supervisor still runs the workers (health checks, restarts, signals): the socket
 handed to it pickles into a fresh `SO_REUSEPORT` socket in each worker process it spawns.
+The supervisor and the httptools protocol subclassed below are uvicorn internals: pyproject pins
+uvicorn to the tested minor version, and tests/unit/test_uvicorn_internals.py checks their shape.
 
     python -m staybook.kernel.serving staybook.app:create_app --factory --workers 2 --port 8000
 """

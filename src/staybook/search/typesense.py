@@ -18,8 +18,13 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-import typesense
-import typesense.exceptions
+try:
+    import typesense
+    import typesense.exceptions
+except ModuleNotFoundError as error:  # an optional extra; search.service imports this module only when chosen
+    raise ModuleNotFoundError(
+        "the Typesense search backend needs its client: pip install 'staybook[typesense]'", name=error.name
+    ) from error
 
 from staybook.kernel.errors import ServiceUnavailable
 from staybook.kernel.settings import Settings

@@ -1,0 +1,518 @@
+"""`staybook stack up|down|status`: the production topology on one machine, as local processes.
+
+Every server runs from its Debian or PyPI package under one directory (default ./staybook-stack/),
+each on a free port: PostgreSQL (a cluster of its own, initdb + pg_ctl), Redis, NATS with
+JetStream; then `staybook migrate`, `staybook serve --workers 2` and one `staybook worker`
+with `STAYBOOK_ENVIRONMENT=production`. What was started is recorded in stack.json (name,
+pid, the process's start time, port), and `down` stops exactly those processes: it signals
+a pid only while that pid is still the process `up` started (same start time), so a reused
+pid or the machine's own servers are never touched.
+
+The settings the processes run with are written to stack.env (mode 0600; secrets generated on
+the first `up` and kept in secrets.json, so encrypted personal data stays readable across
+restarts): `set -a; . staybook-stack/stack.env; set +a; staybook check` checks the stack.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import typer
+
+COMMAND = "stack"
+STATE_FILE = "stack.json"
+ENV_FILE = "stack.env"
+DATABASE = "staybook"
+API_WORKERS = 2
+
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="The production topology on this machine, as local processes."
+)
+
+
+class StackError(RuntimeError):
+    """A step of `up` failed; the message says which, and where its log is."""
+
+
+# ---------------------------------------------------------------------------- processes
+
+
+def _start_ticks(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (/proc/<pid>/stat field 22), None when gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] == "Z":  # a zombie has exited
+        return None
+    return int(fields[19])
+
+
+def _children_of(pid: int) -> list[int]:
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, IndexError, ProcessLookupError):
+            continue
+        if int(fields[1]) == pid:
+            children.append(int(stat.parent.name))
+    return children
+
+
+@dataclass
+class Process:
+    """One process `up` started, as stack.json records it."""
+
+    name: str
+    pid: int
+    started: int  # clock ticks since boot: with the pid, the identity of the process
+    port: int | None = None
+    url: str | None = None
+    log: str | None = None
+    # The signal that shuts it down cleanly (PostgreSQL: SIGINT, its fast shutdown).
+    stop_signal: int = signal.SIGTERM
+    # Started in a session of its own: the whole group (uvicorn's supervisor and its workers) goes.
+    group: bool = True
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def alive(self) -> bool:
+        return _start_ticks(self.pid) == self.started
+
+    def _signal(self, signum: int) -> None:
+        if not self.alive:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if self.group and os.getpgid(self.pid) == self.pid:
+                os.killpg(self.pid, signum)
+            else:
+                os.kill(self.pid, signum)
+
+    def stop(self, timeout: float) -> str:
+        """SIGTERM (or its stop signal), then SIGKILL after `timeout` s; how it ended."""
+        if not self.alive:
+            return "not running"
+        # PostgreSQL's backends outlive a SIGKILLed postmaster: they are killed with it.
+        children = [] if self.group else _children_of(self.pid)
+        self._signal(self.stop_signal)
+        if _wait(lambda: not self.alive, timeout):
+            return "stopped"
+        self._signal(signal.SIGKILL)
+        for child in children:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                if _start_ticks(child) is not None:
+                    os.kill(child, signal.SIGKILL)
+        _wait(lambda: not self.alive, 10)
+        return "killed"
+
+
+def _wait(condition: Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout
+    while True:
+        if condition():
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(interval)
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _http_ok(url: str, headers: dict[str, str] | None = None) -> bool:
+    request = urllib.request.Request(url, headers=headers or {})  # noqa: S310 (a local URL of the stack)
+    try:
+        with urllib.request.urlopen(request, timeout=2) as response:  # noqa: S310
+            return response.status == 200
+    except (OSError, urllib.error.HTTPError):
+        return False
+
+
+class Ports:
+    """Free ports on 127.0.0.1: from `low`-`high` when given, else whatever the kernel hands out."""
+
+    def __init__(self, spec: str | None) -> None:
+        self.range: range | None = None
+        if spec:
+            low, _, high = spec.partition("-")
+            self.range = range(int(low), int(high or low) + 1)
+        self.taken: set[int] = set()
+
+    def free(self) -> int:
+        candidates = self.range if self.range is not None else [0] * 50
+        for candidate in candidates:
+            if candidate in self.taken:
+                continue
+            with socket.socket() as probe:
+                try:
+                    probe.bind(("127.0.0.1", candidate))
+                except OSError:
+                    continue
+                port = probe.getsockname()[1]
+            if port not in self.taken:
+                self.taken.add(port)
+                return port
+        raise StackError(f"no free port in {self.range}")
+
+
+# ---------------------------------------------------------------------------- the stack
+
+
+class Stack:
+    """The stack's directory: its state file, settings, secrets, data and logs."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+        self.logs = self.root / "logs"
+        self.processes: list[Process] = []
+        self.settings: dict[str, str] = {}
+
+    @property
+    def state_file(self) -> Path:
+        return self.root / STATE_FILE
+
+    def load(self) -> bool:
+        if not self.state_file.exists():
+            return False
+        state = json.loads(self.state_file.read_text())
+        self.processes = [Process(**entry) for entry in state["processes"]]
+        return True
+
+    def save(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        state = {"root": str(self.root), "processes": [asdict(p) for p in self.processes]}
+        temporary = self.state_file.with_suffix(".tmp")
+        temporary.write_text(json.dumps(state, indent=2) + "\n")
+        temporary.replace(self.state_file)
+
+    def record(self, process: Process) -> Process:
+        self.processes.append(process)
+        self.save()  # at once: a failure later still leaves what to stop
+        return process
+
+    def get(self, name: str) -> Process | None:
+        return next((p for p in self.processes if p.name == name), None)
+
+    def log_file(self, name: str) -> Path:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        return self.logs / f"{name}.log"
+
+    def launch(
+        self,
+        name: str,
+        command: list[str],
+        *,
+        port: int | None,
+        env: dict[str, str] | None = None,
+        url: str | None = None,
+        **extra,
+    ) -> Process:
+        """Starts `command` in a session of its own, output to logs/<name>.log, and records it."""
+        log = self.log_file(name)
+        with log.open("ab") as out:
+            child = subprocess.Popen(  # noqa: S603 (commands built here from installed binaries)
+                command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                cwd=self.root, start_new_session=True,
+            )  # fmt: skip
+        started = _start_ticks(child.pid)
+        if started is None:
+            raise StackError(f"{name} exited at once; see {log}")
+        return self.record(Process(name, child.pid, started, port=port, url=url, log=str(log), extra=extra))
+
+    def secrets(self) -> dict[str, str]:
+        """The stack's secrets, generated on its first `up` and kept (0600)."""
+        path = self.root / "secrets.json"
+        if path.exists():
+            return json.loads(path.read_text())
+        values = {
+            "secret_key": secrets.token_urlsafe(48),
+            "webhook_secret": secrets.token_urlsafe(48),
+            "metrics_token": secrets.token_urlsafe(32),
+            "pii_master_key": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
+            "email_hash_key": secrets.token_urlsafe(32),
+            "typesense_api_key": secrets.token_urlsafe(24),
+        }
+        self.root.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(json.dumps(values, indent=2) + "\n")
+        return values
+
+    def write_env(self) -> Path:
+        path = self.root / ENV_FILE
+        path.touch(mode=0o600)
+        path.chmod(0o600)
+        path.write_text("".join(f"{key}={_shell_quote(value)}\n" for key, value in sorted(self.settings.items())))
+        return path
+
+    def stop_all(self, timeout: float, echo: Callable[[str], None]) -> None:
+        """Stops every recorded process, the last started first."""
+        for process in reversed(self.processes):
+            outcome = process.stop(timeout)
+            echo(f"{process.name:<11} pid {process.pid:<8} {outcome}")
+
+
+def _shell_quote(value: str) -> str:
+    return "'" + value.replace("'", "'\\''") + "'"
+
+
+def _binary(name: str, package: str) -> str:
+    found = shutil.which(name) or next(
+        (str(p) for d in ("/usr/sbin", "/usr/bin", "/usr/local/bin") if (p := Path(d) / name).exists()), None
+    )
+    if found is None:
+        raise StackError(f"{name} not found: install the Debian package {package} (scripts/stack does)")
+    return found
+
+
+def _staybook(*args: str) -> list[str]:
+    return [sys.executable, "-m", "staybook.cli", *args]
+
+
+def _await(process: Process, ready: Callable[[], bool], timeout: float, what: str) -> None:
+    if not _wait(lambda: ready() or not process.alive, timeout, 0.2) or not process.alive:
+        state = "exited" if not process.alive else f"not ready after {timeout:.0f} s"
+        tail = ""
+        if process.log and Path(process.log).exists():
+            tail = "\n  " + "\n  ".join(Path(process.log).read_text(errors="replace").splitlines()[-8:])
+        raise StackError(f"{what} {state}; log {process.log}{tail}")
+
+
+# ---------------------------------------------------------------------------- services
+
+
+def _start_postgres(stack: Stack, ports: Ports) -> Process:
+    from staybook.recovery.postgres import LocalCluster, RecoveryError
+
+    try:
+        return _start_cluster(stack, ports, LocalCluster)
+    except RecoveryError as error:
+        hint = " (the directory must be reachable by the cluster's owner, postgres)" if os.geteuid() == 0 else ""
+        raise StackError(f"PostgreSQL: {error}{hint}") from error
+
+
+def _start_cluster(stack: Stack, ports: Ports, LocalCluster) -> Process:  # noqa: N803 (a class)
+    port = ports.free()
+    cluster = LocalCluster(stack.root / "postgres" / "data", port, socket_dir=stack.root / "postgres" / "run")
+    fresh = not (cluster.data_dir / "PG_VERSION").exists()
+    if fresh:
+        # The platform's pools (API workers, worker, PgBouncer) fit well inside 200.
+        cluster.init(max_connections=200, shared_buffers="128MB")
+    else:
+        cluster.configure(port=port)  # a later line wins: this `up`'s port
+    cluster.start()
+    pid = cluster.pid
+    if pid is None or (started := _start_ticks(pid)) is None:
+        raise StackError(f"PostgreSQL did not start; log {cluster.log_file}")
+    # The postmaster shuts its backends down itself (SIGINT: fast shutdown, without waiting for clients).
+    process = stack.record(
+        Process("postgres", pid, started, port=port, url=cluster.url(DATABASE), log=str(cluster.log_file),
+                stop_signal=signal.SIGINT, group=False)
+    )  # fmt: skip
+    if not cluster.query("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)):
+        cluster.create_database(DATABASE)
+    return process
+
+
+def _start_redis(stack: Stack, ports: Ports) -> Process:
+    port = ports.free()
+    data = stack.root / "redis"
+    data.mkdir(parents=True, exist_ok=True)
+    command = [
+        _binary("redis-server", "redis-server"), "--bind", "127.0.0.1", "--port", str(port), "--dir", str(data),
+        # The cache and rate limits: nothing in Redis is the only copy of anything.
+        "--save", "", "--appendonly", "no", "--daemonize", "no", "--logfile", "",
+    ]  # fmt: skip
+    return stack.launch("redis", command, port=port, url=f"redis://127.0.0.1:{port}/0")
+
+
+def _start_nats(stack: Stack, ports: Ports) -> Process:
+    port, monitor = ports.free(), ports.free()
+    data = stack.root / "nats"
+    data.mkdir(parents=True, exist_ok=True)
+    command = [
+        _binary("nats-server", "nats-server"), "-a", "127.0.0.1", "-p", str(port), "-m", str(monitor),
+        "-js", "-sd", str(data), "-n", "staybook-stack",
+    ]  # fmt: skip
+    return stack.launch("nats", command, port=port, url=f"nats://127.0.0.1:{port}", monitor_port=monitor)
+
+
+def _app_settings(stack: Stack, *, database_url: str, redis_url: str, nats_url: str, api_port: int) -> dict:
+    keys = stack.secrets()
+    data = stack.root
+    return {
+        "STAYBOOK_ENVIRONMENT": "production",
+        "STAYBOOK_DATABASE_URL": database_url,
+        "STAYBOOK_REDIS_URL": redis_url,
+        "STAYBOOK_NATS_URL": nats_url,
+        "STAYBOOK_HTTP_HOST": "127.0.0.1",
+        "STAYBOOK_HTTP_PORT": str(api_port),
+        "STAYBOOK_SECRET_KEY": keys["secret_key"],
+        "STAYBOOK_PAYMENTS__WEBHOOK_SECRET": keys["webhook_secret"],
+        "STAYBOOK_METRICS__TOKEN": keys["metrics_token"],
+        "STAYBOOK_IDENTITY__PII_MASTER_KEY": keys["pii_master_key"],
+        "STAYBOOK_IDENTITY__EMAIL_HASH_KEY": keys["email_hash_key"],
+        "STAYBOOK_IDENTITY__AUDIT_ANCHOR_FILE": str(data / "audit-anchors.jsonl"),
+        "STAYBOOK_CATALOG__MEDIA_DIR": str(data / "media"),
+        "STAYBOOK_NOTIFICATIONS__MAIL_SINK_DIR": str(data / "mail"),
+        "STAYBOOK_PERSONALIZATION__ARCHIVE_DIR": str(data / "signals"),
+        "STAYBOOK_PERSONALIZATION__MODEL_DIR": str(data / "models"),
+        "STAYBOOK_BACKUP__WORK_DIR": str(data / "backups"),
+    }
+
+
+def _process_env(settings: dict[str, str]) -> dict[str, str]:
+    """This environment without any STAYBOOK_* of the caller's, plus the stack's settings."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("STAYBOOK_") and k != "PROMETHEUS_MULTIPROC_DIR"}
+    return {**base, **settings}
+
+
+def _migrate(stack: Stack, env: dict[str, str]) -> None:
+    log = stack.log_file("migrate")
+    with log.open("ab") as out:
+        result = subprocess.run(_staybook("migrate"), env=env, stdout=out, stderr=subprocess.STDOUT, cwd=stack.root,  # noqa: S603
+                                timeout=600)  # fmt: skip
+    if result.returncode != 0:
+        lines = log.read_text(errors="replace").splitlines()[-8:]
+        raise StackError("staybook migrate failed; log " + str(log) + "\n  " + "\n  ".join(lines))
+
+
+def _start_api(stack: Stack, env: dict[str, str], port: int) -> Process:
+    # The API workers share their metrics through this directory (prometheus_client's multiprocess
+    # mode); a previous run's files would add up with this run's.
+    metrics_dir = stack.root / "api-metrics"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
+    command = _staybook("serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(API_WORKERS))
+    env = {**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+    return stack.launch("api", command, port=port, env=env, url=f"http://127.0.0.1:{port}")
+
+
+def _start_worker(stack: Stack, env: dict[str, str]) -> Process:
+    return stack.launch("worker", _staybook("worker"), port=None, env=env)
+
+
+def up(root: Path, ports_spec: str | None, echo: Callable[[str], None], timeout: float = 180) -> Stack:
+    """Starts the stack under `root`; on any failure stops what it had started and raises StackError."""
+    stack = Stack(root)
+    if stack.load() and any(p.alive for p in stack.processes):
+        raise StackError(f"the stack in {stack.root} is running: `staybook stack status`, or `down` first")
+    stack.processes = []
+    stack.root.mkdir(parents=True, exist_ok=True)
+    ports = Ports(ports_spec)
+    try:
+        # The servers that need no set-up start first and come up while PostgreSQL is initialised.
+        redis = _start_redis(stack, ports)
+        nats = _start_nats(stack, ports)
+        postgres = _start_postgres(stack, ports)
+        _await(redis, lambda: _port_open(redis.port), timeout, "Redis")
+        _await(nats, lambda: _http_ok(f"http://127.0.0.1:{nats.extra['monitor_port']}/healthz?js-enabled-only=true"),
+               timeout, "NATS JetStream")  # fmt: skip
+        echo(f"postgres, redis, nats up on ports {postgres.port}, {redis.port}, {nats.port}")
+
+        api_port = ports.free()
+        stack.settings = _app_settings(
+            stack, database_url=postgres.url, redis_url=redis.url, nats_url=nats.url, api_port=api_port
+        )
+        env = _process_env(stack.settings)
+        stack.write_env()
+        _migrate(stack, env)
+        echo("database migrated")
+        api = _start_api(stack, env, api_port)
+        worker = _start_worker(stack, env)
+        _await(api, lambda: _http_ok(api.url + "/healthz/ready"), timeout, "the API")
+        if not worker.alive:
+            raise StackError(f"the worker exited; log {worker.log}")
+        stack.save()
+    except BaseException:
+        echo("stopping what was started")
+        stack.stop_all(15, echo)
+        raise
+    return stack
+
+
+def urls(stack: Stack) -> Iterator[tuple[str, str]]:
+    api = stack.get("api")
+    if api is not None:
+        yield "API", api.url + "/api/v1"
+        yield "API docs", api.url + "/docs"
+        yield "web", api.url + "/"
+        yield "health", api.url + "/healthz/ready"
+    prometheus = stack.get("prometheus")
+    if prometheus is not None:
+        yield "Prometheus", prometheus.url
+
+
+# ---------------------------------------------------------------------------- commands
+
+DIR_OPTION = typer.Option(Path("./staybook-stack"), "--dir", help="Where the stack keeps its data, logs and state.")
+
+
+@app.command("up")
+def up_command(
+    root: Path = DIR_OPTION,
+    ports: str = typer.Option(None, help="Port range to take the servers' ports from, e.g. 18000-18099."),
+    timeout: float = typer.Option(180, help="Seconds each server has to become ready."),
+):
+    """Start PostgreSQL, Redis, NATS JetStream, migrate, then 2 API workers and 1 worker."""
+    try:
+        stack = up(root, ports, typer.echo, timeout)
+    except StackError as error:
+        typer.secho(f"stack up failed: {error}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from error
+    typer.secho(f"staybook stack up in {stack.root} (production settings in {stack.root / ENV_FILE})",
+                fg=typer.colors.GREEN)  # fmt: skip
+    for label, url in urls(stack):
+        typer.echo(f"  {label:<11} {url}")
+    typer.echo(f"  status: staybook stack status --dir {root}   stop: staybook stack down --dir {root}")
+
+
+@app.command("status")
+def status_command(root: Path = DIR_OPTION):
+    """Each process of the stack, alive or dead, with its pid and port; exit 1 unless all are alive."""
+    stack = Stack(root)
+    if not stack.load():
+        typer.echo(f"no stack in {stack.root}")
+        raise typer.Exit(1)
+    for process in stack.processes:
+        state = "alive" if process.alive else "dead"
+        port = "" if process.port is None else f"port {process.port}"
+        typer.echo(f"{process.name:<11} {state:<6} pid {process.pid:<8} {port:<11} {process.url or ''}")
+    if not all(p.alive for p in stack.processes):
+        raise typer.Exit(1)
+
+
+@app.command("down")
+def down_command(
+    root: Path = DIR_OPTION,
+    timeout: float = typer.Option(20, help="Seconds after SIGTERM before SIGKILL."),
+):
+    """Stop exactly the processes `up` started (by pid, the last started first); data stays."""
+    stack = Stack(root)
+    if not stack.load():
+        typer.echo(f"no stack in {stack.root}")
+        return
+    stack.stop_all(timeout, typer.echo)
+    if any(p.alive for p in stack.processes):
+        typer.secho("some processes are still alive", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
+    stack.state_file.unlink()
