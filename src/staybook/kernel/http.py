@@ -17,7 +17,7 @@ import structlog
 from starlette.exceptions import HTTPException
 
 from staybook.kernel import metrics
-from staybook.kernel.errors import problem_body
+from staybook.kernel.errors import problem_body, unexpected_error_response
 from staybook.kernel.telemetry import (
     bind_trace,
     format_traceparent,
@@ -88,16 +88,24 @@ class RequestContextMiddleware:
             (b"traceparent", format_traceparent(trace_id, span_id).encode()),
         ]
         status = 500
+        response_started = False
 
         async def send_with_context(message: Message) -> None:
-            nonlocal status
+            nonlocal status, response_started
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, response_started = message["status"], True
                 message["headers"] = list(message.get("headers", [])) + extra_headers
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_context)
+        except Exception as error:
+            # Answered here rather than by Starlette's outermost handler, which re-raises after
+            # answering: uvicorn then closes the connection, so a client's keep-alive connection
+            # was reset by every 500. A response already under way cannot be finished: re-raise.
+            if response_started:
+                raise
+            await unexpected_error_response(error, scope.get("path"))(scope, receive, send_with_context)
         finally:
             route = route_template(scope)
             elapsed = time.perf_counter() - started
