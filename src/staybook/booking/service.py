@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 import structlog
 from sqlalchemy import column, select, update
 
-from staybook.booking import policy
+from staybook.booking import metrics, policy
 from staybook.booking.events import (
     BookingCancelled,
     BookingConfirmed,
@@ -438,6 +438,7 @@ async def place_hold(runtime: Runtime, principal: Principal, request: HoldReques
         _history(uow, values["id"], None, "held", f"guest:{principal.user_id}", "hold placed")
         booking = Record(values)
         uow.emit(BookingHeld(booking=snapshot(booking)))
+        metrics.BOOKINGS.labels("held").inc()
         body = present(booking, runtime.db.sealer)
         if claim is not None:
             claim.record(uow, 201, body)
@@ -811,6 +812,8 @@ async def _finish_capture(
             _history(uow, booking_id, "held", booking.status, "saga", "payment captured")
             await _set_step(uow, booking_id, expected, CONFIRMED)
             uow.emit(BookingConfirmed(booking=snapshot(booking), payment_id=payment.id))
+            metrics.BOOKINGS.labels("confirmed").inc()
+            metrics.BOOKING_VALUE.labels(booking.currency).inc(booking.total_amount)
             detail = "Payment captured; the booking is confirmed."
             answer = (200, _outcome(runtime.db.sealer, booking, captured, "confirmed", detail))
         else:
@@ -830,6 +833,7 @@ async def _fail(runtime, booking_id, expected_step: str, payment, reason: str, d
             await inventory.release_hold(uow, stay_of(booking))
             booking = await _transition(uow, booking, "payment_failed", "saga", reason, failure_reason=reason)
             uow.emit(BookingPaymentFailed(booking=snapshot(booking), reason=reason))
+            metrics.BOOKINGS.labels("payment_failed").inc()
         await _set_step(uow, booking_id, expected_step, FAILED)
         error = PaymentDeclined(
             f"The payment was declined ({reason}); the hold is released.",
@@ -876,6 +880,7 @@ async def _finish_void(runtime, booking_id, charge: ChargeState, drive: _Drive) 
                 failure_reason="payment voided",
             )
             uow.emit(BookingPaymentFailed(booking=snapshot(booking), reason="payment voided"))
+            metrics.BOOKINGS.labels("payment_failed").inc()
         await _set_step(uow, booking_id, VOIDING, COMPENSATED)
         error = HoldExpired("The hold ended before the payment completed; the authorisation was voided.")
         await _answer(uow, drive, 409, {**_problem(error), "payment": voided.status})
@@ -949,6 +954,7 @@ async def cancel(
                 booking=snapshot(booking), cancelled_by=by, refund={"amount": refund, "currency": booking.currency}
             )
         )
+        metrics.BOOKINGS.labels("cancelled").inc()
         body = present(booking, runtime.db.sealer)
         if claim is not None:
             claim.record(uow, 200, body)
@@ -985,6 +991,7 @@ async def expire_holds(runtime: Runtime) -> int:
             booking = await _transition(uow, booking, "expired", "worker", "hold expired")
             await _set_step(uow, booking.id, HELD, EXPIRED)
             uow.emit(BookingExpired(booking=snapshot(booking)))
+            metrics.BOOKINGS.labels("expired").inc()
     if bookings:
         log.info("expired holds", context={"count": len(bookings)})
     return len(bookings)

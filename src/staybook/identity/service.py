@@ -23,7 +23,7 @@ from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from staybook.identity import anchor, audit, mfa
+from staybook.identity import anchor, audit, metrics, mfa
 from staybook.identity.events import (
     PERSONAL_PAYLOAD_KEYS,
     UserErased,
@@ -47,6 +47,7 @@ from staybook.identity.schemas import (
 from staybook.kernel.consumers import ReplicaSubscription
 from staybook.kernel.errors import Conflict, Forbidden, InvalidInput, NotFound, TooManyRequests, Unauthorized
 from staybook.kernel.events import EventEnvelope
+from staybook.kernel.metrics import RATE_LIMITED
 from staybook.kernel.models import OutboxMessage
 from staybook.kernel.orm import new_id, utcnow
 from staybook.kernel.ratelimit import RateLimitRule
@@ -136,6 +137,7 @@ def _rule(name: str, spec: tuple[int, int, int]) -> RateLimitRule:
 async def _limit(runtime: Runtime, rule: RateLimitRule, key: str) -> None:
     decision = await runtime.rate_limiter.hit(rule, key)
     if not decision.allowed:
+        RATE_LIMITED.labels(rule.name).inc()
         raise TooManyRequests(decision.retry_after_seconds)
 
 
@@ -255,6 +257,7 @@ async def register(runtime: Runtime, data: RegisterRequest, info: RequestInfo) -
         data.password, min_length=settings.password_min_length, email=data.email, name=data.name
     )
     if problems:
+        metrics.REGISTRATIONS.labels("failure").inc()
         raise InvalidInput(
             problems[0].message,
             errors=[{"field": "body.password", "message": p.message, "type": p.code} for p in problems],
@@ -312,6 +315,7 @@ async def register(runtime: Runtime, data: RegisterRequest, info: RequestInfo) -
     except IntegrityError:
         # Two registrations of one address at once: the unique email hash let one through.
         return accepted
+    metrics.REGISTRATIONS.labels("success").inc()
     return accepted
 
 
@@ -393,7 +397,9 @@ async def login(runtime: Runtime, data: LoginRequest, info: RequestInfo) -> dict
                     user.id, user.role, extra={"typ": "mfa"}, ttl=timedelta(seconds=settings.mfa_token_ttl_seconds)
                 )
                 user.mfa_challenge_jti = runtime.tokens.decode(mfa_token, "mfa")["jti"]
+                metrics.LOGINS.labels("mfa_required").inc()
                 return {"mfa_required": True, "mfa_token": mfa_token}
+            metrics.LOGINS.labels("success").inc()
             return await _signed_in(uow, runtime, user, info, "password")
     if locked:
         # Said only to whoever knows the password: the lock is no way to learn which emails have accounts.
@@ -403,7 +409,9 @@ async def login(runtime: Runtime, data: LoginRequest, info: RequestInfo) -> dict
                 "auth.login", "user", "denied", str(user.id), user.id, user.role, info.ip, {"reason": "locked"}
             ),
         )
+        metrics.LOGINS.labels("locked").inc()
         raise Forbidden(ACCOUNT_LOCKED)
+    metrics.LOGINS.labels("failure").inc()
     await _record_failure(
         runtime,
         audit.AuditRecord(

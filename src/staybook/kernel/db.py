@@ -76,6 +76,15 @@ def create_engine(settings: Settings) -> AsyncEngine:
     )
 
 
+def _observe_pool(engine: AsyncEngine, settings: Settings) -> None:
+    """Connections in use, from the pool's checkout and checkin events (the alert on connections)."""
+    if settings.is_sqlite:
+        return
+    metrics.DB_POOL_SIZE.set(settings.database_pool_size + settings.database_max_overflow)
+    event.listen(engine.sync_engine, "checkout", lambda *_: metrics.DB_POOL_IN_USE.inc())
+    event.listen(engine.sync_engine, "checkin", lambda *_: metrics.DB_POOL_IN_USE.dec())
+
+
 async def ping(engine: AsyncEngine) -> None:
     async with engine.connect() as conn:
         await conn.execute(text("SELECT 1"))
@@ -388,6 +397,7 @@ class Database:
         self.engine = create_engine(settings)
         # Personal fields are sealed before they are written (kernel/crypto.py).
         self.sealer = Sealer(settings)
+        _observe_pool(self.engine, settings)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
         self.replica_engine: AsyncEngine | None = None
         self.replica_sessions = self.sessions

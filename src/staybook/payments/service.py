@@ -23,6 +23,7 @@ from staybook.kernel.db import Sql, UnitOfWork, insert_on_conflict, insert_sql
 from staybook.kernel.errors import Conflict, NotFound, StaybookError
 from staybook.kernel.orm import new_id, utcnow
 from staybook.kernel.runtime import PeriodicJob, Runtime
+from staybook.payments import metrics
 from staybook.payments.events import (
     PaymentAuthorised,
     PaymentCaptured,
@@ -257,6 +258,8 @@ async def record(
         return current
     reference = row.provider_reference or ""
     amount = _money(row.amount, row.currency)
+    if status != "authorised":
+        metrics.PAYMENTS.labels(_result(status, reason)).inc()
     if status == "authorised":
         uow.emit(
             PaymentAuthorised(
@@ -295,6 +298,15 @@ async def record(
             )
         )
     return PaymentView.of(row)
+
+
+def _result(status: str, reason: str | None) -> str:
+    """The payments metric's result: a decline is the card's answer, a failure is everything else."""
+    if status == "captured":
+        return "succeeded"
+    if status == "failed" and reason and ("declin" in reason or "insufficient" in reason):
+        return "declined"
+    return {"failed": "failed", "voided": "failed", "refunded": "refunded"}.get(status, status)
 
 
 async def count_attempt(uow: UnitOfWork, payment_id: uuid.UUID) -> None:
