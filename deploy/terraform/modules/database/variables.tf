@@ -69,6 +69,12 @@ variable "backup_retention_days" {
   default     = 35
 }
 
+variable "snapshot_retention_days" {
+  description = "Days AWS Backup keeps each daily snapshot."
+  type        = number
+  default     = 365
+}
+
 variable "tags" {
   description = "Tags on every resource."
   type        = map(string)

@@ -194,6 +194,7 @@ resource "aws_flow_log" "this" {
 # app: EKS nodes and pods. database, cache, search: reached from app only, on their port.
 
 resource "aws_security_group" "app" {
+  #checkov:skip=CKV2_AWS_5:Attached outside this module (compute, database, cache, search modules take it as an input)
   name        = "${var.name}-app"
   description = "EKS nodes and the staybook pods"
   vpc_id      = aws_vpc.this.id
@@ -243,6 +244,7 @@ resource "aws_vpc_security_group_egress_rule" "app_within_vpc" {
 }
 
 resource "aws_security_group" "database" {
+  #checkov:skip=CKV2_AWS_5:Attached outside this module (compute, database, cache, search modules take it as an input)
   name        = "${var.name}-database"
   description = "Aurora PostgreSQL: PgBouncer and the migrate Job only"
   vpc_id      = aws_vpc.this.id
@@ -259,6 +261,7 @@ resource "aws_vpc_security_group_ingress_rule" "database_from_app" {
 }
 
 resource "aws_security_group" "cache" {
+  #checkov:skip=CKV2_AWS_5:Attached outside this module (compute, database, cache, search modules take it as an input)
   name        = "${var.name}-cache"
   description = "ElastiCache Redis: the app tier only"
   vpc_id      = aws_vpc.this.id
@@ -275,6 +278,7 @@ resource "aws_vpc_security_group_ingress_rule" "cache_from_app" {
 }
 
 resource "aws_security_group" "search" {
+  #checkov:skip=CKV2_AWS_5:Attached outside this module (compute, database, cache, search modules take it as an input)
   name        = "${var.name}-search"
   description = "Typesense nodes: the API from the app tier, Raft among themselves"
   vpc_id      = aws_vpc.this.id
