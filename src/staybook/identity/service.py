@@ -161,11 +161,15 @@ def _name(user: User, pii: dict) -> str:
     return pii.get("name") or user.name or ""
 
 
-async def contact_details(runtime: Runtime, user_id: uuid.UUID) -> dict | None:
+async def contact_details(runtime: Runtime, user_id: uuid.UUID, session: AsyncSession | None = None) -> dict | None:
     """How to reach a user, for the context that writes to them (notifications): email, phone,
     name, locale and time zone, opened from the sealed record. Events carry the user's id, not
-    these. None for an unknown or erased user."""
-    async with runtime.db.session() as session:
+    these. None for an unknown or erased user. A consumer passes its unit of work's session: on
+    SQLite a second connection would wait for the write lock that very unit of work holds."""
+    if session is None:
+        async with runtime.db.session() as own:
+            user = await own.get(User, user_id)
+    else:
         user = await session.get(User, user_id)
     if user is None or user.erased_at is not None:
         return None
@@ -1050,7 +1054,7 @@ async def seed_demo(runtime: Runtime, *, properties: int, seed: int) -> dict:
             user = User(
                 id=new_id(),
                 email_hash=email_hash,
-                name=name,
+                name=None,
                 role=role,
                 status="active",
                 locale="en",
@@ -1062,19 +1066,12 @@ async def seed_demo(runtime: Runtime, *, properties: int, seed: int) -> dict:
                 created_at=now,
                 updated_at=now,
             )
-            _seal_pii(creds, user, {"email": email, "phone": None})
+            _seal_pii(creds, user, {"email": email, "name": name, "phone": None})
             uow.session.add(user)
             ids[role] = user.id
             uow.emit(
                 UserRegistered(
-                    user_id=user.id,
-                    email=email,
-                    name=name,
-                    role=role,
-                    locale=user.locale,
-                    timezone=user.timezone,
-                    region=user.region,
-                    phone=None,
+                    user_id=user.id, role=role, locale=user.locale, timezone=user.timezone, region=user.region
                 )
             )
     return {

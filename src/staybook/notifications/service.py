@@ -186,7 +186,8 @@ async def _account(uow: UnitOfWork, user_id: Any) -> dict:
     """The user's contact details from identity ({} for no user, an unknown or an erased one)."""
     if not user_id:
         return {}
-    return await identity.contact_details(notifier_for(uow).runtime, uuid.UUID(str(user_id))) or {}
+    runtime = notifier_for(uow).runtime
+    return await identity.contact_details(runtime, uuid.UUID(str(user_id)), uow.session) or {}
 
 
 async def _booking_guest(uow: UnitOfWork, booking: dict[str, Any]) -> dict:
