@@ -649,7 +649,8 @@ def up_command(
                 fg=typer.colors.GREEN)  # fmt: skip
     for label, url in urls(stack):
         typer.echo(f"  {label:<11} {url}")
-    typer.echo(f"  status: staybook stack status --dir {root}   stop: staybook stack down --dir {root}")
+    where = "" if root == DIR_OPTION.default else f" --dir {root}"
+    typer.echo(f"  status: staybook stack status{where}   stop: staybook stack down{where}   (or scripts/stack ...)")
 
 
 @app.command("status")

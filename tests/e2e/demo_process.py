@@ -24,9 +24,11 @@ def clean_environment(**extra: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def running_demo(directory: Path, *, properties: int = 20, **env: str) -> Iterator[tuple[str, Path]]:
-    """(base URL, log file) of a demo on a free port, stopped with SIGINT afterwards."""
-    port = free_port()
+def running_demo(
+    directory: Path, *, properties: int = 20, port: int | None = None, **env: str
+) -> Iterator[tuple[str, Path]]:
+    """(base URL, log file) of a demo on `port` (a free one by default), stopped with SIGINT afterwards."""
+    port = port or free_port()
     log_path = directory / "demo.log"
     with log_path.open("w") as log:
         process = subprocess.Popen(
@@ -51,10 +53,13 @@ def running_demo(directory: Path, *, properties: int = 20, **env: str) -> Iterat
         while time.monotonic() < deadline:
             assert process.poll() is None, log_path.read_text()
             try:
-                if httpx.get(url + "/healthz/ready", timeout=1).status_code == 200:
-                    break
+                # Ready as a user sees it: the API answers and the demo has printed where it is.
+                ready = httpx.get(url + "/healthz/ready", timeout=1).status_code == 200
             except httpx.HTTPError:
-                time.sleep(0.3)
+                ready = False
+            if ready and f"staybook demo on {url}" in log_path.read_text():
+                break
+            time.sleep(0.3)
         else:
             pytest.fail("demo did not become ready:\n" + log_path.read_text())
         yield url, log_path

@@ -1,4 +1,5 @@
-"""`staybook stack up|status|down`: the production topology as local processes, started and stopped by pid."""
+"""`staybook stack up|status|down`: the production topology as local processes, started and stopped by pid,
+with a booking through all of it."""
 
 from __future__ import annotations
 
@@ -10,14 +11,19 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import httpx
 import pytest
 
+from staybook.app import collect_wiring
 from staybook.cli import _check_connections, _production_failures
+from staybook.kernel.runtime import Runtime
 from staybook.kernel.settings import Settings
 from staybook.stack import Process
+from tests.bookings import hold_body, seed_room_type
+from tests.conftest import bearer
 
 pytestmark = pytest.mark.e2e
 
@@ -53,6 +59,27 @@ def wait_for_target_up(prometheus_url: str, job: str, timeout: float = 60) -> bo
             return True
         time.sleep(1)
     return False
+
+
+async def book(settings: Settings, api_url: str) -> None:
+    """Hold then pay a room type written straight into the stack's database."""
+    runtime = Runtime(settings, collect_wiring())
+    await runtime.start()
+    try:
+        room = await seed_room_type(runtime, total=1)
+    finally:
+        await runtime.close()
+    headers = bearer(settings, "guest", uuid.uuid4())
+    async with httpx.AsyncClient(base_url=api_url, timeout=30) as client:
+        key = {"Idempotency-Key": uuid.uuid4().hex}
+        held = await client.post("/api/v1/bookings", json=hold_body(room["room_type_id"]), headers=headers | key)
+        assert held.status_code == 201, held.text
+        paid = await client.post(
+            f"/api/v1/bookings/{held.json()['id']}/payment",
+            json={"payment_method": "tok_success"},
+            headers=headers | {"Idempotency-Key": uuid.uuid4().hex},
+        )
+        assert paid.status_code == 200 and paid.json()["outcome"] == "confirmed", paid.text
 
 
 @pytest.fixture
@@ -118,6 +145,15 @@ def test_up_status_ready_check_down(stack_dir, monkeypatch):
     settings = Settings()
     failures = asyncio.run(_check_connections(settings)) + _production_failures(settings)
     assert failures == []
+
+    # A booking through the whole topology: the API through PgBouncer, its events over NATS to the
+    # worker, which sends the guest's mail (written to the stack's mail directory).
+    asyncio.run(book(settings, api.url))
+    mail = stack_dir / "mail"
+    deadline = time.monotonic() + 60
+    while not (mail.is_dir() and any(mail.glob("*.eml"))):
+        assert time.monotonic() < deadline, f"the worker sent no mail; log {stack_dir / 'logs' / 'worker.log'}"
+        time.sleep(0.5)
 
     stopped = stack("down", "--dir", str(stack_dir))
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr

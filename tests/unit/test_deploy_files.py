@@ -406,6 +406,10 @@ def test_every_staybook_variable_is_a_setting_and_the_environment_loads(overlay,
     assert settings.metrics.token is not None and not settings.uses_demo_secrets()
     assert settings.search.backend == "typesense" and settings.http_host == "0.0.0.0"
     assert settings.gateway.trusted_proxies, "the ingress controller's addresses must be trusted for X-Forwarded-For"
+    # Named prepared statements survive transaction pooling only with PgBouncer's own tracking.
+    if settings.database_prepared_statements:
+        ini = next(c for n, c in by_kind(render(overlay), "ConfigMap").items() if n.startswith("pgbouncer-config"))
+        assert re.search(r"^max_prepared_statements = [1-9]", ini["data"]["pgbouncer.ini"], re.M)
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

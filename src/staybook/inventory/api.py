@@ -88,7 +88,11 @@ async def availability(
     return Response(body, media_type="application/json")
 
 
-@router.get("/room-types/{room_type_id}/calendar.ics")
+@router.get(
+    "/room-types/{room_type_id}/calendar.ics",
+    response_class=Response,
+    responses={200: {"description": "An iCalendar feed (RFC 5545)", "content": {"text/calendar": {}}}},
+)
 async def export_ical(
     room_type_id: uuid.UUID,
     runtime: RuntimeDep,
