@@ -37,6 +37,7 @@ from staybook.kernel.errors import Conflict, InvalidInput, NotFound
 from staybook.kernel.events import EventEnvelope
 from staybook.kernel.orm import new_id, utcnow
 from staybook.kernel.runtime import PeriodicJob, Runtime
+from staybook.kernel.telemetry import current_trace_headers, span_from
 from staybook.notifications import metrics
 from staybook.notifications.mail import Mailer, compose_email, create_mailer, stay_calendar
 from staybook.notifications.models import BookingGuest, Contact, Delivery, DeliveryAttempt, Preference
@@ -319,6 +320,9 @@ async def record_deliveries(
     # The stored context holds no names or addresses: those are sealed with the recipient and put
     # back into the context when the message is rendered (`personal_context`).
     stored_context = {**context, "timezone": recipient.timezone}
+    traceparent = current_trace_headers().get("traceparent")
+    if traceparent:  # the send continues the trace of the event that asked for the message
+        stored_context["traceparent"] = traceparent
     rows_to_insert = []
     for channel in channels_of(notification_type):
         address = addresses[channel]
@@ -461,6 +465,16 @@ def personal_context(sealer: Sealer, delivery: ClaimedDelivery) -> tuple[str | N
 async def attempt_delivery(notifier: Notifier, delivery: ClaimedDelivery) -> Outcome:
     """Renders and sends one delivery; every failure becomes an Outcome, never an exception."""
     notification_type = TYPES[delivery.template]
+    with span_from(
+        f"send {delivery.channel} {delivery.template}", delivery.context.get("traceparent"), "PRODUCER"
+    ) as span:
+        outcome = await _attempt(notifier, delivery, notification_type)
+        if span is not None and outcome.kind != "sent":
+            span.set_attribute("staybook.delivery.outcome", outcome.kind)
+        return outcome
+
+
+async def _attempt(notifier: Notifier, delivery: ClaimedDelivery, notification_type) -> Outcome:
     try:
         address, context = personal_context(notifier.runtime.db.sealer, delivery)
         if address is None:
