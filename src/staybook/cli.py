@@ -11,8 +11,10 @@ import importlib
 import os
 import shutil
 import signal
+import socket
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import orjson
@@ -334,8 +336,6 @@ def demo(
     fresh: bool = typer.Option(False, help="Delete earlier demo data first."),
 ):
     """Everything embedded: migrate a SQLite file, seed demo data, serve API + worker on 127.0.0.1."""
-    import socket
-
     from staybook.kernel import serving
 
     if port == 0:
@@ -364,27 +364,70 @@ def demo(
     from staybook import migrate as migrations
 
     migrations.upgrade(settings)
-    summary = asyncio.run(_seed(settings, properties, 7)) if first_start else {}
+    if first_start:
+        typer.echo(f"seeding {properties} demo properties ...")
+        asyncio.run(_seed(settings, properties, 7))
     url = f"http://127.0.0.1:{port}"
-    typer.echo(f"staybook demo on {url}  (API docs {url}/docs, health {url}/healthz/ready)")
-    accounts = summary.get("identity", {}).get("accounts") if summary else None
-    if accounts:
-        for account in accounts:
-            typer.echo(f"  demo {account['role']}: {account['email']} / {account['password']}")
-        typer.echo("  (published passwords: `staybook seed` refuses them in production without --allow-demo-accounts)")
-    elif not first_start:
-        typer.echo("  (existing demo data kept; --fresh starts over)")
+    banner = [f"staybook demo on {url}  (API docs {url}/docs, health {url}/healthz/ready)"]
+    banner += _demo_account_lines(settings)
+    if not first_start:
+        banner.append("  (existing demo data kept; --fresh starts over)")
+    typer.echo("starting: building the search index ...")
+    finished = threading.Event()
+    threading.Thread(
+        target=_announce_when_serving, args=(port, banner, finished), name="demo-banner", daemon=True
+    ).start()
+    try:
+        serving.serve(
+            create_app(settings),
+            workers=1,
+            host="127.0.0.1",
+            port=port,
+            loop="uvloop",
+            http="httptools",
+            log_config=None,
+            access_log=False,
+        )
+    finally:
+        finished.set()  # the server stopped (or never started): nothing more to announce
+
+
+def _demo_account_lines(settings: Settings) -> list[str]:
+    """The demo accounts that still sign in with their published passwords, on every start."""
+    from staybook.identity.service import DEMO_ACCOUNTS
+
+    in_use = set(asyncio.run(_demo_accounts_in_use(settings)))
+    lines = [
+        f"  demo {role}: {email} / {password}" for role, email, _, password in DEMO_ACCOUNTS if email in in_use
+    ]
+    if lines:
+        lines.append("  (published passwords: `staybook seed` refuses them in production without --allow-demo-accounts)")  # noqa: E501
+    return lines
+
+
+def _announce_when_serving(port: int, banner: list[str], done: threading.Event) -> None:
+    """Prints the search index build's progress until the server answers, then the banner: a URL
+    printed earlier would refuse connections for as long as the index takes to build."""
+    from staybook.search.service import build_progress
+
+    shown = None
+    while not done.is_set():
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+        except OSError:
+            pass
+        progress = ", ".join(f"{stage} {read:,}/{total:,}" for stage, read, total in build_progress())
+        if progress and progress != shown:
+            typer.echo(f"  search index: {progress}")
+            shown = progress
+        done.wait(1)
+    else:
+        return
+    for line in banner:
+        typer.echo(line)
     sys.stdout.flush()
-    serving.serve(
-        create_app(settings),
-        workers=1,
-        host="127.0.0.1",
-        port=port,
-        loop="uvloop",
-        http="httptools",
-        log_config=None,
-        access_log=False,
-    )
+    done.set()
 
 
 def _add_context_commands() -> None:

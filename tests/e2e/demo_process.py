@@ -53,10 +53,13 @@ def running_demo(
         while time.monotonic() < deadline:
             assert process.poll() is None, log_path.read_text()
             try:
-                if httpx.get(url + "/healthz/ready", timeout=1).status_code == 200:
-                    break
+                # Ready as a user sees it: the API answers and the demo has printed where it is.
+                ready = httpx.get(url + "/healthz/ready", timeout=1).status_code == 200
             except httpx.HTTPError:
-                time.sleep(0.3)
+                ready = False
+            if ready and f"staybook demo on {url}" in log_path.read_text():
+                break
+            time.sleep(0.3)
         else:
             pytest.fail("demo did not become ready:\n" + log_path.read_text())
         yield url, log_path

@@ -12,6 +12,7 @@ from datetime import date, timedelta
 import httpx
 import pytest
 
+from staybook.identity.service import DEMO_ACCOUNTS
 from tests.e2e.demo_process import STAYBOOK, running_demo
 
 
@@ -38,6 +39,18 @@ def test_demo_serves_health_metrics_openapi_and_problems(demo_server):
         assert missing.json()["status"] == 404
     printed = log.read_text()
     assert f"staybook demo on {url}" in printed
+
+
+def test_the_banner_comes_once_the_server_answers_and_the_accounts_on_every_start(tmp_path):
+    with running_demo(tmp_path, properties=0) as (url, log):
+        first = log.read_text()
+    with running_demo(tmp_path, properties=0) as (url, log):
+        second = log.read_text()
+    for printed in (first, second):
+        assert printed.index("Application startup complete") < printed.index("staybook demo on http://127.0.0.1:")
+        for role, email, _, password in DEMO_ACCOUNTS:
+            assert f"demo {role}: {email} / {password}" in printed
+    assert "existing demo data kept" not in first and "existing demo data kept" in second
 
 
 def test_demo_guest_books_paris_as_the_readme_shows(demo_server):

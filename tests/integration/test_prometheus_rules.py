@@ -6,6 +6,7 @@ deploy/prometheus/tests/, where every alert has a case that fires and one that s
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -113,3 +114,66 @@ def test_the_issue_rows_have_their_alerts_and_thresholds():
         assert threshold in rule["expr"], name
         if duration:
             assert rule["for"] == duration, name
+
+
+RUNBOOKS = ROOT / "docs" / "runbooks"
+SCENARIOS = [
+    "database-failover",
+    "cache-invalidation",
+    "traffic-spike",
+    "nats-outage",
+    "payment-provider-outage",
+    "rollback",
+]
+
+
+def github_anchors(page: Path) -> set[str]:
+    """The anchors GitHub gives the page's headings: lower case, punctuation dropped, spaces to dashes."""
+    anchors, in_code = set(), False
+    for line in page.read_text().splitlines():
+        if line.startswith("```"):
+            in_code = not in_code
+        elif line.startswith("#") and not in_code:
+            title = line.lstrip("#").strip().lower()
+            anchors.add(re.sub(r"[^\w\- ]", "", title).replace(" ", "-"))
+    return anchors
+
+
+def test_every_runbook_link_leads_to_a_page_and_its_section():
+    for rule in alert_rules():
+        page, _, anchor = rule["annotations"]["runbook_url"].removeprefix(RUNBOOK_URL_PREFIX).partition("#")
+        path = RUNBOOKS / page
+        assert path.is_file(), (rule["alert"], page)
+        if anchor:
+            assert anchor in github_anchors(path), (rule["alert"], page, anchor)
+
+
+def test_each_page_alert_and_scenario_has_a_runbook_with_steps_queries_and_commands():
+    pages = {
+        rule["annotations"]["runbook_url"].removeprefix(RUNBOOK_URL_PREFIX)
+        for rule in alert_rules()
+        if rule["labels"]["severity"] == "P1"
+    }
+    assert all("#" not in page for page in pages), "a P1 alert links a section, not a page of its own"
+    for name in sorted(pages | {f"{scenario}.md" for scenario in SCENARIOS}):
+        text = (RUNBOOKS / name).read_text()
+        assert "```promql" in text, name
+        assert "```sh" in text, name
+        assert re.search(r"^## Steps$", text, re.MULTILINE), name
+
+
+def test_the_runbook_index_lists_every_alert_and_scenario():
+    index = (RUNBOOKS / "README.md").read_text()
+    for rule in alert_rules():
+        assert f"`{rule['alert']}`" in index, rule["alert"]
+    for scenario in SCENARIOS:
+        assert f"({scenario}.md)" in index, scenario
+
+
+def test_links_between_runbooks_resolve():
+    for page in sorted(RUNBOOKS.glob("*.md")):
+        for target in re.findall(r"\]\(([\w\-]+\.md)?(?:#([\w\-]+))?\)", page.read_text()):
+            linked = RUNBOOKS / target[0] if target[0] else page
+            assert linked.is_file(), (page.name, target)
+            if target[1]:
+                assert target[1] in github_anchors(linked), (page.name, target)

@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 import structlog
+from prometheus_client import REGISTRY, Gauge
 
 from staybook.catalog import service as catalog
 from staybook.inventory import service as inventory
@@ -238,12 +239,46 @@ def schedule_rebuild(runtime: Runtime) -> None:
 # ---------------------------------------------------------------------------- rebuild
 
 
+# An index build reads three stages; how far it is shows on /metrics (a 1M-property build takes
+# minutes) and in `staybook demo` while it starts.
+BUILD_STAGES = ("properties", "room types", "room nights")
+BUILD_ROWS = Gauge(
+    "staybook_search_build_rows", "Rows read by this process's search index build, by stage", ["stage"],
+    multiprocess_mode="liveall",
+)  # fmt: skip
+BUILD_ROWS_EXPECTED = Gauge(
+    "staybook_search_build_rows_expected", "Rows the search index build reads in all, by stage", ["stage"],
+    multiprocess_mode="liveall",
+)  # fmt: skip
+
+
+def build_progress() -> list[tuple[str, int, int]]:
+    """(stage, rows read, rows to read) of each stage the build under way (or last done) has begun."""
+    stages = []
+    for stage in BUILD_STAGES:
+        expected = REGISTRY.get_sample_value("staybook_search_build_rows_expected", {"stage": stage})
+        if expected is not None:
+            done = REGISTRY.get_sample_value("staybook_search_build_rows", {"stage": stage}) or 0
+            stages.append((stage, int(done), int(expected)))
+    return stages
+
+
 async def load_from_database(runtime: Runtime, index: SearchIndex, progress: Progress | None = None) -> dict[str, int]:
     """Fills an index from what the catalog and inventory services list (their streamed reads)."""
-    report = progress or (lambda stage, done, total: None)
+
+    def report(stage: str, done: int, total: int | None) -> None:
+        BUILD_ROWS.labels(stage).set(done)
+        if total is not None:
+            BUILD_ROWS_EXPECTED.labels(stage).set(total)
+        if progress is not None:
+            progress(stage, done, total)
+
+    for stage in BUILD_STAGES:
+        BUILD_ROWS.labels(stage).set(0)
     counts = {"properties": 0, "room_types": 0, "room_nights": 0}
     start, end = index_window(index)
     total = await catalog.property_count(runtime)
+    report("properties", 0, total)
     async for batch in catalog.property_listings(runtime):
         await index.put_properties(
             PropertyRecord(
@@ -265,6 +300,7 @@ async def load_from_database(runtime: Runtime, index: SearchIndex, progress: Pro
         counts["properties"] += len(batch)
         report("properties", counts["properties"], total)
     total = await catalog.room_type_count(runtime)
+    report("room types", 0, total)
     async for batch in catalog.room_type_listings(runtime):
         await index.put_room_types(
             RoomTypeRecord(r.room_type_id, r.property_id, r.name, r.max_guests, r.status == "active") for r in batch
@@ -272,6 +308,7 @@ async def load_from_database(runtime: Runtime, index: SearchIndex, progress: Pro
         counts["room_types"] += len(batch)
         report("room types", counts["room_types"], total)
     total = await inventory.night_count(runtime, start, end)
+    report("room nights", 0, total)
     async for batch in inventory.night_listings(runtime, start, end):
         by_room_type: dict[tuple[uuid.UUID, uuid.UUID], list[NightState]] = {}
         for n in batch:
