@@ -247,7 +247,26 @@ class Stack:
         started = _start_ticks(child.pid)
         if started is None:
             raise StackError(f"{name} exited at once; see {log}")
+        # The command is kept so that `relaunch` can start the same server again (same port, same data).
+        extra = {**extra, "command": command}
         return self.record(Process(name, child.pid, started, port=port, url=url, log=str(log), extra=extra))
+
+    def relaunch(self, name: str, env: dict[str, str] | None = None) -> Process:
+        """Starts `name` again with the command it was launched with, after it died (a fault drill):
+        the dead process's record is replaced, so `down` stops the new one."""
+        old = self.get(name)
+        if old is None or "command" not in old.extra:
+            raise StackError(f"{name} was not launched by this stack")
+        if old.alive:
+            raise StackError(f"{name} (pid {old.pid}) is still running")
+        self.processes.remove(old)
+        extra = {k: v for k, v in old.extra.items() if k != "command"}
+        return self.launch(name, old.extra["command"], port=old.port, env=env, url=old.url, **extra)
+
+    def replace(self, process: Process) -> Process:
+        """Records `process` in place of the one of the same name (a server restarted by its own tool)."""
+        self.processes = [p for p in self.processes if p.name != process.name]
+        return self.record(process)
 
     def secrets(self) -> dict[str, str]:
         """The stack's secrets, generated on its first `up` and kept (0600)."""
@@ -345,6 +364,9 @@ def write_pgbouncer_config(
         f"max_client_conn = {max_client_conn}\n"
         # A client that asks for a parameter PgBouncer does not track is refused unless it is listed.
         "ignore_startup_parameters = extra_float_digits\n"
+        # After PostgreSQL restarts, the first login attempt fails while it starts up; PgBouncer's
+        # default waits 15 s before the next, answering every client with an error meanwhile.
+        "server_login_retry = 1\n"
     )
     if os.geteuid() == 0:  # it runs as the owner (-u), who must read its files
         for path in (directory, userlist, config):
@@ -556,9 +578,15 @@ def _start_worker(stack: Stack, env: dict[str, str]) -> Process:
 
 
 def up(
-    root: Path, ports_spec: str | None, echo: Callable[[str], None], timeout: float = 180, pool_mode: str = "session"
+    root: Path,
+    ports_spec: str | None,
+    echo: Callable[[str], None],
+    timeout: float = 180,
+    pool_mode: str = "session",
+    overrides: dict[str, str] | None = None,
 ) -> Stack:
-    """Starts the stack under `root`; on any failure stops what it had started and raises StackError."""
+    """Starts the stack under `root`; on any failure stops what it had started and raises StackError.
+    `overrides` are STAYBOOK_* settings on top of the stack's own (a drill's shorter timeouts)."""
     stack = Stack(root)
     if stack.load() and any(p.alive for p in stack.processes):
         raise StackError(f"the stack in {stack.root} is running: `staybook stack status`, or `down` first")
@@ -587,6 +615,7 @@ def up(
             stack, database_url=pgbouncer.url, redis_url=redis.url, nats_url=nats.url, typesense_url=typesense.url,
             api_port=api_port, prepared_statements=pool_mode == "session",
         )  # fmt: skip
+        stack.settings.update(overrides or {})
         env = _process_env(stack.settings)
         stack.write_env()
         # Schema changes go to PostgreSQL itself, as a migrate job does past the pooler: DDL and
