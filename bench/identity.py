@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import time
 import uuid
@@ -27,10 +28,10 @@ import uuid
 import httpx
 import psycopg
 
-from bench.harness import Server, load, print_table, ratio, uvicorn_command, write_result
+from bench.harness import RESULTS, Server, load, print_table, ratio, uvicorn_command, write_result
 from staybook import migrate
 from staybook.identity.passwords import PasswordHashing
-from staybook.kernel.security import TokenSigner
+from staybook.kernel.security import TokenSigner, TokenVersions
 from staybook.kernel.settings import Settings
 
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -70,12 +71,72 @@ def token_verify_cost(settings: Settings, count: int = 5000) -> dict:
     }
 
 
+async def revocation_check_cost(cache_seconds: float, count: int = 3000) -> dict:
+    """Microseconds each request pays so that a revoked token (role change, erasure, password change,
+    sign-out everywhere) is refused on the next request: the user's token version, from this
+    process's cache (hit) or from Redis (one GET, what a cache miss costs, once per user per
+    `cache_seconds`)."""
+    import redis.asyncio as redis
+
+    client = redis.from_url(REDIS_URL)
+    prefix = f"benchtokver{uuid.uuid4().hex[:8]}:"
+    users = [uuid.uuid4() for _ in range(count)]
+    shared = TokenVersions(cache_seconds=0)
+    shared.use_redis(client, prefix)
+    # A hit costs the same whatever the TTL; a long one keeps the filled entries while this loaded
+    # machine fills them (at a few ms per GET, 3,000 users take longer than the default 2 s).
+    cached = TokenVersions(cache_seconds=3600)
+    cached.use_redis(client, prefix)
+    try:
+        for user in users:
+            await shared.raised(user, 1)
+        started = time.perf_counter()
+        for user in users:
+            await shared.current(user)
+        from_redis = (time.perf_counter() - started) / count
+        for user in users:
+            await cached.current(user)  # fill the cache
+        started = time.perf_counter()
+        for user in users:
+            await cached.current(user)
+        hit = (time.perf_counter() - started) / count
+    finally:
+        for start in range(0, count, 500):
+            await client.delete(*(prefix + str(user) for user in users[start : start + 500]))
+        await client.aclose()
+    return {
+        "cache_seconds": cache_seconds,
+        "us_per_request_cached": round(1e6 * hit, 2),
+        "us_per_request_from_redis": round(1e6 * from_redis, 1),
+        "note": "a revoked token is refused on its next request in this process, and within cache_seconds "
+        "in the others (the revoking process also announces the new version as an event)",
+    }
+
+
+def record_revocation_cost() -> None:
+    """`--revocation-only`: measures the revocation check and adds it to the existing result."""
+    settings = Settings(environment="test")
+    cost = asyncio.run(revocation_check_cost(settings.identity.token_version_cache_seconds))
+    path = RESULTS / "identity.json"
+    result = json.loads(path.read_text())
+    result["revocation_check"] = {**cost, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    result["revocation_check"]["load_average_1m"] = round(os.getloadavg()[0], 2)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    cached, from_redis = cost["us_per_request_cached"], cost["us_per_request_from_redis"]
+    print(f"revocation check: {cached} us cached, {from_redis} us from Redis")
+    print(f"wrote {path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--duration", type=float, default=10)
     parser.add_argument("--login-rate", type=float, default=5, help="open-loop sign-ins/s (below saturation)")
     parser.add_argument("--read-rate", type=float, default=300, help="open-loop cached reads/s (below saturation)")
+    parser.add_argument("--revocation-only", action="store_true", help="only measure the revocation check")
     args = parser.parse_args()
+    if args.revocation_only:
+        record_revocation_cost()
+        return
 
     database = f"staybook_bench_identity_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
@@ -172,6 +233,7 @@ def main() -> None:
             ).parameters,
             "argon2_ceiling": ceiling,
             "token_verification_in_process": token_cost,
+            "revocation_check": asyncio.run(revocation_check_cost(settings.identity.token_version_cache_seconds)),
             "login": {"closed_loop": login_closed, "open_loop": login_open, "open_loop_rate": args.login_rate},
             "cached_read": read,
             "read_open_loop_rate": args.read_rate,

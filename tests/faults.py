@@ -1,5 +1,6 @@
 """Tests-only fault injection: `python -m tests.faults serve ...` runs `staybook` with a hook that
-kills the process (SIGKILL, no cleanup) when the booking saga reaches STAYBOOK_TEST_FAULT."""
+kills the process (SIGKILL, no cleanup) when the booking saga reaches STAYBOOK_TEST_FAULT, or,
+with STAYBOOK_TEST_FAULT=property-read-raises, makes one route raise (an unexpected 500)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,15 @@ import sys
 def install() -> None:
     step = os.environ.get("STAYBOOK_TEST_FAULT")
     if not step:
+        return
+    if step == "property-read-raises":
+        # A bug in a route: GET /api/v1/properties/{id} raises instead of answering.
+        from staybook.catalog import service as catalog
+
+        async def broken(*args, **kwargs):
+            raise RuntimeError("injected bug")
+
+        catalog.get_property = broken
         return
     from staybook.booking import service
 

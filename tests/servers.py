@@ -23,4 +23,4 @@ def servers(settings, count: int = 1, env: dict[str, str] | None = None):
     }
     command = [sys.executable, "-m", "tests.faults", "serve", "--port", "{port}"]
     with ExitStack() as stack:
-        yield [stack.enter_context(Server(command, env=environment, startup_timeout=30)) for _ in range(count)]
+        yield [stack.enter_context(Server(command, env=environment, startup_timeout=120)) for _ in range(count)]

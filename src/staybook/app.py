@@ -6,6 +6,8 @@ touch this file beyond the CONTEXTS list:
 - `<context>.api.router`: routes, mounted under `/api/v1` (the `web` context at `/`);
 - `<context>.events.SUBSCRIPTIONS`: `Subscription` / `ReplicaSubscription` handlers;
 - `<context>.service.JOBS`: `PeriodicJob`s the worker repeats;
+- `<context>.service.export_personal_data(runtime, user_id)`: the context's part of a user's
+  GDPR export;
 - `<context>.service.lifespan(runtime)`: an optional async context manager for
   context-owned resources (search index, payment provider, mailer), put in
   `runtime.extensions`.
@@ -106,6 +108,12 @@ def collect_wiring() -> Wiring:
                 wiring.replica_subscriptions.append(subscription)
         service = _optional_module(context, "service")
         wiring.jobs.extend(getattr(service, "JOBS", ()))
+        export = getattr(service, "export_personal_data", None)
+        if export is not None:
+            wiring.personal_data_exports[context] = export
+        reseal = getattr(service, "reseal_personal_data", None)
+        if reseal is not None:
+            wiring.personal_data_reseals[context] = reseal
     return wiring
 
 
@@ -123,7 +131,7 @@ async def context_lifespans(runtime: Runtime) -> AsyncIterator[None]:
 
 def configure_observability(settings: Settings):
     configure_logging(settings.service_name, settings.pod, settings.log_level, settings.log_json)
-    return configure_tracing(settings.service_name, settings.otlp_endpoint)
+    return configure_tracing(settings.service_name, settings.otlp_endpoint, settings.trace_sample_ratio)
 
 
 def _mount_docs(app: FastAPI) -> None:

@@ -194,6 +194,34 @@ async def _run_worker(settings: Settings) -> None:
         await runtime.close()
 
 
+@app.command("rotate-pii-key")
+def rotate_pii_key(batch_size: int = typer.Option(500, min=1, help="Rows re-sealed per transaction.")):
+    """Move every piece of personal data to the active PII master key: identity's data keys are
+    re-wrapped, and what other contexts sealed (a booking's guest, a message's recipient) is re-sealed.
+
+    Rotation without downtime: set the new key as STAYBOOK_IDENTITY__PII_MASTER_KEY with a
+    new STAYBOOK_IDENTITY__PII_MASTER_KEY_ID, keep the old one in
+    STAYBOOK_IDENTITY__PII_PREVIOUS_MASTER_KEYS='{"<old id>": "<old key>"}', roll the
+    API processes and workers, run this command, then drop the old key.
+    """
+    from staybook.identity.service import rotate_pii_keys
+    from staybook.kernel.runtime import Runtime
+
+    async def run() -> dict[str, int]:
+        runtime = Runtime(_settings(), collect_wiring())
+        await runtime.start()
+        try:
+            counts = {"identity": await rotate_pii_keys(runtime, batch_size)}
+            for context, reseal in runtime.wiring.personal_data_reseals.items():
+                counts[context] = await reseal(runtime, batch_size)
+            return counts
+        finally:
+            await runtime.close()
+
+    for context, count in asyncio.run(run()).items():
+        typer.echo(f"{context}: {count} re-sealed")
+
+
 @app.command()
 def check():
     """Print the effective configuration (secrets masked), test every configured connection, and check

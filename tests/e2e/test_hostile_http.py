@@ -101,3 +101,24 @@ def test_an_invalid_content_length_gets_a_problem_not_plain_text(pg_settings):
             assert headers["content-type"] == "application/problem+json"
             problem = json.loads(body)
             assert problem["status"] == 400 and problem["type"].endswith("/bad-request")
+
+
+def test_a_500_answers_with_a_problem_and_keeps_the_connection_open(pg_settings):
+    with servers(pg_settings, env={"STAYBOOK_TEST_FAULT": "property-read-raises"}) as (server,):
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as connection:
+            reader = connection.makefile("rb")
+            answers = []
+            for path in (f"/api/v1/properties/{uuid.uuid4()}", "/healthz/live"):
+                connection.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+                status = int(reader.readline().split()[1])
+                headers = {}
+                while (line := reader.readline()) not in (b"\r\n", b""):
+                    name, _, value = line.decode("latin-1").partition(":")
+                    headers[name.strip().lower()] = value.strip()
+                body = reader.read(int(headers["content-length"]))
+                answers.append((status, headers, body))
+    (broken_status, broken_headers, broken_body), (live_status, _, _) = answers
+    assert broken_status == 500 and broken_headers["content-type"] == "application/problem+json"
+    assert json.loads(broken_body)["type"].endswith("/internal-error")
+    assert broken_headers.get("connection") != "close"
+    assert live_status == 200  # the same connection answered the next request

@@ -7,6 +7,7 @@ import asyncio
 import email
 import uuid
 from dataclasses import dataclass
+from datetime import date
 from email import policy
 from typing import Any
 
@@ -15,9 +16,14 @@ from aiosmtpd.controller import Controller
 from bench.harness import free_port
 from sqlalchemy import select
 
+from staybook.booking import service as bookings
+from staybook.booking.models import Booking
+from staybook.identity import service as identity
+from staybook.identity.models import User
 from staybook.kernel.events import EventEnvelope, subject_for
 from staybook.kernel.orm import new_id, utcnow
 from staybook.notifications.models import Contact, Delivery, DeliveryAttempt
+from staybook.notifications.service import RECIPIENT_PURPOSE
 
 # ------------------------------------------------------------------ events as other contexts publish them
 
@@ -193,9 +199,78 @@ async def eventually(predicate, timeout: float = 20.0):
 
 
 async def emit(runtime, *events: Published) -> None:
+    """Publishes the events as their contexts do: contact data is not in the payload but in the
+    owning context's records (a booking's sealed guest, a user's sealed record), which notifications
+    asks for. The helpers above put the contact data in the payload; here it moves to those records."""
     async with runtime.db.unit_of_work() as uow:
         for event in events:
-            uow.emit(event)
+            uow.emit(await _as_published(runtime, uow, event))
+
+
+async def stored(runtime, event: Published) -> Published:
+    """The event as published, its contact data stored where its context keeps it (see emit)."""
+    async with runtime.db.unit_of_work() as uow:
+        return await _as_published(runtime, uow, event)
+
+
+async def _as_published(runtime, uow, event: Published) -> Published:
+    payload = dict(event.payload)
+    if isinstance(payload.get("booking"), dict) and "guest" in payload["booking"]:
+        booking = dict(payload["booking"])
+        await _store_booking(uow, booking, booking.pop("guest"))
+        payload["booking"] = booking
+    if event.name in ("user.registered", "user.updated") and "email" in payload:
+        contact = {key: payload.pop(key, None) for key in ("email", "name", "phone")}
+        await _store_user(runtime, uow, payload, contact)
+    return Published(event.context, event.name, payload)
+
+
+async def _store_booking(uow, booking: dict[str, Any], guest: dict[str, Any]) -> None:
+    booking_id = uuid.UUID(booking["booking_id"])
+    if await uow.session.get(Booking, booking_id) is not None:
+        return
+    uow.session.add(
+        Booking(
+            id=booking_id,
+            reference=booking["reference"][:12],
+            status=booking["status"],
+            guest_user_id=uuid.UUID(booking["guest_user_id"]),
+            guest=bookings.seal_guest(uow.sealer, guest),
+            host_id=uuid.UUID(booking["host_id"]),
+            property_id=uuid.UUID(booking["property"]["property_id"]),
+            property=booking["property"],
+            room_type_id=uuid.UUID(booking["room_type"]["room_type_id"]),
+            room_type_name=booking["room_type"]["name"],
+            check_in=date.fromisoformat(booking["check_in"]),
+            check_out=date.fromisoformat(booking["check_out"]),
+            units=booking["units"],
+            guests=booking["guests"],
+            total_amount=booking["total"]["amount"],
+            currency=booking["total"]["currency"],
+            nightly_prices=[],
+            cancellation_policy=booking["cancellation_policy"],
+            expires_at=utcnow(),
+        )
+    )
+    await uow.session.flush()
+
+
+async def _store_user(runtime, uow, payload: dict[str, Any], contact: dict[str, Any]) -> None:
+    user_id = uuid.UUID(payload["user_id"])
+    creds = identity.credentials(runtime)
+    user = await uow.session.get(User, user_id)
+    if user is None:
+        user = User(
+            id=user_id,
+            email_hash=creds.vault.email_hash(contact["email"]),
+            role=payload.get("role", "guest"),
+            locale=payload.get("locale", "en"),
+            timezone=payload.get("timezone", "UTC"),
+            region=payload.get("region", "eu"),
+        )
+        uow.session.add(user)
+    identity._seal_pii(creds, user, contact)
+    await uow.session.flush()
 
 
 async def deliveries(runtime, *where) -> list[Delivery]:
@@ -234,3 +309,10 @@ async def settled_count(runtime, count: int):
 async def contact_known(runtime, user_id) -> bool:
     async with runtime.db.session() as session:
         return await session.get(Contact, user_id) is not None
+
+
+def address_of(runtime, delivery: Delivery) -> str | None:
+    """The address a delivery goes to (recipients are sealed at rest)."""
+    if delivery.recipient is None:
+        return None
+    return runtime.db.sealer.open(delivery.recipient, RECIPIENT_PURPOSE)["address"]

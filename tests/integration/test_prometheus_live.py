@@ -51,6 +51,11 @@ PANELS_WITH_DATA = [
     ("search", "Search route requests"),
     ("search", "Search route latency (p99)"),
     ("identity", "Auth route requests"),
+    # The context metrics the business and application alerts read.
+    ("booking", "Payments by result"),
+    ("booking", "Hold to booking conversion"),
+    ("executive", "Active users (sign-ins, last hour)"),
+    ("search", "Search p99"),
 ]
 
 

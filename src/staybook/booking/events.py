@@ -7,18 +7,21 @@ from typing import ClassVar
 
 from pydantic import BaseModel
 
-from staybook.kernel.events import Event
+from staybook.kernel.consumers import Subscription
+from staybook.kernel.db import UnitOfWork
+from staybook.kernel.events import Event, EventEnvelope
 from staybook.kernel.schemas import Money
 
 
 class BookingSnapshot(BaseModel):
-    """The `booking` object every booking event carries (event-carried state transfer)."""
+    """The `booking` object every booking event carries (event-carried state transfer). The guest's
+    name, email and phone are not in it: a consumer that needs them asks
+    `booking.service.guest_details` (events and the outbox hold ids, not contact data)."""
 
     booking_id: uuid.UUID
     reference: str
     status: str
     guest_user_id: uuid.UUID
-    guest: dict
     host_id: uuid.UUID
     property: dict
     room_type: dict
@@ -71,4 +74,10 @@ class BookingCancelled(Event):
     refund: Money
 
 
-SUBSCRIPTIONS: list = []
+async def on_user_erased(envelope: EventEnvelope, uow: UnitOfWork) -> None:
+    from staybook.booking import service  # service imports these events
+
+    await service.erase_guest(uow, uuid.UUID(str(envelope.payload["user_id"])))
+
+
+SUBSCRIPTIONS = [Subscription("booking.user.erased", "staybook.identity.user.erased", on_user_erased)]

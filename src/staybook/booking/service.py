@@ -19,9 +19,9 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import structlog
-from sqlalchemy import column, select
+from sqlalchemy import column, select, update
 
-from staybook.booking import policy
+from staybook.booking import metrics, policy
 from staybook.booking.events import (
     BookingCancelled,
     BookingConfirmed,
@@ -35,6 +35,7 @@ from staybook.booking.ports import CatalogStayCatalog, StayCatalog
 from staybook.booking.schemas import BookingOut, HoldRequest, PaymentOutcome, PaymentSummary
 from staybook.inventory import service as inventory
 from staybook.inventory.service import Stay
+from staybook.kernel.crypto import Sealer, reseal_column
 from staybook.kernel.dates import check_stay
 from staybook.kernel.db import Record, Sql, UnitOfWork, insert_sql
 from staybook.kernel.errors import (
@@ -46,7 +47,7 @@ from staybook.kernel.errors import (
     UpstreamError,
     problem_body,
 )
-from staybook.kernel.idempotency import Claim, record_if_unanswered
+from staybook.kernel.idempotency import Claim, forget_answers, record_if_unanswered
 from staybook.kernel.orm import new_id, utcnow
 from staybook.kernel.runtime import PeriodicJob, Runtime
 from staybook.kernel.security import Principal
@@ -202,7 +203,6 @@ def snapshot(booking: Booking) -> BookingSnapshot:
         reference=booking.reference,
         status=booking.status,
         guest_user_id=booking.guest_user_id,
-        guest=booking.guest,
         host_id=booking.host_id,
         property=booking.property,
         room_type={"room_type_id": str(booking.room_type_id), "name": booking.room_type_name},
@@ -217,7 +217,63 @@ def snapshot(booking: Booking) -> BookingSnapshot:
     )
 
 
-def present(booking: Booking) -> dict:
+GUEST_PURPOSE = "bookings.guest"
+
+
+def seal_guest(sealer: Sealer, guest: dict) -> dict:
+    """The guest's name, email and phone as stored: sealed (kernel/crypto.py), never plain text."""
+    return {"sealed": sealer.seal(guest, GUEST_PURPOSE)}
+
+
+ERASED_GUEST = {"erased": True}
+
+
+def open_guest(sealer: Sealer, stored: dict) -> dict:
+    """A stored guest, opened; `{"erased": true}` once the guest's data was erased."""
+    if isinstance(stored, dict) and "sealed" in stored:
+        return sealer.open(stored["sealed"], GUEST_PURPOSE)
+    return stored
+
+
+def guest_of(sealer: Sealer, booking: Booking) -> dict:
+    return open_guest(sealer, booking.guest)
+
+
+async def guest_details(uow: UnitOfWork, booking_id: uuid.UUID) -> dict | None:
+    """The name, email, phone and locale the guest gave for a booking, for a context that writes to
+    the guest (notifications): events carry the booking's id, not its contact data. None for an
+    unknown booking or an erased guest."""
+    stored = await uow.session.scalar(select(Booking.guest).where(Booking.id == booking_id))
+    if stored is None or uow.sealer is None:
+        return None
+    guest = open_guest(uow.sealer, stored)
+    return None if guest.get("erased") else guest
+
+
+async def erase_guest(uow: UnitOfWork, user_id: uuid.UUID) -> int:
+    """`user.erased`: the guest details of the user's bookings are dropped. The bookings stay, with
+    their ids, stays and amounts, as the financial record the law requires; nothing in them names
+    the person any more. Stored answers to the user's requests (which echo the details) go too."""
+    result = await uow.session.execute(
+        update(Booking).where(Booking.guest_user_id == user_id).values(guest=ERASED_GUEST, updated_at=utcnow())
+    )
+    await forget_answers(uow, str(user_id))
+    return result.rowcount or 0
+
+
+async def reseal_personal_data(runtime: Runtime, batch_size: int = 500) -> int:
+    """Re-seals guest details sealed under an older master key (a key rotation); returns how many."""
+    return await reseal_column(runtime.db, Booking.__table__.c.id, Booking.__table__.c.guest, GUEST_PURPOSE, batch_size)
+
+
+async def export_personal_data(runtime: Runtime, user_id: uuid.UUID) -> dict:
+    """The user's bookings as their GDPR export shows them (guest details opened)."""
+    async with runtime.db.session() as session:
+        rows = (await session.scalars(select(Booking).where(Booking.guest_user_id == user_id))).all()
+    return {"bookings": [present(row, runtime.db.sealer) for row in rows]}
+
+
+def present(booking: Booking, sealer: Sealer) -> dict:
     """The booking as the API shows it (JSON-ready; also what idempotent replays return)."""
     money = {"currency": booking.currency}
     return BookingOut(
@@ -225,7 +281,7 @@ def present(booking: Booking) -> dict:
         reference=booking.reference,
         status=booking.status,
         guest_user_id=booking.guest_user_id,
-        guest=booking.guest,
+        guest=guest_of(sealer, booking),
         host_id=booking.host_id,
         property=booking.property,
         room_type={"room_type_id": str(booking.room_type_id), "name": booking.room_type_name},
@@ -246,7 +302,9 @@ def present(booking: Booking) -> dict:
     ).model_dump(mode="json")
 
 
-def _outcome(booking: Booking, payment: payments.PaymentView | None, outcome: str, detail: str) -> dict:
+def _outcome(
+    sealer: Sealer, booking: Booking, payment: payments.PaymentView | None, outcome: str, detail: str
+) -> dict:
     summary = None
     if payment is not None:
         summary = PaymentSummary(
@@ -255,7 +313,7 @@ def _outcome(booking: Booking, payment: payments.PaymentView | None, outcome: st
             amount={"amount": payment.amount, "currency": payment.currency},
             refunded={"amount": payment.refunded_amount, "currency": payment.currency},
         )
-    return PaymentOutcome(booking=present(booking), payment=summary, outcome=outcome, detail=detail).model_dump(
+    return PaymentOutcome(booking=present(booking, sealer), payment=summary, outcome=outcome, detail=detail).model_dump(
         mode="json"
     )
 
@@ -354,7 +412,7 @@ async def place_hold(runtime: Runtime, principal: Principal, request: HoldReques
             "reference": "SB" + "".join(secrets.choice(_REFERENCE_ALPHABET) for _ in range(8)),
             "status": "held",
             "guest_user_id": principal.user_id,
-            "guest": request.guest.model_dump(mode="json"),
+            "guest": seal_guest(runtime.db.sealer, request.guest.model_dump(mode="json")),
             "host_id": facts.host_id,
             "property_id": facts.property_id,
             "property": facts.property_snapshot(),
@@ -380,7 +438,8 @@ async def place_hold(runtime: Runtime, principal: Principal, request: HoldReques
         _history(uow, values["id"], None, "held", f"guest:{principal.user_id}", "hold placed")
         booking = Record(values)
         uow.emit(BookingHeld(booking=snapshot(booking)))
-        body = present(booking)
+        metrics.BOOKINGS.labels("held").inc()
+        body = present(booking, runtime.db.sealer)
         if claim is not None:
             claim.record(uow, 201, body)
     return body
@@ -411,7 +470,7 @@ def _may_see(principal: Principal, booking: Booking) -> bool:
 
 async def get_booking(runtime: Runtime, principal: Principal, booking_id: uuid.UUID) -> dict:
     """The booking, for its guest, the property's host or an admin (404 for anyone else)."""
-    return present(await _visible(runtime, principal, booking_id))
+    return present(await _visible(runtime, principal, booking_id), runtime.db.sealer)
 
 
 async def list_for_guest(runtime: Runtime, principal: Principal, *, cursor: uuid.UUID | None, limit: int) -> dict:
@@ -452,7 +511,8 @@ async def _page(runtime: Runtime, query, cursor: uuid.UUID | None, limit: int) -
         rows = (await session.scalars(query.order_by(Booking.id.desc()).limit(limit + 1))).all()
     more = len(rows) > limit
     rows = rows[:limit]
-    return {"items": [present(b) for b in rows], "next_cursor": str(rows[-1].id) if more and rows else None}
+    items = [present(b, runtime.db.sealer) for b in rows]
+    return {"items": items, "next_cursor": str(rows[-1].id) if more and rows else None}
 
 
 # ------------------------------------------------------------------ the payment saga
@@ -542,7 +602,7 @@ async def pay(
                 return stored
             booking = await _read(uow, booking_id)
             payment = await payments.for_booking(uow, booking_id)
-        return 200, _outcome(booking, payment, booking.status, "settled by a concurrent process")
+        return 200, _outcome(runtime.db.sealer, booking, payment, booking.status, "settled by a concurrent process")
     return drive.answer
 
 
@@ -605,6 +665,7 @@ async def _run(runtime: Runtime, booking_id: uuid.UUID, drive: _Drive, loaded: t
                 drive.answer = (
                     202,
                     _outcome(
+                        runtime.db.sealer,
                         booking,
                         payment,
                         "pending",
@@ -757,7 +818,10 @@ async def _finish_capture(
             _history(uow, booking_id, "held", booking.status, "saga", "payment captured")
             await _set_step(uow, booking_id, expected, CONFIRMED)
             uow.emit(BookingConfirmed(booking=snapshot(booking), payment_id=payment.id))
-            answer = (200, _outcome(booking, captured, "confirmed", "Payment captured; the booking is confirmed."))
+            metrics.BOOKINGS.labels("confirmed").inc()
+            metrics.BOOKING_VALUE.labels(booking.currency).inc(booking.total_amount)
+            detail = "Payment captured; the booking is confirmed."
+            answer = (200, _outcome(runtime.db.sealer, booking, captured, "confirmed", detail))
         else:
             # The hold ended while the money moved (expired by an operator, recovered late): give it back.
             await _set_step(uow, booking_id, expected, REFUNDING)
@@ -775,6 +839,7 @@ async def _fail(runtime, booking_id, expected_step: str, payment, reason: str, d
             await inventory.release_hold(uow, stay_of(booking))
             booking = await _transition(uow, booking, "payment_failed", "saga", reason, failure_reason=reason)
             uow.emit(BookingPaymentFailed(booking=snapshot(booking), reason=reason))
+            metrics.BOOKINGS.labels("payment_failed").inc()
         await _set_step(uow, booking_id, expected_step, FAILED)
         error = PaymentDeclined(
             f"The payment was declined ({reason}); the hold is released.",
@@ -821,6 +886,7 @@ async def _finish_void(runtime, booking_id, charge: ChargeState, drive: _Drive) 
                 failure_reason="payment voided",
             )
             uow.emit(BookingPaymentFailed(booking=snapshot(booking), reason="payment voided"))
+            metrics.BOOKINGS.labels("payment_failed").inc()
         await _set_step(uow, booking_id, VOIDING, COMPENSATED)
         error = HoldExpired("The hold ended before the payment completed; the authorisation was voided.")
         await _answer(uow, drive, 409, {**_problem(error), "payment": voided.status})
@@ -894,7 +960,8 @@ async def cancel(
                 booking=snapshot(booking), cancelled_by=by, refund={"amount": refund, "currency": booking.currency}
             )
         )
-        body = present(booking)
+        metrics.BOOKINGS.labels("cancelled").inc()
+        body = present(booking, runtime.db.sealer)
         if claim is not None:
             claim.record(uow, 200, body)
     if refund:
@@ -930,6 +997,7 @@ async def expire_holds(runtime: Runtime) -> int:
             booking = await _transition(uow, booking, "expired", "worker", "hold expired")
             await _set_step(uow, booking.id, HELD, EXPIRED)
             uow.emit(BookingExpired(booking=snapshot(booking)))
+            metrics.BOOKINGS.labels("expired").inc()
     if bookings:
         log.info("expired holds", context={"count": len(bookings)})
     return len(bookings)

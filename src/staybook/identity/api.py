@@ -158,7 +158,7 @@ async def disable_totp(
     return Response(status_code=204)
 
 
-@router.get("/me/export", summary="Everything identity holds about you, as JSON (GDPR)")
+@router.get("/me/export", summary="Everything staybook holds about you, from every context, as JSON (GDPR)")
 async def export_me(
     principal: Principal = Depends(current_principal),
     runtime: Runtime = Depends(get_runtime),

@@ -23,22 +23,18 @@ from staybook.kernel.events import Event, EventEnvelope
 class UserRegistered(Event):
     context: ClassVar[str] = "identity"
     event_type: ClassVar[str] = "user.registered"
+    # Ids and settings only: a consumer that writes to the user asks identity.service.contact_details.
     user_id: uuid.UUID
-    email: str
-    name: str
     role: str
     locale: str
     timezone: str
     region: str
-    phone: str | None = None
 
 
 class UserSignedIn(Event):
     context: ClassVar[str] = "identity"
     event_type: ClassVar[str] = "user.signed_in"
     user_id: uuid.UUID
-    email: str
-    name: str
     locale: str
     ip: str | None
     user_agent: str | None
@@ -49,12 +45,9 @@ class UserUpdated(Event):
     context: ClassVar[str] = "identity"
     event_type: ClassVar[str] = "user.updated"
     user_id: uuid.UUID
-    email: str
-    name: str
     locale: str
     timezone: str
     role: str
-    phone: str | None = None
 
 
 class UserExported(Event):

@@ -36,7 +36,8 @@ class User(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     email_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    name: Mapped[str] = mapped_column(String(200))
+    # Legacy: names are sealed in `pii` now; this column is NULL for every row written since.
+    name: Mapped[str | None] = mapped_column(String(200), nullable=True)
     role: Mapped[str] = mapped_column(String(16), index=True)
     status: Mapped[str] = mapped_column(String(16), default="active")  # active | erased
     locale: Mapped[str] = mapped_column(String(35), default="en")

@@ -23,7 +23,7 @@ from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from staybook.identity import anchor, audit, mfa
+from staybook.identity import anchor, audit, metrics, mfa
 from staybook.identity.events import (
     PERSONAL_PAYLOAD_KEYS,
     UserErased,
@@ -47,6 +47,7 @@ from staybook.identity.schemas import (
 from staybook.kernel.consumers import ReplicaSubscription
 from staybook.kernel.errors import Conflict, Forbidden, InvalidInput, NotFound, TooManyRequests, Unauthorized
 from staybook.kernel.events import EventEnvelope
+from staybook.kernel.metrics import RATE_LIMITED
 from staybook.kernel.models import OutboxMessage
 from staybook.kernel.orm import new_id, utcnow
 from staybook.kernel.ratelimit import RateLimitRule
@@ -136,6 +137,7 @@ def _rule(name: str, spec: tuple[int, int, int]) -> RateLimitRule:
 async def _limit(runtime: Runtime, rule: RateLimitRule, key: str) -> None:
     decision = await runtime.rate_limiter.hit(rule, key)
     if not decision.allowed:
+        RATE_LIMITED.labels(rule.name).inc()
         raise TooManyRequests(decision.retry_after_seconds)
 
 
@@ -152,6 +154,33 @@ def _open_pii(creds: Credentials, user: User) -> dict:
         return {}
     data_key = creds.vault.data_key(user.pii_key_id, user.pii_wrapped_key)
     return creds.vault.open_fields(data_key, user.pii, user.id)
+
+
+def _name(user: User, pii: dict) -> str:
+    # Sealed with the rest of the record; `users.name` is only read for rows written before that.
+    return pii.get("name") or user.name or ""
+
+
+async def contact_details(runtime: Runtime, user_id: uuid.UUID, session: AsyncSession | None = None) -> dict | None:
+    """How to reach a user, for the context that writes to them (notifications): email, phone,
+    name, locale and time zone, opened from the sealed record. Events carry the user's id, not
+    these. None for an unknown or erased user. A consumer passes its unit of work's session: on
+    SQLite a second connection would wait for the write lock that very unit of work holds."""
+    if session is None:
+        async with runtime.db.session() as own:
+            user = await own.get(User, user_id)
+    else:
+        user = await session.get(User, user_id)
+    if user is None or user.erased_at is not None:
+        return None
+    pii = _open_pii(credentials(runtime), user)
+    return {
+        "email": pii.get("email"),
+        "phone": pii.get("phone"),
+        "name": _name(user, pii),
+        "locale": user.locale,
+        "timezone": user.timezone,
+    }
 
 
 def _seal_pii(creds: Credentials, user: User, fields: dict) -> None:
@@ -174,7 +203,7 @@ def _user_out(creds: Credentials, user: User) -> UserOut:
     return UserOut(
         id=user.id,
         email=pii.get("email", ""),
-        name=user.name,
+        name=_name(user, pii),
         role=user.role,
         locale=user.locale,
         timezone=user.timezone,
@@ -188,10 +217,11 @@ def _user_out(creds: Credentials, user: User) -> UserOut:
 
 
 def _admin_out(creds: Credentials, user: User) -> AdminUserOut:
+    pii = _open_pii(creds, user)
     return AdminUserOut(
         id=user.id,
-        email=_open_pii(creds, user).get("email", ""),
-        name=user.name,
+        email=pii.get("email", ""),
+        name=_name(user, pii),
         role=user.role,
         status=user.status,
         region=user.region,
@@ -201,16 +231,8 @@ def _admin_out(creds: Credentials, user: User) -> AdminUserOut:
     )
 
 
-def _updated_event(user: User, pii: dict) -> UserUpdated:
-    return UserUpdated(
-        user_id=user.id,
-        email=pii.get("email", ""),
-        name=user.name,
-        locale=user.locale,
-        timezone=user.timezone,
-        role=user.role,
-        phone=pii.get("phone"),
-    )
+def _updated_event(user: User) -> UserUpdated:
+    return UserUpdated(user_id=user.id, locale=user.locale, timezone=user.timezone, role=user.role)
 
 
 async def _active_user(session, user_id: uuid.UUID, *, for_update: bool = False) -> User:
@@ -239,6 +261,7 @@ async def register(runtime: Runtime, data: RegisterRequest, info: RequestInfo) -
         data.password, min_length=settings.password_min_length, email=data.email, name=data.name
     )
     if problems:
+        metrics.REGISTRATIONS.labels("failure").inc()
         raise InvalidInput(
             problems[0].message,
             errors=[{"field": "body.password", "message": p.message, "type": p.code} for p in problems],
@@ -263,7 +286,7 @@ async def register(runtime: Runtime, data: RegisterRequest, info: RequestInfo) -
             user = User(
                 id=new_id(),
                 email_hash=email_hash,
-                name=data.name,
+                name=None,
                 role=data.role,
                 status="active",
                 locale=data.locale or "en",
@@ -275,7 +298,7 @@ async def register(runtime: Runtime, data: RegisterRequest, info: RequestInfo) -
                 created_at=now,
                 updated_at=now,
             )
-            _seal_pii(creds, user, {"email": email, "phone": data.phone})
+            _seal_pii(creds, user, {"email": email, "name": data.name, "phone": data.phone})
             uow.session.add(user)
             await uow.session.flush()
             await audit.append(
@@ -287,18 +310,16 @@ async def register(runtime: Runtime, data: RegisterRequest, info: RequestInfo) -
             uow.emit(
                 UserRegistered(
                     user_id=user.id,
-                    email=email,
-                    name=user.name,
                     role=user.role,
                     locale=user.locale,
                     timezone=user.timezone,
                     region=user.region,
-                    phone=data.phone,
                 )
             )
     except IntegrityError:
         # Two registrations of one address at once: the unique email hash let one through.
         return accepted
+    metrics.REGISTRATIONS.labels("success").inc()
     return accepted
 
 
@@ -333,7 +354,6 @@ async def _start_session(uow, runtime: Runtime, user: User, family_id: uuid.UUID
 
 
 async def _signed_in(uow, runtime: Runtime, user: User, info: RequestInfo, method: str) -> dict:
-    creds = credentials(runtime)
     tokens = await _start_session(uow, runtime, user)
     await audit.append(
         uow.session,
@@ -344,8 +364,6 @@ async def _signed_in(uow, runtime: Runtime, user: User, info: RequestInfo, metho
     uow.emit(
         UserSignedIn(
             user_id=user.id,
-            email=_open_pii(creds, user).get("email", ""),
-            name=user.name,
             locale=user.locale,
             ip=info.ip,
             user_agent=info.user_agent,
@@ -383,7 +401,9 @@ async def login(runtime: Runtime, data: LoginRequest, info: RequestInfo) -> dict
                     user.id, user.role, extra={"typ": "mfa"}, ttl=timedelta(seconds=settings.mfa_token_ttl_seconds)
                 )
                 user.mfa_challenge_jti = runtime.tokens.decode(mfa_token, "mfa")["jti"]
+                metrics.LOGINS.labels("mfa_required").inc()
                 return {"mfa_required": True, "mfa_token": mfa_token}
+            metrics.LOGINS.labels("success").inc()
             return await _signed_in(uow, runtime, user, info, "password")
     if locked:
         # Said only to whoever knows the password: the lock is no way to learn which emails have accounts.
@@ -393,7 +413,9 @@ async def login(runtime: Runtime, data: LoginRequest, info: RequestInfo) -> dict
                 "auth.login", "user", "denied", str(user.id), user.id, user.role, info.ip, {"reason": "locked"}
             ),
         )
+        metrics.LOGINS.labels("locked").inc()
         raise Forbidden(ACCOUNT_LOCKED)
+    metrics.LOGINS.labels("failure").inc()
     await _record_failure(
         runtime,
         audit.AuditRecord(
@@ -542,17 +564,19 @@ async def update_me(runtime: Runtime, principal: Principal, data: ProfileUpdate)
             raise InvalidInput(
                 f"region must be one of {', '.join(runtime.settings.identity.regions)}", field="body.region"
             )
-        for field_name in ("name", "locale", "timezone", "region"):
+        for field_name in ("locale", "timezone", "region"):
             if changes.get(field_name) is not None:
                 setattr(user, field_name, changes[field_name])
         pii = _open_pii(creds, user)
+        pii["name"] = changes.get("name") or _name(user, pii)
+        user.name = None  # a name written before sealing leaves the plain column now
         for field_name in ("phone", "date_of_birth", "address"):
             if field_name in changes:
                 value = changes[field_name]
                 pii[field_name] = value.isoformat() if isinstance(value, date) else value
         _seal_pii(creds, user, pii)
         user.updated_at = utcnow()
-        uow.emit(_updated_event(user, pii))
+        uow.emit(_updated_event(user))
         return _user_out(creds, user)
 
 
@@ -568,9 +592,12 @@ async def change_password(runtime: Runtime, principal: Principal, data: Password
             audit.AuditRecord("user.password_change", "user", "failure", str(user.id), user.id, user.role, info.ip),
         )
         raise InvalidInput("The current password is wrong", field="body.current_password")
-    email = _open_pii(creds, user).get("email")
+    pii = _open_pii(creds, user)
     problems = password_problems(
-        data.new_password, min_length=runtime.settings.identity.password_min_length, email=email, name=user.name
+        data.new_password,
+        min_length=runtime.settings.identity.password_min_length,
+        email=pii.get("email"),
+        name=_name(user, pii),
     )
     if problems:
         raise InvalidInput(
@@ -752,8 +779,7 @@ async def change_role(
                 {"from": previous, "to": role},
             ),
         )
-        pii = _open_pii(creds, user)
-        uow.emit(_updated_event(user, pii))
+        uow.emit(_updated_event(user))
         answer = _admin_out(creds, user)
     if version is not None:
         await runtime.token_versions.raised(user.id, version)
@@ -887,7 +913,11 @@ async def export_me(runtime: Runtime, principal: Principal, info: RequestInfo) -
         )
         uow.emit(UserExported(user_id=user.id, at=now))
         profile = _user_out(creds, user).model_dump(mode="json")
+    other_contexts = {
+        context: await export(runtime, user.id) for context, export in runtime.wiring.personal_data_exports.items()
+    }
     return {
+        **other_contexts,
         "exported_at": now.isoformat(),
         "profile": {**profile, "status": user.status, "updated_at": user.updated_at.isoformat()},
         "mfa": {"totp_enabled": user.totp_enabled, "unused_recovery_codes": codes_left},
@@ -939,7 +969,7 @@ async def erase_me(runtime: Runtime, principal: Principal, info: RequestInfo) ->
         user = await _active_user(uow.session, principal.user_id, for_update=True)
         now = utcnow()
         user.email_hash = creds.vault.email_hash(_erased_email(user.id))
-        user.name = ERASED_NAME
+        user.name = None
         user.status = "erased"
         user.password_hash = None
         user.pii = None
@@ -1024,7 +1054,7 @@ async def seed_demo(runtime: Runtime, *, properties: int, seed: int) -> dict:
             user = User(
                 id=new_id(),
                 email_hash=email_hash,
-                name=name,
+                name=None,
                 role=role,
                 status="active",
                 locale="en",
@@ -1036,19 +1066,12 @@ async def seed_demo(runtime: Runtime, *, properties: int, seed: int) -> dict:
                 created_at=now,
                 updated_at=now,
             )
-            _seal_pii(creds, user, {"email": email, "phone": None})
+            _seal_pii(creds, user, {"email": email, "name": name, "phone": None})
             uow.session.add(user)
             ids[role] = user.id
             uow.emit(
                 UserRegistered(
-                    user_id=user.id,
-                    email=email,
-                    name=name,
-                    role=role,
-                    locale=user.locale,
-                    timezone=user.timezone,
-                    region=user.region,
-                    phone=None,
+                    user_id=user.id, role=role, locale=user.locale, timezone=user.timezone, region=user.region
                 )
             )
     return {

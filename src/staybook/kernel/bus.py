@@ -51,6 +51,9 @@ class Bus(Protocol):
 
     async def ping(self) -> None: ...
 
+    async def pending(self, consumer: str, subject: str) -> int | None:
+        """Messages the durable `consumer` of `subject` has not acknowledged yet; None if unknown."""
+
     async def publish_batch(self, envelopes: Sequence[EventEnvelope], *, epoch: str = "") -> None:
         """Publishes all or raises; at-least-once, de-duplicated by envelope id where the broker can.
 
@@ -128,6 +131,9 @@ class InProcessBus:
 
     async def ping(self) -> None:
         return None
+
+    async def pending(self, consumer: str, subject: str) -> int | None:
+        return sum(queue.qsize() for pattern, queue in self._subscriptions if pattern == subject)
 
     async def publish_batch(self, envelopes: Sequence[EventEnvelope], *, epoch: str = "") -> None:
         for envelope in envelopes:
@@ -343,6 +349,16 @@ class NatsJetStreamBus:
         if self.nc is None or not self.nc.is_connected:
             raise ConnectionError("not connected to NATS")
         await self.nc.flush(timeout=2)
+
+    async def pending(self, consumer: str, subject: str) -> int | None:
+        if self.js is None:
+            return None
+        context = subject.split(".")[1]
+        try:
+            info = await self.js.consumer_info(self._stream(context), durable_name(consumer, subject))
+        except Exception:  # a consumer not declared (yet), NATS away: the gauge keeps its last value
+            return None
+        return info.num_pending + info.num_ack_pending
 
     async def publish_batch(self, envelopes: Sequence[EventEnvelope], *, epoch: str = "") -> None:
         if self.nc is None or not self.nc.is_connected:

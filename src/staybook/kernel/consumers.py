@@ -39,7 +39,7 @@ from staybook.kernel.errors import Conflict, NotFound
 from staybook.kernel.events import EventEnvelope
 from staybook.kernel.models import DeadLetter, InboxMessage
 from staybook.kernel.orm import new_id, utcnow
-from staybook.kernel.telemetry import continue_trace_from
+from staybook.kernel.telemetry import continue_trace_from, span_from
 
 log = structlog.get_logger("staybook.consumers")
 
@@ -131,7 +131,12 @@ class ConsumerRunner:
             else:
                 for envelope in fresh:
                     continue_trace_from(envelope.headers)
-                    await subscription.handler(envelope, uow)
+                    attributes = {
+                        "messaging.destination.name": envelope.subject,
+                        "messaging.consumer.name": subscription.consumer,
+                    }
+                    with span_from(f"consume {envelope.type}", envelope.headers.get("traceparent"), **attributes):
+                        await subscription.handler(envelope, uow)
         return outcomes
 
     async def handle_once(self, subscription: Subscription, envelope: EventEnvelope) -> bool:

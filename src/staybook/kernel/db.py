@@ -26,10 +26,12 @@ import orjson
 from sqlalchemy import JSON, Column, Table, TextClause, bindparam, event, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import AsyncAdaptedQueuePool
 from sqlalchemy.types import NullType, TypeEngine
 from sqlalchemy.util import greenlet_spawn
 
 from staybook.kernel import metrics
+from staybook.kernel.crypto import Sealer
 from staybook.kernel.models import OutboxMessage
 
 if TYPE_CHECKING:
@@ -83,12 +85,44 @@ def create_engine(settings: Settings) -> AsyncEngine:
         max_overflow=settings.database_max_overflow,
         pool_pre_ping=settings.database_pool_pre_ping,
         pool_recycle=settings.database_pool_recycle_seconds,
+        poolclass=ObservedPool,
         connect_args=connect_args,
     )
 
 
 def _unique_statement_name() -> str:
     return f"__staybook_{uuid.uuid4().hex}__"
+
+
+class ObservedPool(AsyncAdaptedQueuePool):
+    """The asyncio queue pool, counting the requests that find it exhausted and wait for a
+    connection (`staybook_db_pool_waiting`, the alert on a starved pool)."""
+
+    def _do_get(self):  # type: ignore[override]
+        exhausted = self._pool.qsize() == 0 and self._max_overflow > -1 and self._overflow >= self._max_overflow
+        if not exhausted:
+            return super()._do_get()
+        metrics.DB_POOL_WAITING.inc()
+        try:
+            return super()._do_get()
+        finally:
+            metrics.DB_POOL_WAITING.dec()
+
+
+def _observe_pool(engine: AsyncEngine, settings: Settings) -> None:
+    """Connections in use and idle, set from the pool at each checkout and checkin."""
+    if settings.is_sqlite:
+        return
+    pool = engine.sync_engine.pool
+    metrics.DB_POOL_SIZE.set(settings.database_pool_size + settings.database_max_overflow)
+    in_use, idle = metrics.DB_POOL_CONNECTIONS.labels("in_use"), metrics.DB_POOL_CONNECTIONS.labels("idle")
+
+    def observe(*_: Any) -> None:
+        in_use.set(pool.checkedout())
+        idle.set(pool.checkedin())
+
+    event.listen(engine.sync_engine, "checkout", observe)
+    event.listen(engine.sync_engine, "checkin", observe)
 
 
 async def ping(engine: AsyncEngine) -> None:
@@ -193,6 +227,7 @@ class UnitOfWork:
         self._postgres = session is not None and session.bind.dialect.name == "postgresql"
         self._driver: Any = None
         self._deferred: list[tuple[Sql, Mapping[str, Any]]] = []
+        self.sealer: Sealer | None = None  # set by the Database that opens this unit of work
 
     @property
     def session(self) -> AsyncSession:
@@ -400,6 +435,9 @@ class Database:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.engine = create_engine(settings)
+        # Personal fields are sealed before they are written (kernel/crypto.py).
+        self.sealer = Sealer(settings)
+        _observe_pool(self.engine, settings)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
         self.replica_engine: AsyncEngine | None = None
         self.replica_sessions = self.sessions
@@ -425,6 +463,7 @@ class Database:
         """Yields a UnitOfWork; commits when the block ends cleanly, rolls back on error."""
         async with self.sessions() as session:
             uow = UnitOfWork(session, self._notify)
+            uow.sealer = self.sealer
             try:
                 yield uow
                 await uow.commit()
@@ -450,6 +489,7 @@ class Database:
         pooled = await self.engine.raw_connection()
         broken = False
         uow = _DriverUnitOfWork(pooled.driver_connection, self._notify, autocommit=autocommit)
+        uow.sealer = self.sealer
         try:
             try:
                 await uow.begin()

@@ -210,6 +210,18 @@ def _unstorable_text_response(request: Request) -> Response:
     )
 
 
+def unexpected_error_response(exc: BaseException, instance: str | None) -> Response:
+    """The 500 problem for a bug that escaped a route; the error is logged with its stack."""
+    log.error("unhandled error", error_type=type(exc).__name__, message=str(exc), exc_info=exc)
+    return problem_response(
+        500,
+        "internal-error",
+        "Internal server error",
+        "An unexpected error occurred; it has been logged.",
+        instance=instance,
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def on_staybook_error(request: Request, exc: StaybookError) -> Response:
         if exc.status >= 500:
@@ -259,14 +271,7 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error", error_type=type(exc).__name__, message=str(exc))
-        return problem_response(
-            500,
-            "internal-error",
-            "Internal server error",
-            "An unexpected error occurred; it has been logged.",
-            instance=request.url.path,
-        )
+        return unexpected_error_response(exc, request.url.path)
 
     app.add_exception_handler(StaybookError, on_staybook_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)

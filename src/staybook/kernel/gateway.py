@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 import structlog
 
+from staybook.kernel import metrics
 from staybook.kernel.errors import problem_body
 from staybook.kernel.http import ASGIApp, Message, Receive, Scope, Send, header, send_problem
 from staybook.kernel.ratelimit import RateLimitRule
@@ -145,7 +146,10 @@ class GatewayMiddleware:
             # Failing open: an unreachable Redis must not take the whole API down with it.
             log.warning("rate limiter unavailable; request allowed", error_type=type(error).__name__)
             return 0
-        return 0 if decision.allowed else max(1, decision.retry_after_seconds)
+        if decision.allowed:
+            return 0
+        metrics.RATE_LIMITED.labels(self.rule.name).inc()
+        return max(1, decision.retry_after_seconds)
 
     def _headers_for(self, path: str) -> list[tuple[bytes, bytes]]:
         if not self.security_headers:

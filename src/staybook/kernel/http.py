@@ -17,7 +17,7 @@ import structlog
 from starlette.exceptions import HTTPException
 
 from staybook.kernel import metrics
-from staybook.kernel.errors import problem_body
+from staybook.kernel.errors import problem_body, unexpected_error_response
 from staybook.kernel.telemetry import (
     bind_trace,
     format_traceparent,
@@ -72,32 +72,47 @@ class RequestContextMiddleware:
         structlog.contextvars.bind_contextvars(request_id=request_id)
 
         span = None
+        sampled = True
         if self.tracer is not None:
             from opentelemetry import propagate, trace
 
-            carrier = {"traceparent": header(scope, b"traceparent") or ""}
+            # The caller's flags (sampled or not) and vendor state are honoured: parent-based sampling.
+            carrier = {
+                "traceparent": header(scope, b"traceparent") or "",
+                "tracestate": header(scope, b"tracestate") or "",
+            }
             span = self.tracer.start_span(
                 f"{scope['method']} {scope['path']}", context=propagate.extract(carrier), kind=trace.SpanKind.SERVER
             )
             ctx = span.get_span_context()
-            trace_id, span_id = f"{ctx.trace_id:032x}", f"{ctx.span_id:016x}"
-        bind_trace(trace_id, span_id)
+            trace_id, span_id, sampled = f"{ctx.trace_id:032x}", f"{ctx.span_id:016x}", ctx.trace_flags.sampled
+        bind_trace(trace_id, span_id, sampled)
         scope.setdefault("state", {})["request_id"] = request_id
         extra_headers = [
             (b"x-request-id", request_id.encode()),
-            (b"traceparent", format_traceparent(trace_id, span_id).encode()),
+            (b"traceparent", format_traceparent(trace_id, span_id, sampled).encode()),
         ]
         status = 500
+        response_started = False
 
         async def send_with_context(message: Message) -> None:
-            nonlocal status
+            nonlocal status, response_started
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, response_started = message["status"], True
                 message["headers"] = list(message.get("headers", [])) + extra_headers
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_context)
+        except Exception as error:
+            # Answered here rather than by Starlette's outermost handler, which re-raises after
+            # answering: uvicorn then closes the connection, so a client's keep-alive connection
+            # was reset by every 500. A response already under way cannot be finished: re-raise.
+            if span is not None:
+                span.record_exception(error)
+            if response_started:
+                raise
+            await unexpected_error_response(error, scope.get("path"))(scope, receive, send_with_context)
         finally:
             route = route_template(scope)
             elapsed = time.perf_counter() - started
@@ -107,6 +122,10 @@ class RequestContextMiddleware:
                 span.set_attribute("http.request.method", scope["method"])
                 span.set_attribute("http.route", route)
                 span.set_attribute("http.response.status_code", status)
+                if status >= 500:
+                    from opentelemetry.trace import Status, StatusCode
+
+                    span.set_status(Status(StatusCode.ERROR))
                 span.end()
             trace_id_var.set(None)
             span_id_var.set(None)

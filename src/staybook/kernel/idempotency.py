@@ -38,6 +38,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from starlette.requests import Request
 from starlette.responses import Response
 
+from staybook.kernel.crypto import Sealer
 from staybook.kernel.db import Database, Sql, UnitOfWork
 from staybook.kernel.errors import PROBLEM_CONTENT_TYPE, Conflict, InvalidInput, StaybookError, error_response
 from staybook.kernel.orm import Base, JSONType, UTCDateTime, utcnow
@@ -181,18 +182,19 @@ class Claim:
             raise InvalidInput(f"This {HEADER} was already used with a different request", field=f"header.{HEADER}")
         if existing.state == IN_PROGRESS:
             raise KeyInUse(f"The first request with this {HEADER} has not finished; retry shortly")
-        raise Replayed(existing.response_status, existing.response_body)
+        raise Replayed(existing.response_status, opened_answer(self.db.sealer, existing.response_body))
 
     def record(self, uow: UnitOfWork, status: int, body: Any) -> None:
         """Stores the answer in the caller's transaction (it commits with the business change)."""
-        uow.defer(_RECORD, {"scope": self.scope, "key": self.key, "response_status": status, "response_body": body})
+        sealed = sealed_answer(uow.sealer, body)
+        uow.defer(_RECORD, {"scope": self.scope, "key": self.key, "response_status": status, "response_body": sealed})
 
     async def stored_answer(self, uow: UnitOfWork) -> tuple[int, Any] | None:
         """The answer stored under this key meanwhile by someone else (see `record_if_unanswered`)."""
         row = await uow.fetchrow(_EXISTING, {"scope": self.scope, "key": self.key})
         if row is None or row.state != COMPLETED:
             return None
-        return row.response_status, row.response_body
+        return row.response_status, opened_answer(self.db.sealer, row.response_body)
 
     async def record_failure(self, error: StaybookError, instance: str | None = None) -> None:
         """Stores a refused request's problem answer in a transaction of its own."""
@@ -230,8 +232,27 @@ _RECORD_IF_UNANSWERED_OWN = Sql(
 async def record_if_unanswered(uow: UnitOfWork, scope: str, key: str, status: int, body: Any) -> bool:
     """Stores an answer for a claimed key that has none yet (its request died or stopped waiting),
     in the caller's transaction; a key already answered keeps its first answer. True if stored."""
-    params = {"scope": scope, "key": key, "response_status": status, "response_body": body}
+    params = {"scope": scope, "key": key, "response_status": status, "response_body": sealed_answer(uow.sealer, body)}
     return await uow.execute(_RECORD_IF_UNANSWERED, params) == 1
+
+
+_ANSWER = "idempotency.response"
+
+
+async def forget_answers(uow: UnitOfWork, scope: str) -> None:
+    """Deletes every stored answer of one scope (a user's erasure: the answers echo their data)."""
+    await uow.session.execute(delete(IdempotencyKey).where(IdempotencyKey.scope == scope))
+
+
+def sealed_answer(sealer: Sealer | None, body: Any) -> Any:
+    """A stored answer is sealed: a booking's echoes the guest's name, email and phone."""
+    return {"sealed": sealer.seal(body, _ANSWER)} if sealer is not None else body
+
+
+def opened_answer(sealer: Sealer | None, stored: Any) -> Any:
+    if isinstance(stored, dict) and stored.keys() == {"sealed"} and sealer is not None:
+        return sealer.open(stored["sealed"], _ANSWER)
+    return stored  # a problem body (no personal data), or an answer stored before sealing
 
 
 class IdempotencyStore:

@@ -48,6 +48,30 @@ RATE_LIMITED = Counter("staybook_rate_limited_total", "Requests refused by a rat
 DB_REPLICA_LAG = Gauge(
     "staybook_db_replica_lag_seconds", "How far the read replica's replay is behind", multiprocess_mode="max"
 )
+DB_POOL_CONNECTIONS = Gauge(
+    "staybook_db_pool_connections",
+    "Database connections of the pool by state: in_use (checked out) or idle",
+    ["state"],
+    multiprocess_mode="livesum",
+)
+DB_POOL_WAITING = Gauge(
+    "staybook_db_pool_waiting", "Requests waiting for a connection of an exhausted pool", multiprocess_mode="livesum"
+)
+DB_POOL_SIZE = Gauge(
+    "staybook_db_pool_size", "Connections the pool may hold (size plus overflow)", multiprocess_mode="livesum"
+)
+OUTBOX_OLDEST_AGE = Gauge(
+    "staybook_outbox_oldest_age_seconds", "Age of the oldest unpublished outbox event", multiprocess_mode="max"
+)
+CONSUMER_PENDING = Gauge(
+    "staybook_consumer_pending",
+    "Messages a durable consumer has not acknowledged yet (JetStream)",
+    ["consumer"],
+    multiprocess_mode="max",
+)
+DEAD_LETTERS = Gauge(
+    "staybook_dead_letters", "Dead letters waiting for replay, by consumer", ["consumer"], multiprocess_mode="max"
+)
 REDIS_FALLBACKS = Counter(
     "staybook_redis_fallbacks_total", "Calls answered without Redis because it was unreachable", ["part"]
 )

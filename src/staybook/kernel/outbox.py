@@ -158,11 +158,16 @@ class OutboxRelay:
             return await uow.fetchrow(_ANY_PENDING) is not None
 
     async def backlog(self) -> int:
+        """Unpublished events, and the age of the oldest (the relay's lag), as gauges."""
         async with self.db.sessions() as session:
-            count = await session.scalar(
-                select(func.count()).select_from(OutboxMessage).where(OutboxMessage.published_at.is_(None))
-            )
+            count, oldest = (
+                await session.execute(
+                    select(func.count(), func.min(OutboxMessage.created_at)).where(OutboxMessage.published_at.is_(None))
+                )
+            ).one()
         metrics.OUTBOX_BACKLOG.set(count or 0)
+        age = (utcnow() - oldest).total_seconds() if oldest is not None else 0.0
+        metrics.OUTBOX_OLDEST_AGE.set(max(0.0, age))
         return count or 0
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +42,10 @@ class PeriodicJob:
     run: Callable[[Runtime], Awaitable[Any]]
 
 
+PersonalDataExport = Callable[["Runtime", uuid.UUID], Awaitable[dict[str, Any]]]
+PersonalDataReseal = Callable[["Runtime", int], Awaitable[int]]
+
+
 @dataclass
 class Wiring:
     """What the composition root collected from the contexts."""
@@ -49,6 +54,12 @@ class Wiring:
     subscriptions: list[Subscription] = field(default_factory=list)
     replica_subscriptions: list[ReplicaSubscription] = field(default_factory=list)
     jobs: list[PeriodicJob] = field(default_factory=list)
+    # `<context>.service.export_personal_data(runtime, user_id) -> dict`, by context: what a
+    # user's GDPR export gathers from every context, beside identity's own record.
+    personal_data_exports: dict[str, PersonalDataExport] = field(default_factory=dict)
+    # `<context>.service.reseal_personal_data(runtime, batch_size) -> int`: re-sealing what the
+    # context sealed (kernel/crypto.py) under the active master key, after a key rotation.
+    personal_data_reseals: dict[str, PersonalDataReseal] = field(default_factory=dict)
 
 
 class Runtime:

@@ -323,6 +323,8 @@ class Settings(BaseSettings):
     jwt_audience: str = "staybook-api"
 
     otlp_endpoint: str | None = None
+    # Share of new traces recorded (parent-based: an incoming or event-carried trace keeps its flag).
+    trace_sample_ratio: float = Field(0.1, ge=0, le=1)
 
     http_host: str = "127.0.0.1"
     http_port: int = Field(8000, ge=0, le=65535)

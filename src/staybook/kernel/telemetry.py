@@ -7,6 +7,7 @@ caller binds lands under `context`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -35,6 +36,8 @@ TOP_LEVEL_FIELDS = (
 
 trace_id_var: ContextVar[str | None] = ContextVar("trace_id", default=None)
 span_id_var: ContextVar[str | None] = ContextVar("span_id", default=None)
+# Whether the current trace is recorded (the W3C sampled flag), carried on to the events it emits.
+sampled_var: ContextVar[bool] = ContextVar("trace_sampled", default=True)
 
 _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 
@@ -59,8 +62,8 @@ def new_span_id() -> str:
     return secrets.token_hex(8)
 
 
-def format_traceparent(trace_id: str, span_id: str) -> str:
-    return f"00-{trace_id}-{span_id}-01"
+def format_traceparent(trace_id: str, span_id: str, sampled: bool = True) -> str:
+    return f"00-{trace_id}-{span_id}-{'01' if sampled else '00'}"
 
 
 def current_trace_headers() -> dict[str, str]:
@@ -68,12 +71,13 @@ def current_trace_headers() -> dict[str, str]:
     trace_id, span_id = trace_id_var.get(), span_id_var.get()
     if not trace_id:
         return {}
-    return {"traceparent": format_traceparent(trace_id, span_id or new_span_id())}
+    return {"traceparent": format_traceparent(trace_id, span_id or new_span_id(), sampled_var.get())}
 
 
-def bind_trace(trace_id: str, span_id: str) -> None:
+def bind_trace(trace_id: str, span_id: str, sampled: bool = True) -> None:
     trace_id_var.set(trace_id)
     span_id_var.set(span_id)
+    sampled_var.set(sampled)
     structlog.contextvars.bind_contextvars(trace_id=trace_id)
 
 
@@ -164,8 +168,41 @@ def configure_logging(service: str, pod: str, level: str = "INFO", json_lines: b
     )
 
 
-def configure_tracing(service: str, otlp_endpoint: str | None) -> Any:
-    """Turns on OpenTelemetry export when an OTLP endpoint is set; returns the tracer or None."""
+def span_from(name: str, traceparent: str | None, kind: str = "CONSUMER", **attributes: Any):
+    """A span continuing the trace of `traceparent` (an event's, a delivery's), current while the
+    `with` block runs, and bound for logs and for the events the block emits; a no-op context
+    when tracing is off."""
+    if _tracer_provider is None:
+        return contextlib.nullcontext()
+    return _continued_span(name, traceparent, kind, attributes)
+
+
+@contextlib.contextmanager
+def _continued_span(name: str, traceparent: str | None, kind: str, attributes: dict[str, Any]):
+    from opentelemetry import propagate, trace
+
+    parent = propagate.extract({"traceparent": traceparent} if traceparent else {})
+    tracer = _tracer_provider.get_tracer("staybook")
+    with tracer.start_as_current_span(name, context=parent, kind=getattr(trace.SpanKind, kind)) as span:
+        for key, value in attributes.items():
+            span.set_attribute(key, value)
+        ctx = span.get_span_context()
+        previous = trace_id_var.get(), span_id_var.get(), sampled_var.get()
+        bind_trace(f"{ctx.trace_id:032x}", f"{ctx.span_id:016x}", ctx.trace_flags.sampled)
+        try:
+            yield span
+        finally:
+            trace_id_var.set(previous[0])
+            span_id_var.set(previous[1])
+            sampled_var.set(previous[2])
+
+
+def configure_tracing(service: str, otlp_endpoint: str | None, sample_ratio: float = 0.1) -> Any:
+    """Turns on OpenTelemetry export when an OTLP endpoint is set; returns the tracer or None.
+
+    Sampling is parent-based: a trace that arrives sampled (or not) stays so, across the bus too;
+    a new trace is recorded with probability `sample_ratio`. A span that fails records the
+    exception and an error status; keeping every failed trace needs tail sampling in the collector."""
     global _tracer_provider
     if not otlp_endpoint:
         return None
@@ -174,17 +211,20 @@ def configure_tracing(service: str, otlp_endpoint: str | None) -> Any:
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
     if _tracer_provider is None:
         endpoint = otlp_endpoint.rstrip("/")
         if not endpoint.endswith("/v1/traces"):
             endpoint += "/v1/traces"
         _tracer_provider = TracerProvider(
-            resource=Resource.create({"service.name": service, "service.instance.id": os.environ.get("HOSTNAME", "")})
+            resource=Resource.create({"service.name": service, "service.instance.id": os.environ.get("HOSTNAME", "")}),
+            sampler=ParentBased(TraceIdRatioBased(sample_ratio)),
         )
         _tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
         trace.set_tracer_provider(_tracer_provider)
-    return trace.get_tracer("staybook")
+    # From our provider, not the global one: OpenTelemetry lets the global be set once per process.
+    return _tracer_provider.get_tracer("staybook")
 
 
 def shutdown_tracing() -> None:

@@ -13,6 +13,7 @@ from datetime import timedelta
 
 import structlog
 
+from staybook.kernel import metrics
 from staybook.kernel.idempotency import IdempotencyStore
 from staybook.kernel.outbox import purge_handled
 from staybook.kernel.runtime import PeriodicJob, Runtime
@@ -31,11 +32,22 @@ async def _purge_idempotency_keys(runtime: Runtime) -> None:
     await IdempotencyStore(runtime.db, runtime.settings.booking.idempotency_ttl_seconds).purge_expired()
 
 
+async def _consumer_metrics(runtime: Runtime) -> None:
+    """Each durable consumer's unacknowledged messages and waiting dead letters, as gauges."""
+    for subscription in runtime.wiring.subscriptions:
+        pending = await runtime.bus.pending(subscription.consumer, subscription.subject)
+        if pending is not None:
+            metrics.CONSUMER_PENDING.labels(subscription.consumer).set(pending)
+    for consumer in await runtime.dead_letters.consumers():
+        metrics.DEAD_LETTERS.labels(consumer.consumer).set(consumer.waiting)
+
+
 KERNEL_JOBS = [
     PeriodicJob("idempotency.purge", 600, _purge_idempotency_keys),
     PeriodicJob("outbox.purge", 3600, _purge),
     PeriodicJob("outbox.backlog", 15, lambda runtime: runtime.relay.backlog()),
     PeriodicJob("database.replica-lag", 5, lambda runtime: runtime.db.replica_lag_seconds()),
+    PeriodicJob("consumers.metrics", 15, _consumer_metrics),
 ]
 
 

@@ -20,14 +20,12 @@ from staybook.kernel.orm import Base, JSONType, UTCDateTime, utcnow
 
 
 class Contact(Base):
-    """Where and how to reach a user: address, phone, locale, time zone (for quiet hours)."""
+    """How to write to a user: locale and time zone (for quiet hours). The address, phone and name
+    are identity's, asked for when a delivery is recorded (identity.service.contact_details)."""
 
     __tablename__ = "notification_contacts"
 
     user_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
-    email: Mapped[str | None] = mapped_column(String(320), nullable=True)
-    phone: Mapped[str | None] = mapped_column(String(32), nullable=True)
-    name: Mapped[str | None] = mapped_column(String(200), nullable=True)
     locale: Mapped[str] = mapped_column(String(16), default="en")
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     # A tombstone: an erased user is never written to again, even if an old event names them.
@@ -69,8 +67,9 @@ class Delivery(Base):
     channel: Mapped[str] = mapped_column(String(16))
     template: Mapped[str] = mapped_column(String(64))
     locale: Mapped[str] = mapped_column(String(16))
-    # The address or number; set to NULL when the user is erased (the hash stays).
-    recipient: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    # Sealed (kernel/crypto.py): the address or number and the names the message shows; set to
+    # NULL when the user is erased (the hash stays).
+    recipient: Mapped[str | None] = mapped_column(Text, nullable=True)
     recipient_hash: Mapped[str] = mapped_column(String(64))
     # What the template needs (names, booking details); emptied on erasure like the recipient.
     context: Mapped[dict] = mapped_column(JSONType)

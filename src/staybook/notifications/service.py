@@ -29,11 +29,15 @@ import structlog
 from sqlalchemy import Engine, Integer, delete, func, select, update
 from sqlalchemy import event as orm_event
 
+from staybook.booking import service as bookings
+from staybook.identity import service as identity
+from staybook.kernel.crypto import Sealer, is_sealed, reseal_column
 from staybook.kernel.db import Sql, UnitOfWork, insert_on_conflict, insert_sql
 from staybook.kernel.errors import Conflict, InvalidInput, NotFound
 from staybook.kernel.events import EventEnvelope
 from staybook.kernel.orm import new_id, utcnow
 from staybook.kernel.runtime import PeriodicJob, Runtime
+from staybook.kernel.telemetry import current_trace_headers, span_from
 from staybook.notifications import metrics
 from staybook.notifications.mail import Mailer, compose_email, create_mailer, stay_calendar
 from staybook.notifications.models import BookingGuest, Contact, Delivery, DeliveryAttempt, Preference
@@ -127,17 +131,15 @@ async def lifespan(runtime: Runtime) -> AsyncIterator[None]:
 
 
 async def remember_contact(uow: UnitOfWork, payload: dict[str, Any]) -> None:
-    """Keeps this context's copy of a user's address, phone, locale and time zone up to date."""
+    """Keeps the user's locale and time zone (for quiet hours) and that they exist; the address,
+    phone and name stay identity's and are asked for when a delivery is recorded."""
     user_id = uuid.UUID(str(payload["user_id"]))
     contact = await uow.session.get(Contact, user_id)
     if contact is None:
         contact = Contact(user_id=user_id)
         uow.session.add(contact)
     elif contact.erased_at is not None:
-        return  # an old event arriving after erasure must not bring the address back
-    contact.email = payload.get("email") or contact.email
-    contact.phone = payload.get("phone")
-    contact.name = payload.get("name") or contact.name
+        return  # an old event arriving after erasure must not bring the user back
     contact.locale = resolve_locale(payload.get("locale") or contact.locale)
     contact.timezone = payload.get("timezone") or contact.timezone or "UTC"
     contact.updated_at = utcnow()
@@ -151,7 +153,6 @@ async def erase_user(uow: UnitOfWork, user_id: uuid.UUID) -> None:
     if contact is None:
         contact = Contact(user_id=user_id)
         session.add(contact)
-    contact.email = contact.phone = contact.name = None
     contact.erased_at = contact.updated_at = utcnow()
     await session.execute(
         update(Delivery)
@@ -182,40 +183,61 @@ async def _contact(uow: UnitOfWork, user_id: Any) -> Contact | None:
     return await uow.session.get(Contact, uuid.UUID(str(user_id)))
 
 
-def _public_booking(booking: dict[str, Any]) -> dict[str, Any]:
-    """The booking as templates see it: the guest's address and phone stay out of stored contexts."""
-    return {**booking, "guest": {"name": (booking.get("guest") or {}).get("name")}}
+async def _account(uow: UnitOfWork, user_id: Any) -> dict:
+    """The user's contact details from identity ({} for no user, an unknown or an erased one)."""
+    if not user_id:
+        return {}
+    runtime = notifier_for(uow).runtime
+    return await identity.contact_details(runtime, uuid.UUID(str(user_id)), uow.session) or {}
+
+
+async def _booking_guest(uow: UnitOfWork, booking: dict[str, Any]) -> dict:
+    """The details the guest gave for this booking, from booking ({} once erased)."""
+    return await bookings.guest_details(uow, uuid.UUID(str(booking["booking_id"]))) or {}
 
 
 async def notify_guest(
     uow: UnitOfWork, envelope: EventEnvelope, type_name: str, booking: dict[str, Any], **extra: Any
 ) -> int:
-    """Records the guest's deliveries of `type_name` about `booking`; returns how many."""
-    guest = booking.get("guest") or {}
+    """Records the guest's deliveries of `type_name` about `booking`; returns how many. The address
+    is the one given for the booking, else the account's."""
     contact = await _contact(uow, booking.get("guest_user_id"))
     if contact is not None and contact.erased_at is not None:
         return 0
+    guest = await _booking_guest(uow, booking)
+    account = await _account(uow, booking.get("guest_user_id")) if not guest.get("email") else {}
     recipient = Recipient(
         user_id=uuid.UUID(str(booking["guest_user_id"])) if booking.get("guest_user_id") else None,
-        name=guest.get("name") or (contact.name if contact else None),
-        email=guest.get("email") or (contact.email if contact else None),
-        phone=guest.get("phone") or (contact.phone if contact else None),
+        name=guest.get("name") or account.get("name"),
+        email=guest.get("email") or account.get("email"),
+        phone=guest.get("phone") or account.get("phone"),
         locale=resolve_locale(guest.get("locale") or (contact.locale if contact else None)),
         timezone=(contact.timezone if contact else None) or booking["property"].get("timezone") or "UTC",
     )
-    return await record_deliveries(uow, envelope, type_name, recipient, {"booking": _public_booking(booking), **extra})
+    context = {"booking": booking, **extra}
+    return await record_deliveries(uow, envelope, type_name, recipient, context, guest_name=recipient.name)
 
 
 async def notify_host(
     uow: UnitOfWork, envelope: EventEnvelope, type_name: str, booking: dict[str, Any], **extra: Any
 ) -> int:
-    """Records the host's deliveries; hosts are reached through their contact record only."""
+    """Records the host's deliveries; hosts are reached through their account's details only."""
     contact = await _contact(uow, booking.get("host_id"))
     if contact is None or contact.erased_at is not None:
         log.info("host has no contact record; notice skipped", context={"host_id": str(booking.get("host_id"))})
         return 0
-    recipient = Recipient(contact.user_id, contact.name, contact.email, contact.phone, contact.locale, contact.timezone)
-    return await record_deliveries(uow, envelope, type_name, recipient, {"booking": _public_booking(booking), **extra})
+    account = await _account(uow, contact.user_id)
+    recipient = Recipient(
+        contact.user_id,
+        account.get("name"),
+        account.get("email"),
+        account.get("phone"),
+        contact.locale,
+        contact.timezone,
+    )
+    guest_name = (await _booking_guest(uow, booking)).get("name")
+    context = {"booking": booking, **extra}
+    return await record_deliveries(uow, envelope, type_name, recipient, context, guest_name=guest_name)
 
 
 async def notify_user(uow: UnitOfWork, envelope: EventEnvelope, type_name: str, payload: dict[str, Any]) -> int:
@@ -223,11 +245,12 @@ async def notify_user(uow: UnitOfWork, envelope: EventEnvelope, type_name: str, 
     contact = await _contact(uow, payload["user_id"])
     if contact is not None and contact.erased_at is not None:
         return 0
+    account = await _account(uow, payload["user_id"])
     recipient = Recipient(
         user_id=uuid.UUID(str(payload["user_id"])),
-        name=payload.get("name") or (contact.name if contact else None),
-        email=payload.get("email") or (contact.email if contact else None),
-        phone=contact.phone if contact else None,
+        name=account.get("name"),
+        email=account.get("email"),
+        phone=account.get("phone"),
         locale=resolve_locale(payload.get("locale") or (contact.locale if contact else None)),
         timezone=contact.timezone if contact else "UTC",
     )
@@ -268,8 +291,17 @@ async def notify_refund(uow: UnitOfWork, envelope: EventEnvelope, payload: dict[
     return await notify_guest(uow, envelope, "payment_refunded", row.booking, refund=payload["amount"])
 
 
+RECIPIENT_PURPOSE = "notifications.recipient"
+
+
 async def record_deliveries(
-    uow: UnitOfWork, envelope: EventEnvelope, type_name: str, recipient: Recipient, context: dict[str, Any]
+    uow: UnitOfWork,
+    envelope: EventEnvelope,
+    type_name: str,
+    recipient: Recipient,
+    context: dict[str, Any],
+    *,
+    guest_name: str | None = None,
 ) -> int:
     """One pending delivery per channel the type uses, the recipient has an address for and has
     not switched off. A repeated (event, channel, type, recipient) is ignored by the unique key."""
@@ -285,7 +317,12 @@ async def record_deliveries(
         "push": str(recipient.user_id) if recipient.user_id else None,
     }
     now = utcnow()
-    stored_context = {**context, "recipient_name": recipient.name or "", "timezone": recipient.timezone}
+    # The stored context holds no names or addresses: those are sealed with the recipient and put
+    # back into the context when the message is rendered (`personal_context`).
+    stored_context = {**context, "timezone": recipient.timezone}
+    traceparent = current_trace_headers().get("traceparent")
+    if traceparent:  # the send continues the trace of the event that asked for the message
+        stored_context["traceparent"] = traceparent
     rows_to_insert = []
     for channel in channels_of(notification_type):
         address = addresses[channel]
@@ -299,7 +336,10 @@ async def record_deliveries(
                 "channel": channel,
                 "template": type_name,
                 "locale": recipient.locale,
-                "recipient": address,
+                "recipient": uow.sealer.seal(
+                    {"address": address, "recipient_name": recipient.name or "", "guest_name": guest_name},
+                    RECIPIENT_PURPOSE,
+                ),
                 "recipient_hash": recipient_hash(notifier.signing_key, channel, address),
                 "context": stored_context,
                 "status": "pending",
@@ -410,15 +450,38 @@ async def claim_due(notifier: Notifier, limit: int) -> list[ClaimedDelivery]:
     return [ClaimedDelivery(**{name: row[name] for name in _CLAIMED_COLUMNS}) for row in rows]
 
 
+def personal_context(sealer: Sealer, delivery: ClaimedDelivery) -> tuple[str | None, dict[str, Any]]:
+    """The delivery's address, and its template context with the sealed names put back."""
+    stored = delivery.recipient
+    if stored is None or not is_sealed(stored):
+        return stored, delivery.context  # erased, or recorded before recipients were sealed
+    personal = sealer.open(stored, RECIPIENT_PURPOSE)
+    context = {**delivery.context, "recipient_name": personal.get("recipient_name") or ""}
+    if isinstance(context.get("booking"), dict):
+        context["booking"] = {**context["booking"], "guest": {"name": personal.get("guest_name") or ""}}
+    return personal["address"], context
+
+
 async def attempt_delivery(notifier: Notifier, delivery: ClaimedDelivery) -> Outcome:
     """Renders and sends one delivery; every failure becomes an Outcome, never an exception."""
     notification_type = TYPES[delivery.template]
+    with span_from(
+        f"send {delivery.channel} {delivery.template}", delivery.context.get("traceparent"), "PRODUCER"
+    ) as span:
+        outcome = await _attempt(notifier, delivery, notification_type)
+        if span is not None and outcome.kind != "sent":
+            span.set_attribute("staybook.delivery.outcome", outcome.kind)
+        return outcome
+
+
+async def _attempt(notifier: Notifier, delivery: ClaimedDelivery, notification_type) -> Outcome:
     try:
-        if delivery.recipient is None:
+        address, context = personal_context(notifier.runtime.db.sealer, delivery)
+        if address is None:
             raise PermanentFailure("recipient address was erased")
         if delivery.channel == "sms" and not notification_type.urgent:
             s = notifier.settings
-            until = quiet_hours_end(utcnow(), delivery.context.get("timezone"), s.quiet_hours_start, s.quiet_hours_end)
+            until = quiet_hours_end(utcnow(), context.get("timezone"), s.quiet_hours_start, s.quiet_hours_end)
             if until is not None:
                 return Outcome(delivery, "deferred", deferred_until=until)
         if delivery.channel == "email":
@@ -426,22 +489,22 @@ async def attempt_delivery(notifier: Notifier, delivery: ClaimedDelivery) -> Out
             if not notification_type.transactional and delivery.user_id is not None:
                 unsubscribe = notifier.unsubscribe_url(str(delivery.user_id), delivery.template)
             rendered = notifier.templates.render(
-                delivery.template, delivery.locale, delivery.context, unsubscribe_url=unsubscribe
+                delivery.template, delivery.locale, context, unsubscribe_url=unsubscribe
             )
-            calendar = stay_calendar(delivery.context["booking"]) if delivery.template == "booking_confirmed" else None
+            calendar = stay_calendar(context["booking"]) if delivery.template == "booking_confirmed" else None
             mail = compose_email(
                 rendered,
                 sender=notifier.settings.from_address,
-                recipient=delivery.recipient,
-                recipient_name=delivery.context.get("recipient_name"),
+                recipient=address,
+                recipient_name=context.get("recipient_name"),
                 unsubscribe_url=unsubscribe,
                 calendar=calendar,
             )
             provider_id = await notifier.mailer.send(mail)
         else:
-            rendered = notifier.templates.render(delivery.template, delivery.locale, delivery.context)
+            rendered = notifier.templates.render(delivery.template, delivery.locale, context)
             provider_id = await notifier.provider.send(
-                delivery.channel, delivery.recipient, rendered.short or rendered.subject, str(delivery.id)
+                delivery.channel, address, rendered.short or rendered.subject, str(delivery.id)
             )
     except DeliveryFailed as failure:
         return Outcome(delivery, "permanent" if failure.permanent else "temporary", error=str(failure))
@@ -696,3 +759,31 @@ async def unsubscribe(runtime: Runtime, user_id: uuid.UUID, type_name: str) -> N
     if TYPES[type_name].transactional:
         raise InvalidInput("Transactional mail cannot be unsubscribed from.", field="query.token")
     await update_preferences(runtime, user_id, {"email": {type_name: False}})
+
+
+async def export_personal_data(runtime: Runtime, user_id: uuid.UUID) -> dict:
+    """The messages sent to the user and their choices, for their GDPR export."""
+    async with runtime.db.session() as session:
+        rows = (
+            await session.scalars(select(Delivery).where(Delivery.user_id == user_id).order_by(Delivery.created_at))
+        ).all()
+    messages = []
+    for row in rows:
+        address, _ = personal_context(runtime.db.sealer, row)  # type: ignore[arg-type]
+        messages.append(
+            {
+                "channel": row.channel,
+                "notification": row.template,
+                "to": address,
+                "status": row.status,
+                "created_at": row.created_at.isoformat(),
+                "sent_at": row.sent_at.isoformat() if row.sent_at else None,
+            }
+        )
+    return {"messages": messages, "preferences": await get_preferences(runtime, user_id)}
+
+
+async def reseal_personal_data(runtime: Runtime, batch_size: int = 500) -> int:
+    """Re-seals recipients sealed under an older master key (a key rotation); returns how many."""
+    table = Delivery.__table__
+    return await reseal_column(runtime.db, table.c.id, table.c.recipient, RECIPIENT_PURPOSE, batch_size)

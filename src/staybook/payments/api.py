@@ -4,6 +4,7 @@ from fastapi import APIRouter, Depends, Request
 
 from staybook.kernel.errors import TooManyRequests
 from staybook.kernel.gateway import client_ip
+from staybook.kernel.metrics import RATE_LIMITED
 from staybook.kernel.ratelimit import RateLimitRule
 from staybook.kernel.runtime import Runtime, get_runtime
 from staybook.payments import service
@@ -27,6 +28,7 @@ async def receive_webhook(provider: str, request: Request, runtime: Runtime = De
     )
     decision = await runtime.rate_limiter.hit(rule, f"{provider[:40]}:{client_ip(request)}")
     if not decision.allowed:
+        RATE_LIMITED.labels(rule.name).inc()
         raise TooManyRequests(decision.retry_after_seconds)
     body = await request.body()
     outcome = await service.handle_webhook(runtime, provider, body, request.headers)

@@ -23,6 +23,7 @@ from staybook.kernel.db import Sql, UnitOfWork, insert_on_conflict, insert_sql
 from staybook.kernel.errors import Conflict, NotFound, StaybookError
 from staybook.kernel.orm import new_id, utcnow
 from staybook.kernel.runtime import PeriodicJob, Runtime
+from staybook.payments import metrics
 from staybook.payments.events import (
     PaymentAuthorised,
     PaymentCaptured,
@@ -271,6 +272,8 @@ async def record(
         return current
     reference = row.provider_reference or ""
     amount = _money(row.amount, row.currency)
+    if status != "authorised":
+        metrics.PAYMENTS.labels(_result(status, reason)).inc()
     if status == "authorised":
         uow.emit(
             PaymentAuthorised(
@@ -309,6 +312,15 @@ async def record(
             )
         )
     return PaymentView.of(row)
+
+
+def _result(status: str, reason: str | None) -> str:
+    """The payments metric's result: a decline is the card's answer, a failure is everything else."""
+    if status == "captured":
+        return "succeeded"
+    if status == "failed" and reason and ("declin" in reason or "insufficient" in reason):
+        return "declined"
+    return {"failed": "failed", "voided": "failed", "refunded": "refunded"}.get(status, status)
 
 
 async def count_attempt(uow: UnitOfWork, payment_id: uuid.UUID) -> None:
@@ -428,3 +440,25 @@ async def _retry_sandbox_webhooks(runtime: Runtime) -> None:
 
 # The worker delivers the sandbox's webhooks: often, as an API process no longer posts them itself.
 JOBS = [PeriodicJob("payments.sandbox-webhooks", 0.25, _retry_sandbox_webhooks)]
+
+
+async def export_personal_data(runtime: Runtime, user_id: uuid.UUID) -> dict:
+    """The user's payments for their GDPR export: amounts, states and references, never card data
+    (the platform holds none: the provider keeps the card behind its token)."""
+    async with runtime.db.session() as session:
+        query = select(Payment).where(Payment.payer_id == user_id).order_by(Payment.created_at)
+        rows = (await session.scalars(query)).all()
+    return {
+        "payments": [
+            {
+                "id": str(row.id),
+                "booking_id": str(row.booking_id),
+                "amount": {"amount": row.amount, "currency": row.currency},
+                "refunded": {"amount": row.refunded_amount, "currency": row.currency},
+                "status": row.status,
+                "provider": row.provider,
+                "created_at": row.created_at.isoformat(),
+            }
+            for row in rows
+        ]
+    }

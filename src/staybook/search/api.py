@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 
@@ -17,6 +18,7 @@ from staybook.kernel.errors import InvalidInput, StaybookError, Unauthorized
 from staybook.kernel.runtime import Runtime, get_runtime
 from staybook.kernel.security import require_role
 from staybook.search import service
+from staybook.search.metrics import SEARCH_DURATION
 from staybook.search.query import (
     AMENITY_SET,
     MAX_AMENITIES,
@@ -155,6 +157,14 @@ async def audience_of(runtime: Runtime, authorization: str | None) -> str | None
 
 
 async def search_body(runtime: Runtime, query_string: bytes, audience: str | None = None) -> bytes:
+    started = time.perf_counter()
+    try:
+        return await _search_body(runtime, query_string, audience)
+    finally:
+        SEARCH_DURATION.observe(time.perf_counter() - started)
+
+
+async def _search_body(runtime: Runtime, query_string: bytes, audience: str | None) -> bytes:
     """The answer to a search query string as the JSON bytes sent: from the response cache by raw
     query string (and audience) when it was asked within `cache_seconds` (no validation), else
     validated in one pydantic call and answered by the service (no response model serialisation).

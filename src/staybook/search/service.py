@@ -40,6 +40,7 @@ from staybook.search.index import (
     SearchPage,
 )
 from staybook.search.memory import MemoryIndex
+from staybook.search.metrics import INDEX_LAG
 from staybook.search.query import CursorCodec, PageMark, SearchQuery
 from staybook.search.rates import CurrencyRates
 
@@ -199,6 +200,7 @@ def replica_subscriptions(runtime: Runtime) -> list[ReplicaSubscription]:
         if state.rebuilding is not None:
             state.rebuilding.append(envelope)
         await apply_event(runtime.extensions[INDEX], envelope)
+        INDEX_LAG.set(max(0.0, (datetime.now(UTC) - envelope.occurred_at).total_seconds()))
 
     async def on_rebuild_requested(envelope: EventEnvelope) -> None:
         schedule_rebuild(runtime)
