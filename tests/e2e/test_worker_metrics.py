@@ -11,7 +11,6 @@ import time
 
 import httpx
 import pytest
-
 from bench.harness import free_port
 
 pytestmark = pytest.mark.e2e
