@@ -42,6 +42,8 @@ import os
 import random
 import shutil
 import signal
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -104,6 +106,9 @@ class Window:
     confirmed: int = 0
     # The first answer of each error status, to say what the clients were told.
     samples: dict = field(default_factory=dict)
+    # A search a second beside the bookings (a few queries, so the response cache serves repeats).
+    searches: Counter = field(default_factory=Counter)
+    search_samples: dict = field(default_factory=dict)
 
 
 class ChaosLoad:
@@ -133,7 +138,29 @@ class ChaosLoad:
         self.windows.append(self.window)
         return self.window
 
+    async def search(self) -> None:
+        n = 0
+        while not self._stop.is_set():
+            window, n = self.window, n + 1
+            check_in = START + timedelta(days=n % 5)
+            query = {"city": "Lisbon", "check_in": check_in.isoformat(),
+                     "check_out": (check_in + timedelta(days=2)).isoformat(), "guests": 2}  # fmt: skip
+            try:
+                answer = await self.client.get("/api/v1/search", params=query)
+                window.searches[str(answer.status_code)] += 1
+                if answer.status_code >= 400 and answer.status_code not in window.search_samples:
+                    window.search_samples[answer.status_code] = answer.text[:300]
+                if answer.status_code >= 500 and not answer.headers.get("content-type", "").startswith(
+                    "application/problem+json"
+                ):
+                    window.unclean_5xx += 1
+            except httpx.TransportError:
+                window.searches["reset"] += 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=1)
+
     async def run(self) -> None:
+        searching = asyncio.create_task(self.search())
         start, sent = time.monotonic(), 0
         while not self._stop.is_set():
             task = asyncio.create_task(self._flow(sent))
@@ -145,6 +172,7 @@ class ChaosLoad:
                 await asyncio.wait_for(self._stop.wait(), timeout=max(delay, 0))
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=60)
+        await searching
 
     async def stop(self) -> None:
         self._stop.set()
@@ -264,6 +292,13 @@ class System:
             _wait(lambda: _http_ok(f"http://127.0.0.1:{monitor}/healthz?js-enabled-only=true"), 60, 0.2)
         return process
 
+    def reindex_search(self) -> None:
+        """The seeded properties into the search index (they were written straight to the database)."""
+        subprocess.run(  # noqa: S603
+            [sys.executable, "-m", "staybook.cli", "search", "reindex"], env=self.env(), check=True,
+            capture_output=True, timeout=600,
+        )  # fmt: skip
+
     def api_workers(self) -> list[int]:
         api = self.stack.get("api")
         return [pid for pid in _children_of(api.pid) if _start_ticks(pid) is not None]
@@ -378,8 +413,12 @@ def summarize(window: Window, checks: dict, recovered_in: float | None, dependen
         **checks,
         "recovered_in_seconds": None if recovered_in is None else round(recovered_in, 1),
         "answers": {str(s): text for s, text in sorted(window.samples.items())},
+        "searches": dict(sorted(window.searches.items())),
+        "search_answers": {str(s): text for s, text in sorted(window.search_samples.items())},
     }
-    clean = summary["status_500"] == 0 and summary["unclean_5xx"] == 0
+    clean = summary["status_500"] == 0 and summary["unclean_5xx"] == 0 and "500" not in window.searches
+    if dependency and window.searches.get("reset"):
+        clean = False
     # A dependency going away must never reset a client's connection; a killed API process resets the
     # connections it held, and the client's retry must settle them.
     connections_ok = summary["resets"] == 0 if dependency else summary["unsettled_after_retry"] == 0
@@ -454,6 +493,7 @@ def run(options: Options) -> dict:
         stack = up(root, options.ports, options.progress, overrides=OVERRIDES)
         system = System(stack)
         room_types = seed(system.database_url, options.room_types, units=options.units)
+        system.reindex_search()
         settings = Settings(environment="test", secret_key=stack.secrets()["secret_key"])
         signer = TokenSigner(settings)
         tokens = [signer.issue(uuid.uuid4(), "guest") for _ in range(200)]

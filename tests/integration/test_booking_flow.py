@@ -161,6 +161,45 @@ async def test_provider_error_is_a_bad_gateway_and_keeps_the_hold(db_settings, c
         assert (await payments.reconcile(runtime))["balanced"]
 
 
+async def test_provider_failing_in_a_row_opens_the_breaker(db_settings, client_for):
+    """After `breaker_failures` provider failures in a row, payments fail fast without calling the
+    provider (nothing at the sandbox, the booking still held, 502 problem+json); after its moment,
+    the next payment goes through."""
+    fast = {"breaker_failures": 2, "breaker_open_seconds": 0.5}
+    settings = db_settings.model_copy(update={"payments": db_settings.payments.model_copy(update=fast)})
+    guest = uuid.uuid4()
+    headers = bearer(settings, "guest", guest)
+    async with client_for(settings) as client:
+        runtime = client.app.state.runtime
+        room = await seed_room_type(runtime, total=3)
+        body = hold_body(room["room_type_id"])
+        held = [(await client.post("/api/v1/bookings", json=body, headers=headers | key())).json() for _ in range(3)]
+        for booking in held[:2]:
+            failed = await client.post(
+                f"/api/v1/bookings/{booking['id']}/payment",
+                json={"payment_method": "tok_provider_error"},
+                headers=headers | key(),
+            )
+            assert failed.status_code == 502, failed.text
+        refused = await client.post(
+            f"/api/v1/bookings/{held[2]['id']}/payment", json={"payment_method": "tok_success"}, headers=headers | key()
+        )
+        assert refused.status_code == 502, refused.text
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert refused.json()["booking_status"] == "held"
+        async with runtime.db.unit_of_work() as uow:
+            payment = await payments.for_booking(uow, uuid.UUID(held[2]["id"]))
+        assert payment.provider_reference is None
+        assert await payments.provider(runtime).find(str(payment.id)) is None  # the provider was not called
+
+        await asyncio.sleep(0.6)
+        paid = await client.post(
+            f"/api/v1/bookings/{held[2]['id']}/payment", json={"payment_method": "tok_success"}, headers=headers | key()
+        )
+        assert paid.status_code == 200 and paid.json()["outcome"] == "confirmed", paid.text
+        assert not payments.breaker(runtime).open and payments.breaker(runtime).failures == 0
+
+
 async def test_payment_in_progress_is_not_kept_as_the_keys_answer(db_settings, client_for):
     """A retry that finds an earlier attempt's saga still running gets 409, but the key stays free:
     once that attempt has settled, the same key gets the real outcome, not the stale 409."""

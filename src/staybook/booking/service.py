@@ -52,7 +52,7 @@ from staybook.kernel.orm import new_id, utcnow
 from staybook.kernel.runtime import PeriodicJob, Runtime
 from staybook.kernel.security import Principal
 from staybook.payments import service as payments
-from staybook.payments.provider import ChargeState, ProviderError, ProviderTimeout
+from staybook.payments.provider import ChargeState, CircuitOpen, ProviderError, ProviderTimeout
 
 log = structlog.get_logger("staybook.booking")
 audit = structlog.get_logger("staybook.audit")
@@ -700,13 +700,18 @@ async def _authorise(runtime, provider, booking: Booking, payment, drive: _Drive
     charge: ChargeState | None = None
     if payment.status == "pending":
         if drive.mode == "live":
+            breaker = payments.breaker(runtime)
             try:
+                breaker.check()  # while the provider keeps failing, fail fast: it is not called
                 charge = await provider.authorise(
                     token=drive.token, amount=payment.amount, currency=payment.currency, idempotency_key=str(payment.id)
                 )
             except ProviderTimeout:
+                breaker.failed()
                 raise
             except ProviderError as error:  # the provider refused to work: nothing was reserved
+                if not isinstance(error, CircuitOpen):
+                    breaker.failed()
                 await _back_to_held(runtime, booking.id, payment, f"provider error: {error}")
                 raise ProviderUnavailable(
                     "The payment provider failed before charging anything; the booking is still held, "
@@ -715,6 +720,7 @@ async def _authorise(runtime, provider, booking: Booking, payment, drive: _Drive
                     booking_status="held",
                     expires_at=booking.expires_at.isoformat(),
                 ) from error
+            breaker.succeeded()
             checkpoint("authorised-at-provider")
         elif drive.mode == "recovery":
             charge = await provider.find(str(payment.id))

@@ -146,6 +146,10 @@ class PaymentsSettings(BaseModel):
     webhook_tolerance_seconds: int = Field(300, ge=1)
     # How long staybook waits for the provider before treating the outcome as unknown.
     provider_timeout_seconds: float = Field(10, gt=0)
+    # The circuit breaker on new payments: after this many provider failures or timeouts in a row
+    # (per process), payments fail fast for `breaker_open_seconds` without calling the provider.
+    breaker_failures: int = Field(5, ge=1)
+    breaker_open_seconds: float = Field(10, gt=0)
     # The sandbox's simulated network round trip; `sandbox_instant` (benchmarks) skips it and its webhooks.
     sandbox_latency_ms: int = Field(40, ge=0)
     sandbox_instant: bool = False

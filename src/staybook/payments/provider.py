@@ -13,9 +13,14 @@ payment after a crash left staybook unsure.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
+
+import structlog
+
+log = structlog.get_logger("staybook.payments.provider")
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,45 @@ class ProviderError(Exception):
 
 class ProviderTimeout(ProviderError):
     """No answer in time: the call may or may not have taken effect; `find` or a webhook will tell."""
+
+
+class CircuitOpen(ProviderError):
+    """The breaker is open: the provider was not called, so nothing happened there."""
+
+
+class ProviderBreaker:
+    """Fails new payments fast while the provider keeps failing.
+
+    After `threshold` failures in a row (errors or timeouts), `check` refuses for `open_seconds`
+    without the provider being called: a guest hears at once that nothing was charged and the
+    booking is still held, instead of each waiting out the provider's timeout. Then calls go
+    through again; while the failures have not been broken by a success, the next failure opens
+    it again at once (half-open). One breaker per process: each learns of an outage by itself.
+    """
+
+    def __init__(self, threshold: int = 5, open_seconds: float = 10.0, clock: Callable[[], float] = time.monotonic):
+        self.threshold = threshold
+        self.open_seconds = open_seconds
+        self.clock = clock
+        self.failures = 0
+        self._open_until = 0.0
+
+    @property
+    def open(self) -> bool:
+        return self.clock() < self._open_until
+
+    def check(self) -> None:
+        if self.open:
+            raise CircuitOpen(f"the payment provider failed {self.failures} times in a row; not called")
+
+    def succeeded(self) -> None:
+        self.failures = 0
+
+    def failed(self) -> None:
+        self.failures += 1
+        if self.failures >= self.threshold and not self.open:
+            log.warning("payment provider circuit open", failures=self.failures, seconds=self.open_seconds)
+            self._open_until = self.clock() + self.open_seconds
 
 
 class InvalidSignature(Exception):

@@ -32,7 +32,7 @@ from staybook.payments.events import (
     PaymentVoided,
 )
 from staybook.payments.models import Payment, SandboxCharge, WebhookEvent
-from staybook.payments.provider import ChargeState, InvalidSignature, PaymentProvider
+from staybook.payments.provider import ChargeState, InvalidSignature, PaymentProvider, ProviderBreaker
 from staybook.payments.sandbox import SandboxProvider
 
 log = structlog.get_logger("staybook.payments")
@@ -182,6 +182,20 @@ def provider(runtime: Runtime) -> PaymentProvider:
         if name != "sandbox":
             raise ValueError(f"unknown payment provider {name!r}")
         existing = runtime.extensions[PROVIDER_KEY] = SandboxProvider(runtime.db, runtime.settings)
+    return existing
+
+
+BREAKER_KEY = "payments.breaker"
+
+
+def breaker(runtime: Runtime) -> ProviderBreaker:
+    """The process's circuit breaker on new payments at the provider (created on first use)."""
+    existing = runtime.extensions.get(BREAKER_KEY)
+    if existing is None:
+        settings = runtime.settings.payments
+        existing = runtime.extensions[BREAKER_KEY] = ProviderBreaker(
+            settings.breaker_failures, settings.breaker_open_seconds
+        )
     return existing
 
 
