@@ -180,3 +180,45 @@ async def test_main_request_bodies_have_examples_the_api_accepts(sqlite_settings
         assert (await client.post("/api/v1/auth/login", json=login)).status_code == 200
     search = {p["name"]: p for p in operations["search.search"]["parameters"]}
     assert search["check_in"]["schema"]["examples"] and search["city"]["schema"]["examples"] == ["Paris"]
+
+
+def test_every_problem_type_is_listed_in_docs():
+    """Clients branch on `type`: each one the code can send is in docs/problems.md's table."""
+    import importlib
+    import pkgutil
+
+    import staybook
+    from staybook.kernel import errors
+
+    for module in pkgutil.walk_packages(staybook.__path__, "staybook."):
+        importlib.import_module(module.name)
+    codes = {code for code, _ in errors._HTTP_TITLES.values()}
+    pending = [errors.StaybookError]
+    while pending:
+        error = pending.pop()
+        codes.add(error.code)
+        pending.extend(error.__subclasses__())
+    source = Path(staybook.__file__).parent
+    for path in source.rglob("*.py"):
+        text = path.read_text()
+        # problem_response(503, "not-ready", ...), problem_body(...), PROBLEM_BASE + "bad-request"
+        codes |= set(re.findall(r"problem_(?:response|body)\(\s*\d+,\s*\"([a-z-]+)\"", text))
+        codes |= set(re.findall(r"PROBLEM_BASE \+ \"([a-z-]+)\"", text))
+    docs = (Path(__file__).parents[2] / "docs" / "problems.md").read_text()
+    listed = set(re.findall(r"^\| `([a-z-]+)` \|", docs, flags=re.MULTILINE))
+    assert len(codes) > 20
+    assert codes <= listed, f"problem types missing from docs/problems.md: {sorted(codes - listed)}"
+
+
+async def test_allow_is_right_on_every_path(sqlite_settings, client_for):
+    """405 on every documented path, for each method it does not take, names exactly those it does."""
+    async with client_for(sqlite_settings) as client:
+        spec = (await client.get("/openapi.json")).json()
+        for path, item in spec["paths"].items():
+            documented = {method.upper() for method in item}
+            url = re.sub(r"\{[a-z_]+\}", lambda m: "sandbox" if m[0] == "{provider}" else str(uuid.uuid4()), path)
+            for method in {"GET", "POST", "PUT", "PATCH", "DELETE"} - documented:
+                answer = await client.request(method, url)
+                assert answer.status_code == 405, (method, path, answer.status_code)
+                assert answer.headers["content-type"] == "application/problem+json"
+                assert set(answer.headers["allow"].split(", ")) == documented, (method, path, answer.headers["allow"])
