@@ -117,3 +117,26 @@ def _causes(error: BaseException):
     yield from getattr(error, "schema_errors", ()) or ()
     if error.__cause__ is not None and error.__cause__ is not error:
         yield from _causes(error.__cause__)
+
+
+def _document_of(base_url: str) -> dict:
+    """The running server's own OpenAPI document."""
+    origin = httpx.URL(base_url).copy_with(path="/", query=None)
+    return httpx.get(str(origin.join("/openapi.json")), timeout=30).raise_for_status().json()
+
+
+def checked_client(base_url: str, **kwargs) -> httpx.Client:
+    """An httpx.Client for a running server whose every answer is checked against its OpenAPI document."""
+    contract = ContractCheck(_document_of(base_url))
+
+    def hook(response: httpx.Response) -> None:
+        response.read()
+        contract.check(response)
+
+    return httpx.Client(base_url=base_url, event_hooks={"response": [hook]}, **kwargs)
+
+
+def checked_async_client(base_url: str, **kwargs) -> httpx.AsyncClient:
+    """The same as `checked_client`, asynchronous."""
+    contract = ContractCheck(_document_of(base_url))
+    return httpx.AsyncClient(base_url=base_url, event_hooks={"response": [contract.hook]}, **kwargs)

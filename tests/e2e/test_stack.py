@@ -24,6 +24,7 @@ from staybook.kernel.settings import Settings
 from staybook.stack import Process
 from tests.bookings import hold_body, seed_room_type
 from tests.conftest import bearer
+from tests.contract import checked_async_client
 
 pytestmark = pytest.mark.e2e
 
@@ -70,7 +71,7 @@ async def book(settings: Settings, api_url: str) -> None:
     finally:
         await runtime.close()
     headers = bearer(settings, "guest", uuid.uuid4())
-    async with httpx.AsyncClient(base_url=api_url, timeout=30) as client:
+    async with checked_async_client(api_url, timeout=30) as client:
         key = {"Idempotency-Key": uuid.uuid4().hex}
         held = await client.post("/api/v1/bookings", json=hold_body(room["room_type_id"]), headers=headers | key)
         assert held.status_code == 201, held.text
