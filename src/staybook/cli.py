@@ -163,12 +163,23 @@ def serve(
 
 
 @app.command()
-def worker():
+def worker(
+    metrics_port: int = typer.Option(
+        0,
+        envvar="STAYBOOK_WORKER_METRICS_PORT",
+        help="Serve the worker's own /metrics (outbox, consumers, dead letters, jobs) on this port; 0: off.",
+    ),
+    metrics_host: str = typer.Option("0.0.0.0", envvar="STAYBOOK_WORKER_METRICS_HOST"),  # noqa: S104 - a pod's port
+):
     """Run the outbox relay, event consumers and periodic jobs until SIGTERM (on uvloop, as the API)."""
     import uvloop
+    from prometheus_client import start_http_server
 
     settings = _settings()
     configure_observability(settings)
+    if metrics_port:
+        # Its own port, not the API's token-guarded /metrics: the worker serves no HTTP otherwise.
+        start_http_server(metrics_port, addr=metrics_host)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(_run_worker(settings))
 
