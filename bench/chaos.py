@@ -99,11 +99,16 @@ class Window:
     statuses: Counter = field(default_factory=Counter)
     # No answer: connection refused, reset or closed mid-request.
     resets: int = 0
+    reset_errors: Counter = field(default_factory=Counter)
+    # No answer within the client's timeout (30 s).
+    timeouts: int = 0
     unsettled_after_retry: int = 0
     # 5xx answers that are not problem+json.
     unclean_5xx: int = 0
     flows: int = 0
     confirmed: int = 0
+    # The payments' outcomes: confirmed, pending (202: the provider had not answered in time), ...
+    outcomes: Counter = field(default_factory=Counter)
     # The first answer of each error status, to say what the clients were told.
     samples: dict = field(default_factory=dict)
     # A search a second beside the bookings (a few queries, so the response cache serves repeats).
@@ -186,8 +191,13 @@ class ChaosLoad:
             window.requests += 1
             try:
                 response = await self.client.post(path, json=body, headers=headers)
-            except httpx.TransportError:
-                window.resets += 1
+            except httpx.TransportError as error:
+                # A timeout is the client giving up on a slow answer, not the server dropping the connection.
+                if isinstance(error, httpx.TimeoutException):
+                    window.timeouts += 1
+                else:
+                    window.resets += 1
+                    window.reset_errors[type(error).__name__] += 1
                 if attempt == 0:
                     await asyncio.sleep(1)
                     continue
@@ -226,6 +236,7 @@ class ChaosLoad:
         if paid is None:
             return
         answer = paid.json() if paid.headers.get("content-type", "").endswith("json") else {}
+        window.outcomes[answer.get("outcome") or str(paid.status_code)] += 1
         if paid.status_code == 200 and answer.get("outcome") == "confirmed":
             self.confirmed[booking_id] = int(answer["booking"]["total"]["amount"])
             self.confirmed_at.append((started, time.monotonic()))
@@ -404,11 +415,14 @@ def summarize(window: Window, checks: dict, recovered_in: float | None, dependen
         "requests": window.requests,
         "flows": window.flows,
         "confirmed": window.confirmed,
+        "payment_outcomes": dict(sorted(window.outcomes.items())),
         "errors_by_status": {str(s): c for s, c in sorted(window.statuses.items()) if s >= 400},
         "status_500": window.statuses.get(500, 0),
         "status_5xx": status_5xx,
         "unclean_5xx": window.unclean_5xx,
         "resets": window.resets,
+        "reset_errors": dict(window.reset_errors),
+        "timeouts": window.timeouts,
         "unsettled_after_retry": window.unsettled_after_retry,
         **checks,
         "recovered_in_seconds": None if recovered_in is None else round(recovered_in, 1),
@@ -421,7 +435,8 @@ def summarize(window: Window, checks: dict, recovered_in: float | None, dependen
         clean = False
     # A dependency going away must never reset a client's connection; a killed API process resets the
     # connections it held, and the client's retry must settle them.
-    connections_ok = summary["resets"] == 0 if dependency else summary["unsettled_after_retry"] == 0
+    unanswered = summary["resets"] + summary["timeouts"]
+    connections_ok = unanswered == 0 if dependency else summary["unsettled_after_retry"] == 0
     summary["ok"] = bool(
         clean and connections_ok and checks["lost"] == 0 and checks["oversold"] == 0 and checks["outbox_drained"]
         and checks["stuck_sagas"] == 0 and checks["pending_unsettled"] == 0 and recovered_in is not None
@@ -484,6 +499,7 @@ async def _drive(system: System, options: Options, tokens: list[str], room_types
 def run(options: Options) -> dict:
     """Starts the stack, runs the load with each fault, stops exactly what it started; the summaries."""
     base = options.root or Path(tempfile.mkdtemp(prefix="staybook-chaos-"))
+    base.mkdir(parents=True, exist_ok=True)
     base.chmod(0o755)  # PostgreSQL's owner must reach its data directory
     root = base / "stack"
     stack = None
@@ -521,10 +537,11 @@ def main() -> None:
     parser.add_argument("--nats-down", type=float, default=60.0)
     parser.add_argument("--provider-down", type=float, default=30.0)
     parser.add_argument("--name", default="chaos", help="result file bench/results/<name>.json")
+    parser.add_argument("--dir", type=Path, default=None, help="keep the stack's directory (logs) here")
     args = parser.parse_args()
     options = Options(
         faults=args.faults.split(","), ports=args.ports, rate=args.rate, settle=args.settle,
-        redis_down=args.redis_down, nats_down=args.nats_down, provider_down=args.provider_down,
+        redis_down=args.redis_down, nats_down=args.nats_down, provider_down=args.provider_down, root=args.dir,
     )  # fmt: skip
     outcome = run(options)
     result = write_result(

@@ -215,11 +215,17 @@ async def make_runtime() -> AsyncIterator[Callable[..., Runtime]]:
 
 @asynccontextmanager
 async def app_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """An httpx client driving `create_app(settings)` in-process, with its lifespan run."""
+    """An httpx client driving `create_app(settings)` in-process, with its lifespan run. Every
+    answer it receives is checked against the app's OpenAPI document (tests/contract.py)."""
+    from tests.contract import ContractCheck
+
     app = create_app(settings)
+    contract = ContractCheck(app.openapi())
     async with LifespanManager(app, startup_timeout=60, shutdown_timeout=90) as manager:
         transport = httpx.ASGITransport(app=manager.app, client=("127.0.0.1", 50000))
-        async with httpx.AsyncClient(transport=transport, base_url="http://staybook.test") as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://staybook.test", event_hooks={"response": [contract.hook]}
+        ) as client:
             client.app = app  # type: ignore[attr-defined]
             yield client
 

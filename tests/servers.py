@@ -2,10 +2,27 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
 from contextlib import ExitStack, contextmanager
+from pathlib import Path
 
+import pytest
 from bench.harness import Server
+
+# What `staybook stack up` runs besides PostgreSQL (Typesense comes from the stack extra).
+STACK_SERVERS = ["redis-server", "nats-server", "pgbouncer", "prometheus"]
+
+
+def require_stack_servers() -> None:
+    """Skips the test (fails it under STAYBOOK_REQUIRE_SERVICES=1) unless the stack's servers are installed."""
+    missing = [name for name in STACK_SERVERS if shutil.which(name) is None and not Path("/usr/sbin", name).exists()]
+    if missing or not list(Path("/usr/lib/postgresql").glob("*/bin/initdb")):
+        message = f"servers missing: {missing or ['postgresql']} (scripts/test installs them)"
+        if os.environ.get("STAYBOOK_REQUIRE_SERVICES") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
 
 
 @contextmanager

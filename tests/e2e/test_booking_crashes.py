@@ -20,6 +20,7 @@ from staybook.payments import service as payments
 from staybook.payments.models import Payment
 from tests.bookings import START, hold_body, night_counts, seed_room_type
 from tests.conftest import bearer
+from tests.contract import checked_async_client
 from tests.servers import servers
 
 pytestmark = pytest.mark.e2e
@@ -43,7 +44,7 @@ async def test_crash_at_each_saga_step_recovers(step, pg_settings, make_runtime,
     guest = uuid.uuid4()
     headers = bearer(settings, "guest", guest)
     with servers(settings, env={"STAYBOOK_TEST_FAULT": step}) as (server,):
-        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        async with checked_async_client(server.url, timeout=30) as client:
             held = await client.post(
                 "/api/v1/bookings", json=hold_body(room["room_type_id"]), headers=headers | {"Idempotency-Key": "a"}
             )

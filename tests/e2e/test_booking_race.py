@@ -21,13 +21,14 @@ from staybook.booking.models import Booking
 from staybook.kernel.runtime import Wiring
 from tests.bookings import START, hold_body, night_counts, seed_room_type
 from tests.conftest import bearer
+from tests.contract import checked_async_client
 from tests.servers import servers
 
 pytestmark = pytest.mark.e2e
 
 
 async def _post_alone(url: str, body: dict, headers: dict) -> httpx.Response:
-    async with httpx.AsyncClient(base_url=url, timeout=300) as client:  # one connection per guest
+    async with checked_async_client(url, timeout=300) as client:  # one connection per guest
         return await client.post("/api/v1/bookings", json=body, headers=headers)
 
 

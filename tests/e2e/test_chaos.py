@@ -5,7 +5,6 @@ connection reset while Redis is away (a killed API process's connections are ret
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -13,20 +12,16 @@ from pathlib import Path
 import pytest
 from bench.chaos import Options, run
 
+from tests.servers import require_stack_servers
+
 pytestmark = pytest.mark.e2e
 
-SERVERS = ["redis-server", "nats-server", "pgbouncer", "prometheus"]
 FAULTS = ["worker_kill", "api_worker_kill", "redis_down"]
 
 
 @pytest.fixture
 def chaos_dir():
-    missing = [name for name in SERVERS if shutil.which(name) is None and not Path("/usr/sbin", name).exists()]
-    if missing or not list(Path("/usr/lib/postgresql").glob("*/bin/initdb")):
-        message = f"servers missing: {missing or ['postgresql']} (scripts/test installs them)"
-        if os.environ.get("STAYBOOK_REQUIRE_SERVICES") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
+    require_stack_servers()
     base = Path(tempfile.mkdtemp(prefix="staybook-chaos-test-"))
     yield base
     shutil.rmtree(base, ignore_errors=True)

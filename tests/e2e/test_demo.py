@@ -9,10 +9,10 @@ import subprocess
 import time
 from datetime import date, timedelta
 
-import httpx
 import pytest
 
 from staybook.identity.service import DEMO_ACCOUNTS
+from tests.contract import checked_client
 from tests.e2e.demo_process import STAYBOOK, running_demo
 
 
@@ -24,7 +24,7 @@ def demo_server(tmp_path):
 
 def test_demo_serves_health_metrics_openapi_and_problems(demo_server):
     url, log = demo_server
-    with httpx.Client(base_url=url, timeout=10) as client:
+    with checked_client(url, timeout=10) as client:
         assert client.get("/healthz/live").json() == {"status": "ok"}
         ready = client.get("/healthz/ready").json()
         assert ready["checks"]["database"] == "ok"
@@ -58,7 +58,7 @@ def test_demo_guest_books_paris_as_the_readme_shows(demo_server):
     url, log = demo_server
     check_in = date.today() + timedelta(days=60)
     check_out = check_in + timedelta(days=3)
-    with httpx.Client(base_url=url + "/api/v1", timeout=10) as client:
+    with checked_client(url + "/api/v1", timeout=10) as client:
         login = client.post("/auth/login", json={"email": "guest@staybook.demo", "password": "demo-guest-pass-42"})
         assert login.status_code == 200, login.text
         auth = {"authorization": f"Bearer {login.json()['access_token']}"}

@@ -24,13 +24,14 @@ from staybook.kernel.settings import Settings
 from staybook.stack import Process
 from tests.bookings import hold_body, seed_room_type
 from tests.conftest import bearer
+from tests.contract import checked_async_client
+from tests.servers import require_stack_servers
 
 pytestmark = pytest.mark.e2e
 
 # The ports this test's servers take (PgBouncer's own test uses others).
 PORTS = "16450-16489"
 SHARED_PORTS = {5432, 6379, 4222}
-SERVERS = ["redis-server", "nats-server", "pgbouncer", "prometheus"]
 
 
 def stack(*args: str, timeout: float = 600, command: str = "staybook.stack") -> subprocess.CompletedProcess:
@@ -70,7 +71,7 @@ async def book(settings: Settings, api_url: str) -> None:
     finally:
         await runtime.close()
     headers = bearer(settings, "guest", uuid.uuid4())
-    async with httpx.AsyncClient(base_url=api_url, timeout=30) as client:
+    async with checked_async_client(api_url, timeout=30) as client:
         key = {"Idempotency-Key": uuid.uuid4().hex}
         held = await client.post("/api/v1/bookings", json=hold_body(room["room_type_id"]), headers=headers | key)
         assert held.status_code == 201, held.text
@@ -84,12 +85,7 @@ async def book(settings: Settings, api_url: str) -> None:
 
 @pytest.fixture
 def stack_dir():
-    missing = [name for name in SERVERS if shutil.which(name) is None and not Path("/usr/sbin", name).exists()]
-    if missing or not list(Path("/usr/lib/postgresql").glob("*/bin/initdb")):
-        message = f"servers missing: {missing or ['postgresql']} (scripts/test installs them)"
-        if os.environ.get("STAYBOOK_REQUIRE_SERVICES") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
+    require_stack_servers()
     # A directory PostgreSQL's owner can reach (pytest's tmp_path is private to root).
     base = Path(tempfile.mkdtemp(prefix="staybook-stack-"))
     base.chmod(0o755)

@@ -17,6 +17,7 @@ import httpx
 import pyotp
 import pytest
 
+from tests.contract import checked_client
 from tests.e2e.browser import CHROMIUM, CHROMIUM_FLAGS, DESKTOP, PageCheck, chromium_available
 from tests.e2e.demo_process import running_demo
 
@@ -340,7 +341,7 @@ def test_host_lists_a_property_with_a_photo_prices_the_calendar_and_sees_the_boo
 
 
 def _guest_books_over_the_api(url: str, room_type_id: str, check_in: str, check_out: str) -> str:
-    with httpx.Client(base_url=url + "/api/v1", timeout=15) as client:
+    with checked_client(url + "/api/v1", timeout=15) as client:
         login = client.post("/auth/login", json={"email": GUEST[0], "password": GUEST[1]}).json()
         auth = {"authorization": f"Bearer {login['access_token']}"}
         held = client.post(

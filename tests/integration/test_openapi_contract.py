@@ -98,7 +98,7 @@ async def _register_throwaways(settings: Settings, count: int) -> None:
     await runtime.start()
     try:
         for index in range(count):
-            account = RegisterRequest(email=f"throwaway{index}@example.com", password=uuid.uuid4().hex, name="T")
+            account = RegisterRequest(email=f"throwaway{index}@example.com", password=uuid.uuid4().hex, name="Tess")
             await identity.register(runtime, account, identity.RequestInfo(ip=f"192.0.2.{index}"))
     finally:
         await runtime.close()
@@ -115,12 +115,19 @@ async def _ids_from_database(settings: Settings):
             property_id, room_type_id = (
                 await connection.execute(text("SELECT property_id, id FROM room_types ORDER BY id LIMIT 1"))
             ).one()
-            users = (await connection.execute(text("SELECT id, role, name FROM users ORDER BY id"))).all()
+            users = (await connection.execute(text("SELECT id, role FROM users ORDER BY id"))).all()
     finally:
         await engine.dispose()
     ids = {"property_id": str(property_id), "room_type_id": str(room_type_id)}
-    demo = {role: uuid.UUID(str(user_id)) for user_id, role, name in users if name != "T"}
-    throwaways = [uuid.UUID(str(user_id)) for user_id, _, name in users if name == "T"]
+    # Ids are time-ordered (UUIDv7): the seeded demo accounts come first, one of each role.
+    demo: dict[str, uuid.UUID] = {}
+    throwaways = []
+    for user_id, role in users:
+        if role in demo:
+            throwaways.append(uuid.UUID(str(user_id)))
+        else:
+            demo[role] = uuid.UUID(str(user_id))
+    assert len(demo) == 3 and len(throwaways) == THROWAWAY_ACCOUNTS, (demo, len(throwaways))
     return ids, demo, throwaways
 
 

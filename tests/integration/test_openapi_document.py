@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import re
 import uuid
+from pathlib import Path
+
+import httpx
+import pytest
 
 from tests.bookings import hold_body, seed_room_type
 from tests.conftest import bearer
@@ -28,8 +32,9 @@ async def test_document_is_complete(sqlite_settings, client_for):
     ids = []
     for path, method, operation in _operations(spec):
         ids.append(operation["operationId"])
-        assert re.fullmatch(r"[a-z][a-z0-9_]*", operation["operationId"]), operation["operationId"]
+        assert re.fullmatch(r"[a-z]+\.[a-z][a-z0-9_]*", operation["operationId"]), operation["operationId"]
         assert "_api_v1_" not in operation["operationId"]
+        assert operation["operationId"].split(".")[0] == operation["tags"][0]
         assert all(tags.get(tag) for tag in operation["tags"]), (path, operation["tags"])
         responses = operation["responses"]
         assert "429" in responses and "default" in responses, (method, path)
@@ -44,16 +49,29 @@ async def test_document_is_complete(sqlite_settings, client_for):
             assert {"401", "403"} <= set(responses), (method, path)
     assert len(ids) == len(set(ids))
     operations = {operation["operationId"]: operation for _, _, operation in _operations(spec)}
-    hold = operations["hold"]
+    hold = operations["booking.hold"]
     assert hold["security"] == [{"bearer": []}]
     assert {"name": "Idempotency-Key", "in": "header", "required": True}.items() <= hold["parameters"][0].items()
     assert "Location" in hold["responses"]["201"]["headers"]
-    assert operations["pay"]["parameters"][-1]["name"] == "Idempotency-Key"
-    assert operations["search"]["security"] == [] and operations["live"]["security"] == []
+    assert operations["booking.pay"]["parameters"][-1]["name"] == "Idempotency-Key"
+    assert operations["search.search"]["security"] == [] and operations["operations.live"]["security"] == []
     # PATCH fields that refuse null are not declared nullable.
     for name in ("PropertyUpdate", "RoomTypeUpdate"):
         for field, schema in spec["components"]["schemas"][name]["properties"].items():
             assert "null" not in str(schema), (name, field, schema)
+
+
+async def test_operation_ids_are_stable(sqlite_settings, client_for):
+    """An SDK's method names are the operation ids: one that changes, or moves to another path,
+    breaks every generated client. The pinned list is in openapi_operations.txt."""
+    async with client_for(sqlite_settings) as client:
+        spec = (await client.get("/openapi.json")).json()
+    current = {operation["operationId"]: f"{method.upper()} {path}" for path, method, operation in _operations(spec)}
+    lines = (Path(__file__).parent / "openapi_operations.txt").read_text().splitlines()
+    pinned = dict(line.split(" ", 1) for line in lines if line and not line.startswith("#"))
+    changed = {name: (where, current.get(name)) for name, where in pinned.items() if current.get(name) != where}
+    assert not changed, f"operation ids changed or gone (pinned, now): {changed}"
+    assert len(pinned) >= 60
 
 
 async def test_swagger_ui_is_served_locally(sqlite_settings, client_for):
@@ -101,3 +119,106 @@ async def test_patch_refuses_null_as_documented(sqlite_settings, client_for):
         host = bearer(sqlite_settings, "host", room["host_id"])
         answer = await client.patch(f"/api/v1/room-types/{room['room_type_id']}", json={"name": None}, headers=host)
         assert answer.status_code == 422 and answer.json()["errors"][0]["field"] == "body.name"
+
+
+async def test_the_contract_check_refuses_an_undocumented_answer(sqlite_settings):
+    """The check every in-process client runs (tests/contract.py) fails on what the document does not say."""
+    from staybook.app import create_app
+    from tests.contract import ContractCheck, ContractViolation
+
+    check = ContractCheck(create_app(sqlite_settings).openapi())
+    url = f"http://staybook.test/api/v1/properties/{uuid.uuid4()}"
+
+    def answer(status: int, body: dict, content_type: str = "application/json") -> httpx.Response:
+        return httpx.Response(
+            status, json=body, headers={"content-type": content_type}, request=httpx.Request("GET", url)
+        )
+
+    problem = {"type": "https://staybook.dev/problems/not-found", "title": "Not found", "status": 404}
+    check.check(answer(404, problem, "application/problem+json"))
+    with pytest.raises(ContractViolation):
+        check.check(answer(200, {"name": "no id, no address"}))
+    with pytest.raises(ContractViolation):
+        check.check(answer(404, problem))  # problems are application/problem+json
+    with pytest.raises(ContractViolation):
+        check.check(answer(404, {"type": problem["type"], "status": 404}, "application/problem+json"))  # no title
+    # Paths the document does not describe (pages, media) are not its business.
+    check.check(httpx.Response(200, text="<html>", request=httpx.Request("GET", "http://staybook.test/en/")))
+
+
+async def test_main_request_bodies_have_examples_the_api_accepts(sqlite_settings, client_for):
+    """Swagger UI fills these in: each must be a body the route's model accepts."""
+    from staybook.booking.schemas import CancelRequest, HoldRequest, PaymentRequest
+    from staybook.catalog.schemas import PropertyCreate, RoomTypeCreate
+    from staybook.identity.schemas import LoginRequest, RegisterRequest
+    from staybook.inventory.schemas import CalendarUpdate
+
+    models = {
+        "booking.hold": HoldRequest,
+        "booking.pay": PaymentRequest,
+        "booking.cancel": CancelRequest,
+        "identity.register": RegisterRequest,
+        "identity.login": LoginRequest,
+        "catalog.create_property": PropertyCreate,
+        "catalog.create_room_type": RoomTypeCreate,
+        "inventory.update_calendar": CalendarUpdate,
+    }
+    async with client_for(sqlite_settings) as client:
+        spec = (await client.get("/openapi.json")).json()
+        operations = {operation["operationId"]: operation for _, _, operation in _operations(spec)}
+        for operation_id, model in models.items():
+            body = operations[operation_id]["requestBody"]["content"]["application/json"]["schema"]
+            examples = spec["components"]["schemas"][body["$ref"].rsplit("/", 1)[-1]]["examples"]
+            assert examples, operation_id
+            for example in examples:
+                model.model_validate(example)
+        # The demo's published guest account signs in with the login example, on a seeded database.
+        from staybook.identity.service import seed_demo
+
+        await seed_demo(client.app.state.runtime, properties=0, seed=7)
+        login = spec["components"]["schemas"]["LoginRequest"]["examples"][0]
+        assert (await client.post("/api/v1/auth/login", json=login)).status_code == 200
+    search = {p["name"]: p for p in operations["search.search"]["parameters"]}
+    assert search["check_in"]["schema"]["examples"] and search["city"]["schema"]["examples"] == ["Paris"]
+
+
+def test_every_problem_type_is_listed_in_docs():
+    """Clients branch on `type`: each one the code can send is in docs/problems.md's table."""
+    import importlib
+    import pkgutil
+
+    import staybook
+    from staybook.kernel import errors
+
+    for module in pkgutil.walk_packages(staybook.__path__, "staybook."):
+        importlib.import_module(module.name)
+    codes = {code for code, _ in errors._HTTP_TITLES.values()}
+    pending = [errors.StaybookError]
+    while pending:
+        error = pending.pop()
+        codes.add(error.code)
+        pending.extend(error.__subclasses__())
+    source = Path(staybook.__file__).parent
+    for path in source.rglob("*.py"):
+        text = path.read_text()
+        # problem_response(503, "not-ready", ...), problem_body(...), PROBLEM_BASE + "bad-request"
+        codes |= set(re.findall(r"problem_(?:response|body)\(\s*\d+,\s*\"([a-z-]+)\"", text))
+        codes |= set(re.findall(r"PROBLEM_BASE \+ \"([a-z-]+)\"", text))
+    docs = (Path(__file__).parents[2] / "docs" / "problems.md").read_text()
+    listed = set(re.findall(r"^\| `([a-z-]+)` \|", docs, flags=re.MULTILINE))
+    assert len(codes) > 20
+    assert codes <= listed, f"problem types missing from docs/problems.md: {sorted(codes - listed)}"
+
+
+async def test_allow_is_right_on_every_path(sqlite_settings, client_for):
+    """405 on every documented path, for each method it does not take, names exactly those it does."""
+    async with client_for(sqlite_settings) as client:
+        spec = (await client.get("/openapi.json")).json()
+        for path, item in spec["paths"].items():
+            documented = {method.upper() for method in item}
+            url = re.sub(r"\{[a-z_]+\}", lambda m: "sandbox" if m[0] == "{provider}" else str(uuid.uuid4()), path)
+            for method in {"GET", "POST", "PUT", "PATCH", "DELETE"} - documented:
+                answer = await client.request(method, url)
+                assert answer.status_code == 405, (method, path, answer.status_code)
+                assert answer.headers["content-type"] == "application/problem+json"
+                assert set(answer.headers["allow"].split(", ")) == documented, (method, path, answer.headers["allow"])

@@ -65,7 +65,10 @@ async def get_booking(
     "/bookings/{booking_id}/payment",
     response_model=PaymentOutcome,
     summary="Pay a held booking with a provider token (Idempotency-Key required)",
-    responses={202: {"description": "Provider has not answered yet"}, 402: {"description": "Declined"}},
+    responses={
+        202: {"model": PaymentOutcome, "description": "The provider has not answered yet; the booking stays held"},
+        402: {"description": "Declined"},
+    },
     openapi_extra=idempotency_key(required=True),
 )
 async def pay(

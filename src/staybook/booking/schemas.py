@@ -9,7 +9,7 @@ from datetime import date, datetime
 from pydantic import BaseModel, Field, field_validator
 
 from staybook.kernel.contact import EmailAddress, PhoneNumber
-from staybook.kernel.schemas import Money, Schema
+from staybook.kernel.schemas import Money, Schema, examples
 
 # A payment method is the provider's token; anything that looks like a card number is refused
 # here so it is never logged or stored (PCI scope stays with the provider).
@@ -24,6 +24,17 @@ class GuestDetails(Schema):
 
 
 class HoldRequest(Schema):
+    model_config = examples(
+        {
+            "room_type_id": "01a23b60-2b1b-7d6e-8c3a-5f0e9b7c2d41",
+            "check_in": "2027-03-01",
+            "check_out": "2027-03-04",
+            "guests": 2,
+            "units": 1,
+            "guest": {"name": "Dana Guest", "email": "guest@staybook.demo", "phone": "+33612345678", "locale": "en"},
+        }
+    )
+
     room_type_id: uuid.UUID
     check_in: date
     check_out: date
@@ -33,6 +44,8 @@ class HoldRequest(Schema):
 
 
 class PaymentRequest(Schema):
+    model_config = examples({"payment_method": "tok_success"})
+
     payment_method: str = Field(..., description="A token from the payment provider, e.g. tok_success")
 
     @field_validator("payment_method")
@@ -44,6 +57,8 @@ class PaymentRequest(Schema):
 
 
 class CancelRequest(Schema):
+    model_config = examples({"reason": "Our plans changed"})
+
     reason: str | None = Field(None, max_length=500)
 
 

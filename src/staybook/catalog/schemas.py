@@ -11,7 +11,7 @@ from zoneinfo import available_timezones
 
 from pydantic import AfterValidator, BaseModel, Field
 
-from staybook.kernel.schemas import Money, PartialUpdate, Schema, validate_currency
+from staybook.kernel.schemas import Money, PartialUpdate, Schema, examples, validate_currency
 
 PROPERTY_TYPES = (
     "hotel",
@@ -108,6 +108,25 @@ Amenities = Annotated[list[Amenity], Field(max_length=len(AMENITIES))]
 
 
 class PropertyCreate(Schema):
+    model_config = examples(
+        {
+            "name": "Casa Alfama Guesthouse",
+            "description": "A guesthouse in Lisbon, five minutes from the castle.",
+            "property_type": "guesthouse",
+            "address": "12 Rua dos Remedios",
+            "city": "Lisbon",
+            "country": "PT",
+            "latitude": 38.7118,
+            "longitude": -9.1294,
+            "timezone": "Europe/Lisbon",
+            "currency": "EUR",
+            "amenities": ["wifi", "air_conditioning"],
+            "check_in_time": "15:00",
+            "check_out_time": "11:00",
+            "cancellation_policy": "moderate",
+        }
+    )
+
     name: Name
     description: Description = ""
     property_type: PropertyType = "hotel"
@@ -144,6 +163,10 @@ class PropertyUpdate(PartialUpdate):
 
 
 class RoomTypeCreate(Schema):
+    model_config = examples(
+        {"name": "Double Room", "max_guests": 2, "units": 4, "base_price": {"amount": 9500, "currency": "EUR"}}
+    )
+
     name: Name
     description: Description = ""
     max_guests: int = Field(..., ge=1, le=50)

@@ -11,7 +11,7 @@ from zoneinfo import available_timezones
 from pydantic import BaseModel, Field, field_validator
 
 from staybook.kernel.contact import EmailAddress, PhoneNumber
-from staybook.kernel.schemas import Schema
+from staybook.kernel.schemas import Schema, examples
 
 _LOCALE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 _TIMEZONES = frozenset(available_timezones())
@@ -44,6 +44,11 @@ class Address(Schema):
 
 
 class RegisterRequest(Schema):
+    model_config = examples(
+        {"email": "mia.rossi@example.com", "password": "correct horse battery staple", "name": "Mia Rossi"},
+        {"email": "hugo.host@example.com", "password": "a long and unguessable one", "name": "Hugo", "role": "host"},
+    )
+
     email: EmailAddress = Field(..., min_length=3, max_length=254)
     # The rules (length, common list) are checked by the service so each gets its own message.
     password: str = Field(..., min_length=1, max_length=1024)
@@ -59,6 +64,9 @@ class RegisterRequest(Schema):
 
 
 class LoginRequest(Schema):
+    # The demo's published guest account (`staybook demo` prints them all).
+    model_config = examples({"email": "guest@staybook.demo", "password": "demo-guest-pass-42"})
+
     email: str = Field(..., min_length=1, max_length=254)
     password: str = Field(..., min_length=1, max_length=1024)
 

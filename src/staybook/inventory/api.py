@@ -14,6 +14,7 @@ from staybook.inventory import ical, service
 from staybook.inventory.pricing import nightly_prices
 from staybook.inventory.schemas import (
     MAX_CALENDAR_RANGE_DAYS,
+    Availability,
     Calendar,
     CalendarFeedOut,
     CalendarUpdate,
@@ -74,7 +75,7 @@ async def get_calendar(
     return Calendar(room_type_id=room_type_id, currency=summary.currency, nights=nights)
 
 
-@router.get("/properties/{property_id}/availability")
+@router.get("/properties/{property_id}/availability", responses={200: {"model": Availability}})
 async def availability(
     property_id: uuid.UUID,
     runtime: RuntimeDep,

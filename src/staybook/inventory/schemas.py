@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from staybook.inventory.events import NightSnapshot
 from staybook.inventory.pricing import DateRangePrice, PricingRule, SeasonalRule, WeekdayRule
-from staybook.kernel.schemas import Money, Schema
+from staybook.kernel.schemas import Money, Schema, examples
 
 MAX_CALENDAR_RANGE_DAYS = 1100
 _MONTH_DAY = re.compile(r"^(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$")
@@ -73,6 +73,11 @@ class CalendarUpdate(Schema):
     """Sets the given fields on every night in [from, to). With `rules`, each night's price is
     `price` (or the room type's base price) after the rules, applied in order."""
 
+    model_config = examples(
+        {"from": "2027-03-01", "to": "2027-04-01", "price": {"amount": 11000, "currency": "EUR"}, "min_stay": 2},
+        {"from": "2027-12-23", "to": "2027-12-27", "closed": True},
+    )
+
     from_: date = Field(..., alias="from")
     to: date = Field(..., description="Exclusive")
     price: Money | None = None
@@ -110,3 +115,30 @@ class CalendarFeedOut(BaseModel):
     room_type_id: uuid.UUID
     url: str = Field(description="Fetches calendar.ics without a bearer token; keep it secret, rotate it if leaked")
     version: int
+
+
+class NightlyPriceOut(BaseModel):
+    night: date
+    price: Money
+
+
+class RoomTypeOffer(BaseModel):
+    room_type_id: uuid.UUID
+    name: str
+    max_guests: int
+    available_units: int
+    nightly_prices: list[NightlyPriceOut]
+    total: Money
+    bookable: bool
+    reasons: list[str] = Field(description="Why it is not bookable for this stay (empty when it is)")
+
+
+class Availability(BaseModel):
+    """The answer of GET /properties/{id}/availability (built as JSON bytes on the hot path, documented here)."""
+
+    property_id: uuid.UUID
+    timezone: str
+    check_in: date
+    check_out: date
+    guests: int
+    room_types: list[RoomTypeOffer]

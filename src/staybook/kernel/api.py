@@ -15,19 +15,35 @@ from staybook.kernel.errors import NotFound, Unauthorized, problem_response
 from staybook.kernel.metrics import exposition
 from staybook.kernel.models import DeadLetter
 from staybook.kernel.runtime import Runtime, get_runtime
-from staybook.kernel.schemas import CheckOut, ConsumerDeadLettersOut, DeadLetterOut, HealthOut, Page, ReplayOut
+from staybook.kernel.schemas import (
+    CheckOut,
+    ConsumerDeadLettersOut,
+    DeadLetterOut,
+    HealthOut,
+    LiveOut,
+    Page,
+    ReadyOut,
+    ReplayOut,
+)
 from staybook.kernel.security import require_role
 
 router = APIRouter(tags=["operations"])
 admin_router = APIRouter(tags=["operations"], prefix="/admin", dependencies=[Depends(require_role("admin"))])
 
 
-@router.get("/healthz/live", summary="The process is up")
+@router.get("/healthz/live", summary="The process is up", responses={200: {"model": LiveOut}})
 async def live() -> Response:
     return Response(b'{"status":"ok"}', media_type="application/json")
 
 
-@router.get("/healthz/ready", summary="The process can serve: database, and Redis/NATS when configured")
+@router.get(
+    "/healthz/ready",
+    summary="The process can serve: database, and Redis/NATS when configured",
+    responses={
+        200: {"model": ReadyOut},
+        503: {"description": "A dependency is down (problem+json `not-ready`, with `checks`)"},
+    },
+)
 async def ready(request: Request) -> Response:
     checks = await request.app.state.runtime.readiness()
     if all(result == "ok" for result in checks.values()):

@@ -8,7 +8,7 @@ does. What is added here, from the routes' dependencies and the kernel's own beh
   401/403 where a principal is needed, 404 with path parameters, 409 on writes, 413/400 with a
   body, 422 with the kernel's `ValidationProblem` (FastAPI's own 422 shape is never sent), 429
   everywhere (the gateway's limits) and a `default` problem for the rest (500, 503);
-- operation ids are the route functions' names (`hold`, not `hold_api_v1_bookings_post`).
+- operation ids are `<context>.<route function>` (`booking.hold`, not `hold_api_v1_bookings_post`).
 
 A route that honours an Idempotency-Key declares it with `openapi_extra=idempotency_key(...)`.
 """
@@ -100,7 +100,7 @@ def idempotency_key(*, required: bool) -> dict[str, Any]:
                 "name": "Idempotency-Key",
                 "in": "header",
                 "required": required,
-                "description": "A client-chosen unique key (8-255 printable characters, a UUID is fine): a retry "
+                "description": "A client-chosen unique key (1-255 printable characters; a UUID is fine): a retry "
                 "with the same key and body gets the first answer with `Idempotent-Replayed: true`, never a second "
                 "effect; the same key with another body is refused (422).",
                 "schema": {"type": "string", "minLength": 1, "maxLength": 255},
@@ -199,6 +199,7 @@ def build_openapi(app: FastAPI, *, tags: list[dict[str, str]], description: str)
                 _complete_operation(operation, method, auth_by_operation.get(operation.get("operationId")))
     components = schema.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
+    _name_form_bodies(schema)
     # FastAPI's validation shape: the error handler sends ValidationProblem instead.
     schemas.pop("HTTPValidationError", None)
     schemas.pop("ValidationError", None)
@@ -215,9 +216,40 @@ def build_openapi(app: FastAPI, *, tags: list[dict[str, str]], description: str)
     return schema
 
 
+def _name_form_bodies(document: dict[str, Any]) -> None:
+    """FastAPI names a route's form body after the route (`upload_photo`): `UploadPhotoBody` reads as
+    the type it is in a generated SDK."""
+    schemas = document["components"]["schemas"]
+    renamed = {
+        name: "".join(part.title() for part in name.rsplit(".", 1)[-1].removeprefix("Body_").split("_")) + "Body"
+        for name in schemas
+        if name == name.lower()
+    }
+    if not renamed:
+        return
+    for old, new in renamed.items():
+        schemas[new] = {**schemas.pop(old), "title": new}
+
+    def rewrite(node: Any) -> None:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/components/schemas/"):
+                name = ref.removeprefix("#/components/schemas/")
+                if name in renamed:
+                    node["$ref"] = "#/components/schemas/" + renamed[name]
+            for value in node.values():
+                rewrite(value)
+        elif isinstance(node, list):
+            for value in node:
+                rewrite(value)
+
+    rewrite(document["paths"])
+
+
 def operation_id(route: APIRoute) -> str:
-    """The route function's name: stable across path changes, what SDK generators name methods after."""
-    return route.name
+    """`<context>.<route function>` (`booking.hold`, `identity.me`): stable across path changes,
+    unique as long as a context's route functions are, and what SDK generators name methods after."""
+    return f"{route.tags[0]}.{route.name}" if route.tags else route.name
 
 
 def install(app: FastAPI, *, tags: list[dict[str, str]], description: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from babel.numbers import get_currency_precision, list_currencies
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -50,6 +50,12 @@ def _not_nullable(schema: dict[str, Any]) -> None:
         elif "anyOf" in prop:
             prop["anyOf"] = options
             prop.pop("default", None)
+
+
+def examples(*values: dict[str, Any]) -> ConfigDict:
+    """`model_config = examples({...})`: request bodies the OpenAPI document shows (and Swagger UI
+    fills in), taken from the demo data so they work against `staybook demo`."""
+    return ConfigDict(json_schema_extra={"examples": list(values)})
 
 
 class PartialUpdate(Schema):
@@ -124,3 +130,12 @@ class CheckOut(BaseModel):
 class HealthOut(BaseModel):
     status: str = Field(description='"ok" when every check passed, else "degraded"')
     checks: list[CheckOut]
+
+
+class LiveOut(BaseModel):
+    status: Literal["ok"]
+
+
+class ReadyOut(BaseModel):
+    status: Literal["ok"]
+    checks: dict[str, str] = Field(description='Each dependency: "ok"')

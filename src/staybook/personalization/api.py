@@ -13,7 +13,7 @@ from staybook.kernel.runtime import Runtime, get_runtime
 from staybook.kernel.security import Principal, current_principal, optional_principal
 from staybook.personalization import service
 from staybook.personalization.recommend import RecommendationRequest, recommend
-from staybook.personalization.schemas import RecommendationsOut, Require, SessionOut, SignalsAccepted
+from staybook.personalization.schemas import ProfileOut, RecommendationsOut, Require, SessionOut, SignalsAccepted
 
 router = APIRouter(tags=["personalization"])
 
@@ -66,7 +66,11 @@ async def new_session(
     return _json({"session": service.session_id_for(runtime.settings, user_id)}, 201)
 
 
-@router.get("/personalization/profile", summary="The signed-in user's live profile (what recommendations use)")
+@router.get(
+    "/personalization/profile",
+    summary="The signed-in user's live profile (what recommendations use)",
+    responses={200: {"model": ProfileOut}},
+)
 async def my_profile(
     principal: Principal = Depends(current_principal), runtime: Runtime = Depends(get_runtime)
 ) -> Response:

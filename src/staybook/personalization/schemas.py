@@ -103,6 +103,25 @@ class SignalsAccepted(BaseModel):
     do_not_track: bool = False
 
 
+class ScoredKey(BaseModel):
+    key: str
+    score: float
+
+
+class ProfileOut(BaseModel):
+    """What recommendations know of the signed-in user, scores decayed to now (1.0 = one view just now)."""
+
+    subject: str
+    cities: list[ScoredKey]
+    party_sizes: list[ScoredKey]
+    amenities: list[ScoredKey]
+    property_types: list[ScoredKey]
+    properties: list[ScoredKey]
+    recently_viewed: list[str]
+    recent_searches: list[str]
+    nightly_price_band: int | None = Field(description="Typical nightly price, minor units; null: not known yet")
+
+
 class SessionOut(BaseModel):
     session: str = Field(description="A signed session id for anonymous signals")
 

@@ -75,14 +75,14 @@ class SearchParams(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    check_in: date = Field(description="First night, YYYY-MM-DD")
-    check_out: date = Field(description="Departure day (exclusive), YYYY-MM-DD")
+    check_in: date = Field(description="First night, YYYY-MM-DD", examples=["2027-03-01"])
+    check_out: date = Field(description="Departure day (exclusive), YYYY-MM-DD", examples=["2027-03-04"])
     guests: int = Field(2, ge=1, le=MAX_GUESTS)
     rooms: int = Field(1, ge=1, le=MAX_ROOMS)
     lat: float | None = Field(None, ge=-90, le=90)
     lon: float | None = Field(None, ge=-180, le=180)
     radius_km: float | None = Field(None, gt=0, le=MAX_RADIUS_KM)
-    city: str | None = Field(None, min_length=1, max_length=120)
+    city: str | None = Field(None, min_length=1, max_length=120, examples=["Paris"])
     country: str | None = Field(None, pattern=r"^[A-Za-z]{2}$")
     bbox: str | None = Field(None, max_length=100, description="south,west,north,east")
     q: str | None = Field(None, min_length=1, max_length=MAX_TEXT_LENGTH, description="Name, city, description")
