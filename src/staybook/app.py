@@ -131,7 +131,9 @@ async def context_lifespans(runtime: Runtime) -> AsyncIterator[None]:
 
 def configure_observability(settings: Settings):
     configure_logging(settings.service_name, settings.pod, settings.log_level, settings.log_json)
-    return configure_tracing(settings.service_name, settings.otlp_endpoint, settings.trace_sample_ratio)
+    return configure_tracing(
+        settings.service_name, settings.otlp_endpoint, settings.trace_sample_ratio, settings.trace_client_calls
+    )
 
 
 def _mount_docs(app: FastAPI) -> None:

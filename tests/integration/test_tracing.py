@@ -109,3 +109,33 @@ async def test_a_bookings_trace_runs_from_the_request_through_the_worker_to_the_
     assert "POST /bookings" in names or "POST /api/v1/bookings" in names, names
     assert "consume booking.held" in names, names
     assert "send email booking_held" in names, names
+
+
+async def test_client_spans_name_the_statements_when_asked_for(client_for, pg_settings):
+    """trace_client_calls: each PostgreSQL statement of a request is a client span of its trace."""
+    from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
+    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+    from opentelemetry.instrumentation.redis import RedisInstrumentor
+
+    Receiver.received = []
+    server = HTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    settings = pg_settings.model_copy(
+        update={"otlp_endpoint": f"http://127.0.0.1:{server.server_port}", "trace_client_calls": True}
+    )
+    trace_id = "7bf92f3577b34da6a3ce929d0e0e4739"
+    try:
+        async with client_for(settings) as client:
+            response = await client.get(
+                "/healthz/ready", headers={"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"}
+            )
+            assert response.status_code == 200, response.text
+        telemetry.shutdown_tracing()
+    finally:
+        server.shutdown()
+        telemetry._tracer_provider = None
+        for instrumentor in (AsyncPGInstrumentor(), RedisInstrumentor(), HTTPXClientInstrumentor()):
+            instrumentor.uninstrument()
+    spans = [span for span in exported_spans() if span.trace_id.hex() == trace_id]
+    database = [span for span in spans if any(a.key == "db.system" for a in span.attributes)]
+    assert database, [span.name for span in spans]

@@ -325,6 +325,10 @@ class Settings(BaseSettings):
     otlp_endpoint: str | None = None
     # Share of new traces recorded (parent-based: an incoming or event-carried trace keeps its flag).
     trace_sample_ratio: float = Field(0.1, ge=0, le=1)
+    # Client spans (every PostgreSQL statement, Redis command, outgoing HTTP call) through the
+    # OpenTelemetry instrumentations. Off by default: the asyncpg one doubled the round trips of a
+    # statement here (bench/results/tracing.json), too much for the booking hot paths.
+    trace_client_calls: bool = False
 
     http_host: str = "127.0.0.1"
     http_port: int = Field(8000, ge=0, le=65535)

@@ -197,7 +197,9 @@ def _continued_span(name: str, traceparent: str | None, kind: str, attributes: d
             sampled_var.set(previous[2])
 
 
-def configure_tracing(service: str, otlp_endpoint: str | None, sample_ratio: float = 0.1) -> Any:
+def configure_tracing(
+    service: str, otlp_endpoint: str | None, sample_ratio: float = 0.1, client_calls: bool = False
+) -> Any:
     """Turns on OpenTelemetry export when an OTLP endpoint is set; returns the tracer or None.
 
     Sampling is parent-based: a trace that arrives sampled (or not) stays so, across the bus too;
@@ -223,8 +225,23 @@ def configure_tracing(service: str, otlp_endpoint: str | None, sample_ratio: flo
         )
         _tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
         trace.set_tracer_provider(_tracer_provider)
+        if client_calls:
+            instrument_clients(_tracer_provider)
     # From our provider, not the global one: OpenTelemetry lets the global be set once per process.
     return _tracer_provider.get_tracer("staybook")
+
+
+def instrument_clients(provider: Any) -> None:
+    """Client spans for asyncpg (every statement, the driver's hot paths included), Redis and httpx,
+    through OpenTelemetry's maintained instrumentations. Only with tracing on: off, the clients run
+    unwrapped. Their cost when on: bench/results/tracing.json (`trace_client_calls`)."""
+    from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
+    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+    from opentelemetry.instrumentation.redis import RedisInstrumentor
+
+    for instrumentor in (AsyncPGInstrumentor(), RedisInstrumentor(), HTTPXClientInstrumentor()):
+        if not instrumentor.is_instrumented_by_opentelemetry:
+            instrumentor.instrument(tracer_provider=provider)
 
 
 def shutdown_tracing() -> None:
