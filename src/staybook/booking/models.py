@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime
 
-from sqlalchemy import CheckConstraint, Date, Index, Integer, String, Text, Uuid, text
+from sqlalchemy import BigInteger, CheckConstraint, Date, Index, Integer, String, Text, Uuid, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from staybook.kernel.orm import Base, JSONType, UTCDateTime, utcnow
@@ -36,14 +36,14 @@ class Booking(Base):
     check_out: Mapped[date] = mapped_column(Date)
     units: Mapped[int] = mapped_column(Integer)
     guests: Mapped[int] = mapped_column(Integer)
-    total_amount: Mapped[int] = mapped_column(Integer)
+    total_amount: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
     # [{night, amount}] per unit, as priced by the calendar when the hold was taken.
     nightly_prices: Mapped[list] = mapped_column(JSONType)
     cancellation_policy: Mapped[str] = mapped_column(String(20))
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     payment_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
-    refund_amount: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    refund_amount: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     cancelled_by: Mapped[str | None] = mapped_column(String(8), nullable=True)
     failure_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

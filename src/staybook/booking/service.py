@@ -50,6 +50,7 @@ from staybook.kernel.errors import (
 from staybook.kernel.idempotency import Claim, forget_answers, record_if_unanswered
 from staybook.kernel.orm import new_id, utcnow
 from staybook.kernel.runtime import PeriodicJob, Runtime
+from staybook.kernel.schemas import MAX_AMOUNT
 from staybook.kernel.security import Principal
 from staybook.payments import service as payments
 from staybook.payments.provider import ChargeState, CircuitOpen, ProviderError, ProviderTimeout
@@ -447,9 +448,13 @@ async def place_hold(runtime: Runtime, principal: Principal, request: HoldReques
 
 def _price(units: int, nightly: list[tuple[date, int]]) -> dict:
     """The booking's price: the held nights' prices (per unit) times the units."""
+    total = sum(amount for _, amount in nightly) * units
+    if total > MAX_AMOUNT:
+        # Each night's price is within bounds, their sum may not be: refused, not a 500 building the answer.
+        raise InvalidInput(f"The stay's total is over the largest amount accepted, {MAX_AMOUNT}", field="body")
     return {
         "nightly_prices": [{"night": night.isoformat(), "amount": amount} for night, amount in nightly],
-        "total_amount": sum(amount for _, amount in nightly) * units,
+        "total_amount": total,
     }
 
 

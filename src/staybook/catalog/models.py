@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, Float, ForeignKey, Index, Integer, String, Text, Uuid
+from sqlalchemy import BigInteger, CheckConstraint, Float, ForeignKey, Index, Integer, String, Text, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from staybook.kernel.orm import Base, JSONType, UTCDateTime, utcnow
@@ -57,7 +57,7 @@ class RoomType(Base):
     beds: Mapped[int] = mapped_column(Integer, default=1)
     # How many identical rooms of this type the property has.
     units: Mapped[int] = mapped_column(Integer)
-    base_price_amount: Mapped[int] = mapped_column(Integer)
+    base_price_amount: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
     status: Mapped[str] = mapped_column(String(10), default="active")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime
 
-from sqlalchemy import Boolean, CheckConstraint, Date, Index, Integer, String, Uuid
+from sqlalchemy import BigInteger, Boolean, CheckConstraint, Date, Index, Integer, String, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from staybook.kernel.orm import Base, UTCDateTime
@@ -27,7 +27,7 @@ class RoomNight(Base):
     total: Mapped[int] = mapped_column(Integer)
     held: Mapped[int] = mapped_column(Integer, default=0)
     booked: Mapped[int] = mapped_column(Integer, default=0)
-    price_amount: Mapped[int] = mapped_column(Integer)
+    price_amount: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
     min_stay: Mapped[int] = mapped_column(Integer, default=1)
     # Closed: not for sale that night. Closed to arrival: a stay may include it but not start on it.

@@ -76,10 +76,14 @@ def minor_unit_digits(currency: str) -> int:
     return get_currency_precision(currency)
 
 
+# The largest amount anywhere (a price, a stay's total, a payment), in minor units; columns are 64-bit.
+MAX_AMOUNT = 10**13
+
+
 class Money(Schema):
     """An amount in the currency's minor units (cents, yen); never a float."""
 
-    amount: int = Field(..., ge=0, le=10**13, description="Amount in minor units, e.g. 12345 = 123.45 EUR")
+    amount: int = Field(..., ge=0, le=MAX_AMOUNT, description="Amount in minor units, e.g. 12345 = 123.45 EUR")
     currency: str = Field(..., min_length=3, max_length=3, examples=["EUR"])
 
     @field_validator("currency")

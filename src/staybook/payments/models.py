@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, Index, Integer, String, Text, Uuid, text
+from sqlalchemy import BigInteger, CheckConstraint, Index, Integer, String, Text, Uuid, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from staybook.kernel.orm import Base, JSONType, UTCDateTime, utcnow
@@ -23,12 +23,12 @@ class Payment(Base):
     # One payment per booking: a second attempt to pay is refused by the database, not by a check.
     booking_id: Mapped[uuid.UUID] = mapped_column(Uuid, unique=True)
     payer_id: Mapped[uuid.UUID] = mapped_column(Uuid)
-    amount: Mapped[int] = mapped_column(Integer)
+    amount: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
     provider: Mapped[str] = mapped_column(String(30))
     provider_reference: Mapped[str | None] = mapped_column(String(100), nullable=True)
     status: Mapped[str] = mapped_column(String(12))
-    refunded_amount: Mapped[int] = mapped_column(Integer, default=0)
+    refunded_amount: Mapped[int] = mapped_column(BigInteger, default=0)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     failure_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -64,11 +64,11 @@ class SandboxCharge(Base):
     # The merchant's idempotency key (staybook's payment id): a retried call finds the same charge.
     idempotency_key: Mapped[str] = mapped_column(String(100), unique=True)
     token: Mapped[str] = mapped_column(String(100))
-    amount: Mapped[int] = mapped_column(Integer)
+    amount: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
     status: Mapped[str] = mapped_column(String(12))
-    captured_amount: Mapped[int] = mapped_column(Integer, default=0)
-    refunded_amount: Mapped[int] = mapped_column(Integer, default=0)
+    captured_amount: Mapped[int] = mapped_column(BigInteger, default=0)
+    refunded_amount: Mapped[int] = mapped_column(BigInteger, default=0)
     decline_code: Mapped[str | None] = mapped_column(String(40), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
