@@ -12,7 +12,7 @@ from starlette.responses import Response
 from staybook.booking import service
 from staybook.booking.schemas import BookingOut, CancelRequest, HoldRequest, PaymentOutcome, PaymentRequest
 from staybook.kernel.idempotency import run_idempotent
-from staybook.kernel.openapi import idempotency_key
+from staybook.kernel.openapi import created, idempotency_key
 from staybook.kernel.runtime import Runtime, get_runtime
 from staybook.kernel.schemas import Page
 from staybook.kernel.security import Principal, current_principal, require_role
@@ -29,7 +29,7 @@ def _ttl(runtime: Runtime) -> int:
     response_model=BookingOut,
     summary="Hold a room type for a stay (Idempotency-Key required)",
     responses={
-        201: {"headers": {"Location": {"description": "The booking's URL", "schema": {"type": "string"}}}},
+        **created("booking"),
         409: {"description": "Some nights are not available; the problem names them"},
     },
     openapi_extra=idempotency_key(required=True),

@@ -21,6 +21,7 @@ from staybook.catalog.schemas import (
     RoomTypeUpdate,
 )
 from staybook.inventory import service as inventory
+from staybook.kernel import openapi
 from staybook.kernel.errors import NotFound
 from staybook.kernel.runtime import Runtime, get_runtime
 from staybook.kernel.security import Principal, require_role
@@ -31,7 +32,12 @@ Host = Annotated[Principal, Depends(require_role("host", "admin"))]
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-@router.post("/properties", status_code=status.HTTP_201_CREATED, response_model=PropertyOut)
+@router.post(
+    "/properties",
+    status_code=status.HTTP_201_CREATED,
+    response_model=PropertyOut,
+    responses=openapi.created("property"),
+)
 async def create_property(body: PropertyCreate, principal: Host, runtime: RuntimeDep, response: Response):
     created = await service.create_property(runtime, principal, body)
     response.headers["Location"] = f"/api/v1/properties/{created.id}"
@@ -65,7 +71,12 @@ async def my_properties(
     return await service.host_properties(runtime, principal, cursor=cursor, limit=limit)
 
 
-@router.post("/properties/{property_id}/room-types", status_code=status.HTTP_201_CREATED, response_model=RoomTypeOut)
+@router.post(
+    "/properties/{property_id}/room-types",
+    status_code=status.HTTP_201_CREATED,
+    response_model=RoomTypeOut,
+    responses=openapi.created("room type"),
+)
 async def create_room_type(
     property_id: uuid.UUID, body: RoomTypeCreate, principal: Host, runtime: RuntimeDep, response: Response
 ):

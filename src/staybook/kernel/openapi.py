@@ -110,6 +110,11 @@ def idempotency_key(*, required: bool) -> dict[str, Any]:
     }
 
 
+def created(what: str) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a route that answers 201 with the new resource's URL in `Location`."""
+    return {201: {"headers": {"Location": {"description": f"The {what}'s URL", "schema": {"type": "string"}}}}}
+
+
 def _problem(description: str, schema: str = "Problem") -> dict[str, Any]:
     return {
         "description": description,
