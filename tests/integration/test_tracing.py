@@ -107,6 +107,7 @@ async def test_a_bookings_trace_runs_from_the_request_through_the_worker_to_the_
     assert spans and all(span.trace_id.hex() == trace_id for span in spans)  # the unsampled one: nothing
     names = {span.name for span in spans}
     assert "POST /bookings" in names or "POST /api/v1/bookings" in names, names
+    assert "publish booking.held" in names, names
     assert "consume booking.held" in names, names
     assert "send email booking_held" in names, names
 

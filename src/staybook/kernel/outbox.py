@@ -24,6 +24,7 @@ from staybook.kernel.db import Database, Sql
 from staybook.kernel.events import EventEnvelope
 from staybook.kernel.models import InboxMessage, OutboxMessage, RelayTimeline
 from staybook.kernel.orm import utcnow
+from staybook.kernel.telemetry import record_publishes
 
 log = structlog.get_logger("staybook.outbox")
 
@@ -90,6 +91,7 @@ class OutboxRelay:
             failure: Exception | None = None
             try:
                 await self.bus.publish_batch(envelopes, epoch=epoch)
+                record_publishes(envelopes, "nats" if self.bus.__class__.__name__ == "NatsBus" else "in-process")
             except Exception as error:
                 # Record the attempt and commit it; the rows stay unpublished for the next pass.
                 failure = error

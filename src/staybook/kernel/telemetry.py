@@ -197,6 +197,25 @@ def _continued_span(name: str, traceparent: str | None, kind: str, attributes: d
             sampled_var.set(previous[2])
 
 
+def record_publishes(events: Any, system: str) -> None:
+    """A producer span per event the relay published, in the trace the event carries (the request
+    or consumer that emitted it); nothing when tracing is off."""
+    if _tracer_provider is None:
+        return
+    from opentelemetry import propagate, trace
+
+    tracer = _tracer_provider.get_tracer("staybook")
+    for event in events:
+        traceparent = event.headers.get("traceparent")
+        if not traceparent or traceparent.endswith("-00"):
+            continue  # an unsampled trace: nothing would be recorded
+        parent = propagate.extract({"traceparent": traceparent})
+        span = tracer.start_span(f"publish {event.type}", context=parent, kind=trace.SpanKind.PRODUCER)
+        span.set_attribute("messaging.system", system)
+        span.set_attribute("messaging.destination.name", event.subject)
+        span.end()
+
+
 def configure_tracing(
     service: str, otlp_endpoint: str | None, sample_ratio: float = 0.1, client_calls: bool = False
 ) -> Any:
