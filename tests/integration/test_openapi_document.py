@@ -223,3 +223,38 @@ async def test_allow_is_right_on_every_path(sqlite_settings, client_for):
                 assert answer.status_code == 405, (method, path, answer.status_code)
                 assert answer.headers["content-type"] == "application/problem+json"
                 assert set(answer.headers["allow"].split(", ")) == documented, (method, path, answer.headers["allow"])
+
+
+async def test_fields_declared_nullable_accept_null(sqlite_settings, client_for):
+    """A body field the document says may be null is accepted as null (PATCH /me, the calendar);
+    PATCH bodies that refuse null do not declare it (test_document_is_complete)."""
+    from staybook.identity.service import seed_demo
+
+    async with client_for(sqlite_settings) as client:
+        spec = (await client.get("/openapi.json")).json()
+        schemas = spec["components"]["schemas"]
+
+        def nullable(operation_id: str) -> list[str]:
+            operation = next(op for _, _, op in _operations(spec) if op["operationId"] == operation_id)
+            name = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
+            return [field for field, schema in schemas[name]["properties"].items() if "null" in str(schema)]
+
+        runtime = client.app.state.runtime
+        await seed_demo(runtime, properties=0, seed=7)
+        login = {"email": "guest@staybook.demo", "password": "demo-guest-pass-42"}
+        tokens = (await client.post("/api/v1/auth/login", json=login)).json()
+        guest = {"Authorization": f"Bearer {tokens['access_token']}"}
+        assert len(nullable("identity.update_me")) >= 5
+        for field in nullable("identity.update_me"):
+            answer = await client.patch("/api/v1/me", json={field: None}, headers=guest)
+            assert answer.status_code == 200, (field, answer.text)
+
+        room = await seed_room_type(runtime, total=1)
+        host = bearer(sqlite_settings, "host", room["host_id"])
+        stay = {"from": "2027-03-01", "to": "2027-03-05"}
+        assert len(nullable("inventory.update_calendar")) >= 5
+        for field in nullable("inventory.update_calendar"):
+            url = f"/api/v1/room-types/{room['room_type_id']}/calendar"
+            change = {"min_stay": 1} if field != "min_stay" else {"closed": False}  # something to change
+            answer = await client.put(url, json=stay | change | {field: None}, headers=host)
+            assert answer.status_code == 200, (field, answer.text)

@@ -560,7 +560,8 @@ async def update_me(runtime: Runtime, principal: Principal, data: ProfileUpdate)
     changes = data.model_dump(exclude_unset=True)
     async with runtime.db.unit_of_work() as uow:
         user = await _active_user(uow.session, principal.user_id, for_update=True)
-        if "region" in changes and changes["region"] not in runtime.settings.identity.regions:
+        # null leaves the region as it is, like the other profile fields that cannot be cleared.
+        if changes.get("region") is not None and changes["region"] not in runtime.settings.identity.regions:
             raise InvalidInput(
                 f"region must be one of {', '.join(runtime.settings.identity.regions)}", field="body.region"
             )
