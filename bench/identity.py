@@ -113,6 +113,20 @@ async def revocation_check_cost(cache_seconds: float, count: int = 3000) -> dict
     }
 
 
+def headline(result: dict) -> dict:
+    """The figures the identity issue names, from a whole result document."""
+    revocation = result.get("revocation_check", {})
+    return {
+        "login_per_s": result["login"]["closed_loop"]["throughput_rps"],
+        "login_ceiling_argon2_per_s": result["argon2_ceiling"]["verifications_per_s"],
+        "login_ratio_to_ceiling": result["ratio_to_ceiling"]["login"],
+        "login_p99_ms": result["login"]["open_loop"]["latency_ms"]["p99"],
+        "authenticated_read_ratio_to_anonymous": result["ratio_to_ceiling"]["authenticated_read"],
+        "revocation_check_us_cached": revocation.get("us_per_request_cached"),
+        "revocation_check_us_from_redis": revocation.get("us_per_request_from_redis"),
+    }
+
+
 def record_revocation_cost() -> None:
     """`--revocation-only`: measures the revocation check and adds it to the existing result."""
     settings = Settings(environment="test")
@@ -121,6 +135,7 @@ def record_revocation_cost() -> None:
     result = json.loads(path.read_text())
     result["revocation_check"] = {**cost, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     result["revocation_check"]["load_average_1m"] = round(os.getloadavg()[0], 2)
+    result["summary"] = headline(result)
     path.write_text(json.dumps(result, indent=2) + "\n")
     cached, from_redis = cost["us_per_request_cached"], cost["us_per_request_from_redis"]
     print(f"revocation check: {cached} us cached, {from_redis} us from Redis")
@@ -218,30 +233,28 @@ def main() -> None:
         read["authenticated"]["closed_loop"]["throughput_rps"], read["anonymous"]["closed_loop"]["throughput_rps"]
     )
     print(f"\nlogins/s per core vs argon2 ceiling: {login_ratio}; authenticated / anonymous read: {auth_ratio}")
-    path = write_result(
-        "identity",
-        {
-            "what": "sign-in through the whole stack (PostgreSQL, Redis) and a cached read with/without a bearer token",
-            "ceiling": {
-                "login": "argon2id verifications/s on one core in-process, same parameters, same run",
-                "authenticated_read": "the same route without a token, same server, same run",
-            },
-            "argon2": PasswordHashing(
-                settings.identity.argon2_time_cost,
-                settings.identity.argon2_memory_kib,
-                settings.identity.argon2_parallelism,
-            ).parameters,
-            "argon2_ceiling": ceiling,
-            "token_verification_in_process": token_cost,
-            "revocation_check": asyncio.run(revocation_check_cost(settings.identity.token_version_cache_seconds)),
-            "login": {"closed_loop": login_closed, "open_loop": login_open, "open_loop_rate": args.login_rate},
-            "cached_read": read,
-            "read_open_loop_rate": args.read_rate,
-            "ratio_to_ceiling": {"login": login_ratio, "authenticated_read": auth_ratio},
-            # Other work on the machine skews every figure; the load average says how much there was.
-            "load_average_1m_at_end": round(os.getloadavg()[0], 2),
+    result = {
+        "what": "sign-in through the whole stack (PostgreSQL, Redis) and a cached read with/without a bearer token",
+        "ceiling": {
+            "login": "argon2id verifications/s on one core in-process, same parameters, same run",
+            "authenticated_read": "the same route without a token, same server, same run",
         },
-    )
+        "argon2": PasswordHashing(
+            settings.identity.argon2_time_cost,
+            settings.identity.argon2_memory_kib,
+            settings.identity.argon2_parallelism,
+        ).parameters,
+        "argon2_ceiling": ceiling,
+        "token_verification_in_process": token_cost,
+        "revocation_check": asyncio.run(revocation_check_cost(settings.identity.token_version_cache_seconds)),
+        "login": {"closed_loop": login_closed, "open_loop": login_open, "open_loop_rate": args.login_rate},
+        "cached_read": read,
+        "read_open_loop_rate": args.read_rate,
+        "ratio_to_ceiling": {"login": login_ratio, "authenticated_read": auth_ratio},
+        # Other work on the machine skews every figure; the load average says how much there was.
+        "load_average_1m_at_end": round(os.getloadavg()[0], 2),
+    }
+    path = write_result("identity", {**result, "summary": headline(result)})
     print(f"wrote {path}")
 
 
