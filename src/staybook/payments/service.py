@@ -476,7 +476,7 @@ JOBS = [PeriodicJob("payments.sandbox-webhooks", 0.25, _retry_sandbox_webhooks)]
 async def export_personal_data(runtime: Runtime, user_id: uuid.UUID) -> dict:
     """The user's payments for their GDPR export: amounts, states and references, never card data
     (the platform holds none: the provider keeps the card behind its token)."""
-    async with runtime.db.session() as session:
+    async with runtime.db.replica_session() as session:  # an export may be a moment behind
         query = select(Payment).where(Payment.payer_id == user_id).order_by(Payment.created_at)
         rows = (await session.scalars(query)).all()
     return {
