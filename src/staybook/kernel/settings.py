@@ -142,7 +142,9 @@ class BookingSettings(BaseModel):
 
 
 class PaymentsSettings(BaseModel):
-    provider: str = "sandbox"
+    # The provider module (payments/<name>.py); its webhooks arrive at /api/v1/payments/webhooks/<name>.
+    provider: Literal["sandbox", "stripe"] = "sandbox"
+    # The secret the provider signs webhooks with (Stripe: the endpoint's `whsec_...` signing secret).
     webhook_secret: SecretStr = SecretStr(DEMO_SECRET)
     webhook_tolerance_seconds: int = Field(300, ge=1)
     # How long staybook waits for the provider before treating the outcome as unknown.
@@ -156,6 +158,9 @@ class PaymentsSettings(BaseModel):
     sandbox_instant: bool = False
     # Where the sandbox posts its webhooks; default this process's own /api/v1/payments/webhooks/sandbox.
     sandbox_webhook_url: str | None = None
+    # The stripe provider: a secret key (`sk_...`) and the API's address (another for a Stripe-compatible server).
+    stripe_api_key: SecretStr | None = None
+    stripe_api_base: str = "https://api.stripe.com"
     # Webhook deliveries accepted per provider and source address per window (forgeries and floods
     # are refused before the body is read or a signature checked).
     # A provider sends every booking's webhooks from a few addresses: 600/min refused (429) the
