@@ -222,3 +222,21 @@ async def test_reconciliation_finds_an_authorised_but_unconfirmed_payment(case: 
         }
     ]
     assert report["pending_without_reference"] == 0
+
+
+async def test_a_stripe_card_that_wants_authentication_is_declined(stripe_url, pg_settings, make_runtime):
+    """3-D Secure cannot be offered in this flow: the intent waits for the guest, nothing is reserved."""
+    settings = _settings(pg_settings, "stripe", stripe_url)
+    provider = StripeProvider((await make_runtime(settings)).db, settings)
+    try:
+        card = {"number": "4000002500003155", "exp_month": "12", "exp_year": "2034", "cvc": "123"}
+        method = await provider.client.post(
+            "/v1/payment_methods", data={"type": "card"} | {f"card[{k}]": v for k, v in card.items()}
+        )
+        assert method.status_code == 200, method.text
+        key = _key()
+        answer = await provider.authorise(token=method.json()["id"], amount=5_000, currency="EUR", idempotency_key=key)
+        assert (answer.status, answer.decline_code) == (ChargeStatus.DECLINED, "authentication_required")
+        assert await provider.find(key) == answer
+    finally:
+        await provider.close()
