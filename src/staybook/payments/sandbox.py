@@ -86,9 +86,9 @@ _BY_REFERENCE = Sql(
 
 
 @functools.cache
-def _move_statement(status: str, allowed_from: tuple[str, ...], amounts: tuple[str, ...]) -> Sql:
+def _move_statement(status: ChargeStatus, allowed_from: tuple[ChargeStatus, ...], amounts: tuple[str, ...]) -> Sql:
     changes = ", ".join(["status = :status", "updated_at = :updated_at", *(f"{name} = :{name}" for name in amounts)])
-    allowed = ", ".join(repr(before) for before in allowed_from)
+    allowed = ChargeStatus.sql_list(allowed_from)
     return Sql(
         f"UPDATE sandbox_charges SET {changes} WHERE reference = :reference AND status IN ({allowed})" + _RETURNING,
         table=CHARGES,
@@ -157,15 +157,15 @@ class SandboxProvider:
 
     async def capture(self, reference: str, *, amount: int, idempotency_key: str) -> ChargeState:
         await self._network()
-        return await self._move(reference, "captured", {"authorised"}, captured_amount=amount)
+        return await self._move(reference, ChargeStatus.CAPTURED, {ChargeStatus.AUTHORISED}, captured_amount=amount)
 
     async def void(self, reference: str, *, idempotency_key: str) -> ChargeState:
         await self._network()
-        return await self._move(reference, "voided", {"authorised"})
+        return await self._move(reference, ChargeStatus.VOIDED, {ChargeStatus.AUTHORISED})
 
     async def refund(self, reference: str, *, amount: int, idempotency_key: str) -> ChargeState:
         await self._network()
-        return await self._move(reference, "refunded", {"captured"}, refunded_amount=amount)
+        return await self._move(reference, ChargeStatus.REFUNDED, {ChargeStatus.CAPTURED}, refunded_amount=amount)
 
     async def find(self, idempotency_key: str) -> ChargeState | None:
         await self._network()
@@ -222,7 +222,7 @@ class SandboxProvider:
             "token": token,
             "amount": amount,
             "currency": currency,
-            "status": "declined" if decline else "authorised",
+            "status": ChargeStatus.DECLINED if decline else ChargeStatus.AUTHORISED,
             "captured_amount": 0,
             "refunded_amount": 0,
             "decline_code": decline,
@@ -238,7 +238,9 @@ class SandboxProvider:
         self._kick()
         return _state(row)
 
-    async def _move(self, reference: str, status: str, allowed_from: set[str], **amounts: int) -> ChargeState:
+    async def _move(
+        self, reference: str, status: ChargeStatus, allowed_from: set[ChargeStatus], **amounts: int
+    ) -> ChargeState:
         async with self._ledger() as ledger:
             # One conditional UPDATE; only when it does not apply, a read says why.
             statement = _move_statement(status, tuple(sorted(allowed_from)), tuple(sorted(amounts)))
