@@ -7,11 +7,10 @@ here, and that request is what `parse_webhook` is given (as it is, altered, and 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import httpx
 import pytest
@@ -21,40 +20,10 @@ from staybook.payments.models import PaymentStatus
 from staybook.payments.provider import ChargeStatus, InvalidSignature, PaymentProvider
 from staybook.payments.sandbox import SandboxProvider
 from staybook.payments.stripe import StripeProvider
-from tests.stripe_server import API_KEY, flush, register_webhook, stripe_server
+from tests.stripe_server import API_KEY, flush, register_webhook
+from tests.webhook_receiver import Receiver, receiver
 
 SECRET = "whsec_contract_tests"
-
-
-@dataclass
-class Receiver:
-    """An HTTP endpoint on a free port that keeps every request posted to it."""
-
-    url: str = ""
-    requests: asyncio.Queue[tuple[bytes, dict[str, str]]] = field(default_factory=asyncio.Queue)
-
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = await reader.readuntil(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")[1:]
-        headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines if ":" in line)}
-        body = await reader.readexactly(int(headers.get("content-length", "0")))
-        await self.requests.put((body, headers))
-        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}")
-        await writer.drain()
-        writer.close()
-
-    async def next(self, seconds: float = 15.0) -> tuple[bytes, dict[str, str]]:
-        return await asyncio.wait_for(self.requests.get(), seconds)
-
-
-@contextlib.asynccontextmanager
-async def receiver() -> AsyncIterator[Receiver]:
-    box = Receiver()
-    server = await asyncio.start_server(box.handle, "127.0.0.1", 0)
-    box.url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-    async with server:
-        yield box
-        server.close()
 
 
 @dataclass
@@ -77,12 +46,6 @@ class Case:
                 charge = self.provider.parse_webhook(body, headers).charge
                 if (charge.reference, charge.status) == (reference, status):
                     return body, headers
-
-
-@pytest.fixture(scope="module")
-def stripe_url() -> Iterator[str]:
-    with stripe_server() as url:
-        yield url
 
 
 def _settings(pg_settings, name: str, stripe_base: str | None):
@@ -259,3 +222,21 @@ async def test_reconciliation_finds_an_authorised_but_unconfirmed_payment(case: 
         }
     ]
     assert report["pending_without_reference"] == 0
+
+
+async def test_a_stripe_card_that_wants_authentication_is_declined(stripe_url, pg_settings, make_runtime):
+    """3-D Secure cannot be offered in this flow: the intent waits for the guest, nothing is reserved."""
+    settings = _settings(pg_settings, "stripe", stripe_url)
+    provider = StripeProvider((await make_runtime(settings)).db, settings)
+    try:
+        card = {"number": "4000002500003155", "exp_month": "12", "exp_year": "2034", "cvc": "123"}
+        method = await provider.client.post(
+            "/v1/payment_methods", data={"type": "card"} | {f"card[{k}]": v for k, v in card.items()}
+        )
+        assert method.status_code == 200, method.text
+        key = _key()
+        answer = await provider.authorise(token=method.json()["id"], amount=5_000, currency="EUR", idempotency_key=key)
+        assert (answer.status, answer.decline_code) == (ChargeStatus.DECLINED, "authentication_required")
+        assert await provider.find(key) == answer
+    finally:
+        await provider.close()

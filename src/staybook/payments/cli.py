@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+from datetime import UTC, datetime
 
 import orjson
 import typer
@@ -16,9 +16,11 @@ app = typer.Typer(no_args_is_help=True, help="Payments: reconcile with the provi
 
 @app.command()
 def reconcile(
-    since: datetime | None = typer.Option(None, help="Only payments and charges created since (ISO date or time)."),
+    since: datetime | None = typer.Option(None, help="Only payments and charges created since (ISO, UTC)."),
 ) -> None:
     """Compare staybook's payments with the provider's books; exit 1 on any difference."""
+    if since is not None and since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)
     from staybook.kernel.runtime import Runtime
     from staybook.payments import service
 

@@ -45,8 +45,8 @@ log = structlog.get_logger("staybook.payments.stripe")
 
 SIGNATURE_HEADER = "stripe-signature"
 KEY = "staybook_key"
-# PaymentIntent statuses that are not yet an answer about the money.
-_UNSETTLED = {"requires_payment_method", "requires_confirmation", "requires_action", "processing"}
+# PaymentIntent statuses that are not yet an answer about the money (unless a payment error says why).
+_UNSETTLED = {"requires_payment_method", "requires_confirmation", "processing"}
 _EVENTS = {
     "payment_intent.amount_capturable_updated",
     "payment_intent.succeeded",
@@ -242,6 +242,10 @@ def _state(intent: dict) -> ChargeState:
         mapped = ChargeStatus.VOIDED
     elif status in _UNSETTLED and intent.get("last_payment_error"):
         mapped = ChargeStatus.DECLINED
+    elif status == "requires_action":
+        # The card wants the guest to authenticate (3-D Secure), which this flow cannot offer:
+        # nothing is reserved, and it is answered as Stripe's own decline code for it.
+        mapped = ChargeStatus.DECLINED
     else:
         raise ProviderError(f"stripe: payment intent {intent['id']} is {status}, not an answer yet")
     captured = int(intent.get("amount_received") or charge.get("amount_captured") or 0)
@@ -256,5 +260,7 @@ def _state(intent: dict) -> ChargeState:
         currency=str(intent["currency"]).upper(),
         captured_amount=captured if mapped in (ChargeStatus.CAPTURED, ChargeStatus.REFUNDED) else 0,
         refunded_amount=refunded,
-        decline_code=(error.get("decline_code") or error.get("code")) if mapped == ChargeStatus.DECLINED else None,
+        decline_code=(error.get("decline_code") or error.get("code") or "authentication_required")
+        if mapped == ChargeStatus.DECLINED
+        else None,
     )
