@@ -254,6 +254,18 @@ def typesense_url() -> str:
         yield url
 
 
+# ------------------------------------------------------------------ Stripe-compatible server
+
+
+@pytest.fixture(scope="session")
+def stripe_url() -> Iterator[str]:
+    """localstripe (the test extra) for this test worker: the stripe provider's counterpart."""
+    from tests.stripe_server import stripe_server
+
+    with stripe_server() as url:
+        yield url
+
+
 # ------------------------------------------------------------------ S3-compatible object store
 
 

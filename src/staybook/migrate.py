@@ -26,7 +26,11 @@ def alembic_config(settings: Settings) -> Config:
 
 
 def upgrade(settings: Settings, revision: str = "heads") -> None:
+    """Migrates the database, then each region's own (the same history: they hold the same schema,
+    of which a region's database uses the table of its users' personal data)."""
     command.upgrade(alembic_config(settings), revision)
+    for region in settings.regions.values():
+        command.upgrade(alembic_config(settings.model_copy(update={"database_url": region.database_url})), revision)
 
 
 def downgrade(settings: Settings, revision: str = "base") -> None:

@@ -18,9 +18,9 @@ from tests.conftest import bearer
 pytestmark = pytest.mark.e2e
 
 
-def reconcile(settings) -> subprocess.CompletedProcess:
+def reconcile(settings, *options: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "STAYBOOK_DATABASE_URL": settings.database_url, "STAYBOOK_LOG_LEVEL": "WARNING"}
-    command = [sys.executable, "-c", "from staybook.cli import main; main()", "payments", "reconcile"]
+    command = [sys.executable, "-c", "from staybook.cli import main; main()", "payments", "reconcile", *options]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
 
 
@@ -47,6 +47,8 @@ async def test_reconcile_command(pg_settings, client_for):
         assert balanced.returncode == 0, balanced.stderr
         report = json.loads(balanced.stdout)
         assert report["balanced"] and report["captured"] == {"staybook": 40_000, "provider": 40_000}
+        later = json.loads(reconcile(settings, "--since", "2999-01-01").stdout)  # nothing created since
+        assert (later["payments"], later["provider_charges"], later["balanced"]) == (0, 0, True)
 
         async with runtime.db.unit_of_work() as uow:  # the bank refunds the charges behind staybook's back
             refunded = (

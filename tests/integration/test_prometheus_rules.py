@@ -119,6 +119,7 @@ def test_the_issue_rows_have_their_alerts_and_thresholds():
 RUNBOOKS = ROOT / "docs" / "runbooks"
 SCENARIOS = [
     "database-failover",
+    "region-failover",
     "cache-invalidation",
     "traffic-spike",
     "nats-outage",

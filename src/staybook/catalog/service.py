@@ -28,7 +28,7 @@ import orjson
 import structlog
 from PIL import Image, ImageOps, UnidentifiedImageError
 from sqlalchemy import JSON, and_, column, func, insert, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from staybook.catalog.events import (
     PhotoUploaded,
@@ -285,18 +285,21 @@ def _as_uuid(value) -> uuid.UUID:
     return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
 
 
-async def property_count(runtime: Runtime) -> int:
-    async with runtime.db.engine.connect() as conn:
+async def property_count(runtime: Runtime, source: AsyncEngine | None = None) -> int:
+    async with (source or runtime.db.engine).connect() as conn:
         return int(await conn.scalar(select(func.count()).select_from(Property)) or 0)
 
 
-async def room_type_count(runtime: Runtime) -> int:
-    async with runtime.db.engine.connect() as conn:
+async def room_type_count(runtime: Runtime, source: AsyncEngine | None = None) -> int:
+    async with (source or runtime.db.engine).connect() as conn:
         return int(await conn.scalar(select(func.count()).select_from(RoomType)) or 0)
 
 
-async def property_listings(runtime: Runtime, *, batch_size: int = 2000) -> AsyncIterator[list[PropertyListing]]:
-    """Every property, any status, in batches streamed from one read (for rebuilding read models).
+async def property_listings(
+    runtime: Runtime, *, batch_size: int = 2000, source: AsyncEngine | None = None
+) -> AsyncIterator[list[PropertyListing]]:
+    """Every property, any status, in batches streamed from one read (for rebuilding read models)
+    of `source` (a caught-up standby, `Database.caught_up_reader`; default the primary).
 
     In place order (country, city), so an in-memory read model filled in this order keeps a
     city's properties together."""
@@ -305,7 +308,7 @@ async def property_listings(runtime: Runtime, *, batch_size: int = 2000) -> Asyn
         Property.latitude, Property.longitude, Property.currency, Property.amenities, Property.rating_tenths,
         Property.status,
     )  # fmt: skip
-    async with runtime.db.engine.connect() as conn:
+    async with (source or runtime.db.engine).connect() as conn:
         query = select(*columns).order_by(Property.country, Property.city, Property.id)
         rows = await conn.stream(query.execution_options(yield_per=batch_size))
         async for batch in rows.partitions(batch_size):
@@ -333,7 +336,9 @@ async def property_listings(runtime: Runtime, *, batch_size: int = 2000) -> Asyn
             yield listings
 
 
-async def room_type_listings(runtime: Runtime, *, batch_size: int = 5000) -> AsyncIterator[list[RoomTypeListing]]:
+async def room_type_listings(
+    runtime: Runtime, *, batch_size: int = 5000, source: AsyncEngine | None = None
+) -> AsyncIterator[list[RoomTypeListing]]:
     """Every room type, any status, in batches streamed from one read; in the order of
     `property_listings` (their property's place), then by id."""
     query = (
@@ -341,7 +346,7 @@ async def room_type_listings(runtime: Runtime, *, batch_size: int = 5000) -> Asy
         .join(Property, Property.id == RoomType.property_id)
         .order_by(Property.country, Property.city, Property.id, RoomType.id)
     )
-    async with runtime.db.engine.connect() as conn:
+    async with (source or runtime.db.engine).connect() as conn:
         rows = await conn.stream(query.execution_options(yield_per=batch_size))
         async for batch in rows.partitions(batch_size):
             yield [

@@ -119,3 +119,21 @@ class AuditEntry(Base):
     entry_hash: Mapped[str] = mapped_column(String(64))
 
     __table_args__ = (Index("ix_audit_log_resource", "resource_type", "resource_id"),)
+
+
+class RegionalPersonalData(Base):
+    """A user's sealed record in their region's own database (`settings.regions`, identity/residency.py).
+
+    The columns of `users` that hold it stay NULL for such a user: the home database, and every
+    standby of it in another region, never sees the ciphertext nor the key that opens it. No
+    foreign key: the user row is in another database.
+    """
+
+    __tablename__ = "user_personal_data"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    pii_key_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    pii_wrapped_key: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    pii: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    totp_secret: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -23,7 +23,7 @@ from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from staybook.identity import anchor, audit, metrics, mfa
+from staybook.identity import anchor, audit, metrics, mfa, residency
 from staybook.identity.events import (
     PERSONAL_PAYLOAD_KEYS,
     UserErased,
@@ -84,6 +84,7 @@ def credentials(runtime: Runtime) -> Credentials:
             PasswordHashing(settings.argon2_time_cost, settings.argon2_memory_kib, settings.argon2_parallelism),
         )
         runtime.extensions[EXTENSION] = found
+        residency.install(runtime)  # before any user is loaded through this runtime's engines
     return found
 
 
@@ -93,7 +94,10 @@ async def lifespan(runtime: Runtime) -> AsyncIterator[None]:
     credentials(runtime)
     runtime.token_versions.loader = lambda user_id: stored_token_version(runtime, user_id)
     await runtime.consumers.start(token_version_subscriptions(runtime))
-    yield
+    try:
+        yield
+    finally:
+        await residency.install(runtime).dispose()
 
 
 # ---------------------------------------------------------------------------- revocation
@@ -1028,7 +1032,7 @@ async def rotate_pii_keys(runtime: Runtime, batch_size: int = 500) -> int:
                 user.pii_key_id, user.pii_wrapped_key = vault.rewrap(user.pii_key_id, user.pii_wrapped_key)
         total += len(users)
         if len(users) < batch_size:
-            return total
+            return total + await residency.rotate_keys(runtime, vault.rewrap, vault.active_key_id, batch_size)
 
 
 # ---------------------------------------------------------------------------- demo data

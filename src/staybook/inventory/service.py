@@ -35,6 +35,7 @@ from itertools import repeat
 import orjson
 from sqlalchemy import case, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from staybook.catalog import service as catalog
 from staybook.inventory.events import InventoryChanged, NightSnapshot
@@ -340,18 +341,18 @@ def _as_date(value) -> date:
     return value if isinstance(value, date) else date.fromisoformat(str(value))
 
 
-async def night_count(runtime: Runtime, start: date, end: date) -> int:
+async def night_count(runtime: Runtime, start: date, end: date, source: AsyncEngine | None = None) -> int:
     """Room nights from `start` up to (not including) `end`, every room type."""
     query = select(func.count()).select_from(RoomNight).where(RoomNight.night >= start, RoomNight.night < end)
-    async with runtime.db.engine.connect() as conn:
+    async with (source or runtime.db.engine).connect() as conn:
         return int(await conn.scalar(query) or 0)
 
 
 async def night_listings(
-    runtime: Runtime, start: date, end: date, *, batch_size: int = 20_000
+    runtime: Runtime, start: date, end: date, *, batch_size: int = 20_000, source: AsyncEngine | None = None
 ) -> AsyncIterator[list[NightListing]]:
     """Every room type's nights from `start` up to `end`, ordered by room type then night, in
-    batches streamed from one read (for rebuilding read models)."""
+    batches streamed from one read of `source` (default the primary), for rebuilding read models."""
     query = (
         select(
             RoomNight.room_type_id,
@@ -367,7 +368,7 @@ async def night_listings(
         .order_by(RoomNight.room_type_id, RoomNight.night)
         .execution_options(yield_per=batch_size)
     )
-    async with runtime.db.engine.connect() as conn:
+    async with (source or runtime.db.engine).connect() as conn:
         rows = await conn.stream(query)
         async for batch in rows.partitions(batch_size):
             yield [

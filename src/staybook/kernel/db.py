@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import orjson
+import structlog
 from sqlalchemy import JSON, Column, Table, TextClause, bindparam, event, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -33,6 +34,8 @@ from sqlalchemy.util import greenlet_spawn
 from staybook.kernel import metrics
 from staybook.kernel.crypto import Sealer
 from staybook.kernel.models import OutboxMessage
+
+log = structlog.get_logger("staybook.db")
 
 if TYPE_CHECKING:
     from staybook.kernel.events import Event
@@ -429,6 +432,10 @@ SELECT CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
 """
 
 
+# On a standby: whether replay has passed the primary's position `target` (an LSN).
+REPLAYED_SQL = "SELECT pg_last_wal_replay_lsn() >= CAST(:target AS pg_lsn)"
+
+
 class Database:
     """Engine plus session factory, created in the app lifespan (never at import)."""
 
@@ -530,6 +537,27 @@ class Database:
         that decides a write."""
         async with self.replica_sessions() as session:
             yield session
+
+    async def caught_up_reader(self, timeout: float = 10.0) -> AsyncEngine:
+        """The engine for a long read that rebuilds something from the truth (the search index):
+        the standby once it has replayed everything the primary had committed when this was
+        called, so the rebuild misses no change whose event came before it; the primary when
+        there is no standby, or it is still behind after `timeout` seconds."""
+        if self.replica_engine is None:
+            return self.engine
+        async with self.engine.connect() as conn:
+            target = await conn.scalar(text("SELECT pg_current_wal_lsn()"))
+        deadline = asyncio.get_running_loop().time() + timeout
+        async with self.replica_engine.connect() as conn:
+            while True:
+                replayed = await conn.scalar(text(REPLAYED_SQL), {"target": target})
+                await conn.rollback()
+                if replayed:
+                    return self.replica_engine
+                if asyncio.get_running_loop().time() >= deadline:
+                    log.warning("standby still behind; reading the primary", context={"timeout": timeout})
+                    return self.engine
+                await asyncio.sleep(0.05)
 
     async def replica_lag_seconds(self) -> float | None:
         """How far the standby's replay is behind (0 when it has replayed all it received); None

@@ -43,7 +43,8 @@ class IdentitySettings(BaseModel):
     argon2_parallelism: int = Field(1, ge=1, le=16)
     mfa_token_ttl_seconds: int = Field(300, ge=30, le=3600)
     recovery_code_count: int = Field(10, ge=4, le=20)
-    # Residency regions a user may live in (data placement for later multi-region work).
+    # Residency regions a user may live in; a region listed in `regions` (top level) stores its
+    # users' personal data in a database of its own.
     regions: list[str] = Field(default_factory=lambda: ["eu", "us", "apac"])
     default_region: str = "eu"
     # Tighter limits than the gateway's on the routes that guess credentials: (requests, window s, block s).
@@ -141,7 +142,9 @@ class BookingSettings(BaseModel):
 
 
 class PaymentsSettings(BaseModel):
-    provider: str = "sandbox"
+    # The provider module (payments/<name>.py); its webhooks arrive at /api/v1/payments/webhooks/<name>.
+    provider: Literal["sandbox", "stripe"] = "sandbox"
+    # The secret the provider signs webhooks with (Stripe: the endpoint's `whsec_...` signing secret).
     webhook_secret: SecretStr = SecretStr(DEMO_SECRET)
     webhook_tolerance_seconds: int = Field(300, ge=1)
     # How long staybook waits for the provider before treating the outcome as unknown.
@@ -155,6 +158,9 @@ class PaymentsSettings(BaseModel):
     sandbox_instant: bool = False
     # Where the sandbox posts its webhooks; default this process's own /api/v1/payments/webhooks/sandbox.
     sandbox_webhook_url: str | None = None
+    # The stripe provider: a secret key (`sk_...`) and the API's address (another for a Stripe-compatible server).
+    stripe_api_key: SecretStr | None = None
+    stripe_api_base: str = "https://api.stripe.com"
     # Webhook deliveries accepted per provider and source address per window (forgeries and floods
     # are refused before the body is read or a signature checked).
     # A provider sends every booking's webhooks from a few addresses: 600/min refused (429) the
@@ -245,6 +251,18 @@ class BackupSettings(BaseModel):
     work_dir: Path = Path("./staybook-backups")
 
 
+class RegionSettings(BaseModel):
+    """A residency region with a database of its own: its users' sealed personal data is stored
+    there and nowhere else (`STAYBOOK_REGIONS__US__DATABASE_URL`, docs/operations/recovery.md)."""
+
+    database_url: str
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, url: str) -> str:
+        return Settings._async_driver(url)
+
+
 class PersonalizationSettings(BaseModel):
     # Parquet archive of signals (day partitions): a directory or an s3:// URI (docs/personalization.md).
     archive_dir: str = "./staybook-signals"
@@ -293,6 +311,9 @@ class Settings(BaseSettings):
     # A streaming standby (`staybook dr standby`) for reads that may lag: host listings and data
     # exports. Unset: every read goes to the primary. Its lag is a metric (docs/operations/recovery.md).
     database_replica_url: str | None = None
+    # Residency regions with a database of their own (see RegionSettings). A user of a region not
+    # listed keeps their personal data in database_url, as every user does by default.
+    regions: dict[str, RegionSettings] = Field(default_factory=dict)
     database_pool_size: int = Field(10, ge=1, le=200)
     database_max_overflow: int = Field(10, ge=0, le=200)
     database_echo: bool = False
@@ -385,6 +406,13 @@ class Settings(BaseSettings):
         if not url.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
             raise ValueError("database_url must be a postgresql:// or sqlite:/// URL")
         return url
+
+    @model_validator(mode="after")
+    def _known_regions(self) -> Settings:
+        unknown = sorted(set(self.regions) - set(self.identity.regions))
+        if unknown:
+            raise ValueError(f"regions {', '.join(unknown)} are not in identity.regions")
+        return self
 
     @model_validator(mode="after")
     def _default_jwt_key(self) -> Settings:

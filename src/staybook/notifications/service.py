@@ -763,7 +763,7 @@ async def unsubscribe(runtime: Runtime, user_id: uuid.UUID, type_name: str) -> N
 
 async def export_personal_data(runtime: Runtime, user_id: uuid.UUID) -> dict:
     """The messages sent to the user and their choices, for their GDPR export."""
-    async with runtime.db.session() as session:
+    async with runtime.db.replica_session() as session:  # an export may be a moment behind
         rows = (
             await session.scalars(select(Delivery).where(Delivery.user_id == user_id).order_by(Delivery.created_at))
         ).all()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 import orjson
 import typer
@@ -14,15 +15,20 @@ app = typer.Typer(no_args_is_help=True, help="Payments: reconcile with the provi
 
 
 @app.command()
-def reconcile() -> None:
-    """Compare staybook's payments with the provider's ledger; exit 1 on any difference."""
+def reconcile(
+    since: datetime | None = typer.Option(None, help="Only payments and charges created since (ISO, UTC)."),
+) -> None:
+    """Compare staybook's payments with the provider's books; exit 1 on any difference."""
+    if since is not None and since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)
     from staybook.kernel.runtime import Runtime
     from staybook.payments import service
 
     async def run() -> dict:
         runtime = Runtime(Settings())
         try:
-            return await service.reconcile(runtime)
+            async with service.lifespan(runtime):  # the configured provider, closed afterwards
+                return await service.reconcile(runtime, since)
         finally:
             await runtime.db.dispose()
 

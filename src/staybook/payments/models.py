@@ -1,5 +1,6 @@
-"""Tables of the payments context: staybook's own record of payments, received webhooks,
-and the sandbox provider's ledger (the provider's side, kept apart from staybook's)."""
+"""Tables of the payments context: staybook's own record of payments (with its state machine),
+received webhooks, and the sandbox provider's ledger (the provider's side, kept apart from
+staybook's and read only by `sandbox.py`)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,32 @@ from sqlalchemy import BigInteger, CheckConstraint, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from staybook.kernel.orm import Base, JSONType, UTCDateTime, utcnow
+from staybook.kernel.states import State, Transitions
 
-PAYMENT_STATUSES = ("pending", "authorised", "captured", "failed", "voided", "refunded")
+
+class PaymentStatus(State):
+    """Staybook's record of a payment (the provider's view of the charge is `ChargeStatus`)."""
+
+    PENDING = "pending"  # opened, the provider not (yet) heard from
+    AUTHORISED = "authorised"
+    CAPTURED = "captured"
+    FAILED = "failed"
+    VOIDED = "voided"
+    REFUNDED = "refunded"
+
+
+# Which recorded status may follow which: anything else is a duplicate or an out-of-order event.
+PAYMENT_TRANSITIONS = Transitions(
+    PaymentStatus,
+    {
+        PaymentStatus.PENDING: {PaymentStatus.AUTHORISED, PaymentStatus.CAPTURED, PaymentStatus.FAILED},
+        PaymentStatus.AUTHORISED: {PaymentStatus.CAPTURED, PaymentStatus.VOIDED},
+        PaymentStatus.CAPTURED: {PaymentStatus.REFUNDED},
+        PaymentStatus.REFUNDED: {PaymentStatus.REFUNDED},  # a further partial refund
+        PaymentStatus.FAILED: set(),
+        PaymentStatus.VOIDED: set(),
+    },
+)
 
 
 class Payment(Base):
@@ -35,9 +60,7 @@ class Payment(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     __table_args__ = (
-        CheckConstraint(
-            "status IN ('pending', 'authorised', 'captured', 'failed', 'voided', 'refunded')", name="status"
-        ),
+        CheckConstraint(PaymentStatus.check_constraint("status"), name="status"),
         CheckConstraint("amount >= 0 AND refunded_amount >= 0 AND refunded_amount <= amount", name="amounts"),
         Index("ix_payments_provider_reference", "provider", "provider_reference"),
     )

@@ -24,12 +24,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import hashlib
-import hmac
 import secrets
 import time
-from collections.abc import Mapping
-from datetime import timedelta
+from collections.abc import AsyncIterator, Mapping
+from datetime import datetime, timedelta
 
 import httpx
 import orjson
@@ -40,7 +38,15 @@ from staybook.kernel.db import Database, Sql, UnitOfWork, insert_sql
 from staybook.kernel.orm import utcnow
 from staybook.kernel.settings import Settings
 from staybook.payments.models import SandboxCharge, SandboxWebhook
-from staybook.payments.provider import ChargeState, InvalidSignature, ProviderError, ProviderEvent, ProviderTimeout
+from staybook.payments.provider import (
+    ChargeState,
+    ChargeStatus,
+    ProviderError,
+    ProviderEvent,
+    ProviderTimeout,
+    sign,
+    verify,
+)
 
 log = structlog.get_logger("staybook.payments.sandbox")
 
@@ -80,9 +86,9 @@ _BY_REFERENCE = Sql(
 
 
 @functools.cache
-def _move_statement(status: str, allowed_from: tuple[str, ...], amounts: tuple[str, ...]) -> Sql:
+def _move_statement(status: ChargeStatus, allowed_from: tuple[ChargeStatus, ...], amounts: tuple[str, ...]) -> Sql:
     changes = ", ".join(["status = :status", "updated_at = :updated_at", *(f"{name} = :{name}" for name in amounts)])
-    allowed = ", ".join(repr(before) for before in allowed_from)
+    allowed = ChargeStatus.sql_list(allowed_from)
     return Sql(
         f"UPDATE sandbox_charges SET {changes} WHERE reference = :reference AND status IN ({allowed})" + _RETURNING,
         table=CHARGES,
@@ -95,34 +101,11 @@ MAX_DELIVERY_ATTEMPTS = 12
 LEASE = timedelta(seconds=30)
 
 
-def sign(secret: bytes, timestamp: int, body: bytes) -> str:
-    """`t=<unix seconds>,v1=<hex HMAC-SHA256 of "t.body">`, the header a webhook carries."""
-    digest = hmac.new(secret, str(timestamp).encode() + b"." + body, hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={digest}"
-
-
-def verify(secret: bytes, header: str | None, body: bytes, *, tolerance_seconds: int, now: float) -> None:
-    """Raises InvalidSignature unless the header signs `body` with `secret` within the time window."""
-    if not header:
-        raise InvalidSignature("missing signature header")
-    parts = dict(part.split("=", 1) for part in header.split(",") if "=" in part)
-    try:
-        timestamp = int(parts["t"])
-        given = parts["v1"]
-    except (KeyError, ValueError) as error:
-        raise InvalidSignature("malformed signature header") from error
-    if abs(now - timestamp) > tolerance_seconds:
-        raise InvalidSignature("timestamp outside the tolerance window")
-    expected = sign(secret, timestamp, body).split("v1=", 1)[1]
-    if not hmac.compare_digest(expected, given):
-        raise InvalidSignature("signature mismatch")
-
-
 def _state(row) -> ChargeState:
     return ChargeState(
         reference=row.reference,
         idempotency_key=row.idempotency_key,
-        status=row.status,
+        status=ChargeStatus(row.status),
         amount=row.amount,
         currency=row.currency,
         captured_amount=row.captured_amount,
@@ -145,6 +128,7 @@ class SandboxProvider:
         self.webhook_url = settings.payments.sandbox_webhook_url or (
             f"http://{settings.http_host}:{settings.http_port}/api/v1/payments/webhooks/sandbox"
         )
+        self.clock = time.time  # what webhook timestamps are checked against
         self._background: set[asyncio.Task] = set()
         # Deliveries belong to the worker (its periodic job); a process that runs no worker only
         # writes what it owes. The embedded demo's in-process worker also posts right after a change.
@@ -173,15 +157,15 @@ class SandboxProvider:
 
     async def capture(self, reference: str, *, amount: int, idempotency_key: str) -> ChargeState:
         await self._network()
-        return await self._move(reference, "captured", {"authorised"}, captured_amount=amount)
+        return await self._move(reference, ChargeStatus.CAPTURED, {ChargeStatus.AUTHORISED}, captured_amount=amount)
 
     async def void(self, reference: str, *, idempotency_key: str) -> ChargeState:
         await self._network()
-        return await self._move(reference, "voided", {"authorised"})
+        return await self._move(reference, ChargeStatus.VOIDED, {ChargeStatus.AUTHORISED})
 
     async def refund(self, reference: str, *, amount: int, idempotency_key: str) -> ChargeState:
         await self._network()
-        return await self._move(reference, "refunded", {"captured"}, refunded_amount=amount)
+        return await self._move(reference, ChargeStatus.REFUNDED, {ChargeStatus.CAPTURED}, refunded_amount=amount)
 
     async def find(self, idempotency_key: str) -> ChargeState | None:
         await self._network()
@@ -189,14 +173,30 @@ class SandboxProvider:
             row = await session.scalar(select(SandboxCharge).where(SandboxCharge.idempotency_key == idempotency_key))
         return _state(row) if row is not None else None
 
+    async def retrieve(self, reference: str) -> ChargeState | None:
+        await self._network()
+        async with self.db.session() as session:
+            row = await session.scalar(select(SandboxCharge).where(SandboxCharge.reference == reference))
+        return _state(row) if row is not None else None
+
+    async def charges(self, since: datetime | None = None) -> AsyncIterator[ChargeState]:
+        await self._network()
+        query = select(SandboxCharge).order_by(SandboxCharge.created_at, SandboxCharge.reference)
+        if since is not None:
+            query = query.where(SandboxCharge.created_at >= since)
+        async with self.db.session() as session:
+            rows = (await session.scalars(query)).all()
+        for row in rows:
+            yield _state(row)
+
     def parse_webhook(self, body: bytes, headers: Mapping[str, str]) -> ProviderEvent:
-        verify(self.secret, headers.get(SIGNATURE_HEADER), body, tolerance_seconds=self.tolerance, now=time.time())
+        verify(self.secret, headers.get(SIGNATURE_HEADER), body, tolerance_seconds=self.tolerance, now=self.clock())
         raw = orjson.loads(body)
         data = raw["data"]
         charge = ChargeState(
             reference=str(data["reference"]),
             idempotency_key=str(data["idempotency_key"]),
-            status=str(data["status"]),
+            status=ChargeStatus(data["status"]),
             amount=int(data["amount"]),
             currency=str(data["currency"]),
             captured_amount=int(data.get("captured_amount", 0)),
@@ -222,7 +222,7 @@ class SandboxProvider:
             "token": token,
             "amount": amount,
             "currency": currency,
-            "status": "declined" if decline else "authorised",
+            "status": ChargeStatus.DECLINED if decline else ChargeStatus.AUTHORISED,
             "captured_amount": 0,
             "refunded_amount": 0,
             "decline_code": decline,
@@ -238,7 +238,9 @@ class SandboxProvider:
         self._kick()
         return _state(row)
 
-    async def _move(self, reference: str, status: str, allowed_from: set[str], **amounts: int) -> ChargeState:
+    async def _move(
+        self, reference: str, status: ChargeStatus, allowed_from: set[ChargeStatus], **amounts: int
+    ) -> ChargeState:
         async with self._ledger() as ledger:
             # One conditional UPDATE; only when it does not apply, a read says why.
             statement = _move_statement(status, tuple(sorted(allowed_from)), tuple(sorted(amounts)))

@@ -15,9 +15,10 @@ import functools
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
 import structlog
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 
 from staybook.kernel.db import Sql, UnitOfWork, insert_on_conflict, insert_sql
 from staybook.kernel.errors import Conflict, NotFound, StaybookError
@@ -31,8 +32,15 @@ from staybook.payments.events import (
     PaymentRefunded,
     PaymentVoided,
 )
-from staybook.payments.models import Payment, SandboxCharge, WebhookEvent
-from staybook.payments.provider import ChargeState, InvalidSignature, PaymentProvider, ProviderBreaker
+from staybook.payments.models import PAYMENT_TRANSITIONS, Payment, PaymentStatus, WebhookEvent
+from staybook.payments.provider import (
+    ChargeState,
+    ChargeStatus,
+    IgnoredEvent,
+    InvalidSignature,
+    PaymentProvider,
+    ProviderBreaker,
+)
 from staybook.payments.sandbox import SandboxProvider
 
 log = structlog.get_logger("staybook.payments")
@@ -40,21 +48,6 @@ audit = structlog.get_logger("staybook.audit")
 
 PROVIDER_KEY = "payments.provider"
 
-# Which recorded status may follow which: anything else is a duplicate or an out-of-order event.
-TRANSITIONS = {
-    "pending": {"authorised", "captured", "failed"},
-    "authorised": {"captured", "voided"},
-    "captured": {"refunded"},
-    "refunded": {"refunded"},  # a further partial refund
-    "failed": set(),
-    "voided": set(),
-}
-
-# The statuses a payment may be in for it to move to a given status (TRANSITIONS read backwards).
-PREDECESSORS = {
-    status: tuple(before for before, after in TRANSITIONS.items() if status in after)
-    for status in ("authorised", "captured", "failed", "voided", "refunded")
-}
 PAYMENTS = Payment.__table__
 # A retried attempt of a still-pending payment of the same amount counts one attempt more;
 # any other existing payment of the booking is left alone (no row returned).
@@ -113,8 +106,8 @@ def _transition(status: str, with_charge: bool, with_reason: bool) -> Sql:
         changes += ["provider_reference = :provider_reference", "refunded_amount = :refunded_amount"]
     if with_reason:
         changes.append("failure_reason = :failure_reason")
-    condition = f"id = :id AND status IN ({', '.join(repr(before) for before in PREDECESSORS[status])})"
-    if status == "refunded":  # only a refund that raises the refunded amount moves it
+    condition = f"id = :id AND status IN ({PaymentStatus.sql_list(PAYMENT_TRANSITIONS.sources(status))})"
+    if status == PaymentStatus.REFUNDED:  # only a refund that raises the refunded amount moves it
         condition += " AND refunded_amount < :refunded_to"
     return Sql(
         f"UPDATE payments SET {', '.join(changes)} WHERE {condition}" + _RETURNING_VIEW,
@@ -220,7 +213,7 @@ async def open_payment(
         "amount": amount,
         "currency": currency,
         "provider": provider_name,
-        "status": "pending",
+        "status": PaymentStatus.PENDING,
         "refunded_amount": 0,
         "attempts": 1,
         "created_at": now,
@@ -248,7 +241,12 @@ async def for_booking(uow: UnitOfWork, booking_id: uuid.UUID) -> PaymentView | N
 
 
 async def record(
-    uow: UnitOfWork, payment_id: uuid.UUID, status: str, *, charge: ChargeState | None = None, reason: str | None = None
+    uow: UnitOfWork,
+    payment_id: uuid.UUID,
+    status: PaymentStatus | str,
+    *,
+    charge: ChargeState | None = None,
+    reason: str | None = None,
 ) -> PaymentView:
     """Moves the payment to `status` if that follows its current one, emitting the payment event.
 
@@ -256,8 +254,9 @@ async def record(
     or stale webhook, a recovery racing a live request) changes nothing and emits nothing.
     A refund moves the payment only when it raises the refunded amount.
     """
+    status = PaymentStatus(status)
     values: dict = {"id": payment_id, "status": status, "updated_at": utcnow()}
-    if status == "refunded":
+    if status == PaymentStatus.REFUNDED:
         values["refunded_to"] = charge.refunded_amount if charge is not None else 0
     if charge is not None:
         values["provider_reference"] = charge.reference
@@ -272,9 +271,9 @@ async def record(
         return current
     reference = row.provider_reference or ""
     amount = _money(row.amount, row.currency)
-    if status != "authorised":
+    if status != PaymentStatus.AUTHORISED:
         metrics.PAYMENTS.labels(_result(status, reason)).inc()
-    if status == "authorised":
+    if status == PaymentStatus.AUTHORISED:
         uow.emit(
             PaymentAuthorised(
                 payment_id=row.id,
@@ -284,7 +283,7 @@ async def record(
                 provider_reference=reference,
             )
         )
-    elif status == "captured":
+    elif status == PaymentStatus.CAPTURED:
         uow.emit(
             PaymentCaptured(
                 payment_id=row.id,
@@ -294,15 +293,15 @@ async def record(
                 provider_reference=reference,
             )
         )
-    elif status == "failed":
+    elif status == PaymentStatus.FAILED:
         uow.emit(
             PaymentFailed(
                 payment_id=row.id, booking_id=row.booking_id, reason=reason or "failed", provider=row.provider
             )
         )
-    elif status == "voided":
+    elif status == PaymentStatus.VOIDED:
         uow.emit(PaymentVoided(payment_id=row.id, booking_id=row.booking_id))
-    elif status == "refunded":
+    elif status == PaymentStatus.REFUNDED:
         uow.emit(
             PaymentRefunded(
                 payment_id=row.id,
@@ -314,32 +313,44 @@ async def record(
     return PaymentView.of(row)
 
 
-def _result(status: str, reason: str | None) -> str:
+def _result(status: PaymentStatus, reason: str | None) -> str:
     """The payments metric's result: a decline is the card's answer, a failure is everything else."""
-    if status == "captured":
+    if status == PaymentStatus.CAPTURED:
         return "succeeded"
-    if status == "failed" and reason and ("declin" in reason or "insufficient" in reason):
+    if status == PaymentStatus.FAILED and reason and ("declin" in reason or "insufficient" in reason):
         return "declined"
-    return {"failed": "failed", "voided": "failed", "refunded": "refunded"}.get(status, status)
+    if status in (PaymentStatus.FAILED, PaymentStatus.VOIDED):
+        return "failed"
+    return status.value
 
 
 async def count_attempt(uow: UnitOfWork, payment_id: uuid.UUID) -> None:
     await uow.session.execute(update(Payment).where(Payment.id == payment_id).values(attempts=Payment.attempts + 1))
 
 
-WEBHOOK_STATUS = {
-    "charge.authorised": "authorised",
-    "charge.captured": "captured",
-    "charge.declined": "failed",
-    "charge.voided": "voided",
-    "charge.refunded": "refunded",
+# The payment status a charge's state moves a payment to.
+_PAYMENT_STATUS = {
+    ChargeStatus.AUTHORISED: PaymentStatus.AUTHORISED,
+    ChargeStatus.CAPTURED: PaymentStatus.CAPTURED,
+    ChargeStatus.DECLINED: PaymentStatus.FAILED,
+    ChargeStatus.VOIDED: PaymentStatus.VOIDED,
+    ChargeStatus.REFUNDED: PaymentStatus.REFUNDED,
 }
+
+
+def _payment_id(charge: ChargeState) -> uuid.UUID | None:
+    """Staybook's payment id, the first part of every idempotency key it gives a provider."""
+    try:
+        return uuid.UUID(charge.idempotency_key.split(":", 1)[0])
+    except ValueError:
+        return None
 
 
 async def handle_webhook(runtime: Runtime, provider_name: str, body: bytes, headers: Mapping[str, str]) -> str:
     """Verifies, de-duplicates and applies one provider webhook; returns `applied`, `duplicate` or `ignored`.
 
-    A forged or stale delivery raises BadSignature (400) and leaves an audit line.
+    The provider module verifies and translates it (`parse_webhook`); what follows is the same for
+    every provider. A forged or stale delivery raises BadSignature (400) and leaves an audit line.
     """
     active = provider(runtime)
     if provider_name != active.name:
@@ -353,6 +364,9 @@ async def handle_webhook(runtime: Runtime, provider_name: str, body: bytes, head
             context={"provider": provider_name, "reason": str(error), "bytes": len(body)},
         )
         raise BadSignature(str(error)) from error
+    except IgnoredEvent as ignored:
+        log.info("payment webhook ignored", context={"event_id": ignored.event_id, "type": ignored.event_type})
+        return "ignored"
     except (ValueError, KeyError, TypeError) as error:
         raise BadSignature(f"malformed webhook: {error}") from error
     booking_id = None
@@ -369,16 +383,19 @@ async def handle_webhook(runtime: Runtime, provider_name: str, body: bytes, head
         )
         if fresh.rowcount != 1:
             return "duplicate"
-        status = WEBHOOK_STATUS.get(event.type)
-        try:
-            payment_id = uuid.UUID(event.charge.idempotency_key.split(":", 1)[0])
-        except ValueError:
-            payment_id = None
+        payment_id = _payment_id(event.charge)
         payment = await uow.session.get(Payment, payment_id) if payment_id else None
-        if status is None or payment is None:
+        if payment is None:  # an event that carries no key of ours (a refund, at some providers)
+            payment = await uow.session.scalar(
+                select(Payment).where(
+                    Payment.provider == provider_name, Payment.provider_reference == event.charge.reference
+                )
+            )
+        if payment is None:
             log.info("payment webhook ignored", context={"event_id": event.id, "type": event.type})
             return "ignored"
         # A late `authorised` after we already captured, or any other stale state, is absorbed by record().
+        status = _PAYMENT_STATUS[event.charge.status]
         await record(uow, payment.id, status, charge=event.charge, reason=event.charge.decline_code)
         booking_id = payment.booking_id
     for listener in settlement_listeners:
@@ -386,45 +403,59 @@ async def handle_webhook(runtime: Runtime, provider_name: str, body: bytes, head
     return "applied"
 
 
-async def reconcile(runtime: Runtime) -> dict:
-    """Compares staybook's payments with the sandbox provider's ledger, charge by charge."""
+async def reconcile(runtime: Runtime, since: datetime | None = None) -> dict:
+    """Compares staybook's payments with the provider's books (`charges`), charge by charge.
+
+    A charge is matched to its payment by reference, or by the idempotency key it was created
+    with: a payment still pending here whose charge the provider authorised (the answer that
+    never arrived) shows as a difference. `since` limits both sides to what was created since.
+    """
+    active = provider(runtime)
+    query = select(Payment).where(Payment.provider == active.name)
+    if since is not None:
+        query = query.where(Payment.created_at >= since)
     async with runtime.db.session() as session:
-        ours = {
-            row.provider_reference: row
-            for row in (await session.scalars(select(Payment).where(Payment.provider_reference.is_not(None)))).all()
-        }
-        theirs = {row.reference: row for row in (await session.scalars(select(SandboxCharge))).all()}
-        pending = await session.scalar(select(func.count()).select_from(Payment).where(Payment.status == "pending"))
-    captured_ours = sum(p.amount for p in ours.values() if p.status in ("captured", "refunded"))
+        mine = (await session.scalars(query)).all()
+    theirs = {charge.reference: charge async for charge in active.charges(since)}
+    ours = {p.provider_reference: p for p in mine if p.provider_reference is not None}
+    by_id = {p.id: p for p in mine}
+    captured_ours = sum(p.amount for p in ours.values() if p.status in (PaymentStatus.CAPTURED, PaymentStatus.REFUNDED))
     refunded_ours = sum(p.refunded_amount for p in ours.values())
-    captured_theirs = sum(c.captured_amount for c in theirs.values() if c.status in ("captured", "refunded"))
+    settled = (ChargeStatus.CAPTURED, ChargeStatus.REFUNDED)
+    captured_theirs = sum(c.captured_amount for c in theirs.values() if c.status in settled)
     refunded_theirs = sum(c.refunded_amount for c in theirs.values())
     mismatches = []
+    matched: set[uuid.UUID] = set()
     for reference, charge in theirs.items():
-        mine = ours.get(reference)
-        expected = {"declined": "failed"}.get(charge.status, charge.status)
-        if mine is None:
-            if charge.status != "declined":
+        payment = ours.get(reference) or by_id.get(_payment_id(charge))
+        expected = _PAYMENT_STATUS[charge.status]
+        if payment is None:
+            if charge.status != ChargeStatus.DECLINED:
                 mismatches.append(
                     {"reference": reference, "problem": "charge unknown to staybook", "provider_status": charge.status}
                 )
-        elif mine.status != expected or mine.refunded_amount != charge.refunded_amount:
+            continue
+        matched.add(payment.id)
+        if payment.status != expected or payment.refunded_amount != charge.refunded_amount:
             mismatches.append(
                 {
                     "reference": reference,
+                    "payment_id": str(payment.id),
                     "problem": "status differs",
-                    "staybook_status": mine.status,
+                    "staybook_status": payment.status,
                     "provider_status": charge.status,
-                    "staybook_refunded": mine.refunded_amount,
+                    "staybook_refunded": payment.refunded_amount,
                     "provider_refunded": charge.refunded_amount,
                 }
             )
     for reference in ours.keys() - theirs.keys():
         mismatches.append({"reference": reference, "problem": "payment unknown to the provider"})
+    pending = sum(1 for p in mine if p.status == PaymentStatus.PENDING and p.id not in matched)
     return {
+        "provider": active.name,
         "payments": len(ours),
         "provider_charges": len(theirs),
-        "pending_without_reference": pending or 0,
+        "pending_without_reference": pending,
         "captured": {"staybook": captured_ours, "provider": captured_theirs},
         "refunded": {"staybook": refunded_ours, "provider": refunded_theirs},
         "mismatches": mismatches,
@@ -445,7 +476,7 @@ JOBS = [PeriodicJob("payments.sandbox-webhooks", 0.25, _retry_sandbox_webhooks)]
 async def export_personal_data(runtime: Runtime, user_id: uuid.UUID) -> dict:
     """The user's payments for their GDPR export: amounts, states and references, never card data
     (the platform holds none: the provider keeps the card behind its token)."""
-    async with runtime.db.session() as session:
+    async with runtime.db.replica_session() as session:  # an export may be a moment behind
         query = select(Payment).where(Payment.payer_id == user_id).order_by(Payment.created_at)
         rows = (await session.scalars(query)).all()
     return {

@@ -266,7 +266,8 @@ def build_progress() -> list[tuple[str, int, int]]:
 
 
 async def load_from_database(runtime: Runtime, index: SearchIndex, progress: Progress | None = None) -> dict[str, int]:
-    """Fills an index from what the catalog and inventory services list (their streamed reads)."""
+    """Fills an index from what the catalog and inventory services list (their streamed reads),
+    on the standby when one is configured and has caught up with the primary."""
 
     def report(stage: str, done: int, total: int | None) -> None:
         BUILD_ROWS.labels(stage).set(done)
@@ -279,9 +280,11 @@ async def load_from_database(runtime: Runtime, index: SearchIndex, progress: Pro
         BUILD_ROWS.labels(stage).set(0)
     counts = {"properties": 0, "room_types": 0, "room_nights": 0}
     start, end = index_window(index)
-    total = await catalog.property_count(runtime)
+    # Events before this moment are not replayed onto the new index: its rows must include them.
+    source = await runtime.db.caught_up_reader()
+    total = await catalog.property_count(runtime, source)
     report("properties", 0, total)
-    async for batch in catalog.property_listings(runtime):
+    async for batch in catalog.property_listings(runtime, source=source):
         await index.put_properties(
             PropertyRecord(
                 property_id=p.property_id,
@@ -301,17 +304,17 @@ async def load_from_database(runtime: Runtime, index: SearchIndex, progress: Pro
         )
         counts["properties"] += len(batch)
         report("properties", counts["properties"], total)
-    total = await catalog.room_type_count(runtime)
+    total = await catalog.room_type_count(runtime, source)
     report("room types", 0, total)
-    async for batch in catalog.room_type_listings(runtime):
+    async for batch in catalog.room_type_listings(runtime, source=source):
         await index.put_room_types(
             RoomTypeRecord(r.room_type_id, r.property_id, r.name, r.max_guests, r.status == "active") for r in batch
         )
         counts["room_types"] += len(batch)
         report("room types", counts["room_types"], total)
-    total = await inventory.night_count(runtime, start, end)
+    total = await inventory.night_count(runtime, start, end, source)
     report("room nights", 0, total)
-    async for batch in inventory.night_listings(runtime, start, end):
+    async for batch in inventory.night_listings(runtime, start, end, source=source):
         by_room_type: dict[tuple[uuid.UUID, uuid.UUID], list[NightState]] = {}
         for n in batch:
             by_room_type.setdefault((n.room_type_id, n.property_id), []).append(
