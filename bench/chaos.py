@@ -10,7 +10,7 @@ come one after another:
 |---|---|
 | `worker_kill` | kill -9 of the `staybook worker`, restarted after a few seconds |
 | `api_worker_kill` | kill -9 of one API worker process (the supervisor starts another) |
-| `postgres_restart` | `pg_ctl restart -m fast` of the stack's own cluster |
+| `postgres_restart` | `pg_ctl stop -m fast` of the stack's own cluster, started again after `--postgres-down` s (5) |
 | `redis_down` | Redis killed, started again on its port after `--redis-down` s (30) |
 | `nats_down` | NATS killed, started again on its port (same JetStream store) after `--nats-down` s (60) |
 | `provider_outage` | the payment provider times out or fails (HTTP 500 at a real one) for `--provider-down` s |
@@ -24,7 +24,9 @@ After each fault, and at the end, these must hold (the summary has one object pe
 0 lost confirmations (a booking the client saw confirmed that is not confirmed), 0 oversold
 nights (recovery.drill.OVERSOLD_NIGHTS_SQL), the outbox drained, no saga stuck past its TTL,
 no 500 and no connection reset while a dependency is down (5xx answers are 502/503
-problem+json). A killed API worker drops the connections it held: the client retries those
+problem+json), every search sent while PostgreSQL is down answered 200 (from the index), and
+every booking the guest was told is pending (202) confirmed by the platform itself. A killed
+API worker drops the connections it held: the client retries those
 with the same Idempotency-Key, and the reset is counted (`resets`) with whether the retry
 settled it (`unsettled_after_retry`).
 
@@ -114,6 +116,8 @@ class Window:
     # A search a second beside the bookings (a few queries, so the response cache serves repeats).
     searches: Counter = field(default_factory=Counter)
     search_samples: dict = field(default_factory=dict)
+    # The searches sent while PostgreSQL was down (from its stop to its start): answered from the index.
+    searches_while_database_down: Counter = field(default_factory=Counter)
 
 
 class ChaosLoad:
@@ -135,6 +139,7 @@ class ChaosLoad:
         self.pending: set[str] = set()  # 202: the provider had not answered
         self.held_after_provider_error: dict[str, str] = {}  # booking id -> the guest's token
         self.confirmed_at: list[tuple[float, float]] = []  # (flow started, confirmed) monotonic
+        self.database_down = False  # set by the postgres_restart fault from the stop to the start
         self._stop = asyncio.Event()
         self._tasks: set[asyncio.Task] = set()
 
@@ -147,12 +152,14 @@ class ChaosLoad:
         n = 0
         while not self._stop.is_set():
             window, n = self.window, n + 1
+            outage = window.searches_while_database_down if self.database_down else Counter()
             check_in = START + timedelta(days=n % 5)
             query = {"city": "Lisbon", "check_in": check_in.isoformat(),
                      "check_out": (check_in + timedelta(days=2)).isoformat(), "guests": 2}  # fmt: skip
             try:
                 answer = await self.client.get("/api/v1/search", params=query)
                 window.searches[str(answer.status_code)] += 1
+                outage[str(answer.status_code)] += 1
                 if answer.status_code >= 400 and answer.status_code not in window.search_samples:
                     window.search_samples[answer.status_code] = answer.text[:300]
                 if answer.status_code >= 500 and not answer.headers.get("content-type", "").startswith(
@@ -161,6 +168,7 @@ class ChaosLoad:
                     window.unclean_5xx += 1
             except httpx.TransportError:
                 window.searches["reset"] += 1
+                outage["reset"] += 1
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=1)
 
@@ -314,8 +322,9 @@ class System:
         api = self.stack.get("api")
         return [pid for pid in _children_of(api.pid) if _start_ticks(pid) is not None]
 
-    def restart_postgres(self) -> None:
+    def restart_postgres(self, down: float = 0.0) -> None:
         self.cluster.stop("fast")
+        time.sleep(down)
         self.cluster.start()
         pid = self.cluster.pid
         old = self.stack.get("postgres")
@@ -345,7 +354,11 @@ async def api_worker_kill(system: System, load: ChaosLoad, options) -> None:
 
 
 async def postgres_restart(system: System, load: ChaosLoad, options) -> None:
-    await asyncio.to_thread(system.restart_postgres)
+    load.database_down = True
+    try:
+        await asyncio.to_thread(system.restart_postgres, options.postgres_down)
+    finally:
+        load.database_down = False
 
 
 async def redis_down(system: System, load: ChaosLoad, options) -> None:
@@ -399,6 +412,10 @@ async def invariants(system: System, load: ChaosLoad, timeout: float = 240) -> d
         system.query("SELECT id::text, status FROM bookings WHERE id = ANY(%s::uuid[])", (list(load.confirmed),))
     )
     lost = sum(1 for booking_id in load.confirmed if rows.get(booking_id) != "confirmed")
+    # The guests told "pending" (202): the platform completes each one itself once the provider answers.
+    pending_confirmed = system.query(
+        "SELECT count(*) FROM bookings WHERE id = ANY(%s::uuid[]) AND status = 'confirmed'", (list(load.pending),)
+    )[0][0]
     return {
         "lost": lost,
         "oversold": system.query(OVERSOLD_NIGHTS_SQL)[0][0],
@@ -406,6 +423,8 @@ async def invariants(system: System, load: ChaosLoad, timeout: float = 240) -> d
         "outbox_backlog": backlog,
         "stuck_sagas": stuck,
         "pending_unsettled": unsettled_pending,
+        "pending_told": len(load.pending),
+        "pending_confirmed": pending_confirmed,
     }
 
 
@@ -429,8 +448,12 @@ def summarize(window: Window, checks: dict, recovered_in: float | None, dependen
         "answers": {str(s): text for s, text in sorted(window.samples.items())},
         "searches": dict(sorted(window.searches.items())),
         "search_answers": {str(s): text for s, text in sorted(window.search_samples.items())},
+        "searches_while_database_down": dict(sorted(window.searches_while_database_down.items())),
     }
     clean = summary["status_500"] == 0 and summary["unclean_5xx"] == 0 and "500" not in window.searches
+    # Search answers from its index while PostgreSQL is down; a restart that saw no search proves nothing.
+    outage = window.searches_while_database_down
+    searched_through = set(outage) <= {"200"} and (window.name != "postgres_restart" or outage["200"] > 0)
     if dependency and window.searches.get("reset"):
         clean = False
     # A dependency going away must never reset a client's connection; a killed API process resets the
@@ -438,8 +461,9 @@ def summarize(window: Window, checks: dict, recovered_in: float | None, dependen
     unanswered = summary["resets"] + summary["timeouts"]
     connections_ok = unanswered == 0 if dependency else summary["unsettled_after_retry"] == 0
     summary["ok"] = bool(
-        clean and connections_ok and checks["lost"] == 0 and checks["oversold"] == 0 and checks["outbox_drained"]
-        and checks["stuck_sagas"] == 0 and checks["pending_unsettled"] == 0 and recovered_in is not None
+        clean and connections_ok and searched_through and checks["lost"] == 0 and checks["oversold"] == 0
+        and checks["outbox_drained"] and checks["stuck_sagas"] == 0 and checks["pending_unsettled"] == 0
+        and checks["pending_confirmed"] == checks["pending_told"] and recovered_in is not None
         and (window.flows == 0 or window.confirmed > 0)
     )  # fmt: skip
     return summary
@@ -460,6 +484,8 @@ class Options:
     redis_down: float = 30.0
     nats_down: float = 60.0
     provider_down: float = 30.0
+    # PostgreSQL stays stopped this long in postgres_restart (searches must be answered meanwhile).
+    postgres_down: float = 5.0
     seed: int = 7
     root: Path | None = None
     progress: callable = print
@@ -536,12 +562,14 @@ def main() -> None:
     parser.add_argument("--redis-down", type=float, default=30.0)
     parser.add_argument("--nats-down", type=float, default=60.0)
     parser.add_argument("--provider-down", type=float, default=30.0)
+    parser.add_argument("--postgres-down", type=float, default=5.0, help="seconds PostgreSQL stays stopped")
     parser.add_argument("--name", default="chaos", help="result file bench/results/<name>.json")
     parser.add_argument("--dir", type=Path, default=None, help="keep the stack's directory (logs) here")
     args = parser.parse_args()
     options = Options(
         faults=args.faults.split(","), ports=args.ports, rate=args.rate, settle=args.settle,
-        redis_down=args.redis_down, nats_down=args.nats_down, provider_down=args.provider_down, root=args.dir,
+        redis_down=args.redis_down, nats_down=args.nats_down, provider_down=args.provider_down,
+        postgres_down=args.postgres_down, root=args.dir,
     )  # fmt: skip
     outcome = run(options)
     result = write_result(
@@ -555,7 +583,8 @@ def main() -> None:
             "faults": {
                 "worker_kill": f"kill -9 of the worker, restarted after {options.worker_down:.0f} s",
                 "api_worker_kill": "kill -9 of one of the 2 API worker processes; uvicorn's supervisor starts another",
-                "postgres_restart": "pg_ctl restart -m fast of the stack's cluster (behind PgBouncer)",
+                "postgres_restart": f"pg_ctl stop -m fast of the stack's cluster (behind PgBouncer), started again "
+                f"after {options.postgres_down:.0f} s",
                 "redis_down": f"Redis killed, back on its port after {options.redis_down:.0f} s",
                 "nats_down": f"NATS killed, back on its port (same JetStream store) after {options.nats_down:.0f} s",
                 "provider_outage": f"{options.provider_down:.0f} s of payments with tok_timeout / tok_provider_error "
