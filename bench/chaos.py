@@ -61,9 +61,10 @@ from bench.booking import CALENDAR_DAYS, START, seed
 from bench.harness import write_result
 from staybook.kernel.security import TokenSigner
 from staybook.kernel.settings import Settings
+from staybook.processes import Process, Stack, children_of, http_ok, port_open, start_ticks, wait_until
 from staybook.recovery.drill import OVERSOLD_NIGHTS_SQL
 from staybook.recovery.postgres import LocalCluster
-from staybook.stack import Process, Stack, _children_of, _http_ok, _port_open, _start_ticks, _wait, up
+from staybook.stack import up
 
 HOLD_TTL_S = 90
 PROVIDER_TIMEOUT_S = 2
@@ -298,17 +299,17 @@ class System:
     def kill(self, name: str) -> Process:
         process = self.stack.get(name)
         process._signal(signal.SIGKILL)
-        _wait(lambda: not process.alive, 10)
+        wait_until(lambda: not process.alive, 10)
         return process
 
     def restart(self, name: str) -> Process:
         env = self.env() if name in ("worker",) else None
         process = self.stack.relaunch(name, env)
         if process.port is not None:
-            _wait(lambda: _port_open(process.port), 60, 0.1)
+            wait_until(lambda: port_open(process.port), 60, 0.1)
         if name == "nats":
             monitor = process.extra["monitor_port"]
-            _wait(lambda: _http_ok(f"http://127.0.0.1:{monitor}/healthz?js-enabled-only=true"), 60, 0.2)
+            wait_until(lambda: http_ok(f"http://127.0.0.1:{monitor}/healthz?js-enabled-only=true"), 60, 0.2)
         return process
 
     def reindex_search(self) -> None:
@@ -320,7 +321,7 @@ class System:
 
     def api_workers(self) -> list[int]:
         api = self.stack.get("api")
-        return [pid for pid in _children_of(api.pid) if _start_ticks(pid) is not None]
+        return [pid for pid in children_of(api.pid) if start_ticks(pid) is not None]
 
     def restart_postgres(self, down: float = 0.0) -> None:
         self.cluster.stop("fast")
@@ -329,7 +330,7 @@ class System:
         pid = self.cluster.pid
         old = self.stack.get("postgres")
         self.stack.replace(
-            Process("postgres", pid, _start_ticks(pid), port=old.port, url=old.url, log=old.log,
+            Process("postgres", pid, start_ticks(pid), port=old.port, url=old.url, log=old.log,
                     stop_signal=signal.SIGINT, group=False)
         )  # fmt: skip
 
@@ -349,7 +350,7 @@ async def api_worker_kill(system: System, load: ChaosLoad, options) -> None:
     os.kill(victim, signal.SIGKILL)
     # uvicorn's supervisor notices the dead worker and starts another.
     await asyncio.to_thread(
-        _wait, lambda: victim not in system.api_workers() and len(system.api_workers()) >= len(before), 120, 0.2
+        wait_until, lambda: victim not in system.api_workers() and len(system.api_workers()) >= len(before), 120, 0.2
     )
 
 

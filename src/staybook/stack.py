@@ -20,28 +20,31 @@ restarts): `set -a; . staybook-stack/stack.env; set +a; staybook check` checks t
 
 from __future__ import annotations
 
-import base64
-import contextlib
 import json
 import os
-import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import typer
 
+from staybook.processes import (
+    ENV_FILE,
+    Ports,
+    Process,
+    Stack,
+    StackError,
+    find_binary,
+    http_ok,
+    port_open,
+    start_ticks,
+    wait_until,
+)
+
 COMMAND = "stack"
-STATE_FILE = "stack.json"
-ENV_FILE = "stack.env"
 DATABASE = "staybook"
 API_WORKERS = 2
 
@@ -50,275 +53,12 @@ app = typer.Typer(
 )
 
 
-class StackError(RuntimeError):
-    """A step of `up` failed; the message says which, and where its log is."""
-
-
-# ---------------------------------------------------------------------------- processes
-
-
-def _start_ticks(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot (/proc/<pid>/stat field 22), None when gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
-    if fields[0] == "Z":  # a zombie has exited
-        return None
-    return int(fields[19])
-
-
-def _children_of(pid: int) -> list[int]:
-    children = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (FileNotFoundError, IndexError, ProcessLookupError):
-            continue
-        if int(fields[1]) == pid:
-            children.append(int(stat.parent.name))
-    return children
-
-
-@dataclass
-class Process:
-    """One process `up` started, as stack.json records it."""
-
-    name: str
-    pid: int
-    started: int  # clock ticks since boot: with the pid, the identity of the process
-    port: int | None = None
-    url: str | None = None
-    log: str | None = None
-    # The signal that shuts it down cleanly (PostgreSQL: SIGINT, its fast shutdown).
-    stop_signal: int = signal.SIGTERM
-    # Started in a session of its own: the whole group (uvicorn's supervisor and its workers) goes.
-    group: bool = True
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def alive(self) -> bool:
-        return _start_ticks(self.pid) == self.started
-
-    def _signal(self, signum: int) -> None:
-        if not self.alive:
-            return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            if self.group and os.getpgid(self.pid) == self.pid:
-                os.killpg(self.pid, signum)
-            else:
-                os.kill(self.pid, signum)
-
-    def stop(self, timeout: float) -> str:
-        """SIGTERM (or its stop signal), then SIGKILL after `timeout` s; how it ended."""
-        if not self.alive:
-            return "not running"
-        # PostgreSQL's backends outlive a SIGKILLed postmaster: they are killed with it.
-        children = [] if self.group else _children_of(self.pid)
-        self._signal(self.stop_signal)
-        if _wait(lambda: not self.alive, timeout):
-            return "stopped"
-        self._signal(signal.SIGKILL)
-        for child in children:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                if _start_ticks(child) is not None:
-                    os.kill(child, signal.SIGKILL)
-        _wait(lambda: not self.alive, 10)
-        return "killed"
-
-
-def _wait(condition: Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout
-    while True:
-        if condition():
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(interval)
-
-
-def _port_open(port: int) -> bool:
-    with socket.socket() as probe:
-        probe.settimeout(0.5)
-        return probe.connect_ex(("127.0.0.1", port)) == 0
-
-
-def _http_ok(url: str, headers: dict[str, str] | None = None) -> bool:
-    request = urllib.request.Request(url, headers=headers or {})  # noqa: S310 (a local URL of the stack)
-    try:
-        with urllib.request.urlopen(request, timeout=2) as response:  # noqa: S310
-            return response.status == 200
-    except (OSError, urllib.error.HTTPError):
-        return False
-
-
-# The machine's own servers' ports (PostgreSQL, Redis, NATS, PgBouncer's default): never the stack's,
-# even when one of those servers is stopped at the time.
-SHARED_PORTS = frozenset({5432, 6379, 4222, 6432})
-
-
-class Ports:
-    """Free ports on 127.0.0.1: from `low`-`high` when given, else whatever the kernel hands out."""
-
-    def __init__(self, spec: str | None) -> None:
-        self.range: range | None = None
-        if spec:
-            low, _, high = spec.partition("-")
-            self.range = range(int(low), int(high or low) + 1)
-        self.taken: set[int] = set()
-
-    def free(self) -> int:
-        candidates = self.range if self.range is not None else [0] * 50
-        for candidate in candidates:
-            if candidate in self.taken or candidate in SHARED_PORTS:
-                continue
-            with socket.socket() as probe:
-                try:
-                    probe.bind(("127.0.0.1", candidate))
-                except OSError:
-                    continue
-                port = probe.getsockname()[1]
-            if port not in self.taken and port not in SHARED_PORTS:
-                self.taken.add(port)
-                return port
-        raise StackError(f"no free port in {self.range}")
-
-
-# ---------------------------------------------------------------------------- the stack
-
-
-class Stack:
-    """The stack's directory: its state file, settings, secrets, data and logs."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root.resolve()
-        self.logs = self.root / "logs"
-        self.processes: list[Process] = []
-        self.settings: dict[str, str] = {}
-
-    @property
-    def state_file(self) -> Path:
-        return self.root / STATE_FILE
-
-    def load(self) -> bool:
-        if not self.state_file.exists():
-            return False
-        state = json.loads(self.state_file.read_text())
-        self.processes = [Process(**entry) for entry in state["processes"]]
-        return True
-
-    def save(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        state = {"root": str(self.root), "processes": [asdict(p) for p in self.processes]}
-        temporary = self.state_file.with_suffix(".tmp")
-        temporary.write_text(json.dumps(state, indent=2) + "\n")
-        temporary.replace(self.state_file)
-
-    def record(self, process: Process) -> Process:
-        self.processes.append(process)
-        self.save()  # at once: a failure later still leaves what to stop
-        return process
-
-    def get(self, name: str) -> Process | None:
-        return next((p for p in self.processes if p.name == name), None)
-
-    def log_file(self, name: str) -> Path:
-        self.logs.mkdir(parents=True, exist_ok=True)
-        return self.logs / f"{name}.log"
-
-    def launch(
-        self,
-        name: str,
-        command: list[str],
-        *,
-        port: int | None,
-        env: dict[str, str] | None = None,
-        url: str | None = None,
-        **extra,
-    ) -> Process:
-        """Starts `command` in a session of its own, output to logs/<name>.log, and records it."""
-        log = self.log_file(name)
-        with log.open("ab") as out:
-            child = subprocess.Popen(  # noqa: S603 (commands built here from installed binaries)
-                command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                cwd=self.root, start_new_session=True,
-            )  # fmt: skip
-        started = _start_ticks(child.pid)
-        if started is None:
-            raise StackError(f"{name} exited at once; see {log}")
-        # The command is kept so that `relaunch` can start the same server again (same port, same data).
-        extra = {**extra, "command": command}
-        return self.record(Process(name, child.pid, started, port=port, url=url, log=str(log), extra=extra))
-
-    def relaunch(self, name: str, env: dict[str, str] | None = None) -> Process:
-        """Starts `name` again with the command it was launched with, after it died (a fault drill):
-        the dead process's record is replaced, so `down` stops the new one."""
-        old = self.get(name)
-        if old is None or "command" not in old.extra:
-            raise StackError(f"{name} was not launched by this stack")
-        if old.alive:
-            raise StackError(f"{name} (pid {old.pid}) is still running")
-        self.processes.remove(old)
-        extra = {k: v for k, v in old.extra.items() if k != "command"}
-        return self.launch(name, old.extra["command"], port=old.port, env=env, url=old.url, **extra)
-
-    def replace(self, process: Process) -> Process:
-        """Records `process` in place of the one of the same name (a server restarted by its own tool)."""
-        self.processes = [p for p in self.processes if p.name != process.name]
-        return self.record(process)
-
-    def secrets(self) -> dict[str, str]:
-        """The stack's secrets, generated on its first `up` and kept (0600)."""
-        path = self.root / "secrets.json"
-        if path.exists():
-            return json.loads(path.read_text())
-        values = {
-            "secret_key": secrets.token_urlsafe(48),
-            "webhook_secret": secrets.token_urlsafe(48),
-            "metrics_token": secrets.token_urlsafe(32),
-            "pii_master_key": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
-            "email_hash_key": secrets.token_urlsafe(32),
-            "typesense_api_key": secrets.token_urlsafe(24),
-        }
-        self.root.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600)
-        path.write_text(json.dumps(values, indent=2) + "\n")
-        return values
-
-    def write_env(self) -> Path:
-        path = self.root / ENV_FILE
-        path.touch(mode=0o600)
-        path.chmod(0o600)
-        path.write_text("".join(f"{key}={_shell_quote(value)}\n" for key, value in sorted(self.settings.items())))
-        return path
-
-    def stop_all(self, timeout: float, echo: Callable[[str], None]) -> None:
-        """Stops every recorded process, the last started first."""
-        for process in reversed(self.processes):
-            outcome = process.stop(timeout)
-            echo(f"{process.name:<11} pid {process.pid:<8} {outcome}")
-
-
-def _shell_quote(value: str) -> str:
-    return "'" + value.replace("'", "'\\''") + "'"
-
-
-def _binary(name: str, package: str) -> str:
-    found = shutil.which(name) or next(
-        (str(p) for d in ("/usr/sbin", "/usr/bin", "/usr/local/bin") if (p := Path(d) / name).exists()), None
-    )
-    if found is None:
-        raise StackError(f"{name} not found: install the Debian package {package} (scripts/stack does)")
-    return found
-
-
 def _staybook(*args: str) -> list[str]:
     return [sys.executable, "-m", "staybook.cli", *args]
 
 
 def _await(process: Process, ready: Callable[[], bool], timeout: float, what: str) -> None:
-    if not _wait(lambda: ready() or not process.alive, timeout, 0.2) or not process.alive:
+    if not wait_until(lambda: ready() or not process.alive, timeout, 0.2) or not process.alive:
         state = "exited" if not process.alive else f"not ready after {timeout:.0f} s"
         tail = ""
         if process.log and Path(process.log).exists():
@@ -376,7 +116,7 @@ def write_pgbouncer_config(
 
 def pgbouncer_command(config: Path, owner: str = "postgres") -> list[str]:
     """PgBouncer in the foreground on `config`; as `owner` when this process is root (it refuses root)."""
-    command = [_binary("pgbouncer", "pgbouncer")]
+    command = [find_binary("pgbouncer", "pgbouncer")]
     if os.geteuid() == 0:
         command += ["-u", owner]
     return [*command, str(config)]
@@ -406,7 +146,7 @@ def _start_cluster(stack: Stack, ports: Ports, LocalCluster) -> Process:  # noqa
         cluster.configure(port=port)  # a later line wins: this `up`'s port
     cluster.start()
     pid = cluster.pid
-    if pid is None or (started := _start_ticks(pid)) is None:
+    if pid is None or (started := start_ticks(pid)) is None:
         raise StackError(f"PostgreSQL did not start; log {cluster.log_file}")
     # The postmaster shuts its backends down itself (SIGINT: fast shutdown, without waiting for clients).
     process = stack.record(
@@ -423,7 +163,7 @@ def _start_redis(stack: Stack, ports: Ports) -> Process:
     data = stack.root / "redis"
     data.mkdir(parents=True, exist_ok=True)
     command = [
-        _binary("redis-server", "redis-server"), "--bind", "127.0.0.1", "--port", str(port), "--dir", str(data),
+        find_binary("redis-server", "redis-server"), "--bind", "127.0.0.1", "--port", str(port), "--dir", str(data),
         # The cache and rate limits: nothing in Redis is the only copy of anything.
         "--save", "", "--appendonly", "no", "--daemonize", "no", "--logfile", "",
     ]  # fmt: skip
@@ -435,7 +175,7 @@ def _start_nats(stack: Stack, ports: Ports) -> Process:
     data = stack.root / "nats"
     data.mkdir(parents=True, exist_ok=True)
     command = [
-        _binary("nats-server", "nats-server"), "-a", "127.0.0.1", "-p", str(port), "-m", str(monitor),
+        find_binary("nats-server", "nats-server"), "-a", "127.0.0.1", "-p", str(port), "-m", str(monitor),
         "-js", "-sd", str(data), "-n", "staybook-stack",
     ]  # fmt: skip
     return stack.launch("nats", command, port=port, url=f"nats://127.0.0.1:{port}", monitor_port=monitor)
@@ -508,7 +248,7 @@ def _start_prometheus(stack: Stack, ports: Ports, api_port: int) -> Process:
     config_file = directory / "prometheus.yml"
     config_file.write_text(json.dumps(config, indent=2) + "\n")  # JSON is YAML
     command = [
-        _binary("prometheus", "prometheus"), f"--config.file={config_file}",
+        find_binary("prometheus", "prometheus"), f"--config.file={config_file}",
         f"--storage.tsdb.path={directory / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
         "--storage.tsdb.retention.time=7d",
     ]  # fmt: skip
@@ -600,11 +340,11 @@ def up(
         typesense = _start_typesense(stack, ports)
         postgres = _start_postgres(stack, ports)
         pgbouncer = _start_pgbouncer(stack, ports, postgres, pool_mode)
-        _await(redis, lambda: _port_open(redis.port), timeout, "Redis")
-        _await(nats, lambda: _http_ok(f"http://127.0.0.1:{nats.extra['monitor_port']}/healthz?js-enabled-only=true"),
+        _await(redis, lambda: port_open(redis.port), timeout, "Redis")
+        _await(nats, lambda: http_ok(f"http://127.0.0.1:{nats.extra['monitor_port']}/healthz?js-enabled-only=true"),
                timeout, "NATS JetStream")  # fmt: skip
-        _await(pgbouncer, lambda: _port_open(pgbouncer.port), timeout, "PgBouncer")
-        _await(typesense, lambda: _http_ok(typesense.url + "/health"), timeout, "Typesense")
+        _await(pgbouncer, lambda: port_open(pgbouncer.port), timeout, "PgBouncer")
+        _await(typesense, lambda: http_ok(typesense.url + "/health"), timeout, "Typesense")
         echo(
             f"postgres {postgres.port}, pgbouncer {pgbouncer.port} ({pool_mode} pooling), redis {redis.port}, "
             f"nats {nats.port}, typesense {typesense.port}: up"
@@ -625,10 +365,10 @@ def up(
         api = _start_api(stack, env, api_port)
         worker = _start_worker(stack, env)
         prometheus = _start_prometheus(stack, ports, api_port)
-        _await(api, lambda: _http_ok(api.url + "/healthz/ready"), timeout, "the API")
+        _await(api, lambda: http_ok(api.url + "/healthz/ready"), timeout, "the API")
         if not worker.alive:
             raise StackError(f"the worker exited; log {worker.log}")
-        _await(prometheus, lambda: _http_ok(prometheus.url + "/-/ready"), timeout, "Prometheus")
+        _await(prometheus, lambda: http_ok(prometheus.url + "/-/ready"), timeout, "Prometheus")
         stack.save()
     except BaseException:
         echo("stopping what was started")

@@ -21,7 +21,7 @@ from staybook.app import collect_wiring
 from staybook.cli import _check_connections, _production_failures
 from staybook.kernel.runtime import Runtime
 from staybook.kernel.settings import Settings
-from staybook.stack import Process
+from staybook.processes import Process
 from tests.bookings import hold_body, seed_room_type
 from tests.conftest import bearer
 from tests.contract import checked_async_client

@@ -25,7 +25,8 @@ from sqlalchemy import func, select
 from staybook import migrate
 from staybook.kernel.models import OutboxMessage
 from staybook.kernel.settings import Settings
-from staybook.stack import Ports, pgbouncer_command, write_pgbouncer_config
+from staybook.processes import Ports
+from staybook.stack import pgbouncer_command, write_pgbouncer_config
 from tests.bookings import START, hold_body, night_counts, seed_room_type
 from tests.conftest import PG_ADMIN_URL, _admin_connect, bearer, need
 

@@ -6,7 +6,7 @@ import signal
 import subprocess
 import sys
 
-from staybook.stack import SHARED_PORTS, Ports, Process, _start_ticks
+from staybook.processes import SHARED_PORTS, Ports, Process, start_ticks
 
 
 def sleeper() -> subprocess.Popen:
@@ -16,7 +16,7 @@ def sleeper() -> subprocess.Popen:
 def test_a_reused_pid_is_never_signalled():
     child = sleeper()
     try:
-        started = _start_ticks(child.pid)
+        started = start_ticks(child.pid)
         # The same pid with another start time: what stack.json holds after the pid was reused.
         stale = Process("api", child.pid, started - 1)
         assert not stale.alive
@@ -39,7 +39,7 @@ def test_a_process_that_ignores_sigterm_is_killed():
     )
     child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        recorded = Process("worker", child.pid, _start_ticks(child.pid))
+        recorded = Process("worker", child.pid, start_ticks(child.pid))
         assert child.stdout.readline().strip() == "ready"  # SIGTERM is ignored from here on
         assert recorded.stop(timeout=1) == "killed"
         assert child.wait(timeout=10) == -signal.SIGKILL

@@ -137,10 +137,10 @@ def _encode(items: list[tuple[str, str]]) -> str:
 @router.get("/properties/{property_id}")
 async def property_page(property_id: uuid.UUID, request: Request) -> Response:
     runtime, _, _ = page_state(request)
-    prop = await catalog.get_property(runtime, property_id)
+    listing = await pages.listing(runtime, property_id)
+    prop, photos = listing.prop, listing.photos
     if prop.status != "active":
         raise NotFound("This property is no longer listed.")
-    photos = [p for p in await catalog.list_photos(runtime, property_id) if p.status == "ready"]
     today = pages.property_today(prop.timezone)
     default_in, default_out = pages.default_stay(today)
     check_in = _date_param(request, "check_in") or default_in
@@ -162,7 +162,7 @@ async def property_page(property_id: uuid.UUID, request: Request) -> Response:
     )
     weeks = []
     if calendar_room is not None:
-        nights = await pages.room_type_month(runtime, calendar_room.id, month)
+        nights = await pages.guest_month(runtime, property_id, calendar_room.id, month)
         weeks = pages.month_grid(month, nights, today)
     return render(
         request,
@@ -201,11 +201,13 @@ async def checkout(request: Request) -> Response:
         guests = int(query.get("guests", "1"))
     except ValueError:
         raise InvalidInput("Choose a room, dates and guests on the property page first.") from None
-    room_type = await catalog.get_room_type(runtime, room_type_id)
-    offers = await pages.availability(runtime, room_type.property_id, check_in, check_out, guests)
+    property_id = await pages.property_of_room_type(runtime, room_type_id)
+    offers = await pages.availability(runtime, property_id, check_in, check_out, guests)
     offer = next((o for o in offers["room_types"] if o["room_type_id"] == str(room_type_id)), None)
-    prop = await catalog.get_property(runtime, room_type.property_id)
-    if offer is None or not offer["bookable"]:
+    prop = (await pages.listing(runtime, property_id)).prop
+    # The offers list the active room types, as the listing does: an offer has its room type there.
+    room_type = next((r for r in prop.room_types if r.id == room_type_id), None)
+    if offer is None or room_type is None or not offer["bookable"]:
         return render(request, "outcome_sold_out.html", status=409, prop=prop, check_in=check_in,
                       check_out=check_out, guests=guests)  # fmt: skip
     me = await identity.get_me(runtime, principal)

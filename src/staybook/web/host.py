@@ -152,6 +152,7 @@ async def update_property(property_id: uuid.UUID, request: Request) -> Response:
         prop = await catalog.update_property(runtime, principal, property_id, changes)
     except StaybookError as error:
         return await _property_page(request, prop, error.status, error)
+    await pages.invalidate_property(runtime, property_id)
     return await _property_page(request, prop, notice="Saved.")
 
 

@@ -7,7 +7,10 @@ from the calls, so the rules are unit-tested without I/O.
 from __future__ import annotations
 
 import calendar
+import contextlib
 import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -18,7 +21,9 @@ from starlette.datastructures import QueryParams
 from staybook.booking import policy
 from staybook.booking import service as booking
 from staybook.catalog import service as catalog
+from staybook.catalog.schemas import PhotoOut, PropertyOut
 from staybook.inventory import service as inventory
+from staybook.inventory.events import NightSnapshot
 from staybook.kernel.errors import InvalidInput
 from staybook.kernel.idempotency import IdempotencyStore, answer_once, fingerprint
 from staybook.kernel.runtime import Runtime
@@ -153,6 +158,95 @@ def previous_month(first: date) -> date:
 async def room_type_month(runtime: Runtime, room_type_id: uuid.UUID, first: date) -> list:
     async with runtime.db.session() as session:
         return await inventory.nights(session, room_type_id, first, next_month(first))
+
+
+# --------------------------------------------------------------------------- what guests' pages cache
+#
+# A guest's property and checkout pages read the same catalog and calendar data on every view.
+# It is cached beside the availability answers (ADR 0009): under the property's availability
+# namespace, for as long as they are, so every change that makes the page's offers stale (calendar,
+# holds, room types, archive) makes its listing and calendar stale too; the catalog's own changes
+# (property edits, a photo made ready) bump it through `web.events`. A hit is one cache round trip
+# instead of a database session per read.
+
+SHOWN_PHOTOS = 6  # the gallery's photos; the cached value stays small however many a property has
+
+
+@dataclass(frozen=True)
+class Listing:
+    """The property with its active room types, and its first ready photos."""
+
+    prop: PropertyOut
+    photos: list[PhotoOut]
+
+
+async def _cached(runtime: Runtime, property_id: uuid.UUID, key: str, load) -> bytes:
+    seconds = runtime.settings.inventory.availability_cache_seconds
+    if not seconds:
+        return await load()
+    namespace = inventory.availability_namespace(property_id)
+    return await runtime.cache.get_or_load_versioned(namespace, key, seconds, load, metric="web")
+
+
+async def listing(runtime: Runtime, property_id: uuid.UUID) -> Listing:
+    """The property as a guest's page shows it (NotFound for an unknown one, which is not cached)."""
+
+    async def load() -> bytes:
+        prop = await catalog.get_property(runtime, property_id)
+        ready = [p for p in await catalog.list_photos(runtime, property_id) if p.status == "ready"]
+        return orjson.dumps({"property": prop.model_dump(mode="json"),
+                             "photos": [p.model_dump(mode="json") for p in ready[:SHOWN_PHOTOS]]})  # fmt: skip
+
+    found = orjson.loads(await _cached(runtime, property_id, "web.listing", load))
+    return Listing(PropertyOut.model_validate(found["property"]), [PhotoOut.model_validate(p) for p in found["photos"]])
+
+
+async def guest_month(runtime: Runtime, property_id: uuid.UUID, room_type_id: uuid.UUID, first: date) -> list:
+    """The nights of a month of one room type, as the guest's calendar shows them."""
+
+    async def load() -> bytes:
+        nights = await room_type_month(runtime, room_type_id, first)
+        return orjson.dumps([n.model_dump(mode="json") for n in nights])
+
+    key = f"web.month:{room_type_id}:{first.isoformat()}"
+    return [NightSnapshot.model_validate(n) for n in orjson.loads(await _cached(runtime, property_id, key, load))]
+
+
+# A room type never moves to another property: the checkout page finds the property of the
+# room type it is given without a database read once it has seen it.
+ROOM_TYPE_PROPERTIES = 50_000
+_property_of: OrderedDict[uuid.UUID, uuid.UUID] = OrderedDict()
+
+
+async def property_of_room_type(runtime: Runtime, room_type_id: uuid.UUID) -> uuid.UUID:
+    found = _property_of.get(room_type_id)
+    if found is None:
+        found = (await catalog.get_room_type(runtime, room_type_id)).property_id
+        _property_of[room_type_id] = found
+        if len(_property_of) > ROOM_TYPE_PROPERTIES:
+            _property_of.popitem(last=False)
+    return found
+
+
+# Replica subscription handlers get the envelope only; each process's lifespan records its runtime here.
+_PROCESS: dict[str, Runtime] = {}
+
+
+@contextlib.asynccontextmanager
+async def lifespan(runtime: Runtime) -> AsyncIterator[None]:
+    _PROCESS["runtime"] = runtime
+    try:
+        yield
+    finally:
+        if _PROCESS.get("runtime") is runtime:
+            del _PROCESS["runtime"]
+
+
+async def on_listing_changed(envelope) -> None:
+    """A property edited elsewhere (the API, the photo worker): its guests' pages are stale."""
+    runtime = _PROCESS.get("runtime")
+    if runtime is not None:
+        await invalidate_property(runtime, envelope.payload["property_id"])
 
 
 def refund_preview(view: dict, now: datetime | None = None) -> int:
