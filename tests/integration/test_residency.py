@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from staybook import migrate
+from staybook import cli, migrate
 from staybook.identity import service as identity_service
 from staybook.identity.pii import new_master_key
 from staybook.kernel.settings import Settings
@@ -81,7 +81,12 @@ async def test_personal_data_is_stored_in_the_users_region_only(pg_settings, reg
             }
         )
     )
+    # `staybook check` tests each region's database: unmigrated, then at the heads with the rest.
+    assert [f.split(":")[0] for f in await cli._check_connections(settings)] == [
+        "region eu database and schema", "region us database and schema",
+    ]  # fmt: skip
     await asyncio.to_thread(migrate.upgrade, settings)
+    assert await cli._check_connections(settings) == []
     marker = uuid.uuid4().hex[:8]
     people = {
         "eu": {"email": f"elsa.{marker}@example.eu", "name": f"Elsa Vandermeer {marker}", "phone": "+31205550101"},
