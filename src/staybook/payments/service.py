@@ -20,10 +20,11 @@ from datetime import datetime
 import structlog
 from sqlalchemy import select, update
 
-from staybook.kernel.db import Sql, UnitOfWork, insert_on_conflict, insert_sql
+from staybook.kernel.db import Database, Sql, UnitOfWork, insert_on_conflict, insert_sql
 from staybook.kernel.errors import Conflict, NotFound, StaybookError
 from staybook.kernel.orm import new_id, utcnow
 from staybook.kernel.runtime import PeriodicJob, Runtime
+from staybook.kernel.settings import Settings
 from staybook.payments import metrics
 from staybook.payments.events import (
     PaymentAuthorised,
@@ -42,6 +43,7 @@ from staybook.payments.provider import (
     ProviderBreaker,
 )
 from staybook.payments.sandbox import SandboxProvider
+from staybook.payments.stripe import StripeProvider
 
 log = structlog.get_logger("staybook.payments")
 audit = structlog.get_logger("staybook.audit")
@@ -167,6 +169,13 @@ async def lifespan(runtime: Runtime) -> AsyncIterator[None]:
         runtime.extensions.pop(PROVIDER_KEY, None)
 
 
+# The provider modules, by the name `payments.provider` gives; each is built from (db, settings).
+PROVIDERS: dict[str, Callable[[Database, Settings], PaymentProvider]] = {
+    SandboxProvider.name: SandboxProvider,
+    StripeProvider.name: StripeProvider,
+}
+
+
 def provider(runtime: Runtime) -> PaymentProvider:
     """The process's payment provider (created on first use)."""
     existing = runtime.extensions.get(PROVIDER_KEY)
@@ -174,9 +183,8 @@ def provider(runtime: Runtime) -> PaymentProvider:
         existing = runtime.extensions[PROVIDER_KEY] = runtime.adapters.payment_provider
     if existing is None:
         name = runtime.settings.payments.provider
-        if name != "sandbox":
-            raise ValueError(f"unknown payment provider {name!r}")
-        existing = runtime.extensions[PROVIDER_KEY] = SandboxProvider(runtime.db, runtime.settings)
+        # The settings admit only the names PROVIDERS has.
+        existing = runtime.extensions[PROVIDER_KEY] = PROVIDERS[name](runtime.db, runtime.settings)
     return existing
 
 
