@@ -112,7 +112,7 @@ async def stored_token_version(runtime: Runtime, user_id: uuid.UUID) -> int:
 def token_version_subscriptions(runtime: Runtime) -> list[ReplicaSubscription]:
     """Every process hears of each revocation and stops trusting its cached version at once."""
 
-    async def on_tokens_revoked(envelope: EventEnvelope) -> None:
+    async def on_tokens_revoked(envelope: EventEnvelope, deps: None) -> None:
         payload = envelope.payload
         runtime.token_versions.remember(uuid.UUID(str(payload["user_id"])), int(payload["token_version"]))
 
