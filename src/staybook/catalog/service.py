@@ -9,7 +9,6 @@ exists without nights to sell.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import io
 import itertools
 import math
@@ -54,6 +53,7 @@ from staybook.catalog.schemas import (
     RoomTypeUpdate,
     timezone_names,
 )
+from staybook.identity import service as identity
 from staybook.inventory import service as inventory
 from staybook.kernel.db import Sql, UnitOfWork
 from staybook.kernel.errors import Conflict, Forbidden, InvalidInput, NotFound, PayloadTooLarge, UnsupportedMediaType
@@ -835,7 +835,7 @@ async def _thumbnail_url(session: AsyncSession, settings: Settings, property_id:
 
 # ------------------------------------------------------------------ demo data
 
-# Used when the identity context offers no demo host (its `demo_host_id` is missing or returns None),
+# Used when identity has no demo host (`demo_host_id` returns None),
 # so seeded properties still have an owner; a real host account with this id can claim them.
 FALLBACK_DEMO_HOST_ID = uuid.UUID("00000000-0000-7000-8000-00000000d057")
 # The demo host gets the first properties; the rest belong to synthetic hosts (stable per seed), so
@@ -1003,10 +1003,7 @@ def demo_property(rng: random.Random, host_id: uuid.UUID, showcase_city: dict | 
 
 
 async def _demo_host(runtime: Runtime) -> uuid.UUID:
-    identity = importlib.import_module("staybook.identity.service")
-    find = getattr(identity, "demo_host_id", None)
-    found = await find(runtime) if find is not None else None
-    return found or FALLBACK_DEMO_HOST_ID
+    return await identity.demo_host_id(runtime) or FALLBACK_DEMO_HOST_ID
 
 
 async def bulk_insert(session: AsyncSession, table, rows: list[dict]) -> None:
