@@ -293,7 +293,7 @@ def settled(runtime, *where):
 
 
 def sandbox(runtime):
-    return runtime.extensions["notifications"].provider
+    return runtime.context_deps["notifications"].provider
 
 
 async def value(result):

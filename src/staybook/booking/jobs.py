@@ -70,6 +70,6 @@ async def _expire_job(runtime: Runtime) -> None:
 
 
 JOBS = [
-    PeriodicJob("booking.expire-holds", 5, _expire_job),
-    PeriodicJob("booking.recover-sagas", 30, recover),
+    PeriodicJob("booking.expire-holds", 5, lambda runtime, _: _expire_job(runtime)),
+    PeriodicJob("booking.recover-sagas", 30, lambda runtime, _: recover(runtime)),
 ]

@@ -346,6 +346,3 @@ async def export_personal_data(runtime: Runtime, user_id: uuid.UUID) -> dict:
         rows = (await session.scalars(select(Booking).where(Booking.guest_user_id == user_id))).all()
     return {"bookings": [present(row, runtime.db.sealer) for row in rows]}
 
-
-# The composition root looks for `<context>.service.JOBS` (app.collect_wiring); they live in jobs.py.
-from staybook.booking.jobs import JOBS as JOBS  # noqa: E402

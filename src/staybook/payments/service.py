@@ -179,6 +179,8 @@ PROVIDERS: dict[str, Callable[[Database, Settings], PaymentProvider]] = {
 def provider(runtime: Runtime) -> PaymentProvider:
     """The process's payment provider (created on first use)."""
     existing = runtime.extensions.get(PROVIDER_KEY)
+    if existing is None and runtime.adapters.payment_provider is not None:
+        existing = runtime.extensions[PROVIDER_KEY] = runtime.adapters.payment_provider
     if existing is None:
         name = runtime.settings.payments.provider
         # The settings admit only the names PROVIDERS has.
@@ -478,7 +480,7 @@ async def _retry_sandbox_webhooks(runtime: Runtime) -> None:
 
 
 # The worker delivers the sandbox's webhooks: often, as an API process no longer posts them itself.
-JOBS = [PeriodicJob("payments.sandbox-webhooks", 0.25, _retry_sandbox_webhooks)]
+JOBS = [PeriodicJob("payments.sandbox-webhooks", 0.25, lambda runtime, _: _retry_sandbox_webhooks(runtime))]
 
 
 async def export_personal_data(runtime: Runtime, user_id: uuid.UUID) -> dict:
