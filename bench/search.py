@@ -41,8 +41,9 @@ import numpy as np
 
 from bench.harness import Server, load, ratio, serving_command, write_result
 from staybook.kernel.settings import Settings
+from staybook.search.columns import GeoGrid, PropertyColumns, RoomTypeColumns
 from staybook.search.index import PropertyRecord, RatingRanker
-from staybook.search.memory import GeoGrid, MemoryIndex, PropertyColumns, RoomTypeColumns
+from staybook.search.memory import MemoryIndex
 from staybook.search.query import AMENITIES, PROPERTY_TYPES, Circle, SearchQuery, fold
 from staybook.search.rates import CurrencyRates
 

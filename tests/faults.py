@@ -22,13 +22,13 @@ def install() -> None:
 
         catalog.get_property = broken
         return
-    from staybook.booking import service
+    from staybook.booking import saga
 
     def crash(name: str) -> None:
         if name == step:
             os.kill(os.getpid(), signal.SIGKILL)
 
-    service.checkpoint_hook = crash
+    saga.checkpoint_hook = crash
 
 
 if __name__ == "__main__":

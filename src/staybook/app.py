@@ -4,13 +4,14 @@ Each context package is discovered by convention, so adding a context does not
 touch this file beyond the CONTEXTS list:
 
 - `<context>.api.router`: routes, mounted under `/api/v1` (the `web` context at `/`);
-- `<context>.events.SUBSCRIPTIONS`: `Subscription` / `ReplicaSubscription` handlers;
-- `<context>.service.JOBS`: `PeriodicJob`s the worker repeats;
+- `<context>.bootstrap.SUBSCRIPTIONS`: `Subscription` / `ReplicaSubscription` handlers;
+- `<context>.jobs.JOBS` (or `service.JOBS`): `PeriodicJob`s the worker repeats;
 - `<context>.service.export_personal_data(runtime, user_id)`: the context's part of a user's
   GDPR export;
-- `<context>.service.lifespan(runtime)`: an optional async context manager for
-  context-owned resources (search index, payment provider, mailer), put in
-  `runtime.extensions`.
+- `<context>.bootstrap.lifespan(runtime)`: an optional async context manager for
+  context-owned resources (search index, payment provider, mailer). What it yields is the
+  context's deps: bound into its subscriptions and jobs (their last argument) and kept in
+  `runtime.context_deps` for its routes (`kernel.runtime.context_dependency`).
 """
 
 from __future__ import annotations
@@ -29,17 +30,16 @@ from starlette.responses import HTMLResponse
 
 from staybook.kernel import api as operations_api
 from staybook.kernel import openapi
-from staybook.kernel.consumers import ReplicaSubscription, Subscription
 from staybook.kernel.errors import install_error_handlers
 from staybook.kernel.gateway import GatewayMiddleware
 from staybook.kernel.http import BodySizeLimitMiddleware, RequestContextMiddleware
-from staybook.kernel.runtime import Runtime, Wiring
+from staybook.kernel.runtime import Adapters, Runtime, Wiring
 from staybook.kernel.settings import Settings
 from staybook.kernel.telemetry import configure_logging, configure_tracing, shutdown_tracing
 from staybook.kernel.worker import Worker
 
 API_PREFIX = "/api/v1"
-# Order matters only for lifespans: later contexts may use what earlier ones put in extensions.
+# Order matters only for lifespans: they are entered in this order and left in reverse.
 CONTEXTS = (
     "identity",
     "catalog",
@@ -100,14 +100,12 @@ def collect_wiring() -> Wiring:
     """Subscriptions and jobs of every context (also used by `staybook worker`)."""
     wiring = Wiring(contexts=list(PUBLISHING_CONTEXTS))
     for context in CONTEXTS:
-        events = _optional_module(context, "events")
-        for subscription in getattr(events, "SUBSCRIPTIONS", ()):
-            if isinstance(subscription, Subscription):
-                wiring.subscriptions.append(subscription)
-            elif isinstance(subscription, ReplicaSubscription):
-                wiring.replica_subscriptions.append(subscription)
+        bootstrap = _optional_module(context, "bootstrap")
         service = _optional_module(context, "service")
-        wiring.jobs.extend(getattr(service, "JOBS", ()))
+        jobs = getattr(_optional_module(context, "jobs"), "JOBS", None)
+        wiring.add(
+            context, getattr(bootstrap, "SUBSCRIPTIONS", ()), getattr(service, "JOBS", ()) if jobs is None else jobs
+        )
         export = getattr(service, "export_personal_data", None)
         if export is not None:
             wiring.personal_data_exports[context] = export
@@ -119,13 +117,19 @@ def collect_wiring() -> Wiring:
 
 @contextlib.asynccontextmanager
 async def context_lifespans(runtime: Runtime) -> AsyncIterator[None]:
-    """Enters each context's `service.lifespan(runtime)` in CONTEXTS order, exits in reverse."""
+    """Enters each context's `bootstrap.lifespan(runtime)` in CONTEXTS order (exits in reverse),
+    binds what it yields into the context's subscriptions and jobs, keeps it for its routes, and
+    starts the context's replica subscriptions."""
     async with contextlib.AsyncExitStack() as stack:
         for context in CONTEXTS:
-            service = _optional_module(context, "bootstrap") or _optional_module(context, "service")
-            lifespan = getattr(service, "lifespan", None)
+            lifespan = getattr(_optional_module(context, "bootstrap"), "lifespan", None)
+            if lifespan is None:
+                lifespan = getattr(_optional_module(context, "service"), "lifespan", None)
             if lifespan is not None:
-                await stack.enter_async_context(lifespan(runtime))
+                deps = await stack.enter_async_context(lifespan(runtime))
+                runtime.context_deps[context] = deps
+                runtime.wiring.bind(context, deps)
+            await runtime.consumers.start([s for s in runtime.wiring.replica_subscriptions if s.context == context])
         yield
 
 
@@ -156,20 +160,21 @@ def _mount_docs(app: FastAPI) -> None:
     app.add_api_route("/docs", swagger_ui, methods=["GET"], include_in_schema=False)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, payment_provider: object = None, mailer: object = None) -> FastAPI:
+    """The ASGI app. `payment_provider` and `mailer` replace the adapters settings choose (tests)."""
     settings = settings or Settings()
+    adapters = Adapters(payment_provider=payment_provider, mailer=mailer)
     tracer = configure_observability(settings)
     wiring = collect_wiring()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        runtime = Runtime(settings, wiring)
+        runtime = Runtime(settings, wiring, adapters)
         app.state.runtime = runtime
         await runtime.start()
         worker = Worker(runtime) if settings.run_worker_in_process else None
         try:
             async with context_lifespans(runtime):
-                await runtime.consumers.start(wiring.replica_subscriptions)
                 if worker is not None:
                     await worker.start()
                 log.info(

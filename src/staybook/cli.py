@@ -316,6 +316,10 @@ async def _check_connections(settings: Settings) -> list[str]:
     await database.dispose()
     if not failures:
         await attempt("schema at the latest migrations", lambda: _schema_at_heads(settings))
+    for region, config in settings.regions.items():
+        # Where that region's users' personal data is stored (docs/operations/recovery.md).
+        regional = settings.model_copy(update={"database_url": config.database_url, "database_replica_url": None})
+        await attempt(f"region {region} database and schema", lambda regional=regional: _schema_at_heads(regional))
     if settings.redis_url:
         import redis.asyncio as redis
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from staybook.booking import service
+from staybook.booking import jobs
 from staybook.booking.models import Booking, BookingSaga
 from staybook.kernel.runtime import Wiring
 from staybook.payments import service as payments
@@ -58,7 +58,7 @@ async def test_crash_at_each_saga_step_recovers(step, pg_settings, make_runtime,
         server.process.wait(10)
         assert server.process.returncode == -9
 
-    assert await service.recover(runtime, grace_seconds=0) == 1
+    assert await jobs.recover(runtime, grace_seconds=0) == 1
     status, payment_status = EXPECTED[step]
     async with runtime.db.session() as session:
         booking = await session.get(Booking, uuid.UUID(booking_id))
@@ -69,7 +69,7 @@ async def test_crash_at_each_saga_step_recovers(step, pg_settings, make_runtime,
     booked = 1 if status == "confirmed" else 0
     assert (await night_counts(runtime, room["room_type_id"]))[START.isoformat()] == (1, 0, booked)
     assert (await payments.reconcile(runtime))["balanced"]
-    assert await service.recover(runtime, grace_seconds=0) == 0
+    assert await jobs.recover(runtime, grace_seconds=0) == 0
 
     # The guest's retry with the same Idempotency-Key gets the stored outcome, not a new reading.
     async with client_for(settings) as client:

@@ -16,7 +16,7 @@ from aiosmtpd.controller import Controller
 from bench.harness import free_port
 from sqlalchemy import select
 
-from staybook.booking import service as bookings
+from staybook.booking import views as bookings
 from staybook.booking.models import Booking
 from staybook.identity import service as identity
 from staybook.identity.models import User
@@ -293,7 +293,7 @@ def settled(runtime, *where):
 
 
 def sandbox(runtime):
-    return runtime.extensions["notifications"].provider
+    return runtime.context_deps["notifications"].provider
 
 
 async def value(result):

@@ -8,8 +8,9 @@ from datetime import timedelta
 
 from sqlalchemy import func, select, update
 
-from staybook.booking import service
-from staybook.booking.models import Booking, BookingHistory
+from staybook.booking import jobs, service
+from staybook.booking.domain import SagaStep
+from staybook.booking.models import Booking, BookingHistory, BookingSaga
 from staybook.booking.schemas import HoldRequest
 from staybook.inventory.service import NightsUnavailable
 from staybook.kernel.orm import utcnow
@@ -38,7 +39,7 @@ async def test_concurrent_expiry_workers_release_each_hold_once(pg_settings, mak
 
     async def drain(worker) -> int:
         expired = 0
-        while count := await service.expire_holds(worker):
+        while count := await jobs.expire_holds(worker):
             expired += count
         return expired
 
@@ -63,11 +64,11 @@ async def test_unexpired_and_paying_holds_are_left_alone(pg_settings, make_runti
             update(Booking).where(Booking.id == uuid.UUID(paying["id"])).values(expires_at=utcnow())
         )
         await uow.session.execute(
-            update(service.BookingSaga)
-            .where(service.BookingSaga.booking_id == uuid.UUID(paying["id"]))
-            .values(step=service.AUTHORISING)
+            update(BookingSaga)
+            .where(BookingSaga.booking_id == uuid.UUID(paying["id"]))
+            .values(step=SagaStep.AUTHORISING)
         )
-    assert await service.expire_holds(runtime) == 0
+    assert await jobs.expire_holds(runtime) == 0
     async with runtime.db.session() as session:
         assert (await session.get(Booking, uuid.UUID(fresh["id"]))).status == "held"
 

@@ -7,7 +7,7 @@ import uuid
 import pytest
 from sqlalchemy import select
 
-from staybook.booking import service
+from staybook.booking import jobs, saga, service
 from staybook.booking.models import Booking, BookingSaga
 from staybook.booking.schemas import HoldRequest
 from staybook.inventory import service as inventory
@@ -29,10 +29,10 @@ def crash_at():
             if name == step:
                 raise Crash(name)
 
-        service.checkpoint_hook = hook
+        saga.checkpoint_hook = hook
 
     yield install
-    service.checkpoint_hook = None
+    saga.checkpoint_hook = None
 
 
 @pytest.fixture(params=["pg_settings", "sqlite_settings"])
@@ -56,14 +56,14 @@ async def test_captured_after_the_hold_ended_is_refunded(db_settings, make_runti
     # While the process was down an operator ended the hold and the nights went back on sale.
     async with runtime.db.unit_of_work() as uow:
         booking = await uow.session.get(Booking, booking_id)
-        await inventory.release_hold(uow, service.stay_of(booking))
+        await inventory.release_hold(uow, saga.stay_of(booking))
         booking.status = "expired"
 
-    assert await service.recover(runtime, grace_seconds=0) == 1
+    assert await jobs.recover(runtime, grace_seconds=0) == 1
     async with runtime.db.session() as session:
-        saga = await session.get(BookingSaga, booking_id)
+        saga_row = await session.get(BookingSaga, booking_id)
         payment = await session.scalar(select(Payment).where(Payment.booking_id == booking_id))
-    assert saga.step == "compensated"
+    assert saga_row.step == "compensated"
     assert (payment.status, payment.refunded_amount) == ("refunded", payment.amount)
     assert (await night_counts(runtime, room["room_type_id"]))[START.isoformat()] == (1, 0, 0)
     assert (await payments.reconcile(runtime))["balanced"]

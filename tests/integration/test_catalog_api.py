@@ -311,7 +311,7 @@ async def test_photo_pipeline_strips_gps(photo_settings, client_for):
         )
         assert uploaded.status_code == 202, uploaded.text
         runtime = client.app.state.runtime
-        store = runtime.extensions["catalog.media"]
+        store = runtime.context_deps["catalog"].media
         assert store.kind == ("s3" if settings.catalog.s3_bucket else "local")
         async with runtime.db.session() as session:
             payload = (

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from staybook.identity import service as identity
-from staybook.identity.events import SUBSCRIPTIONS as AUDIT_SUBSCRIPTIONS
+from staybook.identity.bootstrap import SUBSCRIPTIONS as AUDIT_SUBSCRIPTIONS
 from staybook.identity.models import AuditEntry
 from staybook.kernel.consumers import Subscription, record_batch_in_inbox
 from staybook.kernel.events import Event, EventEnvelope
@@ -35,7 +35,7 @@ class ThingEchoed(Event):
 def echoing_subscription(calls: list[tuple[int, int]], *, poison: int | None = None) -> Subscription:
     units = itertools.count()
 
-    async def handler(envelope: EventEnvelope, uow) -> None:
+    async def handler(envelope: EventEnvelope, uow, deps) -> None:
         number = envelope.payload["number"]
         calls.append((number, uow.context.setdefault("unit", next(units))))
         if number == poison:

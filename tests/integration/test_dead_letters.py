@@ -8,6 +8,7 @@ fails again while the file is missing, and handles the event once it is back.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import uuid
 
@@ -64,7 +65,7 @@ async def test_a_dead_letter_is_listed_fails_again_and_replays_once_its_cause_is
             payload = (
                 await session.scalars(select(OutboxMessage.payload).where(OutboxMessage.event_type == "photo.uploaded"))
             ).one()
-        store = runtime.extensions["catalog.media"]
+        store = runtime.context_deps["catalog"].media
         original = await store.get(payload["original_key"])
         await store.delete(payload["original_key"])  # lost before the worker got to it
 
@@ -137,13 +138,13 @@ async def test_two_admins_replaying_one_letter_at_once_handle_its_event_once(pg_
         }
         original_handler = subscription.batch_handler
 
-        async def slow_batch(envelopes, uow):  # holds its transaction open so the two replays overlap
+        async def slow_batch(envelopes, uow, deps):  # holds its transaction open so the two replays overlap
             seen.extend(e.id for e in envelopes)
             await asyncio.sleep(0.3)
-            await original_handler(envelopes, uow)
+            await original_handler(envelopes, uow, deps)
 
-        runtime.wiring.subscriptions[runtime.wiring.subscriptions.index(subscription)] = type(subscription)(
-            subscription.consumer, subscription.subject, subscription.handler, batch_handler=slow_batch
+        runtime.wiring.subscriptions[runtime.wiring.subscriptions.index(subscription)] = dataclasses.replace(
+            subscription, batch_handler=slow_batch
         )
         dead_id = uuid.uuid4()
         async with runtime.db.unit_of_work() as uow:

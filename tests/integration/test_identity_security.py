@@ -14,7 +14,7 @@ from pydantic import SecretStr
 from sqlalchemy import text
 
 from staybook.identity import service
-from staybook.identity.events import SUBSCRIPTIONS
+from staybook.identity.bootstrap import SUBSCRIPTIONS
 from staybook.identity.pii import new_master_key
 from staybook.kernel.events import EventEnvelope
 from staybook.kernel.orm import new_id

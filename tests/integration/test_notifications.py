@@ -3,6 +3,7 @@ consumer's inbox, the sender job and a real SMTP server (aiosmtpd on a free port
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -10,9 +11,7 @@ from zoneinfo import ZoneInfo
 from icalendar import Calendar
 from sqlalchemy import func, select
 
-from staybook.kernel.consumers import Subscription
 from staybook.kernel.models import InboxMessage
-from staybook.notifications import events as notification_events
 from staybook.notifications.models import Contact, Delivery
 from tests.conftest import bearer
 from tests.integration.notifications_support import (
@@ -82,12 +81,12 @@ async def test_duplicate_event_sends_once(backbone, smtp, client_for):
     async with client_for(settings) as client:
         runtime = client.app.state.runtime
         envelope = (await stored(runtime, booking_confirmed(booking))).envelope()
-        subscription = next(s for s in notification_events.SUBSCRIPTIONS if s.subject.endswith("booking.confirmed"))
+        subscription = next(s for s in runtime.wiring.subscriptions if s.subject.endswith("booking.confirmed"))
         # The same event delivered twice by the bus: the inbox takes it once.
         assert await runtime.consumers.handle_once(subscription, envelope) is True
         assert await runtime.consumers.handle_once(subscription, envelope) is False
         # And even a handler run twice outside the inbox records one delivery per channel.
-        bypass = Subscription("test.no-inbox-" + uuid.uuid4().hex[:6], subscription.subject, subscription.handler)
+        bypass = dataclasses.replace(subscription, consumer="test.no-inbox-" + uuid.uuid4().hex[:6])
         await runtime.consumers.handle_once(bypass, envelope)
         await eventually(settled(runtime))
         await eventually(lambda: value(len(smtp.messages) >= 1))

@@ -47,7 +47,7 @@ async def count_rows(runtime, model, *where) -> int:
 def recording_wiring(seen: list[int], *, fail_times: int = 0, consumer: str = "test.recorder") -> Wiring:
     failures = {"left": fail_times}
 
-    async def handler(envelope: EventEnvelope, uow) -> None:
+    async def handler(envelope: EventEnvelope, uow, deps) -> None:
         if failures["left"] > 0:
             failures["left"] -= 1
             raise RuntimeError("handler failed on purpose")

@@ -10,7 +10,7 @@ import uuid
 from sqlalchemy import select
 
 from staybook.booking.models import Booking
-from staybook.booking.service import ERASED_GUEST
+from staybook.booking.views import ERASED_GUEST
 from staybook.kernel.models import OutboxMessage
 from staybook.notifications.models import Delivery
 from tests.bookings import hold_body, seed_room_type
@@ -119,6 +119,7 @@ async def test_a_key_rotation_reseals_what_every_context_sealed(pg_settings, mak
     from pydantic import SecretStr
 
     from staybook.booking import service as bookings
+    from staybook.booking import views
     from staybook.identity.pii import new_master_key
     from staybook.kernel.orm import new_id, utcnow
     from staybook.notifications import service as notifications
@@ -154,5 +155,5 @@ async def test_a_key_rotation_reseals_what_every_context_sealed(pg_settings, mak
         booking = await session.get(Booking, uuid.UUID(held.json()["id"]))
         [delivery] = (await session.scalars(select(Delivery))).all()
     assert booking.guest["sealed"].startswith("pd1.m2.")
-    assert bookings.open_guest(after.db.sealer, booking.guest) == guest
+    assert views.open_guest(after.db.sealer, booking.guest) == guest
     assert after.db.sealer.open(delivery.recipient, notifications.RECIPIENT_PURPOSE) == {"address": guest["email"]}

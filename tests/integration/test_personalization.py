@@ -14,7 +14,6 @@ import pytest
 from staybook.cli import _seed
 from staybook.identity.events import UserErased
 from staybook.personalization import model as models
-from staybook.personalization import service
 from staybook.personalization.cli import _train as train_command
 from tests.conftest import app_client, bearer
 
@@ -62,7 +61,7 @@ async def test_signals_profiles_recommendations_and_erasure(settings):
     headers = bearer(settings, user_id=user)
     async with app_client(settings) as client:
         runtime = client.app.state.runtime
-        deps = service.deps_of(runtime)
+        deps = runtime.context_deps["personalization"]
         facts = sorted(deps.facts.all(), key=lambda f: f.property_id.hex)
         assert len(facts) >= 24
         # The worst rated stay of a city with several: the default order would show it last.
@@ -171,7 +170,7 @@ async def test_a_confirmed_booking_becomes_a_booking_signal(settings):
     guest = uuid.uuid4()
     async with app_client(settings) as client:
         runtime = client.app.state.runtime
-        deps = service.deps_of(runtime)
+        deps = runtime.context_deps["personalization"]
         stay = deps.facts.all()[0]
         snapshot = BookingSnapshot(
             booking_id=uuid.uuid4(),

@@ -64,7 +64,7 @@ async def test_the_series_the_alerts_read_move_with_traffic(production_settings,
         assert search.status_code in (200, 422), search.text
         for job in KERNEL_JOBS:
             if job.name in ("outbox.backlog", "consumers.metrics"):
-                await job.run(runtime)
+                await job.run(runtime, job.deps)
         after = samples((await client.get("/metrics")).text)
 
     def moved(name: str, **labels) -> float:

@@ -13,8 +13,11 @@ import uuid
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
-from staybook import migrate
+from staybook import cli, migrate
+from staybook.identity import service as identity_service
+from staybook.identity.pii import new_master_key
 from staybook.kernel.settings import Settings
 from staybook.recovery.drill import free_port
 from staybook.recovery.postgres import LocalCluster, RecoveryError, as_owner, pg_bin_dir
@@ -78,7 +81,12 @@ async def test_personal_data_is_stored_in_the_users_region_only(pg_settings, reg
             }
         )
     )
+    # `staybook check` tests each region's database: unmigrated, then at the heads with the rest.
+    assert [f.split(":")[0] for f in await cli._check_connections(settings)] == [
+        "region eu database and schema", "region us database and schema",
+    ]  # fmt: skip
     await asyncio.to_thread(migrate.upgrade, settings)
+    assert await cli._check_connections(settings) == []
     marker = uuid.uuid4().hex[:8]
     people = {
         "eu": {"email": f"elsa.{marker}@example.eu", "name": f"Elsa Vandermeer {marker}", "phone": "+31205550101"},
@@ -128,3 +136,40 @@ async def test_personal_data_is_stored_in_the_users_region_only(pg_settings, reg
             record.hex() in dump(databases["home"])
             for record in (sealed["eu"], stored_record(regions["us"], ids["eu"]))
         )
+
+
+async def test_a_master_key_rotation_rewraps_the_records_in_every_region(
+    pg_settings, regions, client_for, make_runtime
+):
+    first, second = SecretStr(new_master_key()), SecretStr(new_master_key())
+    base = fast_hashing(
+        Settings(
+            **{
+                **pg_settings.model_dump(),
+                "regions": {region: {"database_url": c.url(DATABASE)} for region, c in regions.items()},
+            }
+        )
+    )
+    await asyncio.to_thread(migrate.upgrade, base)
+
+    def keyed(active, active_id, previous) -> Settings:
+        identity = base.identity.model_copy(
+            update={"pii_master_key": active, "pii_master_key_id": active_id, "pii_previous_master_keys": previous}
+        )
+        return base.model_copy(update={"identity": identity})
+
+    emails = {region: f"rotating.{region}.{uuid.uuid4().hex[:6]}@example.org" for region in regions}
+    async with client_for(keyed(first, "m1", {})) as client:
+        for region, email in emails.items():
+            await register(client, email=email, password=PASSWORD, region=region)
+    key_ids = "SELECT pii_key_id FROM user_personal_data"
+    assert [regions[r].query(key_ids, database=DATABASE) for r in regions] == [[("m1",)], [("m1",)]]
+
+    runtime = await make_runtime(keyed(second, "m2", {"m1": first}))
+    assert await identity_service.rotate_pii_keys(runtime) == 2
+    assert await identity_service.rotate_pii_keys(runtime) == 0
+    assert [regions[r].query(key_ids, database=DATABASE) for r in regions] == [[("m2",)], [("m2",)]]
+    async with client_for(keyed(second, "m2", {})) as client:  # the old key is no longer needed
+        for email in emails.values():
+            tokens = await login(client, email=email, password=PASSWORD)
+            assert (await client.get("/api/v1/me", headers=auth(tokens))).json()["email"] == email

@@ -14,8 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from staybook.kernel.errors import InvalidInput
+from staybook.search.columns import PropertyColumns, RoomTypeColumns
 from staybook.search.index import NightState, PropertyRecord, RatingRanker, RoomTypeRecord
-from staybook.search.memory import MemoryIndex, PropertyColumns, RoomTypeColumns
+from staybook.search.memory import MemoryIndex
 from staybook.search.query import (
     AMENITIES,
     BoundingBox,

@@ -41,6 +41,23 @@ def test_invalid_values_are_refused(field, value):
         Settings(**{field: value})
 
 
+def test_regions_with_a_database_of_their_own_come_from_the_environment(monkeypatch):
+    monkeypatch.setenv("STAYBOOK_REGIONS__US__DATABASE_URL", "postgresql://app@pii.us.internal:5432/staybook")
+    monkeypatch.setenv("STAYBOOK_REGIONS__EU__DATABASE_URL", "postgresql://app@pii.eu.internal:5432/staybook")
+    settings = Settings()
+    assert {region: r.database_url for region, r in settings.regions.items()} == {
+        "us": "postgresql+asyncpg://app@pii.us.internal:5432/staybook",
+        "eu": "postgresql+asyncpg://app@pii.eu.internal:5432/staybook",
+    }
+    monkeypatch.delenv("STAYBOOK_REGIONS__US__DATABASE_URL")
+    monkeypatch.delenv("STAYBOOK_REGIONS__EU__DATABASE_URL")
+    assert Settings().regions == {}  # one region: every user's record in database_url
+    with pytest.raises(ValidationError, match="mars"):
+        Settings(regions={"mars": {"database_url": "postgresql://app@pii.mars/staybook"}})
+    with pytest.raises(ValidationError):
+        Settings(regions={"us": {"database_url": "mysql://nope"}})
+
+
 def test_active_jwt_key_must_be_one_of_the_keys():
     with pytest.raises(ValidationError):
         Settings(jwt_keys={"k1": "x" * 40}, jwt_active_key_id="k2")

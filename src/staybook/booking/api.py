@@ -19,6 +19,7 @@ from staybook.kernel.security import Principal, current_principal, require_role
 
 router = APIRouter(tags=["booking"])
 
+
 def _ttl(runtime: Runtime) -> int:
     return runtime.settings.booking.idempotency_ttl_seconds
 

@@ -7,9 +7,7 @@ from typing import ClassVar
 
 from pydantic import BaseModel
 
-from staybook.kernel.consumers import Subscription
-from staybook.kernel.db import UnitOfWork
-from staybook.kernel.events import Event, EventEnvelope
+from staybook.kernel.events import Event
 from staybook.kernel.schemas import Money
 
 
@@ -72,12 +70,3 @@ class BookingCancelled(Event):
     booking: BookingSnapshot
     cancelled_by: str
     refund: Money
-
-
-async def on_user_erased(envelope: EventEnvelope, uow: UnitOfWork) -> None:
-    from staybook.booking import service  # service imports these events
-
-    await service.erase_guest(uow, uuid.UUID(str(envelope.payload["user_id"])))
-
-
-SUBSCRIPTIONS = [Subscription("booking.user.erased", "staybook.identity.user.erased", on_user_erased)]

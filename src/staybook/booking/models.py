@@ -8,9 +8,10 @@ from datetime import date, datetime
 from sqlalchemy import BigInteger, CheckConstraint, Date, Index, Integer, String, Text, Uuid, text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from staybook.booking.domain import BookingStatus, SagaStep
 from staybook.kernel.orm import Base, JSONType, UTCDateTime, utcnow
 
-BOOKING_STATUSES = ("held", "confirmed", "expired", "payment_failed", "cancelled")
+_HELD = text(f"status = '{BookingStatus.HELD}'")
 
 
 class Booking(Base):
@@ -50,7 +51,7 @@ class Booking(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     __table_args__ = (
-        CheckConstraint("status IN ('held', 'confirmed', 'expired', 'payment_failed', 'cancelled')", name="status"),
+        CheckConstraint(BookingStatus.check_constraint("status"), name="status"),
         CheckConstraint("check_out > check_in AND units >= 1 AND guests >= 1 AND total_amount >= 0", name="stay"),
         Index("ix_bookings_guest_created", "guest_user_id", "created_at"),
         Index("ix_bookings_host_check_in", "host_id", "check_in"),
@@ -58,8 +59,8 @@ class Booking(Base):
         Index(
             "ix_bookings_held_expires_at",
             "expires_at",
-            postgresql_where=text("status = 'held'"),
-            sqlite_where=text("status = 'held'"),
+            postgresql_where=_HELD,
+            sqlite_where=_HELD,
         ),
     )
 
@@ -98,4 +99,7 @@ class BookingSaga(Base):
     answer_scope: Mapped[str | None] = mapped_column(String(64), nullable=True)
     answer_key: Mapped[str | None] = mapped_column(String(255), nullable=True)
 
-    __table_args__ = (Index("ix_booking_sagas_step_updated", "step", "updated_at"),)
+    __table_args__ = (
+        CheckConstraint(SagaStep.check_constraint("step"), name="step"),
+        Index("ix_booking_sagas_step_updated", "step", "updated_at"),
+    )

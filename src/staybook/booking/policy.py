@@ -1,4 +1,4 @@
-"""Cancellation policies and the booking state machine: pure decisions, no I/O.
+"""Cancellation policies: pure decisions, no I/O (the state machines are in domain.py).
 
 Refunds are computed in integer minor units from the time left before check-in
 (at the property's check-in time in its own timezone):
@@ -15,7 +15,6 @@ After check-in nothing is refunded. A host (or an admin) cancelling refunds in f
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
@@ -61,40 +60,3 @@ def refund_amount(
     if notice >= 14 * DAY and cancelled_at - booked_at <= 48 * HOUR:
         return total
     return total // 2 if notice >= 7 * DAY else 0
-
-
-# The booking lifecycle: which status may follow which (DESIGN.md "The booking core").
-TRANSITIONS: dict[str, frozenset[str]] = {
-    "held": frozenset({"confirmed", "expired", "payment_failed"}),
-    "confirmed": frozenset({"cancelled"}),
-    "expired": frozenset(),
-    "payment_failed": frozenset(),
-    "cancelled": frozenset(),
-}
-
-
-class IllegalTransition(ValueError):
-    pass
-
-
-def next_status(current: str, wanted: str) -> str:
-    """`wanted` if the lifecycle allows it after `current`, else IllegalTransition."""
-    if wanted not in TRANSITIONS[current]:
-        raise IllegalTransition(f"a {current} booking cannot become {wanted}")
-    return wanted
-
-
-@dataclass(frozen=True)
-class Inventory:
-    """What a booking in a given status holds on each of its nights (for invariant checks)."""
-
-    held: int
-    booked: int
-
-
-def inventory_of(status: str, units: int) -> Inventory:
-    if status == "held":
-        return Inventory(held=units, booked=0)
-    if status == "confirmed":
-        return Inventory(held=0, booked=units)
-    return Inventory(held=0, booked=0)

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, File, Query, Response, UploadFile, statu
 from fastapi.responses import FileResponse, RedirectResponse
 
 from staybook.catalog import service
+from staybook.catalog.bootstrap import CatalogDep
 from staybook.catalog.media import IMMUTABLE, PUBLIC_MEDIA_PREFIX, LocalMediaStore, published_variant_key
 from staybook.catalog.schemas import (
     PhotoOut,
@@ -116,13 +117,12 @@ async def upload_photo(
     property_id: uuid.UUID,
     principal: Host,
     runtime: RuntimeDep,
+    deps: CatalogDep,
     file: Annotated[UploadFile, File(description="A JPEG, PNG or WebP photo")],
 ):
     """Accepted for processing: variants appear in GET .../photos once the worker has made them."""
     data = await file.read(runtime.settings.catalog.max_photo_bytes + 1)
-    return await service.upload_photo(
-        runtime, principal, property_id, data, store=runtime.extensions.get("catalog.media")
-    )
+    return await service.upload_photo(runtime, principal, property_id, data, store=deps.media)
 
 
 @router.get("/properties/{property_id}/photos", response_model=list[PhotoOut])
@@ -131,12 +131,12 @@ async def list_photos(property_id: uuid.UUID, runtime: RuntimeDep):
 
 
 @router.get("/media/{key:path}", include_in_schema=False)
-async def media(key: str, runtime: RuntimeDep):
+async def media(key: str, runtime: RuntimeDep, deps: CatalogDep):
     """Serves photo variants: from the local media directory, or by redirect to a presigned URL of the
     S3 bucket. Originals (with their EXIF) are never served: the key is checked against the variant
     key grammar first, and the file must resolve inside the photos/ folder."""
     key = published_variant_key(key)
-    store = runtime.extensions.get("catalog.media") or LocalMediaStore(runtime.settings.catalog.media_dir)
+    store = deps.media
     if isinstance(store, LocalMediaStore):
         path = store.path(key, within=PUBLIC_MEDIA_PREFIX)
         if not path.is_file():

@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from typing import ClassVar
 
-from staybook.kernel.consumers import Subscription
 from staybook.kernel.events import Event
 from staybook.kernel.schemas import Money
 
@@ -89,13 +88,3 @@ class PhotoUploaded(Event):
     property_id: uuid.UUID
     original_key: str
     content_type: str
-
-
-async def _make_photo_variants(envelope, uow) -> None:
-    # Imported here: the service module imports these event classes.
-    from staybook.catalog import service
-
-    await service.handle_photo_uploaded(envelope, uow)
-
-
-SUBSCRIPTIONS = [Subscription("catalog.photo-variants", PhotoUploaded.subject(), _make_photo_variants)]

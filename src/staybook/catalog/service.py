@@ -9,7 +9,6 @@ exists without nights to sell.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib
 import io
 import itertools
@@ -832,26 +831,6 @@ async def _thumbnail_url(session: AsyncSession, settings: Settings, property_id:
         if variant["name"] == "thumb":
             return media_url(settings.catalog, variant["key"])
     return None
-
-
-# The photo.uploaded subscription handler gets (envelope, uow) only; the worker's lifespan
-# records the process's store and settings here so the handler can reach them.
-_WORKER_MEDIA: dict[str, object] = {}
-
-
-async def handle_photo_uploaded(envelope, uow: UnitOfWork) -> None:
-    await make_photo_variants(_WORKER_MEDIA["store"], uow, envelope.payload, _WORKER_MEDIA["settings"])
-
-
-@contextlib.asynccontextmanager
-async def lifespan(runtime: Runtime) -> AsyncIterator[None]:
-    store = media_store(runtime.settings.catalog)
-    runtime.extensions["catalog.media"] = store
-    _WORKER_MEDIA.update(store=store, settings=runtime.settings)
-    try:
-        yield
-    finally:
-        await store.close()
 
 
 # ------------------------------------------------------------------ demo data

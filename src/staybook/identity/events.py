@@ -10,13 +10,10 @@ chain lock and tail read per batch).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from datetime import datetime
 from typing import ClassVar
 
 from staybook.identity import audit
-from staybook.kernel.consumers import Subscription
-from staybook.kernel.db import UnitOfWork
 from staybook.kernel.events import Event, EventEnvelope
 
 
@@ -146,18 +143,3 @@ def _uuid_or_none(value) -> uuid.UUID | None:
         return uuid.UUID(str(value)) if value else None
     except ValueError:
         return None
-
-
-async def record_activity(envelope: EventEnvelope, uow: UnitOfWork) -> None:
-    await audit.append(uow.session, audit_record_for(envelope))
-
-
-async def record_activities(envelopes: Sequence[EventEnvelope], uow: UnitOfWork) -> None:
-    """A batch of events as consecutive audit entries: one chain lock and tail read per batch."""
-    await audit.append_many(uow.session, [audit_record_for(envelope) for envelope in envelopes])
-
-
-SUBSCRIPTIONS = [
-    Subscription("identity.audit-bookings", "staybook.booking.>", record_activity, batch_handler=record_activities),
-    Subscription("identity.audit-payments", "staybook.payments.>", record_activity, batch_handler=record_activities),
-]

@@ -113,7 +113,7 @@ async def stored_token_version(runtime: Runtime, user_id: uuid.UUID) -> int:
 def token_version_subscriptions(runtime: Runtime) -> list[ReplicaSubscription]:
     """Every process hears of each revocation and stops trusting its cached version at once."""
 
-    async def on_tokens_revoked(envelope: EventEnvelope) -> None:
+    async def on_tokens_revoked(envelope: EventEnvelope, deps: None) -> None:
         payload = envelope.payload
         runtime.token_versions.remember(uuid.UUID(str(payload["user_id"])), int(payload["token_version"]))
 
@@ -1111,4 +1111,4 @@ async def demo_host_id(runtime: Runtime) -> uuid.UUID | None:
 
 
 # Interval 0: the job waits `identity.audit_anchor_interval_seconds` itself (a setting).
-JOBS = [PeriodicJob("identity.audit-anchor", 0, anchor.run_anchoring)]
+JOBS = [PeriodicJob("identity.audit-anchor", 0, lambda runtime, _: anchor.run_anchoring(runtime))]

@@ -8,7 +8,6 @@ from typing import ClassVar
 
 from pydantic import BaseModel
 
-from staybook.kernel.consumers import ReplicaSubscription
 from staybook.kernel.events import Event
 
 
@@ -35,17 +34,3 @@ class InventoryChanged(Event):
     currency: str
     reason: str
     nights: list[NightSnapshot]
-
-
-async def _invalidate_availability(envelope) -> None:
-    # Imported here: the service module imports these event classes.
-    from staybook.inventory import service
-
-    await service.on_inventory_changed(envelope)
-
-
-# Every API process drops its cached availability answers of the property: holds and releases
-# made by the booking context reach the cache this way (the calendar routes also bump directly).
-SUBSCRIPTIONS = [
-    ReplicaSubscription("inventory.availability-cache", InventoryChanged.subject(), _invalidate_availability)
-]

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import functools
 import hashlib
 import hmac
@@ -41,6 +40,7 @@ from staybook.catalog import service as catalog
 from staybook.inventory.events import InventoryChanged, NightSnapshot
 from staybook.inventory.models import CalendarFeed, RoomNight
 from staybook.inventory.pricing import assess_stay, validate_stay_dates
+from staybook.kernel.cache import Cache
 from staybook.kernel.dates import check_stay
 from staybook.kernel.db import Sql, UnitOfWork
 from staybook.kernel.errors import Conflict, InvalidInput, NotFound
@@ -599,33 +599,17 @@ async def quote(
     )
 
 
-# Replica subscription handlers get the envelope only; each process's lifespan records its runtime here.
-_PROCESS: dict[str, Runtime] = {}
-
-
-@contextlib.asynccontextmanager
-async def lifespan(runtime: Runtime) -> AsyncIterator[None]:
-    _PROCESS["runtime"] = runtime
-    try:
-        yield
-    finally:
-        if _PROCESS.get("runtime") is runtime:
-            del _PROCESS["runtime"]
-
-
-async def on_inventory_changed(envelope) -> None:
-    runtime = _PROCESS.get("runtime")
-    if runtime is not None:
-        await invalidate_availability(runtime, envelope.payload["property_id"])
-
-
 def availability_namespace(property_id: uuid.UUID | str) -> str:
     return f"availability:{property_id}"
 
 
 async def invalidate_availability(runtime: Runtime, property_id: uuid.UUID | str) -> None:
     """Makes every cached availability answer of the property stale (bumps its namespace version)."""
-    await runtime.cache.bump_namespace(availability_namespace(property_id))
+    await forget_availability(runtime.cache, property_id)
+
+
+async def forget_availability(cache: Cache, property_id: uuid.UUID | str) -> None:
+    await cache.bump_namespace(availability_namespace(property_id))
 
 
 async def property_availability(
@@ -807,7 +791,7 @@ async def _insert_missing_nights(uow: UnitOfWork, rows: list[dict]) -> list:
     return inserted
 
 
-JOBS = [PeriodicJob("inventory.roll-forward", 24 * 3600, roll_calendars_forward)]
+JOBS = [PeriodicJob("inventory.roll-forward", 24 * 3600, lambda runtime, _: roll_calendars_forward(runtime))]
 
 
 # ------------------------------------------------------------------ demo data

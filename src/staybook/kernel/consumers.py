@@ -18,6 +18,11 @@ a retried event runs again).
 
 A `ReplicaSubscription` runs in every API process (in-memory read models such
 as the search index): no inbox, handlers must be idempotent.
+
+Handlers get their context's dependencies explicitly: `handler(envelope, uow, deps)`,
+`batch_handler(envelopes, uow, deps)`, replica `handler(envelope, deps)`. `deps` is what
+the context's `bootstrap.lifespan` yielded; the composition root binds it into the
+subscription (`Wiring.bind`), so the runner never looks anything up by name.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 from sqlalchemy import func, select, update
@@ -43,8 +49,9 @@ from staybook.kernel.telemetry import continue_trace_from, span_from
 
 log = structlog.get_logger("staybook.consumers")
 
-EventHandler = Callable[[EventEnvelope, UnitOfWork], Awaitable[None]]
-BatchEventHandler = Callable[[Sequence[EventEnvelope], UnitOfWork], Awaitable[None]]
+EventHandler = Callable[[EventEnvelope, UnitOfWork, Any], Awaitable[None]]
+BatchEventHandler = Callable[[Sequence[EventEnvelope], UnitOfWork, Any], Awaitable[None]]
+ReplicaEventHandler = Callable[[EventEnvelope, Any], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -57,13 +64,19 @@ class Subscription:
     # audit chain takes its lock and reads its tail once per batch). Must do what `handler`
     # would do for each event; without it the runner calls `handler` per event.
     batch_handler: BatchEventHandler | None = None
+    # Filled by the composition root: the context that owns the subscription, and what that
+    # context's lifespan yielded (its handlers' third argument).
+    context: str = ""
+    deps: Any = None
 
 
 @dataclass(frozen=True)
 class ReplicaSubscription:
     consumer: str
     subject: str
-    handler: Callable[[EventEnvelope], Awaitable[None]]
+    handler: ReplicaEventHandler
+    context: str = ""
+    deps: Any = None
 
 
 async def record_in_inbox(uow: UnitOfWork, consumer: str, event_id: uuid.UUID) -> bool:
@@ -127,7 +140,7 @@ class ConsumerRunner:
                 new.discard(envelope.id)
             fresh = [envelope for envelope, handled in zip(envelopes, outcomes, strict=True) if handled]
             if subscription.batch_handler is not None and fresh:
-                await subscription.batch_handler(fresh, uow)
+                await subscription.batch_handler(fresh, uow, subscription.deps)
             else:
                 for envelope in fresh:
                     continue_trace_from(envelope.headers)
@@ -136,7 +149,7 @@ class ConsumerRunner:
                         "messaging.consumer.name": subscription.consumer,
                     }
                     with span_from(f"consume {envelope.type}", envelope.headers.get("traceparent"), **attributes):
-                        await subscription.handler(envelope, uow)
+                        await subscription.handler(envelope, uow, subscription.deps)
         return outcomes
 
     async def handle_once(self, subscription: Subscription, envelope: EventEnvelope) -> bool:
@@ -239,7 +252,7 @@ class ConsumerRunner:
             for delivery in deliveries:
                 continue_trace_from(delivery.envelope.headers)
                 try:
-                    await subscription.handler(delivery.envelope)
+                    await subscription.handler(delivery.envelope, subscription.deps)
                     metrics.EVENTS_HANDLED.labels(subscription.consumer, "handled").inc()
                 except Exception as error:
                     metrics.EVENTS_HANDLED.labels(subscription.consumer, "failed").inc()

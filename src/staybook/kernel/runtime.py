@@ -2,13 +2,18 @@
 
 `create_app` builds one per API process (in its lifespan); `staybook worker`
 builds one for the worker. Contexts reach it through `request.app.state.runtime`
-(see `get_runtime`) or are handed it by the worker; context-owned singletons
-(search index, payment provider) live in `runtime.extensions`.
+(see `get_runtime`) or are handed it by the worker.
+
+What a context owns in a process (search index, payment provider, mailer) is the value its
+`bootstrap.lifespan(runtime)` yields. The composition root binds it into the context's
+subscriptions and jobs (`Wiring.bind`) and keeps it in `runtime.context_deps`, which routes
+read through `context_dependency(context)`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
@@ -39,11 +44,22 @@ class PeriodicJob:
 
     name: str
     interval_seconds: float
-    run: Callable[[Runtime], Awaitable[Any]]
+    run: Callable[[Runtime, Any], Awaitable[Any]]  # (runtime, the context's deps)
+    context: str = ""
+    deps: Any = None
 
 
 PersonalDataExport = Callable[["Runtime", uuid.UUID], Awaitable[dict[str, Any]]]
 PersonalDataReseal = Callable[["Runtime", int], Awaitable[int]]
+
+
+@dataclass(frozen=True)
+class Adapters:
+    """Adapters given to `create_app` in place of the ones settings choose (tests, embedding):
+    contexts' lifespans use them when set."""
+
+    payment_provider: Any = None  # a payments.provider.PaymentProvider
+    mailer: Any = None  # a notifications.mail.Mailer
 
 
 @dataclass
@@ -61,11 +77,29 @@ class Wiring:
     # context sealed (kernel/crypto.py) under the active master key, after a key rotation.
     personal_data_reseals: dict[str, PersonalDataReseal] = field(default_factory=dict)
 
+    def add(self, context: str, subscriptions: Iterable[Subscription | ReplicaSubscription] = (),
+            jobs: Iterable[PeriodicJob] = ()) -> None:  # fmt: skip
+        """Adds a context's subscriptions and jobs, tagged with the context."""
+        for subscription in subscriptions:
+            tagged = dataclasses.replace(subscription, context=context)
+            target = self.subscriptions if isinstance(subscription, Subscription) else self.replica_subscriptions
+            target.append(tagged)
+        self.jobs.extend(dataclasses.replace(job, context=context) for job in jobs)
+
+    def bind(self, context: str, deps: Any) -> None:
+        """Hands `deps` to every subscription and job of `context` (in place: the dead-letter
+        replay and the worker read these same lists)."""
+        for items in (self.subscriptions, self.replica_subscriptions, self.jobs):
+            for n, item in enumerate(items):
+                if item.context == context:
+                    items[n] = dataclasses.replace(item, deps=deps)
+
 
 class Runtime:
-    def __init__(self, settings: Settings, wiring: Wiring | None = None) -> None:
+    def __init__(self, settings: Settings, wiring: Wiring | None = None, adapters: Adapters | None = None) -> None:
         self.settings = settings
         self.wiring = wiring or Wiring()
+        self.adapters = adapters or Adapters()
         self.db = Database(settings)
         self.bus: Bus = create_bus(
             settings.nats_url,
@@ -95,6 +129,8 @@ class Runtime:
         self.dead_letters = DeadLetters(self.db, self.consumers, self.wiring.subscriptions)
         self.db.on_events_committed(self.relay.wake)
         self.extensions: dict[str, Any] = {}
+        # What each context's lifespan yielded, by context (filled by the composition root).
+        self.context_deps: dict[str, Any] = {}
         self.ready_checks: dict[str, ReadyCheck] = {"database": lambda: ping(self.db.engine)}
         self._started = False
 
@@ -153,6 +189,19 @@ class Runtime:
 
 async def get_runtime(request: Request) -> Runtime:
     return request.app.state.runtime
+
+
+def context_dependency(context: str) -> Callable[[Request], Any]:
+    """A FastAPI dependency giving a route its context's deps (what its lifespan yielded)."""
+
+    def dependency(request: Request) -> Any:
+        try:
+            return request.app.state.runtime.context_deps[context]
+        except KeyError:
+            raise RuntimeError(f"the {context} context is not started in this process") from None
+
+    dependency.__name__ = f"{context}_deps"
+    return dependency
 
 
 def all_subjects(subscriptions: Iterable[Subscription | ReplicaSubscription]) -> list[str]:

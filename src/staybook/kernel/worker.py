@@ -43,11 +43,11 @@ async def _consumer_metrics(runtime: Runtime) -> None:
 
 
 KERNEL_JOBS = [
-    PeriodicJob("idempotency.purge", 600, _purge_idempotency_keys),
-    PeriodicJob("outbox.purge", 3600, _purge),
-    PeriodicJob("outbox.backlog", 15, lambda runtime: runtime.relay.backlog()),
-    PeriodicJob("database.replica-lag", 5, lambda runtime: runtime.db.replica_lag_seconds()),
-    PeriodicJob("consumers.metrics", 15, _consumer_metrics),
+    PeriodicJob("idempotency.purge", 600, lambda runtime, _: _purge_idempotency_keys(runtime)),
+    PeriodicJob("outbox.purge", 3600, lambda runtime, _: _purge(runtime)),
+    PeriodicJob("outbox.backlog", 15, lambda runtime, _: runtime.relay.backlog()),
+    PeriodicJob("database.replica-lag", 5, lambda runtime, _: runtime.db.replica_lag_seconds()),
+    PeriodicJob("consumers.metrics", 15, lambda runtime, _: _consumer_metrics(runtime)),
 ]
 
 
@@ -80,7 +80,7 @@ class Worker:
     async def _repeat(self, job: PeriodicJob) -> None:
         while not self.stop_event.is_set():
             try:
-                await job.run(self.runtime)
+                await job.run(self.runtime, job.deps)
             except asyncio.CancelledError:
                 raise
             except Exception as error:

@@ -14,6 +14,7 @@ from staybook.kernel.runtime import Runtime, get_runtime
 from staybook.kernel.schemas import Page
 from staybook.kernel.security import Principal, current_principal, require_role
 from staybook.notifications import service
+from staybook.notifications.bootstrap import NotifierDep
 from staybook.notifications.policy import TYPES, read_unsubscribe_token
 from staybook.notifications.schemas import (
     DeadDelivery,
@@ -58,6 +59,7 @@ async def unsubscribe(token: str = Query(..., max_length=300), runtime: Runtime 
 
 @router.post("/notifications/receipts", status_code=204, summary="Delivery receipt from the SMS/push provider")
 async def delivery_receipt(
+    notifier: NotifierDep,
     payload: dict[str, Any] = Body(...),
     authorization: str | None = Header(None),
     runtime: Runtime = Depends(get_runtime),
@@ -67,7 +69,6 @@ async def delivery_receipt(
         raise Forbidden("Delivery receipts need notifications.provider_webhook_token to be set")
     if not authorization or not hmac.compare_digest(authorization, f"Bearer {expected.get_secret_value()}"):
         raise Unauthorized("Receipts must carry the provider token")
-    notifier: service.Notifier = runtime.extensions["notifications"]
     try:
         receipt = notifier.provider.parse_receipt(payload)
     except ValueError as error:
@@ -92,8 +93,8 @@ async def dead_deliveries(
 @router.post("/admin/notifications/dead/{delivery_id}/replay", status_code=202, response_model=ReplayAccepted)
 async def replay_dead_delivery(
     delivery_id: uuid.UUID,
+    notifier: NotifierDep,
     _admin: Principal = Depends(require_role("admin")),
-    runtime: Runtime = Depends(get_runtime),
 ) -> ReplayAccepted:
-    delivery = await service.replay_dead(runtime, delivery_id)
+    delivery = await service.replay_dead(notifier, delivery_id)
     return ReplayAccepted(id=delivery.id, status=delivery.status)

@@ -18,15 +18,12 @@ import asyncio
 import contextlib
 import dataclasses
 import uuid
-import weakref
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import httpx
 import structlog
-from sqlalchemy import Engine, Integer, delete, func, select, update
+from sqlalchemy import Integer, delete, func, select, update
 from sqlalchemy import event as orm_event
 
 from staybook.booking import service as bookings
@@ -39,7 +36,7 @@ from staybook.kernel.orm import new_id, utcnow
 from staybook.kernel.runtime import PeriodicJob, Runtime
 from staybook.kernel.telemetry import current_trace_headers, span_from
 from staybook.notifications import metrics
-from staybook.notifications.mail import Mailer, compose_email, create_mailer, stay_calendar
+from staybook.notifications.mail import Mailer, compose_email, stay_calendar
 from staybook.notifications.models import BookingGuest, Contact, Delivery, DeliveryAttempt, Preference
 from staybook.notifications.policy import (
     CHANNELS,
@@ -57,16 +54,10 @@ from staybook.notifications.providers import (
     DeliveryReceipt,
     MessageProvider,
     PermanentFailure,
-    SandboxProvider,
-    WebhookProvider,
 )
 from staybook.notifications.templates import Templates
 
 log = structlog.get_logger("staybook.notifications")
-
-# Handlers get only (envelope, unit of work); they find their process's Notifier through the
-# engine their session is bound to. One entry per started runtime, gone when it is collected.
-_NOTIFIERS: weakref.WeakKeyDictionary[Engine, Notifier] = weakref.WeakKeyDictionary()
 
 
 class Notifier:
@@ -89,42 +80,6 @@ class Notifier:
     def unsubscribe_url(self, user_id: str, type_name: str) -> str:
         token = unsubscribe_token(self.signing_key, user_id, type_name)
         return f"{self.settings.public_base_url.rstrip('/')}/api/v1/notifications/unsubscribe?token={token}"
-
-
-def notifier_for(uow: UnitOfWork) -> Notifier:
-    notifier = _NOTIFIERS.get(uow.session.bind.sync_engine)
-    if notifier is None:
-        raise RuntimeError("notifications are not started in this process (service.lifespan was not entered)")
-    return notifier
-
-
-@contextlib.asynccontextmanager
-async def lifespan(runtime: Runtime) -> AsyncIterator[None]:
-    """Renders every template (a broken one fails start-up) and sets up mailer and provider."""
-    settings = runtime.settings.notifications
-    templates = Templates()
-    rendered = templates.check()
-    async with httpx.AsyncClient(timeout=10) as http:
-        if settings.provider == "webhook":
-            if not settings.provider_webhook_url:
-                raise ValueError("notifications.provider is 'webhook' but provider_webhook_url is not set")
-            token = settings.provider_webhook_token.get_secret_value() if settings.provider_webhook_token else None
-            provider: MessageProvider = WebhookProvider(settings.provider_webhook_url, token, http)
-        else:
-            provider = SandboxProvider()
-        notifier = Notifier(runtime, templates, create_mailer(settings), provider)
-        runtime.extensions["notifications"] = notifier
-        engine = runtime.db.engine.sync_engine
-        _NOTIFIERS[engine] = notifier
-        log.info(
-            "notifications ready",
-            context={"templates": rendered, "mailer": notifier.mailer.kind, "provider": provider.name},
-        )
-        try:
-            yield
-        finally:
-            _NOTIFIERS.pop(engine, None)
-            runtime.extensions.pop("notifications", None)
 
 
 # ------------------------------------------------------------------ contacts (identity events)
@@ -183,12 +138,11 @@ async def _contact(uow: UnitOfWork, user_id: Any) -> Contact | None:
     return await uow.session.get(Contact, uuid.UUID(str(user_id)))
 
 
-async def _account(uow: UnitOfWork, user_id: Any) -> dict:
+async def _account(notifier: Notifier, uow: UnitOfWork, user_id: Any) -> dict:
     """The user's contact details from identity ({} for no user, an unknown or an erased one)."""
     if not user_id:
         return {}
-    runtime = notifier_for(uow).runtime
-    return await identity.contact_details(runtime, uuid.UUID(str(user_id)), uow.session) or {}
+    return await identity.contact_details(notifier.runtime, uuid.UUID(str(user_id)), uow.session) or {}
 
 
 async def _booking_guest(uow: UnitOfWork, booking: dict[str, Any]) -> dict:
@@ -197,7 +151,7 @@ async def _booking_guest(uow: UnitOfWork, booking: dict[str, Any]) -> dict:
 
 
 async def notify_guest(
-    uow: UnitOfWork, envelope: EventEnvelope, type_name: str, booking: dict[str, Any], **extra: Any
+    notifier: Notifier, uow: UnitOfWork, envelope: EventEnvelope, type_name: str, booking: dict[str, Any], **extra: Any
 ) -> int:
     """Records the guest's deliveries of `type_name` about `booking`; returns how many. The address
     is the one given for the booking, else the account's."""
@@ -205,7 +159,7 @@ async def notify_guest(
     if contact is not None and contact.erased_at is not None:
         return 0
     guest = await _booking_guest(uow, booking)
-    account = await _account(uow, booking.get("guest_user_id")) if not guest.get("email") else {}
+    account = await _account(notifier, uow, booking.get("guest_user_id")) if not guest.get("email") else {}
     recipient = Recipient(
         user_id=uuid.UUID(str(booking["guest_user_id"])) if booking.get("guest_user_id") else None,
         name=guest.get("name") or account.get("name"),
@@ -215,18 +169,18 @@ async def notify_guest(
         timezone=(contact.timezone if contact else None) or booking["property"].get("timezone") or "UTC",
     )
     context = {"booking": booking, **extra}
-    return await record_deliveries(uow, envelope, type_name, recipient, context, guest_name=recipient.name)
+    return await record_deliveries(notifier, uow, envelope, type_name, recipient, context, guest_name=recipient.name)
 
 
 async def notify_host(
-    uow: UnitOfWork, envelope: EventEnvelope, type_name: str, booking: dict[str, Any], **extra: Any
+    notifier: Notifier, uow: UnitOfWork, envelope: EventEnvelope, type_name: str, booking: dict[str, Any], **extra: Any
 ) -> int:
     """Records the host's deliveries; hosts are reached through their account's details only."""
     contact = await _contact(uow, booking.get("host_id"))
     if contact is None or contact.erased_at is not None:
         log.info("host has no contact record; notice skipped", context={"host_id": str(booking.get("host_id"))})
         return 0
-    account = await _account(uow, contact.user_id)
+    account = await _account(notifier, uow, contact.user_id)
     recipient = Recipient(
         contact.user_id,
         account.get("name"),
@@ -237,15 +191,17 @@ async def notify_host(
     )
     guest_name = (await _booking_guest(uow, booking)).get("name")
     context = {"booking": booking, **extra}
-    return await record_deliveries(uow, envelope, type_name, recipient, context, guest_name=guest_name)
+    return await record_deliveries(notifier, uow, envelope, type_name, recipient, context, guest_name=guest_name)
 
 
-async def notify_user(uow: UnitOfWork, envelope: EventEnvelope, type_name: str, payload: dict[str, Any]) -> int:
+async def notify_user(
+    notifier: Notifier, uow: UnitOfWork, envelope: EventEnvelope, type_name: str, payload: dict[str, Any]
+) -> int:
     """Records deliveries to a user named by an identity event (sign-in alerts)."""
     contact = await _contact(uow, payload["user_id"])
     if contact is not None and contact.erased_at is not None:
         return 0
-    account = await _account(uow, payload["user_id"])
+    account = await _account(notifier, uow, payload["user_id"])
     recipient = Recipient(
         user_id=uuid.UUID(str(payload["user_id"])),
         name=account.get("name"),
@@ -255,7 +211,7 @@ async def notify_user(uow: UnitOfWork, envelope: EventEnvelope, type_name: str, 
         timezone=contact.timezone if contact else "UTC",
     )
     sign_in = {"ip": payload.get("ip") or "?", "user_agent": payload.get("user_agent") or "?", "at": payload["at"]}
-    return await record_deliveries(uow, envelope, type_name, recipient, {"sign_in": sign_in})
+    return await record_deliveries(notifier, uow, envelope, type_name, recipient, {"sign_in": sign_in})
 
 
 async def remember_booking(uow: UnitOfWork, booking: dict[str, Any]) -> None:
@@ -283,18 +239,19 @@ _PREFERENCES = Sql(
 )
 
 
-async def notify_refund(uow: UnitOfWork, envelope: EventEnvelope, payload: dict[str, Any]) -> int:
+async def notify_refund(notifier: Notifier, uow: UnitOfWork, envelope: EventEnvelope, payload: dict[str, Any]) -> int:
     row = await uow.session.get(BookingGuest, uuid.UUID(str(payload["booking_id"])))
     if row is None:
         log.info("refund for a booking not seen here; not notified", context={"booking_id": payload["booking_id"]})
         return 0
-    return await notify_guest(uow, envelope, "payment_refunded", row.booking, refund=payload["amount"])
+    return await notify_guest(notifier, uow, envelope, "payment_refunded", row.booking, refund=payload["amount"])
 
 
 RECIPIENT_PURPOSE = "notifications.recipient"
 
 
 async def record_deliveries(
+    notifier: Notifier,
     uow: UnitOfWork,
     envelope: EventEnvelope,
     type_name: str,
@@ -305,7 +262,6 @@ async def record_deliveries(
 ) -> int:
     """One pending delivery per channel the type uses, the recipient has an address for and has
     not switched off. A repeated (event, channel, type, recipient) is ignored by the unique key."""
-    notifier = notifier_for(uow)
     notification_type = TYPES[type_name]
     choices: dict[str, bool] = {}
     if recipient.user_id is not None:
@@ -605,10 +561,9 @@ async def send_due(notifier: Notifier) -> int:
     return len(claimed)
 
 
-async def run_sender(runtime: Runtime) -> None:
+async def run_sender(runtime: Runtime, notifier: Notifier) -> None:
     """The sender job: sends until the queue has nothing due, then sleeps until woken by a new
     delivery, the next scheduled retry, or the poll interval, whichever comes first."""
-    notifier: Notifier = runtime.extensions["notifications"]
     notifier.wakeup.clear()
     while await send_due(notifier) == notifier.settings.batch_size:
         pass
@@ -631,7 +586,7 @@ async def measure_queue(runtime: Runtime) -> int:
 JOBS = [
     # Interval 0: run_sender does its own waiting (for a wake-up or the poll interval).
     PeriodicJob("notifications.send", 0, run_sender),
-    PeriodicJob("notifications.queue-depth", 15, measure_queue),
+    PeriodicJob("notifications.queue-depth", 15, lambda runtime, _: measure_queue(runtime)),
 ]
 
 
@@ -677,9 +632,9 @@ async def list_dead(runtime: Runtime, *, after: uuid.UUID | None, limit: int) ->
         return list((await session.scalars(query)).all())
 
 
-async def replay_dead(runtime: Runtime, delivery_id: uuid.UUID) -> Delivery:
+async def replay_dead(notifier: Notifier, delivery_id: uuid.UUID) -> Delivery:
     """Puts a dead delivery back in the queue with a fresh set of attempts and wakes the sender."""
-    async with runtime.db.unit_of_work() as uow:
+    async with notifier.runtime.db.unit_of_work() as uow:
         delivery = await uow.session.get(Delivery, delivery_id, with_for_update=True)
         if delivery is None:
             raise NotFound(f"No delivery {delivery_id}")
@@ -690,9 +645,7 @@ async def replay_dead(runtime: Runtime, delivery_id: uuid.UUID) -> Delivery:
         delivery.status = "pending"
         delivery.attempts = 0
         delivery.next_attempt_at = delivery.updated_at = utcnow()
-    notifier: Notifier | None = runtime.extensions.get("notifications")
-    if notifier is not None:
-        notifier.wake()
+    notifier.wake()
     return delivery
 
 

@@ -20,10 +20,11 @@ from datetime import datetime
 import structlog
 from sqlalchemy import select, update
 
-from staybook.kernel.db import Sql, UnitOfWork, insert_on_conflict, insert_sql
+from staybook.kernel.db import Database, Sql, UnitOfWork, insert_on_conflict, insert_sql
 from staybook.kernel.errors import Conflict, NotFound, StaybookError
 from staybook.kernel.orm import new_id, utcnow
 from staybook.kernel.runtime import PeriodicJob, Runtime
+from staybook.kernel.settings import Settings
 from staybook.payments import metrics
 from staybook.payments.events import (
     PaymentAuthorised,
@@ -42,6 +43,7 @@ from staybook.payments.provider import (
     ProviderBreaker,
 )
 from staybook.payments.sandbox import SandboxProvider
+from staybook.payments.stripe import StripeProvider
 
 log = structlog.get_logger("staybook.payments")
 audit = structlog.get_logger("staybook.audit")
@@ -167,14 +169,22 @@ async def lifespan(runtime: Runtime) -> AsyncIterator[None]:
         runtime.extensions.pop(PROVIDER_KEY, None)
 
 
+# The provider modules, by the name `payments.provider` gives; each is built from (db, settings).
+PROVIDERS: dict[str, Callable[[Database, Settings], PaymentProvider]] = {
+    SandboxProvider.name: SandboxProvider,
+    StripeProvider.name: StripeProvider,
+}
+
+
 def provider(runtime: Runtime) -> PaymentProvider:
     """The process's payment provider (created on first use)."""
     existing = runtime.extensions.get(PROVIDER_KEY)
+    if existing is None and runtime.adapters.payment_provider is not None:
+        existing = runtime.extensions[PROVIDER_KEY] = runtime.adapters.payment_provider
     if existing is None:
         name = runtime.settings.payments.provider
-        if name != "sandbox":
-            raise ValueError(f"unknown payment provider {name!r}")
-        existing = runtime.extensions[PROVIDER_KEY] = SandboxProvider(runtime.db, runtime.settings)
+        # The settings admit only the names PROVIDERS has.
+        existing = runtime.extensions[PROVIDER_KEY] = PROVIDERS[name](runtime.db, runtime.settings)
     return existing
 
 
@@ -470,7 +480,7 @@ async def _retry_sandbox_webhooks(runtime: Runtime) -> None:
 
 
 # The worker delivers the sandbox's webhooks: often, as an API process no longer posts them itself.
-JOBS = [PeriodicJob("payments.sandbox-webhooks", 0.25, _retry_sandbox_webhooks)]
+JOBS = [PeriodicJob("payments.sandbox-webhooks", 0.25, lambda runtime, _: _retry_sandbox_webhooks(runtime))]
 
 
 async def export_personal_data(runtime: Runtime, user_id: uuid.UUID) -> dict:

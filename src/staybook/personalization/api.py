@@ -9,11 +9,12 @@ import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
-from staybook.kernel.runtime import Runtime, get_runtime
+from staybook.kernel.runtime import Runtime, context_dependency, get_runtime
 from staybook.kernel.security import Principal, current_principal, optional_principal
 from staybook.personalization import service
 from staybook.personalization.recommend import RecommendationRequest, recommend
 from staybook.personalization.schemas import ProfileOut, RecommendationsOut, Require, SessionOut, SignalsAccepted
+from staybook.personalization.service import Personalization
 
 router = APIRouter(tags=["personalization"])
 
@@ -40,10 +41,11 @@ async def post_signals(
     request: Request,
     principal: Principal | None = Depends(optional_principal),
     runtime: Runtime = Depends(get_runtime),
+    deps: Personalization = Depends(context_dependency("personalization")),
 ) -> Response:
     headers = request.headers
     accepted = await service.accept_signals(
-        service.deps_of(runtime),
+        deps,
         await request.body(),
         content_type=headers.get("content-type"),
         content_encoding=headers.get("content-encoding"),
@@ -72,9 +74,10 @@ async def new_session(
     responses={200: {"model": ProfileOut}},
 )
 async def my_profile(
-    principal: Principal = Depends(current_principal), runtime: Runtime = Depends(get_runtime)
+    principal: Principal = Depends(current_principal),
+    deps: Personalization = Depends(context_dependency("personalization")),
 ) -> Response:
-    profile = await service.profile_of(service.deps_of(runtime), f"u:{principal.user_id.hex}")
+    profile = await service.profile_of(deps, f"u:{principal.user_id.hex}")
     return _json(profile.as_document())
 
 
@@ -96,7 +99,8 @@ async def recommendations(
     limit: int = Query(10, ge=1, le=50),
     principal: Principal | None = Depends(optional_principal),
     runtime: Runtime = Depends(get_runtime),
+    deps: Personalization = Depends(context_dependency("personalization")),
 ) -> Response:
     request = RecommendationRequest(property_id, lat, lon, city, require, check_in, check_out, guests, limit)
-    answer = await recommend(runtime, service.deps_of(runtime), principal, request)
+    answer = await recommend(runtime, deps, principal, request)
     return _json(answer.model_dump(mode="json"))

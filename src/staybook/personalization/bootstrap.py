@@ -2,29 +2,36 @@
 
 `lifespan(runtime)` builds the `Personalization` of this process (signal log, profile
 store, archive, facts, model), loads the properties' facts and the model CURRENT names,
-and adds the context's durable subscriptions and jobs to the process's wiring (the
-worker starts them: `staybook worker`, or the demo's in-process worker).
+adds the context's jobs to the process's wiring (their number depends on the settings)
+and yields it; the composition root hands it to the subscriptions below and to the jobs
+(the worker starts them: `staybook worker`, or the demo's in-process worker).
+
+The events it reacts to (it publishes none: signals travel on their own stream):
+- `user.erased`: forget the user's profile, archived signals and model rows;
+- `booking.confirmed`: a `booking` signal of the guest, from the booking's own event, so the
+  booking path is not touched.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import AsyncIterator
 
 import structlog
 
-from staybook.kernel.consumers import ReplicaSubscription
+from staybook.kernel.consumers import ReplicaSubscription, Subscription
+from staybook.kernel.db import UnitOfWork
 from staybook.kernel.events import EventEnvelope
 from staybook.kernel.runtime import Runtime
-from staybook.personalization import events, jobs
+from staybook.personalization import jobs, service
 from staybook.personalization.archive import SignalArchive
 from staybook.personalization.profiles import Decay
 from staybook.personalization.properties import PropertyFacts
 from staybook.personalization.repository import MemoryProfileStore, ProfileStore, RedisProfileStore
 from staybook.personalization.rerank import ProfileRanker
 from staybook.personalization.service import (
-    EXTENSION,
     Personalization,
     apply_catalog_event,
     flush_served_searches,
@@ -67,27 +74,23 @@ def build(runtime: Runtime) -> Personalization:
 
 
 @contextlib.asynccontextmanager
-async def lifespan(runtime: Runtime) -> AsyncIterator[None]:
+async def lifespan(runtime: Runtime) -> AsyncIterator[Personalization]:
     """Builds this process's parts, loads the facts and the served model, watches for new versions."""
     deps = build(runtime)
-    runtime.extensions[EXTENSION] = deps
     await deps.signal_log.start()
     if isinstance(deps.signal_log, NatsSignalLog):
         runtime.add_ready_check("signals", deps.signal_log.ping)
 
-    async def on_catalog_event(envelope: EventEnvelope) -> None:
-        apply_catalog_event(deps.facts, envelope)
-
+    # Started here, before the facts are read, so no catalog event falls between the read and it.
     await runtime.consumers.start(
-        [ReplicaSubscription("personalization.facts", "staybook.catalog.>", on_catalog_event)]
+        [ReplicaSubscription("personalization.facts", "staybook.catalog.>", on_catalog_event, deps=deps)]
     )
     try:
         deps.facts.put((await load_facts(runtime)).all())
     except Exception as error:  # the API still starts; signals naming properties are refused until loaded
         log.warning("property facts not loaded", error_type=type(error).__name__)
     reload_model(deps, runtime.settings.personalization.model_dir)
-    runtime.wiring.subscriptions.extend(events.subscriptions(deps, runtime.settings.personalization.model_dir))
-    runtime.wiring.jobs.extend(jobs.jobs(deps))
+    runtime.wiring.add("personalization", jobs=jobs.jobs(deps.settings))
     runtime.extensions.setdefault(search.OBSERVERS, []).append(lambda query: observe_search(deps, query))
     runtime.extensions[search.RANKER] = ProfileRanker(deps)
     stop = asyncio.Event()
@@ -96,7 +99,7 @@ async def lifespan(runtime: Runtime) -> AsyncIterator[None]:
         asyncio.get_running_loop().create_task(_flush_searches(deps, stop), name="personalization-searches"),
     ]
     try:
-        yield
+        yield deps
     finally:
         stop.set()
         for task in background:
@@ -105,6 +108,24 @@ async def lifespan(runtime: Runtime) -> AsyncIterator[None]:
                 await task
         await deps.signal_log.close()
         await deps.store.close()
+
+
+async def on_catalog_event(envelope: EventEnvelope, deps: Personalization) -> None:
+    apply_catalog_event(deps.facts, envelope)
+
+
+async def on_user_erased(envelope: EventEnvelope, uow: UnitOfWork, deps: Personalization) -> None:
+    await service.erase_user(deps, deps.settings.model_dir, uuid.UUID(str(envelope.payload["user_id"])))
+
+
+async def on_booking_confirmed(envelope: EventEnvelope, uow: UnitOfWork, deps: Personalization) -> None:
+    await service.record_booking(deps, envelope)
+
+
+SUBSCRIPTIONS = [
+    Subscription("personalization.user.erased", "staybook.identity.user.erased", on_user_erased),
+    Subscription("personalization.booking.confirmed", "staybook.booking.booking.confirmed", on_booking_confirmed),
+]
 
 
 async def _watch_model(runtime: Runtime, deps: Personalization, stop: asyncio.Event) -> None:

@@ -4,6 +4,8 @@
   folds batches into profiles, popularity and co-visitation (runs until the worker stops);
 - `personalization.archive`: a second durable consumer writing the Parquet archive;
 - `personalization.retrain`: fits a new model from the archive every `retrain_interval_seconds`.
+
+Each job gets the process's `Personalization` (bound by the composition root).
 """
 
 from __future__ import annotations
@@ -11,24 +13,29 @@ from __future__ import annotations
 import asyncio
 
 from staybook.kernel.runtime import PeriodicJob, Runtime
+from staybook.kernel.settings import PersonalizationSettings
 from staybook.personalization import service
+from staybook.personalization.service import Personalization
 
 
-def jobs(deps: service.Personalization) -> list[PeriodicJob]:
-    async def run_aggregator(runtime: Runtime) -> None:
-        await deps.signal_log.consume("aggregate", lambda batches: service.aggregate(deps, batches), _stopped())
+async def run_aggregator(runtime: Runtime, deps: Personalization) -> None:
+    await deps.signal_log.consume("aggregate", lambda batches: service.aggregate(deps, batches), _stopped())
 
-    async def run_archiver(runtime: Runtime) -> None:
-        await deps.signal_log.consume("archive", lambda batches: service.archive(deps, batches), _stopped())
 
-    async def retrain(runtime: Runtime) -> None:
-        await service.train(runtime, deps)
+async def run_archiver(runtime: Runtime, deps: Personalization) -> None:
+    await deps.signal_log.consume("archive", lambda batches: service.archive(deps, batches), _stopped())
 
+
+async def retrain(runtime: Runtime, deps: Personalization) -> None:
+    await service.train(runtime, deps)
+
+
+def jobs(settings: PersonalizationSettings) -> list[PeriodicJob]:
     found = [
         PeriodicJob("personalization.aggregate", 1, run_aggregator),
         PeriodicJob("personalization.archive", 1, run_archiver),
     ]
-    interval = deps.settings.retrain_interval_seconds
+    interval = settings.retrain_interval_seconds
     if interval:
         found.append(PeriodicJob("personalization.retrain", interval, _after_first_interval(interval, retrain)))
     return found
@@ -43,11 +50,11 @@ def _after_first_interval(interval: float, run):
     """Waits one interval before the first run: a worker's start is no time to train."""
     started = False
 
-    async def job(runtime: Runtime) -> None:
+    async def job(runtime: Runtime, deps: Personalization) -> None:
         nonlocal started
         if not started:
             started = True
             await asyncio.sleep(interval)
-        await run(runtime)
+        await run(runtime, deps)
 
     return job

@@ -46,7 +46,6 @@ from staybook.personalization.stream import SignalLog
 
 log = structlog.get_logger("staybook.personalization")
 
-EXTENSION = "personalization"
 JSON_TYPES = ("application/json", "text/plain", "")
 
 
@@ -73,10 +72,6 @@ class Personalization:
             self._content = ContentIndex.of(self.facts.all())
             self._content_version = self.facts.version
         return self._content
-
-
-def deps_of(runtime: Runtime) -> Personalization:
-    return runtime.extensions[EXTENSION]
 
 
 def session_id_for(settings: Settings, user_id: uuid.UUID | None = None) -> str:

@@ -195,14 +195,14 @@ async def apply_event(index: SearchIndex, envelope: EventEnvelope) -> None:
 def replica_subscriptions(runtime: Runtime) -> list[ReplicaSubscription]:
     """Every API process keeps its own index current; handlers are idempotent (no inbox)."""
 
-    async def on_event(envelope: EventEnvelope) -> None:
+    async def on_event(envelope: EventEnvelope, deps: None) -> None:
         state = state_of(runtime)
         if state.rebuilding is not None:
             state.rebuilding.append(envelope)
         await apply_event(runtime.extensions[INDEX], envelope)
         INDEX_LAG.set(max(0.0, (datetime.now(UTC) - envelope.occurred_at).total_seconds()))
 
-    async def on_rebuild_requested(envelope: EventEnvelope) -> None:
+    async def on_rebuild_requested(envelope: EventEnvelope, deps: None) -> None:
         schedule_rebuild(runtime)
 
     return [

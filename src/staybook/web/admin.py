@@ -16,6 +16,7 @@ from staybook.kernel.api import dead_letter_out
 from staybook.kernel.errors import Forbidden, InvalidInput, StaybookError, Unauthorized
 from staybook.kernel.security import Principal
 from staybook.notifications import service as notifications
+from staybook.notifications.bootstrap import NotifierDep
 from staybook.web.rendering import WebRoute, page_state, redirect, render
 from staybook.web.schemas import RoleForm, parse_form
 from staybook.web.session import request_info
@@ -244,11 +245,10 @@ async def replay(dead_letter_id: uuid.UUID, request: Request) -> Response:
 
 
 @router.post("/notifications/{delivery_id}/replay")
-async def replay_notification(delivery_id: uuid.UUID, request: Request) -> Response:
+async def replay_notification(delivery_id: uuid.UUID, request: Request, notifier: NotifierDep) -> Response:
     admin(request)
-    runtime, _, _ = page_state(request)
     try:
-        await notifications.replay_dead(runtime, delivery_id)
+        await notifications.replay_dead(notifier, delivery_id)
     except StaybookError as error:
         return await _dead_letters_page(request, status=error.status, problem=error)
     return redirect("/admin/dead-letters?done=requeued#undelivered")

@@ -15,6 +15,7 @@ from starlette.responses import Response
 
 from staybook.booking import service as booking
 from staybook.catalog import service as catalog
+from staybook.catalog.bootstrap import CatalogDep
 from staybook.catalog.schemas import (
     AMENITIES,
     CANCELLATION_POLICIES,
@@ -165,14 +166,14 @@ async def archive_property(property_id: uuid.UUID, request: Request) -> Response
 
 
 @router.post("/properties/{property_id}/photos")
-async def upload_photo(property_id: uuid.UUID, request: Request) -> Response:
+async def upload_photo(property_id: uuid.UUID, request: Request, catalog_deps: CatalogDep) -> Response:
     """The photo form posts here by XMLHttpRequest (for its progress bar) or as a plain form."""
     principal, runtime, prop = await _own_property(request, property_id)
     upload = (await request.form()).get("photo")
     if not isinstance(upload, UploadFile):
         raise InvalidInput("Choose a photo to upload.", field="photo")
     data = await upload.read(runtime.settings.catalog.max_photo_bytes + 1)
-    await catalog.upload_photo(runtime, principal, property_id, data, store=runtime.extensions.get("catalog.media"))
+    await catalog.upload_photo(runtime, principal, property_id, data, store=catalog_deps.media)
     return redirect(f"/host/properties/{property_id}#photos")
 
 

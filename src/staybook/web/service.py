@@ -7,10 +7,8 @@ from the calls, so the rules are unit-tested without I/O.
 from __future__ import annotations
 
 import calendar
-import contextlib
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -166,7 +164,7 @@ async def room_type_month(runtime: Runtime, room_type_id: uuid.UUID, first: date
 # It is cached beside the availability answers (ADR 0009): under the property's availability
 # namespace, for as long as they are, so every change that makes the page's offers stale (calendar,
 # holds, room types, archive) makes its listing and calendar stale too; the catalog's own changes
-# (property edits, a photo made ready) bump it through `web.events`. A hit is one cache round trip
+# (property edits, a photo made ready) bump it through `web.bootstrap`. A hit is one cache round trip
 # instead of a database session per read.
 
 SHOWN_PHOTOS = 6  # the gallery's photos; the cached value stays small however many a property has
@@ -226,27 +224,6 @@ async def property_of_room_type(runtime: Runtime, room_type_id: uuid.UUID) -> uu
         if len(_property_of) > ROOM_TYPE_PROPERTIES:
             _property_of.popitem(last=False)
     return found
-
-
-# Replica subscription handlers get the envelope only; each process's lifespan records its runtime here.
-_PROCESS: dict[str, Runtime] = {}
-
-
-@contextlib.asynccontextmanager
-async def lifespan(runtime: Runtime) -> AsyncIterator[None]:
-    _PROCESS["runtime"] = runtime
-    try:
-        yield
-    finally:
-        if _PROCESS.get("runtime") is runtime:
-            del _PROCESS["runtime"]
-
-
-async def on_listing_changed(envelope) -> None:
-    """A property edited elsewhere (the API, the photo worker): its guests' pages are stale."""
-    runtime = _PROCESS.get("runtime")
-    if runtime is not None:
-        await invalidate_property(runtime, envelope.payload["property_id"])
 
 
 def refund_preview(view: dict, now: datetime | None = None) -> int:
