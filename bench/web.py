@@ -14,7 +14,9 @@ For each page and its JSON counterpart:
   TTFB target's rate), latency from the scheduled send (coordinated omission corrected):
   time to the response's head (TTFB) and to its last byte;
 - CPU by process from /proc over each open-loop step (API workers, worker, this database's
-  PostgreSQL backends, Redis, NATS) and the load generator's own (a child process: RUSAGE_CHILDREN).
+  PostgreSQL backends, Redis, NATS) and the load generator's own (a child process: RUSAGE_CHILDREN),
+  and from it the CPU milliseconds per request (API workers; all server processes), the figure
+  that holds on a machine other work shares.
 
 The JSON counterparts: results -> GET /api/v1/search (the same query); property -> GET
 /api/v1/properties/{id} and its availability for the stay (the page shows both; measured as the
@@ -200,8 +202,25 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+SERVER_PROCESSES = ("api", "worker", "postgres", "redis", "nats")
+
+
+def cpu_ms_per_request(figures: dict) -> dict:
+    """CPU milliseconds a request cost: the API workers' own, and every server process's (the API,
+    the worker, this database's PostgreSQL backends, Redis, NATS). From /proc, so it holds while
+    other sessions load the machine, where latency does not."""
+    busy, rate = figures["cpu"]["cores_busy"], figures["throughput_rps"]
+    if not rate:
+        return {"api": None, "servers": None}
+    return {
+        "api": round(1000 * busy.get("api", 0.0) / rate, 2),
+        "servers": round(1000 * sum(busy.get(name, 0.0) for name in SERVER_PROCESSES) / rate, 2),
+    }
+
+
 def brief(figures: dict) -> dict:
     return {
+        "cpu_ms_per_request": cpu_ms_per_request(figures),
         "rate": figures["target_rate"],
         "throughput_rps": figures["throughput_rps"],
         "ttfb_ms": figures["ttfb_ms"],
@@ -298,7 +317,8 @@ def main() -> None:
                 }
                 print(f"{name:<9} {kind:<4} ceiling {ceiling['throughput_rps']:>7.1f}/s; at {args.rate:g}/s "
                       f"ttfb p50 {open_loop['ttfb_ms']['p50']:.1f} p99 {open_loop['ttfb_ms']['p99']:.1f} ms, "
-                      f"last byte p99 {open_loop['latency_ms']['p99']:.1f} ms, errors "
+                      f"last byte p99 {open_loop['latency_ms']['p99']:.1f} ms, "
+                      f"API CPU {cpu_ms_per_request(open_loop)['api']} ms/request, errors "
                       f"{open_loop['errors'] + open_loop['unanswered']}", flush=True)  # fmt: skip
             entry["page_to_api_p99"] = ratio(entry["page"]["open_loop"]["latency_ms"]["p99"],
                                              entry["api"]["open_loop"]["latency_ms"]["p99"])  # fmt: skip
@@ -319,6 +339,9 @@ def main() -> None:
         "page_p99_ms_at_rate": {name: p["page"]["open_loop"]["latency_ms"]["p99"] for name, p in pages.items()},
         "api_p99_ms_at_rate": {name: p["api"]["open_loop"]["latency_ms"]["p99"] for name, p in pages.items()},
         "page_ceiling_rps": {name: p["page"]["ceiling_rps"] for name, p in pages.items()},
+        "page_api_cpu_ms": {name: p["page"]["open_loop"]["cpu_ms_per_request"]["api"] for name, p in pages.items()},
+        "json_api_cpu_ms": {name: p["api"]["open_loop"]["cpu_ms_per_request"]["api"] for name, p in pages.items()},
+        "results_api_cpu_ms_at_target_rate": cpu_ms_per_request(target)["api"],
         "rate": args.rate,
     }
     path = write_result(

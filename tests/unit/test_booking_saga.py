@@ -167,8 +167,6 @@ GUEST, HOST = uuid.uuid4(), uuid.uuid4()
 def booking(status: str = "held", **changes) -> Booking:
     values = {
         "status": BookingStatus(status),
-        "guest_user_id": GUEST,
-        "host_id": HOST,
         "expires_at": NOW + timedelta(minutes=5),
         "check_in": date(2031, 6, 1),
         "created_at": NOW - timedelta(days=30),

@@ -12,7 +12,8 @@ from urllib.parse import quote, urlsplit
 import structlog
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
-from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from jinja2 import Environment, PackageLoader, StrictUndefined, pass_context, select_autoescape
+from jinja2.runtime import Context
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
@@ -37,8 +38,11 @@ def environment(locale: str) -> Environment:
         extensions=["jinja2.ext.i18n"],
         trim_blocks=True,
         lstrip_blocks=True,
+        # The templates are package files: no stat of every template and include per page.
+        auto_reload=False,
     )
     env.install_gettext_translations(i18n.translations(locale), newstyle=True)
+    env.globals["gettext"] = env.globals["_"] = _remembered(env.globals["gettext"])
     env.globals.update(
         money=lambda value: i18n.money(*_money_parts(value), locale),
         money_of=lambda amount, currency: i18n.money(amount, currency, locale),
@@ -55,6 +59,31 @@ def environment(locale: str) -> Environment:
     # which `_()` applies and which a detail containing '%' would break.
     env.filters["tr"] = i18n.translations(locale).gettext
     return env
+
+
+# Distinct messages `_()` is called with and nothing else (a page has a few dozen; a bound all the same).
+REMEMBERED_MESSAGES = 4096
+
+
+def _remembered(gettext: Callable[..., str]) -> Callable[..., str]:
+    """Jinja's gettext, remembering the answer for a message without variables: a page calls
+    `_()` with the same few dozen texts on every view, and each call translates, marks safe and
+    %-formats (a `%%` becomes `%` there too, so the remembered text is the one it gave)."""
+    answers: dict[tuple[str, bool], str] = {}
+
+    @pass_context
+    def remembered(context: Context, message: str, **variables: Any) -> str:
+        if variables:
+            return gettext(context, message, **variables)
+        key = (message, context.eval_ctx.autoescape)
+        found = answers.get(key)
+        if found is None:
+            found = gettext(context, message)
+            if len(answers) < REMEMBERED_MESSAGES:
+                answers[key] = found
+        return found
+
+    return remembered
 
 
 def _variant(photo: Any, name: str) -> Any:
