@@ -211,7 +211,7 @@ def rotate_pii_key(batch_size: int = typer.Option(500, min=1, help="Rows re-seal
     STAYBOOK_IDENTITY__PII_PREVIOUS_MASTER_KEYS='{"<old id>": "<old key>"}', roll the
     API processes and workers, run this command, then drop the old key.
     """
-    from staybook.identity.service import rotate_pii_keys
+    from staybook.identity.privacy import rotate_pii_keys
     from staybook.kernel.runtime import Runtime
 
     async def run() -> dict[str, int]:

@@ -6,7 +6,7 @@ import orjson
 import pytest
 from sqlalchemy import text
 
-from staybook.identity import anchor, audit, seed, service
+from staybook.identity import admin, anchor, audit, seed
 from staybook.identity.anchor import AnchorSigner
 from staybook.identity.jobs import JOBS
 
@@ -43,12 +43,12 @@ async def test_an_untampered_chain_verifies_against_its_anchor(db_settings, make
     assert first is not None and first.seq == 5
     assert await anchor.anchor_chain(runtime) is None  # nothing new since
     await add_entries(runtime, 2)  # entries after the newest anchor are fine
-    status = await service.verify_audit_chain(runtime)
+    status = await admin.verify_audit_chain(runtime)
     assert status["valid"] is True and status["entries"] == 7 and status["anchored_seq"] == 5
     assert (await anchor.anchor_chain(runtime)).seq == 7
     lines = runtime.settings.audit_anchor_file.read_bytes().splitlines()
     assert [orjson.loads(line)["seq"] for line in lines] == [5, 7]
-    assert (await service.verify_audit_chain(runtime))["valid"] is True
+    assert (await admin.verify_audit_chain(runtime))["valid"] is True
 
 
 @pytest.mark.parametrize("deleted", [1, 3])
@@ -56,14 +56,14 @@ async def test_deleting_the_newest_entries_is_detected(db_settings, make_runtime
     runtime = await make_runtime(db_settings)
     await add_entries(runtime, 6)
     await anchor.anchor_chain(runtime)
-    before = await service.verify_audit_chain(runtime)
+    before = await admin.verify_audit_chain(runtime)
     assert before["valid"] is True
 
     await delete_newest(runtime, deleted)
     # What is left is still a consistent hash chain: only the anchor tells.
     async with runtime.db.session() as session:
         assert (await audit.verify_chain(session))["valid"] is True
-    status = await service.verify_audit_chain(runtime)
+    status = await admin.verify_audit_chain(runtime)
     assert status["valid"] is False
     assert status["broken_at"] == 7 - deleted and status["anchored_seq"] == 6
     assert "gone" in status["problem"]
@@ -71,7 +71,7 @@ async def test_deleting_the_newest_entries_is_detected(db_settings, make_runtime
     # Anchoring the shortened chain would bless the deletion: the job refuses, the verdict stays.
     assert await anchor.anchor_chain(runtime) is None
     await add_entries(runtime, deleted + 2)  # regrowing past the anchor does not hide it either
-    assert (await service.verify_audit_chain(runtime))["valid"] is False
+    assert (await admin.verify_audit_chain(runtime))["valid"] is False
 
 
 async def test_a_forged_anchor_is_refused(db_settings, make_runtime):
@@ -82,7 +82,7 @@ async def test_a_forged_anchor_is_refused(db_settings, make_runtime):
     # Rewriting the anchor to the shorter head needs the key, which the database does not hold.
     forged = anchor.Anchor(2, "0" * 64, "2026-12-02T00:00:00.000000+00:00", "f" * 64)
     anchor.AnchorFile(runtime.settings.audit_anchor_file).append(forged)
-    status = await service.verify_audit_chain(runtime)
+    status = await admin.verify_audit_chain(runtime)
     assert status["valid"] is False and "signature" in status["problem"]
     assert AnchorSigner(runtime.settings).genuine(forged) is False
 

@@ -12,7 +12,7 @@ from typing import ClassVar
 import pytest
 from sqlalchemy import select
 
-from staybook.identity import service as identity
+from staybook.identity import admin as identity_admin
 from staybook.identity.bootstrap import SUBSCRIPTIONS as AUDIT_SUBSCRIPTIONS
 from staybook.identity.models import AuditEntry
 from staybook.kernel.consumers import Subscription, record_batch_in_inbox
@@ -145,7 +145,7 @@ async def test_racing_workers_append_batches_to_one_valid_chain(pg_settings, mak
     assert [outcome for outcome in outcomes if outcome is not None] == []
 
     total = sum(len(batch) for batch in batches) + len(payment_batch)
-    assert chain_verdict(await identity.verify_audit_chain(first)) == {
+    assert chain_verdict(await identity_admin.verify_audit_chain(first)) == {
         "valid": True,
         "entries": total,
         "broken_at": None,

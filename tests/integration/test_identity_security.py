@@ -13,7 +13,7 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import text
 
-from staybook.identity import seed, service
+from staybook.identity import admin, privacy, seed, service
 from staybook.identity.bootstrap import SUBSCRIPTIONS
 from staybook.identity.pii import new_master_key
 from staybook.kernel.events import EventEnvelope
@@ -337,14 +337,14 @@ async def test_booking_and_payment_events_land_in_the_audit_log(any_settings, ma
     assert await runtime.consumers.handle_once(booking_sub, confirmed) is True
     assert await runtime.consumers.handle_once(booking_sub, confirmed) is False  # redelivery: once only
     assert await runtime.consumers.handle_once(payment_sub, failed_payment) is True
-    page = await service.audit_log(runtime, resource_type="booking")
+    page = await admin.audit_log(runtime, resource_type="booking")
     [entry] = page["items"]
     assert entry.action == "booking.confirmed" and entry.resource_id == confirmed.payload["booking"]["booking_id"]
     assert str(entry.actor_id) == confirmed.payload["booking"]["guest_user_id"]
     assert "gina" not in str(entry.details).lower() and "Prinsengracht" not in str(entry.details)
-    [payment] = (await service.audit_log(runtime, result="failure"))["items"]
+    [payment] = (await admin.audit_log(runtime, result="failure"))["items"]
     assert payment.action == "payment.failed" and payment.details["reason"] == "card_declined"
-    assert (await service.verify_audit_chain(runtime))["valid"] is True
+    assert (await admin.verify_audit_chain(runtime))["valid"] is True
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -360,10 +360,10 @@ async def test_audit_chain_detects_tampering(sqlite_settings, make_runtime):
             await service.audit.append(
                 uow.session, service.audit.AuditRecord("test.event", "thing", resource_id=str(number))
             )
-    assert chain_verdict(await service.verify_audit_chain(runtime)) == {"valid": True, "entries": 5, "broken_at": None}
+    assert chain_verdict(await admin.verify_audit_chain(runtime)) == {"valid": True, "entries": 5, "broken_at": None}
     async with runtime.db.unit_of_work() as uow:
         await uow.session.execute(text("UPDATE audit_log SET result = 'failure' WHERE seq = 3"))
-    assert chain_verdict(await service.verify_audit_chain(runtime)) == {"valid": False, "entries": 2, "broken_at": 3}
+    assert chain_verdict(await admin.verify_audit_chain(runtime)) == {"valid": False, "entries": 2, "broken_at": 3}
 
 
 async def test_audit_log_is_append_only_on_postgres(pg_settings, make_runtime):
@@ -387,7 +387,7 @@ async def test_concurrent_audit_appends_keep_one_chain(pg_settings, make_runtime
     # return_exceptions: every append finishes (and releases its connection) before the test judges.
     outcomes = await asyncio.gather(*(one(n) for n in range(10)), return_exceptions=True)
     assert [o for o in outcomes if o is not None] == []
-    assert chain_verdict(await service.verify_audit_chain(runtime)) == {"valid": True, "entries": 10, "broken_at": None}
+    assert chain_verdict(await admin.verify_audit_chain(runtime)) == {"valid": True, "entries": 10, "broken_at": None}
 
 
 # ---------------------------------------------------------------------------- PII key rotation
@@ -406,8 +406,8 @@ async def test_pii_master_key_rotation_rewraps_without_losing_data(any_settings,
     )
     during = any_settings.model_copy(update={"identity": identity})
     runtime = await make_runtime(during)
-    assert await service.rotate_pii_keys(runtime, batch_size=1) == 2
-    assert await service.rotate_pii_keys(runtime) == 0
+    assert await privacy.rotate_pii_keys(runtime, batch_size=1) == 2
+    assert await privacy.rotate_pii_keys(runtime) == 0
     # After the rotation the old key is no longer needed.
     identity = any_settings.identity.model_copy(
         update={"pii_master_key": second_key, "pii_master_key_id": "m2", "pii_previous_master_keys": {}}

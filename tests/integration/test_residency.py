@@ -16,7 +16,7 @@ import pytest
 from pydantic import SecretStr
 
 from staybook import cli, migrate
-from staybook.identity import service as identity_service
+from staybook.identity import privacy as identity_privacy
 from staybook.identity.pii import new_master_key
 from staybook.kernel.settings import Settings
 from staybook.recovery.drill import free_port
@@ -166,8 +166,8 @@ async def test_a_master_key_rotation_rewraps_the_records_in_every_region(
     assert [regions[r].query(key_ids, database=DATABASE) for r in regions] == [[("m1",)], [("m1",)]]
 
     runtime = await make_runtime(keyed(second, "m2", {"m1": first}))
-    assert await identity_service.rotate_pii_keys(runtime) == 2
-    assert await identity_service.rotate_pii_keys(runtime) == 0
+    assert await identity_privacy.rotate_pii_keys(runtime) == 2
+    assert await identity_privacy.rotate_pii_keys(runtime) == 0
     assert [regions[r].query(key_ids, database=DATABASE) for r in regions] == [[("m2",)], [("m2",)]]
     async with client_for(keyed(second, "m2", {})) as client:  # the old key is no longer needed
         for email in emails.values():

@@ -8,7 +8,8 @@ from typing import Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
-from staybook.identity import service
+from staybook.identity import admin as administration
+from staybook.identity import privacy, service
 from staybook.identity.schemas import (
     AdminUserOut,
     AuditChainStatus,
@@ -164,7 +165,7 @@ async def export_me(
     runtime: Runtime = Depends(get_runtime),
     info: service.RequestInfo = Depends(request_info),
 ) -> dict:
-    return await service.export_me(runtime, principal, info)
+    return await privacy.export_me(runtime, principal, info)
 
 
 @router.delete("/me", status_code=204, summary="Erase your account and personal data (GDPR)")
@@ -173,7 +174,7 @@ async def erase_me(
     runtime: Runtime = Depends(get_runtime),
     info: service.RequestInfo = Depends(request_info),
 ) -> Response:
-    await service.erase_me(runtime, principal, info)
+    await privacy.erase_me(runtime, principal, info)
     return Response(status_code=204)
 
 
@@ -191,14 +192,14 @@ async def list_users(
     _: Principal = Depends(admin_only),
     runtime: Runtime = Depends(get_runtime),
 ) -> dict:
-    return await service.list_users(runtime, role=role, status=status, cursor=cursor, limit=limit)
+    return await administration.list_users(runtime, role=role, status=status, cursor=cursor, limit=limit)
 
 
 @router.get("/admin/users/{user_id}", response_model=AdminUserOut, summary="One user (admin)")
 async def get_user(
     user_id: uuid.UUID, _: Principal = Depends(admin_only), runtime: Runtime = Depends(get_runtime)
 ) -> AdminUserOut:
-    return await service.get_user(runtime, user_id)
+    return await administration.get_user(runtime, user_id)
 
 
 @router.patch("/admin/users/{user_id}", response_model=AdminUserOut, summary="Change a user's role (admin)")
@@ -209,7 +210,7 @@ async def change_role(
     runtime: Runtime = Depends(get_runtime),
     info: service.RequestInfo = Depends(request_info),
 ) -> AdminUserOut:
-    return await service.change_role(runtime, admin, user_id, body.role, info)
+    return await administration.change_role(runtime, admin, user_id, body.role, info)
 
 
 @router.post("/admin/users/{user_id}/lock", response_model=AdminUserOut, summary="Lock an account (admin)")
@@ -220,7 +221,7 @@ async def lock_user(
     info: service.RequestInfo = Depends(request_info),
 ) -> AdminUserOut:
     """Its sessions end and its tokens are refused at once; sign-in and refresh are refused (403) until unlocked."""
-    return await service.set_locked(runtime, admin, user_id, True, info)
+    return await administration.set_locked(runtime, admin, user_id, True, info)
 
 
 @router.delete("/admin/users/{user_id}/lock", response_model=AdminUserOut, summary="Unlock an account (admin)")
@@ -230,7 +231,7 @@ async def unlock_user(
     runtime: Runtime = Depends(get_runtime),
     info: service.RequestInfo = Depends(request_info),
 ) -> AdminUserOut:
-    return await service.set_locked(runtime, admin, user_id, False, info)
+    return await administration.set_locked(runtime, admin, user_id, False, info)
 
 
 @router.get("/admin/audit-log", response_model=Page[AuditEntryOut], summary="Audit entries, newest first (admin)")
@@ -247,7 +248,7 @@ async def audit_log(
     _: Principal = Depends(admin_only),
     runtime: Runtime = Depends(get_runtime),
 ) -> dict:
-    return await service.audit_log(
+    return await administration.audit_log(
         runtime,
         actor_id=actor_id,
         action=action,
@@ -263,4 +264,4 @@ async def audit_log(
 
 @router.get("/admin/audit-log/verify", response_model=AuditChainStatus, summary="Check the audit hash chain (admin)")
 async def verify_audit_log(_: Principal = Depends(admin_only), runtime: Runtime = Depends(get_runtime)) -> dict:
-    return await service.verify_audit_chain(runtime)
+    return await administration.verify_audit_chain(runtime)

@@ -15,25 +15,21 @@ import secrets
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from datetime import date, timedelta
 
 import structlog
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from staybook.identity import anchor, audit, metrics, mfa, residency
+from staybook.identity import audit, metrics, mfa, residency
 from staybook.identity.events import (
-    PERSONAL_PAYLOAD_KEYS,
-    UserErased,
-    UserExported,
     UserRegistered,
     UserSignedIn,
     UserTokensRevoked,
     UserUpdated,
 )
-from staybook.identity.models import AuditEntry, RecoveryCode, RefreshToken, User
+from staybook.identity.models import RecoveryCode, RefreshToken, User
 from staybook.identity.passwords import PasswordHashing, password_problems
 from staybook.identity.pii import PiiVault, normalise_email
 from staybook.identity.schemas import (
@@ -45,10 +41,9 @@ from staybook.identity.schemas import (
     UserOut,
 )
 from staybook.kernel.consumers import ReplicaSubscription
-from staybook.kernel.errors import Conflict, Forbidden, InvalidInput, NotFound, TooManyRequests, Unauthorized
+from staybook.kernel.errors import Conflict, Forbidden, InvalidInput, TooManyRequests, Unauthorized
 from staybook.kernel.events import EventEnvelope
 from staybook.kernel.metrics import RATE_LIMITED
-from staybook.kernel.models import OutboxMessage
 from staybook.kernel.orm import new_id, utcnow
 from staybook.kernel.ratelimit import RateLimitRule
 from staybook.kernel.runtime import Runtime
@@ -119,7 +114,7 @@ def token_version_subscriptions(runtime: Runtime) -> list[ReplicaSubscription]:
     return [ReplicaSubscription("identity.token-versions", UserTokensRevoked.subject(), on_tokens_revoked)]
 
 
-def _revoke_tokens(uow, user: User, reason: str) -> int:
+def revoke_tokens(uow, user: User, reason: str) -> int:
     """Raises the user's token version in the caller's unit of work: every access token issued
     before is refused once the caller commits and calls `runtime.token_versions.raised`."""
     user.token_version = (user.token_version or 0) + 1
@@ -201,7 +196,7 @@ def _totp_secret(creds: Credentials, user: User) -> str | None:
     return creds.vault.decrypt(data_key, user.totp_secret, user.id).decode()
 
 
-def _user_out(creds: Credentials, user: User) -> UserOut:
+def user_out(creds: Credentials, user: User) -> UserOut:
     pii = _open_pii(creds, user)
     return UserOut(
         id=user.id,
@@ -219,7 +214,7 @@ def _user_out(creds: Credentials, user: User) -> UserOut:
     )
 
 
-def _admin_out(creds: Credentials, user: User) -> AdminUserOut:
+def admin_out(creds: Credentials, user: User) -> AdminUserOut:
     pii = _open_pii(creds, user)
     return AdminUserOut(
         id=user.id,
@@ -234,11 +229,11 @@ def _admin_out(creds: Credentials, user: User) -> AdminUserOut:
     )
 
 
-def _updated_event(user: User) -> UserUpdated:
+def updated_event(user: User) -> UserUpdated:
     return UserUpdated(user_id=user.id, locale=user.locale, timezone=user.timezone, role=user.role)
 
 
-async def _active_user(session, user_id: uuid.UUID, *, for_update: bool = False) -> User:
+async def active_user(session, user_id: uuid.UUID, *, for_update: bool = False) -> User:
     query = select(User).where(User.id == user_id, User.status == "active")
     if for_update:
         query = query.with_for_update()
@@ -447,7 +442,7 @@ async def verify_mfa(runtime: Runtime, mfa_token: str, code: str, info: RequestI
     await _limit(runtime, _rule("identity.mfa.account", settings.mfa_verify_per_account), str(user_id))
     creds = credentials(runtime)
     async with runtime.db.unit_of_work() as uow:
-        user = await _active_user(uow.session, user_id, for_update=True)
+        user = await active_user(uow.session, user_id, for_update=True)
         if user.locked_at is not None:
             raise Forbidden(ACCOUNT_LOCKED)
         if user.mfa_challenge_jti is None or claims.get("jti") != user.mfa_challenge_jti:
@@ -553,8 +548,8 @@ async def logout(runtime: Runtime, refresh_token: str) -> None:
 
 async def get_me(runtime: Runtime, principal: Principal) -> UserOut:
     async with runtime.db.session() as session:
-        user = await _active_user(session, principal.user_id)
-        return _user_out(credentials(runtime), user)
+        user = await active_user(session, principal.user_id)
+        return user_out(credentials(runtime), user)
 
 
 async def update_me(runtime: Runtime, principal: Principal, data: ProfileUpdate) -> UserOut:
@@ -562,7 +557,7 @@ async def update_me(runtime: Runtime, principal: Principal, data: ProfileUpdate)
     creds = credentials(runtime)
     changes = data.model_dump(exclude_unset=True)
     async with runtime.db.unit_of_work() as uow:
-        user = await _active_user(uow.session, principal.user_id, for_update=True)
+        user = await active_user(uow.session, principal.user_id, for_update=True)
         # null leaves the region as it is, like the other profile fields that cannot be cleared.
         if changes.get("region") is not None and changes["region"] not in runtime.settings.identity.regions:
             raise InvalidInput(
@@ -580,15 +575,15 @@ async def update_me(runtime: Runtime, principal: Principal, data: ProfileUpdate)
                 pii[field_name] = value.isoformat() if isinstance(value, date) else value
         seal_pii(creds, user, pii)
         user.updated_at = utcnow()
-        uow.emit(_updated_event(user))
-        return _user_out(creds, user)
+        uow.emit(updated_event(user))
+        return user_out(creds, user)
 
 
 async def change_password(runtime: Runtime, principal: Principal, data: PasswordChange, info: RequestInfo) -> dict:
     """Needs the current password; signs out every other session and returns fresh tokens for this one."""
     creds = credentials(runtime)
     async with runtime.db.unit_of_work() as uow:
-        user = await _active_user(uow.session, principal.user_id, for_update=True)
+        user = await active_user(uow.session, principal.user_id, for_update=True)
         current_ok = creds.passwords.verify(user.password_hash, data.current_password)
     if not current_ok:
         await _record_failure(
@@ -610,11 +605,11 @@ async def change_password(runtime: Runtime, principal: Principal, data: Password
         )
     new_hash = creds.passwords.hash(data.new_password)
     async with runtime.db.unit_of_work() as uow:
-        user = await _active_user(uow.session, principal.user_id, for_update=True)
+        user = await active_user(uow.session, principal.user_id, for_update=True)
         user.password_hash = new_hash
         user.updated_at = utcnow()
-        await _revoke_sessions(uow.session, user.id)
-        version = _revoke_tokens(uow, user, "password-changed")
+        await revoke_sessions(uow.session, user.id)
+        version = revoke_tokens(uow, user, "password-changed")
         await audit.append(
             uow.session,
             audit.AuditRecord("user.password_change", "user", "success", str(user.id), user.id, user.role, info.ip),
@@ -624,7 +619,7 @@ async def change_password(runtime: Runtime, principal: Principal, data: Password
     return tokens
 
 
-async def _revoke_sessions(session, user_id: uuid.UUID) -> None:
+async def revoke_sessions(session, user_id: uuid.UUID) -> None:
     await session.execute(
         update(RefreshToken)
         .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
@@ -635,9 +630,9 @@ async def _revoke_sessions(session, user_id: uuid.UUID) -> None:
 async def sign_out_everywhere(runtime: Runtime, principal: Principal, info: RequestInfo) -> None:
     """Ends every session of the user: refresh tokens revoked, access tokens refused from the next request."""
     async with runtime.db.unit_of_work() as uow:
-        user = await _active_user(uow.session, principal.user_id, for_update=True)
-        await _revoke_sessions(uow.session, user.id)
-        version = _revoke_tokens(uow, user, "signed-out-everywhere")
+        user = await active_user(uow.session, principal.user_id, for_update=True)
+        await revoke_sessions(uow.session, user.id)
+        version = revoke_tokens(uow, user, "signed-out-everywhere")
         await audit.append(
             uow.session,
             audit.AuditRecord("auth.logout_all", "user", "success", str(user.id), user.id, user.role, info.ip),
@@ -652,7 +647,7 @@ async def start_totp(runtime: Runtime, principal: Principal) -> dict:
     """A new pending TOTP secret; MFA turns on only when a first code confirms it."""
     creds = credentials(runtime)
     async with runtime.db.unit_of_work() as uow:
-        user = await _active_user(uow.session, principal.user_id, for_update=True)
+        user = await active_user(uow.session, principal.user_id, for_update=True)
         if user.totp_enabled:
             raise Conflict("TOTP is already enabled; disable it first to enrol a new device")
         secret = mfa.new_totp_secret()
@@ -671,7 +666,7 @@ async def confirm_totp(runtime: Runtime, principal: Principal, code: str, info: 
     settings = runtime.settings.identity
     await _limit(runtime, _rule("identity.mfa.account", settings.mfa_verify_per_account), str(principal.user_id))
     async with runtime.db.unit_of_work() as uow:
-        user = await _active_user(uow.session, principal.user_id, for_update=True)
+        user = await active_user(uow.session, principal.user_id, for_update=True)
         if user.totp_enabled:
             raise Conflict("TOTP is already enabled")
         secret = _totp_secret(creds, user)
@@ -701,7 +696,7 @@ async def disable_totp(runtime: Runtime, principal: Principal, code: str, info: 
     settings = runtime.settings.identity
     await _limit(runtime, _rule("identity.mfa.account", settings.mfa_verify_per_account), str(principal.user_id))
     async with runtime.db.unit_of_work() as uow:
-        user = await _active_user(uow.session, principal.user_id, for_update=True)
+        user = await active_user(uow.session, principal.user_id, for_update=True)
         if not user.totp_enabled:
             raise Conflict("TOTP is not enabled")
         accepted = await _consume_second_factor(uow.session, creds, user, code) is not None
@@ -718,317 +713,3 @@ async def disable_totp(runtime: Runtime, principal: Principal, code: str, info: 
         )
     if not accepted:
         raise InvalidInput("The code does not match", field="body.code")
-
-
-# ---------------------------------------------------------------------------- administration
-
-
-async def list_users(
-    runtime: Runtime, *, role: str | None, status: str | None, cursor: uuid.UUID | None, limit: int
-) -> dict:
-    """Users newest first (ids are time-ordered); `next_cursor` continues the list."""
-    creds = credentials(runtime)
-    query = select(User).order_by(User.id.desc()).limit(limit + 1)
-    if role:
-        query = query.where(User.role == role)
-    if status:
-        query = query.where(User.status == status)
-    if cursor:
-        query = query.where(User.id < cursor)
-    async with runtime.db.session() as session:
-        users = list((await session.scalars(query)).all())
-    page = users[:limit]
-    return {
-        "items": [_admin_out(creds, u) for u in page],
-        "next_cursor": str(page[-1].id) if len(users) > limit else None,
-    }
-
-
-async def get_user(runtime: Runtime, user_id: uuid.UUID) -> AdminUserOut:
-    async with runtime.db.session() as session:
-        user = await session.get(User, user_id)
-    if user is None:
-        raise NotFound("No such user", user_id=str(user_id))
-    return _admin_out(credentials(runtime), user)
-
-
-async def change_role(
-    runtime: Runtime, admin: Principal, user_id: uuid.UUID, role: str, info: RequestInfo
-) -> AdminUserOut:
-    """An admin gives a user another role. Admins cannot change their own (no locking the last one out)."""
-    if user_id == admin.user_id:
-        raise Forbidden("Admins cannot change their own role")
-    creds = credentials(runtime)
-    async with runtime.db.unit_of_work() as uow:
-        user = await uow.session.scalar(
-            select(User).where(User.id == user_id, User.status == "active").with_for_update()
-        )
-        if user is None:
-            raise NotFound("No such user", user_id=str(user_id))
-        previous = user.role
-        user.role = role
-        user.updated_at = utcnow()
-        # Tokens carry the role: the old ones must stop granting it now, not when they expire.
-        version = _revoke_tokens(uow, user, "role-changed") if role != previous else None
-        await audit.append(
-            uow.session,
-            audit.AuditRecord(
-                "user.role_changed",
-                "user",
-                "success",
-                str(user.id),
-                admin.user_id,
-                admin.role,
-                info.ip,
-                {"from": previous, "to": role},
-            ),
-        )
-        uow.emit(_updated_event(user))
-        answer = _admin_out(creds, user)
-    if version is not None:
-        await runtime.token_versions.raised(user.id, version)
-    return answer
-
-
-async def set_locked(
-    runtime: Runtime, admin: Principal, user_id: uuid.UUID, locked: bool, info: RequestInfo
-) -> AdminUserOut:
-    """An admin locks an account (its sessions end, its tokens are refused from the next request,
-    sign-in and refresh are refused) or unlocks it. Admins cannot lock themselves."""
-    if user_id == admin.user_id:
-        raise Forbidden("Admins cannot lock their own account")
-    creds = credentials(runtime)
-    version = None
-    async with runtime.db.unit_of_work() as uow:
-        user = await uow.session.scalar(
-            select(User).where(User.id == user_id, User.status == "active").with_for_update()
-        )
-        if user is None:
-            raise NotFound("No such user", user_id=str(user_id))
-        if locked and user.locked_at is None:
-            user.locked_at = utcnow()
-            await _revoke_sessions(uow.session, user.id)
-            version = _revoke_tokens(uow, user, "locked")
-        elif not locked and user.locked_at is not None:
-            user.locked_at = None
-        else:
-            return _admin_out(creds, user)  # already so: nothing to record
-        user.updated_at = utcnow()
-        await audit.append(
-            uow.session,
-            audit.AuditRecord(
-                "user.locked" if locked else "user.unlocked",
-                "user",
-                "success",
-                str(user.id),
-                admin.user_id,
-                admin.role,
-                info.ip,
-            ),
-        )
-        answer = _admin_out(creds, user)
-    if version is not None:
-        await runtime.token_versions.raised(user.id, version)
-    return answer
-
-
-async def audit_log(
-    runtime: Runtime,
-    *,
-    actor_id: uuid.UUID | None = None,
-    action: str | None = None,
-    resource_type: str | None = None,
-    resource_id: str | None = None,
-    result: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    cursor: int | None = None,
-    limit: int = 50,
-) -> dict:
-    """Audit entries, newest first, filtered; `next_cursor` is the sequence number to continue below."""
-    query = select(AuditEntry).order_by(AuditEntry.seq.desc()).limit(limit + 1)
-    filters = {
-        AuditEntry.actor_id: actor_id,
-        AuditEntry.action: action,
-        AuditEntry.resource_type: resource_type,
-        AuditEntry.resource_id: resource_id,
-        AuditEntry.result: result,
-    }
-    for column, value in filters.items():
-        if value is not None:
-            query = query.where(column == value)
-    if since is not None:
-        query = query.where(AuditEntry.occurred_at >= _aware(since))
-    if until is not None:
-        query = query.where(AuditEntry.occurred_at < _aware(until))
-    if cursor is not None:
-        query = query.where(AuditEntry.seq < cursor)
-    async with runtime.db.session() as session:
-        entries = list((await session.scalars(query)).all())
-    page = entries[:limit]
-    return {"items": page, "next_cursor": str(page[-1].seq) if len(entries) > limit else None}
-
-
-def _aware(moment: datetime) -> datetime:
-    """Query times without an offset are read as UTC (the log's time zone)."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-async def verify_audit_chain(runtime: Runtime) -> dict:
-    """The hash chain recomputed, and checked against its newest anchor (truncation shows)."""
-    try:
-        latest = anchor.latest_anchor(runtime)
-    except ValueError as error:
-        return {"valid": False, "entries": 0, "broken_at": None, "problem": str(error)}
-    async with runtime.db.session() as session:
-        status = await audit.verify_chain(session, anchored_seq=latest.seq if latest else None)
-    return anchor.judge(anchor.AnchorSigner(runtime.settings), latest, status)
-
-
-# ---------------------------------------------------------------------------- GDPR
-
-
-async def export_me(runtime: Runtime, principal: Principal, info: RequestInfo) -> dict[str, Any]:
-    """Everything identity holds about the user, as JSON (GDPR art. 15/20); announces `user.exported`."""
-    creds = credentials(runtime)
-    async with runtime.db.unit_of_work() as uow:
-        user = await _active_user(uow.session, principal.user_id)
-        sessions = (
-            await uow.session.scalars(
-                select(RefreshToken).where(RefreshToken.user_id == user.id).order_by(RefreshToken.created_at)
-            )
-        ).all()
-        entries = (
-            await uow.session.scalars(
-                select(AuditEntry)
-                .where(or_(AuditEntry.actor_id == user.id, AuditEntry.resource_id == str(user.id)))
-                .order_by(AuditEntry.seq)
-            )
-        ).all()
-        codes_left = await uow.session.scalar(
-            select(func.count())
-            .select_from(RecoveryCode)
-            .where(RecoveryCode.user_id == user.id, RecoveryCode.used_at.is_(None))
-        )
-        now = utcnow()
-        await audit.append(
-            uow.session,
-            audit.AuditRecord("user.exported", "user", "success", str(user.id), user.id, user.role, info.ip),
-        )
-        uow.emit(UserExported(user_id=user.id, at=now))
-        profile = _user_out(creds, user).model_dump(mode="json")
-    other_contexts = {
-        context: await export(runtime, user.id) for context, export in runtime.wiring.personal_data_exports.items()
-    }
-    return {
-        **other_contexts,
-        "exported_at": now.isoformat(),
-        "profile": {**profile, "status": user.status, "updated_at": user.updated_at.isoformat()},
-        "mfa": {"totp_enabled": user.totp_enabled, "unused_recovery_codes": codes_left},
-        "sessions": [
-            {
-                "family_id": str(s.family_id),
-                "created_at": s.created_at.isoformat(),
-                "expires_at": s.expires_at.isoformat(),
-                "used_at": s.used_at.isoformat() if s.used_at else None,
-                "revoked_at": s.revoked_at.isoformat() if s.revoked_at else None,
-            }
-            for s in sessions
-        ],
-        "audit_log": [
-            {
-                "seq": e.seq,
-                "occurred_at": e.occurred_at.isoformat(),
-                "action": e.action,
-                "resource_type": e.resource_type,
-                "resource_id": e.resource_id,
-                "ip": e.ip,
-                "result": e.result,
-                "details": e.details,
-            }
-            for e in entries
-        ],
-    }
-
-
-def _scrubbed(payload: dict, user_id: uuid.UUID) -> dict:
-    replacement = {"email": _erased_email(user_id), "name": ERASED_NAME, "phone": None, "ip": None, "user_agent": None}
-    return {k: (replacement[k] if k in PERSONAL_PAYLOAD_KEYS else v) for k, v in payload.items()}
-
-
-def _erased_email(user_id: uuid.UUID) -> str:
-    return f"erased-{user_id}@invalid"
-
-
-async def erase_me(runtime: Runtime, principal: Principal, info: RequestInfo) -> None:
-    """Erases the user's personal data (GDPR art. 17) and announces `user.erased`.
-
-    The row stays, anonymised, so bookings' financial records keep a valid owner id;
-    the data key is destroyed (crypto-shredding), sessions and MFA codes are deleted,
-    and identity's own events still in the outbox lose their personal fields. Other
-    contexts anonymise what they hold when they see `user.erased`.
-    """
-    creds = credentials(runtime)
-    async with runtime.db.unit_of_work() as uow:
-        user = await _active_user(uow.session, principal.user_id, for_update=True)
-        now = utcnow()
-        user.email_hash = creds.vault.email_hash(_erased_email(user.id))
-        user.name = None
-        user.status = "erased"
-        user.password_hash = None
-        user.pii = None
-        user.pii_wrapped_key = None
-        user.pii_key_id = None
-        user.totp_secret = None
-        user.totp_enabled = False
-        user.locale = "en"
-        user.timezone = "UTC"
-        user.erased_at = now
-        user.updated_at = now
-        await uow.session.execute(delete(RefreshToken).where(RefreshToken.user_id == user.id))
-        await uow.session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
-        rows = (
-            await uow.session.scalars(
-                select(OutboxMessage).where(
-                    OutboxMessage.subject.like("%.identity.%"), OutboxMessage.created_at >= user.created_at
-                )
-            )
-        ).all()
-        for row in rows:
-            if row.payload.get("user_id") == str(user.id):
-                row.payload = _scrubbed(row.payload, user.id)
-        version = _revoke_tokens(uow, user, "erased")
-        await audit.append(
-            uow.session, audit.AuditRecord("user.erased", "user", "success", str(user.id), user.id, None, info.ip)
-        )
-        uow.emit(UserErased(user_id=user.id, at=now))
-    await runtime.token_versions.raised(user.id, version)
-
-
-# ---------------------------------------------------------------------------- PII key rotation
-
-
-async def rotate_pii_keys(runtime: Runtime, batch_size: int = 500) -> int:
-    """Re-wraps every data key not under the active master key; returns how many were re-wrapped.
-
-    Batches commit one by one and lock only their own rows (SKIP LOCKED on
-    PostgreSQL), so sign-ins and profile edits go on during a rotation.
-    """
-    vault = credentials(runtime).vault
-    total = 0
-    while True:
-        async with runtime.db.unit_of_work() as uow:
-            query = (
-                select(User)
-                .where(User.pii_key_id.is_not(None), User.pii_key_id != vault.active_key_id)
-                .order_by(User.id)
-                .limit(batch_size)
-            )
-            if runtime.db.dialect == "postgresql":
-                query = query.with_for_update(skip_locked=True)
-            users = (await uow.session.scalars(query)).all()
-            for user in users:
-                user.pii_key_id, user.pii_wrapped_key = vault.rewrap(user.pii_key_id, user.pii_wrapped_key)
-        total += len(users)
-        if len(users) < batch_size:
-            return total + await residency.rotate_keys(runtime, vault.rewrap, vault.active_key_id, batch_size)

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 from markupsafe import Markup
 from starlette.responses import Response
 
+from staybook.identity import privacy as identity_privacy
 from staybook.identity import service as identity
 from staybook.identity.schemas import LoginRequest, PasswordChange, ProfileUpdate, RegisterRequest
 from staybook.kernel.errors import Forbidden, InvalidInput, StaybookError, Unauthorized
@@ -230,7 +231,7 @@ async def update_preferences(request: Request) -> Response:
 async def export(request: Request) -> Response:
     runtime, _, _ = page_state(request)
     principal = _principal(request)
-    data = await identity.export_me(runtime, principal, request_info(request))
+    data = await identity_privacy.export_me(runtime, principal, request_info(request))
     return Response(
         orjson.dumps(data, option=orjson.OPT_INDENT_2),
         media_type="application/json",
@@ -245,6 +246,6 @@ async def erase(request: Request) -> Response:
     form = await request.form()
     if form.get("confirm") != "erase":
         return await _account(request, status=422, problem="Tick the box to confirm that your account goes for good.")
-    await identity.erase_me(runtime, principal, request_info(request))
+    await identity_privacy.erase_me(runtime, principal, request_info(request))
     session.sign_out()
     return render(request, "erased.html")

@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from staybook.identity import service as identity
+from staybook.identity import admin as identity_admin
 from staybook.kernel.api import dead_letter_out
 from staybook.kernel.errors import Forbidden, InvalidInput, StaybookError, Unauthorized
 from staybook.kernel.security import Principal
@@ -101,7 +101,7 @@ async def users(request: Request) -> Response:
         raise InvalidInput("No such role.", field="query.role")
     if filters["status"] not in ("", "active", "erased"):
         raise InvalidInput("No such status.", field="query.status")
-    page = await identity.list_users(
+    page = await identity_admin.list_users(
         runtime,
         role=filters["role"] or None,
         status=filters["status"] or None,
@@ -117,7 +117,7 @@ async def _user_action(request: Request, user_id: uuid.UUID, done: str, action) 
     try:
         await action(runtime, principal)
     except (Forbidden, InvalidInput) as error:
-        page = await identity.list_users(runtime, role=None, status=None, cursor=None, limit=PAGE_SIZE)
+        page = await identity_admin.list_users(runtime, role=None, status=None, cursor=None, limit=PAGE_SIZE)
         filters = {"role": "", "status": ""}
         return render(request, "admin/users.html", status=error.status, page=page, filters=filters, notice=None,
                       problem=error.detail)  # fmt: skip
@@ -129,7 +129,10 @@ async def change_role(user_id: uuid.UUID, request: Request) -> Response:
     form = parse_form(RoleForm, await request.form())
     info = request_info(request)
     return await _user_action(
-        request, user_id, "role", lambda runtime, who: identity.change_role(runtime, who, user_id, form.role, info)
+        request,
+        user_id,
+        "role",
+        lambda runtime, who: identity_admin.change_role(runtime, who, user_id, form.role, info),
     )
 
 
@@ -137,7 +140,7 @@ async def change_role(user_id: uuid.UUID, request: Request) -> Response:
 async def lock(user_id: uuid.UUID, request: Request) -> Response:
     info = request_info(request)
     return await _user_action(
-        request, user_id, "locked", lambda runtime, who: identity.set_locked(runtime, who, user_id, True, info)
+        request, user_id, "locked", lambda runtime, who: identity_admin.set_locked(runtime, who, user_id, True, info)
     )
 
 
@@ -145,7 +148,7 @@ async def lock(user_id: uuid.UUID, request: Request) -> Response:
 async def unlock(user_id: uuid.UUID, request: Request) -> Response:
     info = request_info(request)
     return await _user_action(
-        request, user_id, "unlocked", lambda runtime, who: identity.set_locked(runtime, who, user_id, False, info)
+        request, user_id, "unlocked", lambda runtime, who: identity_admin.set_locked(runtime, who, user_id, False, info)
     )
 
 
@@ -172,7 +175,7 @@ async def audit(request: Request) -> Response:
     cursor = query.get("cursor", "")
     if cursor and not cursor.isdigit():
         raise InvalidInput("This is not a valid page.", field="query.cursor")
-    page = await identity.audit_log(
+    page = await identity_admin.audit_log(
         runtime,
         action=filters["action"] or None,
         result=filters["result"] or None,
@@ -181,7 +184,7 @@ async def audit(request: Request) -> Response:
         cursor=int(cursor) if cursor else None,
         limit=PAGE_SIZE,
     )
-    chain = await identity.verify_audit_chain(runtime) if query.get("verify") == "1" else None
+    chain = await identity_admin.verify_audit_chain(runtime) if query.get("verify") == "1" else None
     return render(request, "admin/audit.html", page=page, filters=filters, results=AUDIT_RESULTS, chain=chain)
 
 
@@ -192,7 +195,7 @@ async def verify_chain(request: Request) -> Response:
     runtime, _, _ = page_state(request)
     if request.headers.get("hx-request") != "true":
         return redirect("/admin/audit?verify=1#chain")
-    return render(request, "admin/_chain.html", chain=await identity.verify_audit_chain(runtime))
+    return render(request, "admin/_chain.html", chain=await identity_admin.verify_audit_chain(runtime))
 
 
 # --------------------------------------------------------------------------- dead letters
