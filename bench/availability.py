@@ -25,8 +25,8 @@ import psycopg
 from bench.harness import Server, load, print_table, ratio, uvicorn_command, write_result
 from staybook import migrate
 from staybook.app import collect_wiring
-from staybook.catalog import service as catalog
-from staybook.inventory import service as inventory
+from staybook.catalog import seed as catalog_seed
+from staybook.inventory import seed as inventory_seed
 from staybook.kernel.runtime import Runtime
 from staybook.kernel.settings import Settings
 
@@ -46,8 +46,8 @@ async def seed(settings: Settings, properties: int) -> list[str]:
     runtime = Runtime(settings, collect_wiring())
     await runtime.start()
     try:
-        await catalog.seed_demo(runtime, properties=properties, seed=11)
-        await inventory.seed_demo(runtime, properties=properties, seed=11)
+        await catalog_seed.seed_demo(runtime, properties=properties, seed=11)
+        await inventory_seed.seed_demo(runtime, properties=properties, seed=11)
         async with runtime.db.engine.connect() as connection:
             raw = (await connection.get_raw_connection()).driver_connection
             return [str(row["id"]) for row in await raw.fetch("SELECT id FROM properties ORDER BY id")]

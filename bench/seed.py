@@ -22,8 +22,8 @@ import psycopg
 from bench.harness import ratio, write_result
 from staybook import migrate
 from staybook.app import collect_wiring
-from staybook.catalog import service as catalog
-from staybook.inventory import service as inventory
+from staybook.catalog import seed as catalog_seed
+from staybook.inventory import seed as inventory_seed
 from staybook.kernel.runtime import Runtime
 from staybook.kernel.settings import Settings
 
@@ -43,10 +43,10 @@ async def run(settings: Settings, properties: int, ceiling_rows: int) -> dict:
     await runtime.start()
     try:
         started = time.perf_counter()
-        seeded = await catalog.seed_demo(runtime, properties=properties, seed=7)
+        seeded = await catalog_seed.seed_demo(runtime, properties=properties, seed=7)
         catalog_seconds = time.perf_counter() - started
         started = time.perf_counter()
-        calendars = await inventory.seed_demo(runtime, properties=properties, seed=7)
+        calendars = await inventory_seed.seed_demo(runtime, properties=properties, seed=7)
         inventory_seconds = time.perf_counter() - started
         async with runtime.db.engine.connect() as connection:
             raw = (await connection.get_raw_connection()).driver_connection

@@ -6,6 +6,7 @@ touch this file beyond the CONTEXTS list:
 - `<context>.api.router`: routes, mounted under `/api/v1` (the `web` context at `/`);
 - `<context>.bootstrap.SUBSCRIPTIONS`: `Subscription` / `ReplicaSubscription` handlers;
 - `<context>.jobs.JOBS` (or `service.JOBS`): `PeriodicJob`s the worker repeats;
+- `<context>.seed.seed_demo(runtime, properties=, seed=)`: demo data (`staybook seed`, the demo);
 - `<context>.service.export_personal_data(runtime, user_id)`: the context's part of a user's
   GDPR export;
 - `<context>.bootstrap.lifespan(runtime)`: an optional async context manager for
@@ -86,7 +87,7 @@ SWAGGER_ASSETS = "/docs/assets"
 log = structlog.get_logger("staybook.app")
 
 
-def _optional_module(context: str, room: str) -> ModuleType | None:
+def optional_room(context: str, room: str) -> ModuleType | None:
     name = f"staybook.{context}.{room}"
     try:
         return importlib.import_module(name)
@@ -100,9 +101,9 @@ def collect_wiring() -> Wiring:
     """Subscriptions and jobs of every context (also used by `staybook worker`)."""
     wiring = Wiring(contexts=list(PUBLISHING_CONTEXTS))
     for context in CONTEXTS:
-        bootstrap = _optional_module(context, "bootstrap")
-        service = _optional_module(context, "service")
-        jobs = getattr(_optional_module(context, "jobs"), "JOBS", None)
+        bootstrap = optional_room(context, "bootstrap")
+        service = optional_room(context, "service")
+        jobs = getattr(optional_room(context, "jobs"), "JOBS", None)
         wiring.add(
             context, getattr(bootstrap, "SUBSCRIPTIONS", ()), getattr(service, "JOBS", ()) if jobs is None else jobs
         )
@@ -122,9 +123,9 @@ async def context_lifespans(runtime: Runtime) -> AsyncIterator[None]:
     starts the context's replica subscriptions."""
     async with contextlib.AsyncExitStack() as stack:
         for context in CONTEXTS:
-            lifespan = getattr(_optional_module(context, "bootstrap"), "lifespan", None)
+            lifespan = getattr(optional_room(context, "bootstrap"), "lifespan", None)
             if lifespan is None:
-                lifespan = getattr(_optional_module(context, "service"), "lifespan", None)
+                lifespan = getattr(optional_room(context, "service"), "lifespan", None)
             if lifespan is not None:
                 deps = await stack.enter_async_context(lifespan(runtime))
                 runtime.context_deps[context] = deps
@@ -214,7 +215,7 @@ def create_app(settings: Settings | None = None, *, payment_provider: object = N
     app.include_router(operations_api.router)
     app.include_router(operations_api.admin_router, prefix=API_PREFIX)
     for context in CONTEXTS:
-        api = _optional_module(context, "api")
+        api = optional_room(context, "api")
         router = getattr(api, "router", None)
         if router is not None:
             app.include_router(router, prefix="" if context == "web" else API_PREFIX)
@@ -224,7 +225,7 @@ def create_app(settings: Settings | None = None, *, payment_provider: object = N
     # including 413s and 429s; CORS wraps the gateway so browsers can read its 429s; the gateway
     # rate-limits before any body is read.
     for context in CONTEXTS:
-        for middleware in getattr(_optional_module(context, "api"), "MIDDLEWARE", ()):
+        for middleware in getattr(optional_room(context, "api"), "MIDDLEWARE", ()):
             app.add_middleware(middleware, prefix="" if context == "web" else API_PREFIX)
     app.add_middleware(
         BodySizeLimitMiddleware,

@@ -21,7 +21,7 @@ import orjson
 import typer
 
 from staybook import stack as stack_cli
-from staybook.app import CONTEXTS, collect_wiring, configure_observability, create_app
+from staybook.app import CONTEXTS, collect_wiring, configure_observability, create_app, optional_room
 from staybook.kernel.settings import Settings
 from staybook.recovery import cli as recovery_cli
 
@@ -98,7 +98,7 @@ def seed(
 
 
 async def _seed(settings: Settings, properties: int, seed_value: int) -> dict:
-    """Calls each context's `service.seed_demo(runtime, properties=, seed=)` in CONTEXTS order."""
+    """Calls each context's `seed.seed_demo(runtime, properties=, seed=)` in CONTEXTS order."""
     from staybook.kernel.runtime import Runtime
 
     runtime = Runtime(settings, collect_wiring())
@@ -106,11 +106,7 @@ async def _seed(settings: Settings, properties: int, seed_value: int) -> dict:
     summary: dict = {}
     try:
         for context in CONTEXTS:
-            try:
-                service = importlib.import_module(f"staybook.{context}.service")
-            except ModuleNotFoundError:
-                continue
-            seed_demo = getattr(service, "seed_demo", None)
+            seed_demo = getattr(optional_room(context, "seed"), "seed_demo", None)
             if seed_demo is not None:
                 summary[context] = await seed_demo(runtime, properties=properties, seed=seed_value)
         # The events stay in the outbox for the worker: relayed from here, before any worker's
@@ -273,7 +269,7 @@ def _production_failures(settings: Settings) -> list[str]:
 
 
 async def _demo_accounts_in_use(settings: Settings) -> list[str]:
-    from staybook.identity.service import demo_accounts_in_use
+    from staybook.identity.seed import demo_accounts_in_use
     from staybook.kernel.db import Database
 
     database = Database(settings)
@@ -437,7 +433,7 @@ def demo(
 
 def _demo_account_lines(settings: Settings) -> list[str]:
     """The demo accounts that still sign in with their published passwords, on every start."""
-    from staybook.identity.service import DEMO_ACCOUNTS
+    from staybook.identity.seed import DEMO_ACCOUNTS
 
     in_use = set(asyncio.run(_demo_accounts_in_use(settings)))
     lines = [

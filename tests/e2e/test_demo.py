@@ -11,7 +11,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from staybook.identity.service import DEMO_ACCOUNTS
+from staybook.identity.seed import DEMO_ACCOUNTS
 from tests.contract import checked_client
 from tests.e2e.demo_process import STAYBOOK, running_demo
 

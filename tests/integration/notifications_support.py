@@ -269,7 +269,7 @@ async def _store_user(runtime, uow, payload: dict[str, Any], contact: dict[str, 
             region=payload.get("region", "eu"),
         )
         uow.session.add(user)
-    identity._seal_pii(creds, user, contact)
+    identity.seal_pii(creds, user, contact)
     await uow.session.flush()
 
 

@@ -6,9 +6,9 @@ import orjson
 import pytest
 from sqlalchemy import text
 
-from staybook.identity import anchor, audit, service
+from staybook.identity import anchor, audit, seed, service
 from staybook.identity.anchor import AnchorSigner
-from staybook.identity.service import JOBS
+from staybook.identity.jobs import JOBS
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -94,7 +94,7 @@ async def test_the_worker_anchors_and_admins_see_the_verdict(sqlite_settings, cl
     settings = fast_hashing(sqlite_settings).model_copy(update={"run_worker_in_process": True})
     async with client_for(settings) as client:
         runtime = client.app.state.runtime
-        summary = await service.seed_demo(runtime, properties=0, seed=1)
+        summary = await seed.seed_demo(runtime, properties=0, seed=1)
         account = next(a for a in summary["accounts"] if a["role"] == "admin")
         admin = await login(client, account["email"], account["password"])
         await anchor.anchor_chain(runtime)

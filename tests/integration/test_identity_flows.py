@@ -266,7 +266,7 @@ async def test_login_brute_force_is_blocked(prod_fast, client_for):
 
 
 async def test_admin_lists_users_changes_roles_and_reads_the_audit_log(any_settings, client_for):
-    from staybook.identity.service import seed_demo
+    from staybook.identity.seed import seed_demo
     from tests.conftest import bearer
 
     async with client_for(any_settings) as client:

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from staybook.identity.service import seed_demo
+from staybook.identity.seed import seed_demo
 from tests.bookings import hold_body, seed_room_type
 from tests.integration.test_catalog_api import PROPERTY
 from tests.integration.test_identity_flows import auth, fast_hashing, login, register

@@ -13,7 +13,7 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import text
 
-from staybook.identity import service
+from staybook.identity import seed, service
 from staybook.identity.bootstrap import SUBSCRIPTIONS
 from staybook.identity.pii import new_master_key
 from staybook.kernel.events import EventEnvelope
@@ -63,7 +63,7 @@ ROUTES = [
 async def test_authorization_matrix(pg_settings, client_for):
     settings = fast_hashing(pg_settings)
     async with client_for(settings) as client:
-        summary = await service.seed_demo(client.app.state.runtime, properties=0, seed=1)
+        summary = await seed.seed_demo(client.app.state.runtime, properties=0, seed=1)
         accounts = {a["role"]: a for a in summary["accounts"]}
         headers = {"anonymous": {}}
         for role, account in accounts.items():

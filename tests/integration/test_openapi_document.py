@@ -174,7 +174,7 @@ async def test_main_request_bodies_have_examples_the_api_accepts(sqlite_settings
             for example in examples:
                 model.model_validate(example)
         # The demo's published guest account signs in with the login example, on a seeded database.
-        from staybook.identity.service import seed_demo
+        from staybook.identity.seed import seed_demo
 
         await seed_demo(client.app.state.runtime, properties=0, seed=7)
         login = spec["components"]["schemas"]["LoginRequest"]["examples"][0]
@@ -228,7 +228,7 @@ async def test_allow_is_right_on_every_path(sqlite_settings, client_for):
 async def test_fields_declared_nullable_accept_null(sqlite_settings, client_for):
     """A body field the document says may be null is accepted as null (PATCH /me, the calendar);
     PATCH bodies that refuse null do not declare it (test_document_is_complete)."""
-    from staybook.identity.service import seed_demo
+    from staybook.identity.seed import seed_demo
 
     async with client_for(sqlite_settings) as client:
         spec = (await client.get("/openapi.json")).json()

@@ -8,9 +8,11 @@ from datetime import date, timedelta
 import pytest
 from sqlalchemy import delete, func, select, text
 
+from staybook.catalog import seed as catalog_seed
 from staybook.catalog import service as catalog
 from staybook.catalog.models import Property, RoomType
 from staybook.catalog.schemas import AMENITIES, PropertyCreate, RoomTypeCreate
+from staybook.inventory import seed as inventory_seed
 from staybook.inventory import service as inventory
 from staybook.inventory.models import RoomNight
 from staybook.kernel.models import OutboxMessage
@@ -25,8 +27,8 @@ def db_settings(request):
 
 async def test_seed_demo_creates_real_cities_rooms_and_calendars(db_settings, make_runtime):
     runtime = await make_runtime(db_settings)
-    seeded = await catalog.seed_demo(runtime, properties=30, seed=5)
-    calendars = await inventory.seed_demo(runtime, properties=30, seed=5)
+    seeded = await catalog_seed.seed_demo(runtime, properties=30, seed=5)
+    calendars = await inventory_seed.seed_demo(runtime, properties=30, seed=5)
     assert seeded["properties"] == 30 and 30 <= seeded["room_types"] <= 120
     assert calendars["room_types"] == seeded["room_types"] and calendars["room_nights"] == seeded["room_types"] * 40
     async with runtime.db.session() as session:
@@ -74,14 +76,14 @@ async def test_seed_demo_creates_real_cities_rooms_and_calendars(db_settings, ma
             summaries = await catalog.active_room_types(session, after=None, limit=3)
             for summary in summaries:
                 nights = await inventory.nights(session, summary.room_type_id, summary.today(), date.max)
-                expected = inventory.demo_calendar(summary, summary.today(), 40)
+                expected = inventory_seed.demo_calendar(summary, summary.today(), 40)
                 # The database prices nights with the same seasonal shape (rounding ties aside).
                 assert [n.night for n in nights] == [r[1] for r in expected]
                 assert sum(n.price != r[6] for n, r in zip(nights, expected, strict=True)) <= 1
         assert {"pk_room_nights", "ix_room_nights_property_night"} <= constraints | indexes
         assert len([c for c in constraints if c.startswith("ck_")]) == 3
     # Seeding again leaves existing calendars alone.
-    assert (await inventory.seed_demo(runtime, properties=0, seed=5))["room_nights"] == 0
+    assert (await inventory_seed.seed_demo(runtime, properties=0, seed=5))["room_nights"] == 0
 
 
 async def test_roll_forward_opens_missing_nights_up_to_the_horizon(db_settings, make_runtime):

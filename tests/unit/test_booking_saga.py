@@ -80,7 +80,7 @@ DECISIONS = [
     *((SagaStep.REFUNDING, driver, {}, Next.REFUND) for driver in Driver),
     *((SagaStep.CANCEL_REFUNDING, driver, {}, Next.REFUND) for driver in Driver),
     # resting and terminal steps, and an unknown booking: nothing for a saga run
-    *((step, driver, {}, Next.WAIT) for step in (*SAGA.terminal, *(SagaStep.HELD, SagaStep.CONFIRMED), None)
+    *((step, driver, {}, Next.WAIT) for step in (*sorted(SAGA.terminal), *(SagaStep.HELD, SagaStep.CONFIRMED), None)
       for driver in Driver),
 ]  # fmt: skip
 
@@ -167,8 +167,6 @@ GUEST, HOST = uuid.uuid4(), uuid.uuid4()
 def booking(status: str = "held", **changes) -> Booking:
     values = {
         "status": BookingStatus(status),
-        "guest_user_id": GUEST,
-        "host_id": HOST,
         "expires_at": NOW + timedelta(minutes=5),
         "check_in": date(2031, 6, 1),
         "created_at": NOW - timedelta(days=30),

@@ -120,8 +120,6 @@ class Booking:
     """A booking as its rules read it (from an ORM row or a driver record, `Booking.of`)."""
 
     status: BookingStatus
-    guest_user_id: object
-    host_id: object
     expires_at: datetime
     check_in: date
     created_at: datetime
@@ -134,8 +132,6 @@ class Booking:
     def of(cls, row) -> Booking:
         return cls(
             BookingStatus(row.status),
-            row.guest_user_id,
-            row.host_id,
             row.expires_at,
             row.check_in,
             row.created_at,

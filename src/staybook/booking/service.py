@@ -345,4 +345,3 @@ async def export_personal_data(runtime: Runtime, user_id: uuid.UUID) -> dict:
     async with runtime.db.replica_session() as session:  # an export may be a moment behind
         rows = (await session.scalars(select(Booking).where(Booking.guest_user_id == user_id))).all()
     return {"bookings": [present(row, runtime.db.sealer) for row in rows]}
-

@@ -51,9 +51,8 @@ from staybook.kernel.metrics import RATE_LIMITED
 from staybook.kernel.models import OutboxMessage
 from staybook.kernel.orm import new_id, utcnow
 from staybook.kernel.ratelimit import RateLimitRule
-from staybook.kernel.runtime import PeriodicJob, Runtime
+from staybook.kernel.runtime import Runtime
 from staybook.kernel.security import Principal
-from staybook.kernel.settings import Settings
 
 log = structlog.get_logger("staybook.identity")
 
@@ -187,7 +186,7 @@ async def contact_details(runtime: Runtime, user_id: uuid.UUID, session: AsyncSe
     }
 
 
-def _seal_pii(creds: Credentials, user: User, fields: dict) -> None:
+def seal_pii(creds: Credentials, user: User, fields: dict) -> None:
     if user.pii_wrapped_key is None or user.pii_key_id is None:
         user.pii_key_id, user.pii_wrapped_key, data_key = creds.vault.new_data_key()
     else:
@@ -302,7 +301,7 @@ async def register(runtime: Runtime, data: RegisterRequest, info: RequestInfo) -
                 created_at=now,
                 updated_at=now,
             )
-            _seal_pii(creds, user, {"email": email, "name": data.name, "phone": data.phone})
+            seal_pii(creds, user, {"email": email, "name": data.name, "phone": data.phone})
             uow.session.add(user)
             await uow.session.flush()
             await audit.append(
@@ -579,7 +578,7 @@ async def update_me(runtime: Runtime, principal: Principal, data: ProfileUpdate)
             if field_name in changes:
                 value = changes[field_name]
                 pii[field_name] = value.isoformat() if isinstance(value, date) else value
-        _seal_pii(creds, user, pii)
+        seal_pii(creds, user, pii)
         user.updated_at = utcnow()
         uow.emit(_updated_event(user))
         return _user_out(creds, user)
@@ -659,7 +658,7 @@ async def start_totp(runtime: Runtime, principal: Principal) -> dict:
         secret = mfa.new_totp_secret()
         pii = _open_pii(creds, user)
         if user.pii_wrapped_key is None:
-            _seal_pii(creds, user, pii)
+            seal_pii(creds, user, pii)
         data_key = creds.vault.data_key(user.pii_key_id, user.pii_wrapped_key)
         user.totp_secret = creds.vault.encrypt(data_key, secret.encode(), user.id)
         user.updated_at = utcnow()
@@ -1033,82 +1032,3 @@ async def rotate_pii_keys(runtime: Runtime, batch_size: int = 500) -> int:
         total += len(users)
         if len(users) < batch_size:
             return total + await residency.rotate_keys(runtime, vault.rewrap, vault.active_key_id, batch_size)
-
-
-# ---------------------------------------------------------------------------- demo data
-
-DEMO_ACCOUNTS = (
-    ("guest", "guest@staybook.demo", "Dana Guest", "demo-guest-pass-42"),
-    ("host", "host@staybook.demo", "Hugo Host", "demo-host-pass-42"),
-    ("admin", "admin@staybook.demo", "Ada Admin", "demo-admin-pass-42"),
-)
-
-
-async def seed_demo(runtime: Runtime, *, properties: int, seed: int) -> dict:
-    """A demo guest, host and admin with known passwords (printed by `staybook demo`)."""
-    creds = credentials(runtime)
-    ids: dict[str, uuid.UUID] = {}
-    async with runtime.db.unit_of_work() as uow:
-        for role, email, name, password in DEMO_ACCOUNTS:
-            email_hash = creds.vault.email_hash(email)
-            existing = await uow.session.scalar(select(User).where(User.email_hash == email_hash))
-            if existing is not None:
-                ids[role] = existing.id
-                continue
-            now = utcnow()
-            user = User(
-                id=new_id(),
-                email_hash=email_hash,
-                name=None,
-                role=role,
-                status="active",
-                locale="en",
-                timezone="Europe/Amsterdam",
-                region=runtime.settings.identity.default_region,
-                password_hash=creds.passwords.hash(password),
-                totp_enabled=False,
-                totp_last_step=0,
-                created_at=now,
-                updated_at=now,
-            )
-            _seal_pii(creds, user, {"email": email, "name": name, "phone": None})
-            uow.session.add(user)
-            ids[role] = user.id
-            uow.emit(
-                UserRegistered(
-                    user_id=user.id, role=role, locale=user.locale, timezone=user.timezone, region=user.region
-                )
-            )
-    return {
-        "accounts": [
-            {"role": role, "email": email, "password": password} for role, email, _, password in DEMO_ACCOUNTS
-        ],
-        "host_user_id": str(ids["host"]),
-    }
-
-
-async def demo_accounts_in_use(session: AsyncSession, settings: Settings) -> list[str]:
-    """The demo accounts that still sign in with their published password (`staybook check` fails on
-    them in production)."""
-    vault = PiiVault(settings)
-    hashing = PasswordHashing(
-        settings.identity.argon2_time_cost, settings.identity.argon2_memory_kib, settings.identity.argon2_parallelism
-    )
-    published = {vault.email_hash(email): (email, password) for _, email, _, password in DEMO_ACCOUNTS}
-    rows = await session.execute(
-        select(User.email_hash, User.password_hash).where(User.email_hash.in_(published), User.status == "active")
-    )
-    return sorted(
-        published[email_hash][0] for email_hash, stored in rows if hashing.verify(stored, published[email_hash][1])
-    )
-
-
-async def demo_host_id(runtime: Runtime) -> uuid.UUID | None:
-    """The demo host's user id (the catalog seeder gives it the demo properties), or None before seeding."""
-    email_hash = credentials(runtime).vault.email_hash(DEMO_ACCOUNTS[1][1])
-    async with runtime.db.session() as session:
-        return await session.scalar(select(User.id).where(User.email_hash == email_hash, User.status == "active"))
-
-
-# Interval 0: the job waits `identity.audit_anchor_interval_seconds` itself (a setting).
-JOBS = [PeriodicJob("identity.audit-anchor", 0, lambda runtime, _: anchor.run_anchoring(runtime))]
