@@ -28,11 +28,12 @@ from staybook import migrate
 from staybook.kernel.orm import new_id, utcnow
 from staybook.kernel.runtime import Runtime
 from staybook.kernel.settings import Settings
+from staybook.notifications.delivery import send_due
 from staybook.notifications.mail import SmtpMailer, compose_email, stay_calendar
 from staybook.notifications.models import Delivery
 from staybook.notifications.previews import SAMPLES
 from staybook.notifications.providers import SandboxProvider
-from staybook.notifications.service import Notifier, send_due
+from staybook.notifications.service import Notifier
 from staybook.notifications.templates import Templates
 
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"

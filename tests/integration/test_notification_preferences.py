@@ -20,11 +20,12 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from staybook.kernel.orm import new_id, utcnow
+from staybook.notifications.delivery import claim_due, send_due
 from staybook.notifications.mail import MailSink
 from staybook.notifications.models import Delivery, DeliveryAttempt
 from staybook.notifications.previews import SAMPLES
 from staybook.notifications.providers import PermanentFailure, SandboxProvider, TemporaryFailure, WebhookProvider
-from staybook.notifications.service import Notifier, claim_due, send_due
+from staybook.notifications.service import Notifier
 from staybook.notifications.templates import Templates
 from tests.conftest import bearer
 from tests.integration.notifications_support import (

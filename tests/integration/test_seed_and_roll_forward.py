@@ -13,6 +13,7 @@ from staybook.catalog import seed as catalog_seed
 from staybook.catalog import service as catalog
 from staybook.catalog.models import Property, RoomType
 from staybook.catalog.schemas import AMENITIES, PropertyCreate, RoomTypeCreate
+from staybook.inventory import jobs as inventory_jobs
 from staybook.inventory import seed as inventory_seed
 from staybook.inventory import service as inventory
 from staybook.inventory.models import RoomNight
@@ -115,8 +116,8 @@ async def test_roll_forward_opens_missing_nights_up_to_the_horizon(db_settings, 
         last = await uow.session.scalar(select(func.max(RoomNight.night)))
         await uow.session.execute(delete(RoomNight).where(RoomNight.night > last - timedelta(days=10)))
         await uow.session.execute(delete(OutboxMessage))
-    assert await inventory.roll_calendars_forward(runtime) == 10
-    assert await inventory.roll_calendars_forward(runtime) == 0
+    assert await inventory_jobs.roll_calendars_forward(runtime) == 10
+    assert await inventory_jobs.roll_calendars_forward(runtime) == 0
     async with runtime.db.session() as session:
         nights = await session.scalar(select(func.count()).where(RoomNight.room_type_id == room_type.id))
         events = (await session.scalars(select(OutboxMessage.payload))).all()

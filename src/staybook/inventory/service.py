@@ -40,11 +40,11 @@ from staybook.kernel.dates import check_stay
 from staybook.kernel.db import Sql, UnitOfWork
 from staybook.kernel.errors import Conflict, InvalidInput, NotFound
 from staybook.kernel.orm import utcnow
-from staybook.kernel.runtime import PeriodicJob, Runtime
+from staybook.kernel.runtime import Runtime
 from staybook.kernel.schemas import Money
 from staybook.kernel.settings import InventorySettings, Settings
 
-_RETURNED = (
+RETURNED = (
     RoomNight.night,
     RoomNight.property_id,
     RoomNight.total,
@@ -58,7 +58,7 @@ _RETURNED = (
 )
 
 NIGHTS = RoomNight.__table__
-_RETURNED_COLUMNS = tuple(NIGHTS.c[column.key] for column in _RETURNED)
+_RETURNED_COLUMNS = tuple(NIGHTS.c[column.key] for column in RETURNED)
 
 
 @dataclass(frozen=True)
@@ -303,7 +303,7 @@ async def nights(session, room_type_id: uuid.UUID, start: date, end: date) -> li
     """The calendar of one room type over [start, end), nights without rows omitted."""
     rows = (
         await session.execute(
-            select(*_RETURNED)
+            select(*RETURNED)
             .where(RoomNight.room_type_id == room_type_id, RoomNight.night >= start, RoomNight.night < end)
             .order_by(RoomNight.night)
         )
@@ -427,7 +427,7 @@ async def update_calendar(
         update(RoomNight)
         .where(RoomNight.room_type_id == room_type_id, RoomNight.night >= start, RoomNight.night < end)
         .values(**values)
-        .returning(*_RETURNED)
+        .returning(*RETURNED)
         .execution_options(synchronize_session=False)
     )
     try:
@@ -472,7 +472,7 @@ async def close_nights(uow: UnitOfWork, room_type_id: uuid.UUID, nights_to_close
             update(RoomNight)
             .where(RoomNight.room_type_id == room_type_id, RoomNight.night.in_(sorted(set(nights_to_close))))
             .values(closed=True)
-            .returning(*_RETURNED)
+            .returning(*RETURNED)
             .execution_options(synchronize_session=False)
         )
     ).all()
@@ -629,7 +629,7 @@ async def property_availability(
             room_types = await catalog.property_room_types(session, property_id)
             rows = (
                 await session.execute(
-                    select(RoomNight.room_type_id, *_RETURNED)
+                    select(RoomNight.room_type_id, *RETURNED)
                     .where(
                         RoomNight.property_id == property_id, RoomNight.night >= check_in, RoomNight.night < check_out
                     )
@@ -699,91 +699,3 @@ def availability_answer(room_types, rows, property_id, check_in: date, check_out
         "guests": guests,
         "room_types": offers,
     }
-
-
-# ------------------------------------------------------------------ rolling the calendar forward
-
-
-async def roll_calendars_forward(runtime: Runtime, *, batch_size: int = 1000) -> int:
-    """Opens nights up to the horizon for every active room type; returns how many nights were added.
-
-    Safe with two workers at once: inserts skip nights that exist (ON CONFLICT DO NOTHING).
-    One inventory.changed per room type and run, with reason roll-forward.
-    """
-    horizon = runtime.settings.inventory.horizon_days
-    added = 0
-    after: uuid.UUID | None = None
-    while True:
-        async with runtime.db.session() as session:
-            room_types = await catalog.active_room_types(session, after=after, limit=batch_size)
-        if not room_types:
-            return added
-        after = room_types[-1].room_type_id
-        async with runtime.db.unit_of_work() as uow:
-            last_nights = dict(
-                (
-                    await uow.session.execute(
-                        select(RoomNight.room_type_id, func.max(RoomNight.night))
-                        .where(RoomNight.room_type_id.in_([r.room_type_id for r in room_types]))
-                        .group_by(RoomNight.room_type_id)
-                    )
-                ).all()
-            )
-            rows = []
-            for summary in room_types:
-                today = summary.today()
-                first = (
-                    max(today, last_nights[summary.room_type_id] + timedelta(days=1))
-                    if (summary.room_type_id in last_nights)
-                    else today
-                )
-                rows.extend(
-                    {
-                        "room_type_id": summary.room_type_id,
-                        "night": night,
-                        "property_id": summary.property_id,
-                        "total": summary.units,
-                        "held": 0,
-                        "booked": 0,
-                        "price_amount": summary.base_price_amount,
-                        "currency": summary.currency,
-                        "min_stay": 1,
-                        "closed": False,
-                        "closed_to_arrival": False,
-                    }
-                    for night in (
-                        first + timedelta(days=i) for i in range((today + timedelta(days=horizon) - first).days)
-                    )
-                )
-            if rows:
-                inserted = await _insert_missing_nights(uow, rows)
-                added += len(inserted)
-                by_room_type: dict[uuid.UUID, list] = {}
-                for row in inserted:
-                    by_room_type.setdefault(row.room_type_id, []).append(row)
-                for room_type_id, created in by_room_type.items():
-                    uow.emit(changed_event(room_type_id, created, "roll-forward"))
-
-
-# 11 columns a row: stays under the 32,767 bind parameters asyncpg and SQLite allow per statement.
-_INSERT_CHUNK = 2000
-
-
-async def _insert_missing_nights(uow: UnitOfWork, rows: list[dict]) -> list:
-    if uow.session.bind.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    inserted = []
-    for start in range(0, len(rows), _INSERT_CHUNK):
-        statement = (
-            dialect_insert(RoomNight)
-            .values(rows[start : start + _INSERT_CHUNK])
-            .on_conflict_do_nothing(index_elements=["room_type_id", "night"])
-            .returning(RoomNight.room_type_id, *_RETURNED)
-        )
-        inserted.extend((await uow.session.execute(statement)).all())
-    return inserted
-
-
-JOBS = [PeriodicJob("inventory.roll-forward", 24 * 3600, lambda runtime, _: roll_calendars_forward(runtime))]

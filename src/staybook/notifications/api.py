@@ -13,6 +13,7 @@ from staybook.kernel.errors import Forbidden, InvalidInput, NotFound, Unauthoriz
 from staybook.kernel.runtime import Runtime, get_runtime
 from staybook.kernel.schemas import Page
 from staybook.kernel.security import Principal, current_principal, require_role
+from staybook.notifications import delivery as sending
 from staybook.notifications import service
 from staybook.notifications.bootstrap import NotifierDep
 from staybook.notifications.policy import TYPES, read_unsubscribe_token
@@ -73,7 +74,7 @@ async def delivery_receipt(
         receipt = notifier.provider.parse_receipt(payload)
     except ValueError as error:
         raise InvalidInput(str(error), field="body") from error
-    if not await service.record_receipt(runtime, receipt):
+    if not await sending.record_receipt(runtime, receipt):
         raise NotFound(f"No sent SMS or push with provider message id {receipt.provider_message_id!r}")
     return Response(status_code=204)
 
@@ -85,7 +86,7 @@ async def dead_deliveries(
     _admin: Principal = Depends(require_role("admin")),
     runtime: Runtime = Depends(get_runtime),
 ) -> Page[DeadDelivery]:
-    rows = await service.list_dead(runtime, after=cursor, limit=limit)
+    rows = await sending.list_dead(runtime, after=cursor, limit=limit)
     items = [DeadDelivery.model_validate(row, from_attributes=True) for row in rows]
     return Page(items=items, next_cursor=str(rows[-1].id) if len(rows) == limit else None)
 
@@ -96,5 +97,5 @@ async def replay_dead_delivery(
     notifier: NotifierDep,
     _admin: Principal = Depends(require_role("admin")),
 ) -> ReplayAccepted:
-    delivery = await service.replay_dead(notifier, delivery_id)
+    delivery = await sending.replay_dead(notifier, delivery_id)
     return ReplayAccepted(id=delivery.id, status=delivery.status)

@@ -15,7 +15,7 @@ from staybook.identity import admin as identity_admin
 from staybook.kernel.api import dead_letter_out
 from staybook.kernel.errors import Forbidden, InvalidInput, StaybookError, Unauthorized
 from staybook.kernel.security import Principal
-from staybook.notifications import service as notifications
+from staybook.notifications import delivery as notification_delivery
 from staybook.notifications.bootstrap import NotifierDep
 from staybook.web.rendering import WebRoute, page_state, redirect, render
 from staybook.web.schemas import RoleForm, parse_form
@@ -220,7 +220,7 @@ async def _dead_letters_page(request: Request, *, status: int = 200, notice: str
         consumer=consumer or None, replayed=state == "replayed", after=_uuid(query.get("cursor"), "cursor"),
         limit=PAGE_SIZE,
     )  # fmt: skip
-    undelivered = await notifications.list_dead(runtime, after=None, limit=PAGE_SIZE)
+    undelivered = await notification_delivery.list_dead(runtime, after=None, limit=PAGE_SIZE)
     return render(
         request,
         "admin/dead_letters.html",
@@ -251,7 +251,7 @@ async def replay(dead_letter_id: uuid.UUID, request: Request) -> Response:
 async def replay_notification(delivery_id: uuid.UUID, request: Request, notifier: NotifierDep) -> Response:
     admin(request)
     try:
-        await notifications.replay_dead(notifier, delivery_id)
+        await notification_delivery.replay_dead(notifier, delivery_id)
     except StaybookError as error:
         return await _dead_letters_page(request, status=error.status, problem=error)
     return redirect("/admin/dead-letters?done=requeued#undelivered")
