@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 from sqlalchemy import func, select
 
+from staybook.catalog import facts as catalog_facts
 from staybook.catalog import service as catalog
 from staybook.catalog.models import Photo, Property, RoomType
 from staybook.inventory import service as inventory
@@ -148,7 +149,7 @@ async def test_property_room_type_calendar_and_availability(db_settings, client_
         assert third.json()["room_types"][0]["available_units"] == 3  # 5 - 2 booked
 
         async with runtime.db.session() as session:
-            summary = await catalog.room_type_summary(session, uuid.UUID(room_type_id))
+            summary = await catalog_facts.room_type_summary(session, uuid.UUID(room_type_id))
             assert summary.host_id and summary.timezone == "Europe/Lisbon" and summary.max_guests == 2
         # the price a guest is quoted for the stay: the availability answer
         quoted = (await client.get(f"/api/v1/properties/{property_id}/availability", params=query)).json()

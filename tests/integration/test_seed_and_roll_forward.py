@@ -8,6 +8,7 @@ from datetime import date, timedelta
 import pytest
 from sqlalchemy import delete, func, select, text
 
+from staybook.catalog import facts as catalog_facts
 from staybook.catalog import seed as catalog_seed
 from staybook.catalog import service as catalog
 from staybook.catalog.models import Property, RoomType
@@ -73,7 +74,7 @@ async def test_seed_demo_creates_real_cities_rooms_and_calendars(db_settings, ma
                     await session.execute(text("SELECT indexname FROM pg_indexes WHERE tablename = 'room_nights'"))
                 ).scalars()
             )
-            summaries = await catalog.active_room_types(session, after=None, limit=3)
+            summaries = await catalog_facts.active_room_types(session, after=None, limit=3)
             for summary in summaries:
                 nights = await inventory.nights(session, summary.room_type_id, summary.today(), date.max)
                 expected = inventory_seed.demo_calendar(summary, summary.today(), 40)

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from staybook.catalog.service import today_in
+from staybook.catalog.facts import today_in
 from staybook.inventory.events import NightSnapshot
 from staybook.inventory.ical import blocked_nights, blocked_ranges, export_calendar
 from staybook.inventory.pricing import (

@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Protocol
 
-from staybook.catalog import service as catalog_service
+from staybook.catalog import facts as catalog_service
 from staybook.kernel.db import UnitOfWork
 
 

@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
 from fastapi.responses import Response
 
-from staybook.catalog import service as catalog
+from staybook.catalog import facts as catalog
 from staybook.inventory import ical, service
 from staybook.inventory.pricing import nightly_prices
 from staybook.inventory.schemas import (

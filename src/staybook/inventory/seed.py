@@ -14,7 +14,7 @@ from itertools import repeat
 
 from sqlalchemy import select
 
-from staybook.catalog import service as catalog
+from staybook.catalog import facts as catalog
 from staybook.inventory.models import RoomNight
 from staybook.kernel.bulk import copy_records
 from staybook.kernel.runtime import Runtime

@@ -31,7 +31,7 @@ from sqlalchemy import case, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from staybook.catalog import service as catalog
+from staybook.catalog import facts as catalog
 from staybook.inventory.events import InventoryChanged, NightSnapshot
 from staybook.inventory.models import CalendarFeed, RoomNight
 from staybook.inventory.pricing import assess_stay, validate_stay_dates

@@ -18,7 +18,7 @@ from datetime import date
 
 import structlog
 
-from staybook.catalog import service as catalog
+from staybook.catalog import facts as catalog
 from staybook.kernel.errors import InvalidInput, UnsupportedMediaType
 from staybook.kernel.events import EventEnvelope
 from staybook.kernel.runtime import Runtime

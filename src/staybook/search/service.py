@@ -23,7 +23,7 @@ import orjson
 import structlog
 from prometheus_client import REGISTRY, Gauge
 
-from staybook.catalog import service as catalog
+from staybook.catalog import facts as catalog
 from staybook.inventory import service as inventory
 from staybook.kernel import dates, metrics
 from staybook.kernel.consumers import ReplicaSubscription

@@ -14,6 +14,7 @@ from starlette.datastructures import UploadFile
 from starlette.responses import Response
 
 from staybook.booking import service as booking
+from staybook.catalog import facts as catalog_facts
 from staybook.catalog import service as catalog
 from staybook.catalog.bootstrap import CatalogDep
 from staybook.catalog.schemas import (
@@ -123,7 +124,7 @@ async def _own_property(request: Request, property_id: uuid.UUID):
     principal = host(request)
     runtime, _, _ = page_state(request)
     prop = await catalog.get_property(runtime, property_id)
-    catalog.ensure_may_change(principal, prop.host_id)
+    catalog_facts.ensure_may_change(principal, prop.host_id)
     return principal, runtime, prop
 
 
@@ -197,7 +198,7 @@ async def _own_room_type(request: Request, room_type_id: uuid.UUID):
     runtime, _, _ = page_state(request)
     room_type = await catalog.get_room_type(runtime, room_type_id)
     prop = await catalog.get_property(runtime, room_type.property_id)
-    catalog.ensure_may_change(principal, prop.host_id)
+    catalog_facts.ensure_may_change(principal, prop.host_id)
     return principal, runtime, prop, room_type
 
 

@@ -18,6 +18,7 @@ from starlette.datastructures import QueryParams
 
 from staybook.booking import policy
 from staybook.booking import service as booking
+from staybook.catalog import facts as catalog_facts
 from staybook.catalog import service as catalog
 from staybook.catalog.schemas import PhotoOut, PropertyOut
 from staybook.inventory import service as inventory
@@ -266,7 +267,7 @@ async def guest_bookings(runtime: Runtime, principal: Principal) -> tuple[list[d
 
 
 def property_today(timezone: str) -> date:
-    return catalog.today_in(timezone)
+    return catalog_facts.today_in(timezone)
 
 
 async def invalidate_property(runtime: Runtime, property_id: uuid.UUID) -> None:
@@ -311,7 +312,7 @@ async def host_dashboard(runtime: Runtime, principal: Principal) -> dict[str, An
         for prop in properties:
             if prop.status != "active":
                 continue
-            for room_type in await catalog.property_room_types(session, prop.id):
+            for room_type in await catalog_facts.property_room_types(session, prop.id):
                 nights = await inventory.nights(session, room_type.room_type_id, today, end)
                 night_taken, night_offered = occupancy(nights)
                 taken, offered = taken + night_taken, offered + night_offered
