@@ -151,8 +151,10 @@ async def test_property_room_type_calendar_and_availability(db_settings, client_
         async with runtime.db.session() as session:
             summary = await catalog_facts.room_type_summary(session, uuid.UUID(room_type_id))
             assert summary.host_id and summary.timezone == "Europe/Lisbon" and summary.max_guests == 2
-            quote = await inventory.quote(session, uuid.UUID(room_type_id), check_in, check_in + timedelta(days=3), 2)
-        assert quote.total.amount == expected and quote.available_units == 3 and quote.bookable
+        # the price a guest is quoted for the stay: the availability answer
+        quoted = (await client.get(f"/api/v1/properties/{property_id}/availability", params=query)).json()
+        offer = quoted["room_types"][0]
+        assert offer["total"]["amount"] == expected and offer["available_units"] == 3 and offer["bookable"]
 
 
 async def test_ical_round_trip(db_settings, client_for):

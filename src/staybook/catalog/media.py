@@ -11,12 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import posixpath
 import re
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from staybook.kernel.errors import NotFound
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from staybook.kernel.errors import InvalidInput, NotFound, PayloadTooLarge, UnsupportedMediaType
 from staybook.kernel.settings import CatalogSettings
 
 # Variant keys embed the photo id, so a URL never changes content: cache it for a year.
@@ -187,3 +192,77 @@ def media_url(settings: CatalogSettings, key: str) -> str:
     """Where clients fetch a variant: the public S3 base (CDN) when set, else the API's media route."""
     base = settings.s3_public_base_url if settings.s3_bucket and settings.s3_public_base_url else None
     return f"{(base or settings.media_base_url).rstrip('/')}/{key}"
+
+
+# ------------------------------------------------------------------ photo processing (Pillow)
+
+
+PHOTO_FORMATS = {"JPEG": ("image/jpeg", "jpg"), "PNG": ("image/png", "png"), "WEBP": ("image/webp", "webp")}
+# Decoded size limit: a 40 MP photo is already larger than any listing needs; bigger "images"
+# that compress to a few KB are decompression bombs meant to exhaust the worker's memory.
+MAX_PHOTO_PIXELS = 40_000_000
+# name, longest side in pixels, Pillow format
+PHOTO_VARIANTS = (("thumb", 320, "JPEG"), ("thumb_webp", 320, "WEBP"), ("large_webp", 1600, "WEBP"))
+
+
+@dataclass(frozen=True)
+class InspectedImage:
+    format: str
+    content_type: str
+    extension: str
+    width: int
+    height: int
+
+
+def _file_problem(error_type, detail: str):
+    """A 413/415 problem that still names the field, like validation errors do."""
+    return error_type(detail, errors=[{"field": "body.file", "message": detail}])
+
+
+def inspect_image(data: bytes, *, max_bytes: int, max_pixels: int = MAX_PHOTO_PIXELS) -> InspectedImage:
+    """Decides from the bytes (never the file name or the declared type) whether this is a photo we take."""
+    if len(data) > max_bytes:
+        raise _file_problem(PayloadTooLarge, f"Photos may be at most {max_bytes} bytes")
+    if not data:
+        raise InvalidInput("The file is empty", field="body.file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                image_format, (width, height) = image.format, image.size
+                if width * height > max_pixels:
+                    raise _file_problem(
+                        PayloadTooLarge, f"The image is {width}x{height}; at most {max_pixels} pixels are accepted"
+                    )
+                image.verify()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise _file_problem(PayloadTooLarge, "The image is too large when decoded") from error
+    except (UnidentifiedImageError, SyntaxError, OSError, ValueError) as error:
+        raise InvalidInput("The file is not a readable JPEG, PNG or WebP image", field="body.file") from error
+    if image_format not in PHOTO_FORMATS:
+        raise _file_problem(UnsupportedMediaType, f"{image_format} images are not accepted; send JPEG, PNG or WebP")
+    content_type, extension = PHOTO_FORMATS[image_format]
+    return InspectedImage(image_format, content_type, extension, width, height)
+
+
+# What render_variants raises on an original that cannot be decoded after all.
+RENDER_ERRORS = (OSError, ValueError, Image.DecompressionBombError)
+
+
+def render_variants(original: bytes) -> list[tuple[str, bytes, int, int, str, str]]:
+    """(name, bytes, width, height, content_type, extension) per variant. Orientation is applied from
+    EXIF and then every EXIF block (with GPS location) is dropped: variants carry pixels only."""
+    made = []
+    with Image.open(io.BytesIO(original)) as image:
+        image.load()
+        upright = ImageOps.exif_transpose(image)
+        for name, longest, image_format in PHOTO_VARIANTS:
+            variant = upright.copy()
+            variant.thumbnail((longest, longest), Image.Resampling.LANCZOS)
+            if image_format == "JPEG" and variant.mode not in ("RGB", "L"):
+                variant = variant.convert("RGB")
+            buffer = io.BytesIO()
+            variant.save(buffer, format=image_format, quality=82, exif=b"")
+            content_type, extension = PHOTO_FORMATS[image_format]
+            made.append((name, buffer.getvalue(), variant.width, variant.height, content_type, extension))
+    return made

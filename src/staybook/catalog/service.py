@@ -9,15 +9,11 @@ exists without nights to sell.
 from __future__ import annotations
 
 import asyncio
-import io
 import uuid
-import warnings
-from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import structlog
-from PIL import Image, ImageOps, UnidentifiedImageError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -31,7 +27,15 @@ from staybook.catalog.events import (
     RoomTypeUpdated,
 )
 from staybook.catalog.facts import ensure_may_change
-from staybook.catalog.media import PUBLIC_MEDIA_PREFIX, MediaStore, media_store, media_url
+from staybook.catalog.media import (
+    PUBLIC_MEDIA_PREFIX,
+    RENDER_ERRORS,
+    MediaStore,
+    inspect_image,
+    media_store,
+    media_url,
+    render_variants,
+)
 from staybook.catalog.models import Photo, Property, RoomType
 from staybook.catalog.schemas import (
     PhotoOut,
@@ -46,7 +50,7 @@ from staybook.catalog.schemas import (
 )
 from staybook.inventory import service as inventory
 from staybook.kernel.db import UnitOfWork
-from staybook.kernel.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge, UnsupportedMediaType
+from staybook.kernel.errors import Conflict, InvalidInput, NotFound
 from staybook.kernel.orm import new_id, utcnow
 from staybook.kernel.runtime import Runtime
 from staybook.kernel.schemas import Money
@@ -344,54 +348,6 @@ async def archive_room_type(runtime: Runtime, principal: Principal, room_type_id
 # ------------------------------------------------------------------ photos
 
 
-PHOTO_FORMATS = {"JPEG": ("image/jpeg", "jpg"), "PNG": ("image/png", "png"), "WEBP": ("image/webp", "webp")}
-# Decoded size limit: a 40 MP photo is already larger than any listing needs; bigger "images"
-# that compress to a few KB are decompression bombs meant to exhaust the worker's memory.
-MAX_PHOTO_PIXELS = 40_000_000
-# name, longest side in pixels, Pillow format
-PHOTO_VARIANTS = (("thumb", 320, "JPEG"), ("thumb_webp", 320, "WEBP"), ("large_webp", 1600, "WEBP"))
-
-
-@dataclass(frozen=True)
-class InspectedImage:
-    format: str
-    content_type: str
-    extension: str
-    width: int
-    height: int
-
-
-def _file_problem(error_type, detail: str):
-    """A 413/415 problem that still names the field, like validation errors do."""
-    return error_type(detail, errors=[{"field": "body.file", "message": detail}])
-
-
-def inspect_image(data: bytes, *, max_bytes: int, max_pixels: int = MAX_PHOTO_PIXELS) -> InspectedImage:
-    """Decides from the bytes (never the file name or the declared type) whether this is a photo we take."""
-    if len(data) > max_bytes:
-        raise _file_problem(PayloadTooLarge, f"Photos may be at most {max_bytes} bytes")
-    if not data:
-        raise InvalidInput("The file is empty", field="body.file")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:
-                image_format, (width, height) = image.format, image.size
-                if width * height > max_pixels:
-                    raise _file_problem(
-                        PayloadTooLarge, f"The image is {width}x{height}; at most {max_pixels} pixels are accepted"
-                    )
-                image.verify()
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise _file_problem(PayloadTooLarge, "The image is too large when decoded") from error
-    except (UnidentifiedImageError, SyntaxError, OSError, ValueError) as error:
-        raise InvalidInput("The file is not a readable JPEG, PNG or WebP image", field="body.file") from error
-    if image_format not in PHOTO_FORMATS:
-        raise _file_problem(UnsupportedMediaType, f"{image_format} images are not accepted; send JPEG, PNG or WebP")
-    content_type, extension = PHOTO_FORMATS[image_format]
-    return InspectedImage(image_format, content_type, extension, width, height)
-
-
 def photo_out(settings: Settings, photo: Photo) -> PhotoOut:
     return PhotoOut(
         id=photo.id,
@@ -461,25 +417,6 @@ async def list_photos(runtime: Runtime, property_id: uuid.UUID) -> list[PhotoOut
     return [photo_out(runtime.settings, p) for p in photos]
 
 
-def render_variants(original: bytes) -> list[tuple[str, bytes, int, int, str, str]]:
-    """(name, bytes, width, height, content_type, extension) per variant. Orientation is applied from
-    EXIF and then every EXIF block (with GPS location) is dropped: variants carry pixels only."""
-    made = []
-    with Image.open(io.BytesIO(original)) as image:
-        image.load()
-        upright = ImageOps.exif_transpose(image)
-        for name, longest, image_format in PHOTO_VARIANTS:
-            variant = upright.copy()
-            variant.thumbnail((longest, longest), Image.Resampling.LANCZOS)
-            if image_format == "JPEG" and variant.mode not in ("RGB", "L"):
-                variant = variant.convert("RGB")
-            buffer = io.BytesIO()
-            variant.save(buffer, format=image_format, quality=82, exif=b"")
-            content_type, extension = PHOTO_FORMATS[image_format]
-            made.append((name, buffer.getvalue(), variant.width, variant.height, content_type, extension))
-    return made
-
-
 async def make_photo_variants(store: MediaStore, uow: UnitOfWork, payload: dict, settings: Settings) -> None:
     """Worker side of photo.uploaded: writes the variants, marks the photo ready, re-announces the property
     (its thumbnail may have changed)."""
@@ -489,7 +426,7 @@ async def make_photo_variants(store: MediaStore, uow: UnitOfWork, payload: dict,
     original = await store.get(payload["original_key"])
     try:
         rendered = await asyncio.to_thread(render_variants, original)
-    except (OSError, ValueError, Image.DecompressionBombError) as error:
+    except RENDER_ERRORS as error:
         log.warning(
             "photo could not be processed", error_type=type(error).__name__, context={"photo_id": str(photo.id)}
         )

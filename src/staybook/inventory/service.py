@@ -41,8 +41,7 @@ from staybook.kernel.db import Sql, UnitOfWork
 from staybook.kernel.errors import Conflict, InvalidInput, NotFound
 from staybook.kernel.orm import utcnow
 from staybook.kernel.runtime import Runtime
-from staybook.kernel.schemas import Money
-from staybook.kernel.settings import InventorySettings, Settings
+from staybook.kernel.settings import Settings
 
 RETURNED = (
     RoomNight.night,
@@ -517,81 +516,6 @@ async def check_feed_token(session, settings: Settings, room_type_id: uuid.UUID,
     expected = feed_token(settings, room_type_id, await feed_version(session, room_type_id))
     if not hmac.compare_digest(expected.encode(), token.encode()):
         raise NotFound(f"No calendar feed for room type {room_type_id} with this token")
-
-
-@dataclass(frozen=True)
-class QuotedNight:
-    night: date
-    price: Money
-    available: int
-
-
-@dataclass(frozen=True)
-class Quote:
-    """The price and bookability of `units` rooms of one room type for [check_in, check_out)."""
-
-    room_type_id: uuid.UUID
-    property_id: uuid.UUID
-    check_in: date
-    check_out: date
-    guests: int
-    units: int
-    nights: list[QuotedNight]
-    available_units: int
-    total: Money
-    bookable: bool
-    reasons: list[str]
-
-
-DEFAULT_MAX_STAY_NIGHTS = InventorySettings.model_fields["max_stay_nights"].default
-
-
-async def quote(
-    session,
-    room_type_id: uuid.UUID,
-    check_in: date,
-    check_out: date,
-    guests: int,
-    units: int = 1,
-    *,
-    max_stay_nights: int = DEFAULT_MAX_STAY_NIGHTS,
-) -> Quote:
-    """What a stay costs and whether it can be booked now (read only; the hold decides for real).
-
-    Raises NotFound for an unknown room type and InvalidInput for impossible dates (check-out not
-    after check-in, longer than `max_stay_nights`, check-in before today at the property).
-    """
-    summary = await catalog.room_type_summary(session, room_type_id)
-    validate_stay_dates(check_in, check_out, today=summary.today(), max_nights=max_stay_nights)
-    if units < 1:
-        raise InvalidInput("units must be at least 1", field="units")
-    rows = await nights(session, room_type_id, check_in, check_out)
-    assessment = assess_stay(
-        rows,
-        check_in=check_in,
-        check_out=check_out,
-        guests=guests,
-        max_guests=summary.max_guests,
-        units=units,
-        on_sale=summary.on_sale,
-    )
-    available = {n.night: n.available for n in rows}
-    return Quote(
-        room_type_id=room_type_id,
-        property_id=summary.property_id,
-        check_in=check_in,
-        check_out=check_out,
-        guests=guests,
-        units=units,
-        nights=[
-            QuotedNight(night, Money(amount=price, currency=summary.currency), available[night])
-            for night, price in assessment.prices
-        ],
-        available_units=assessment.available_units,
-        total=Money(amount=assessment.total_amount, currency=summary.currency),
-        bookable=assessment.bookable,
-        reasons=assessment.reasons,
-    )
 
 
 def availability_namespace(property_id: uuid.UUID | str) -> str:
