@@ -5,7 +5,7 @@ touch this file beyond the CONTEXTS list:
 
 - `<context>.api.router`: routes, mounted under `/api/v1` (the `web` context at `/`);
 - `<context>.bootstrap.SUBSCRIPTIONS`: `Subscription` / `ReplicaSubscription` handlers;
-- `<context>.jobs.JOBS` (or `service.JOBS`): `PeriodicJob`s the worker repeats;
+- `<context>.jobs.JOBS`: `PeriodicJob`s the worker repeats;
 - `<context>.seed.seed_demo(runtime, properties=, seed=)`: demo data (`staybook seed`, the demo);
 - `<context>.service.export_personal_data(runtime, user_id)`: the context's part of a user's
   GDPR export;
@@ -103,9 +103,8 @@ def collect_wiring() -> Wiring:
     for context in CONTEXTS:
         bootstrap = optional_room(context, "bootstrap")
         service = optional_room(context, "service")
-        jobs = getattr(optional_room(context, "jobs"), "JOBS", None)
         wiring.add(
-            context, getattr(bootstrap, "SUBSCRIPTIONS", ()), getattr(service, "JOBS", ()) if jobs is None else jobs
+            context, getattr(bootstrap, "SUBSCRIPTIONS", ()), getattr(optional_room(context, "jobs"), "JOBS", ())
         )
         export = getattr(service, "export_personal_data", None)
         if export is not None:
@@ -124,8 +123,6 @@ async def context_lifespans(runtime: Runtime) -> AsyncIterator[None]:
     async with contextlib.AsyncExitStack() as stack:
         for context in CONTEXTS:
             lifespan = getattr(optional_room(context, "bootstrap"), "lifespan", None)
-            if lifespan is None:
-                lifespan = getattr(optional_room(context, "service"), "lifespan", None)
             if lifespan is not None:
                 deps = await stack.enter_async_context(lifespan(runtime))
                 runtime.context_deps[context] = deps

@@ -15,7 +15,7 @@ from staybook.kernel.runtime import Wiring
 from staybook.kernel.security import Principal
 from staybook.payments import service as payments
 from staybook.payments.models import Payment
-from tests.bookings import START, hold_body, night_counts, seed_room_type
+from tests.bookings import START, booking_deps, hold_body, night_counts, payments_of, seed_room_type
 
 
 class Crash(BaseException):
@@ -51,7 +51,7 @@ async def test_captured_after_the_hold_ended_is_refunded(db_settings, make_runti
     booking_id = uuid.UUID(held["id"])
     crash_at("captured-at-provider")
     with pytest.raises(Crash):
-        await service.pay(runtime, guest, booking_id, "tok_success", None)
+        await service.pay(runtime, booking_deps(runtime), guest, booking_id, "tok_success", None)
 
     # While the process was down an operator ended the hold and the nights went back on sale.
     async with runtime.db.unit_of_work() as uow:
@@ -59,11 +59,11 @@ async def test_captured_after_the_hold_ended_is_refunded(db_settings, make_runti
         await inventory.release_hold(uow, saga.stay_of(booking))
         booking.status = "expired"
 
-    assert await jobs.recover(runtime, grace_seconds=0) == 1
+    assert await jobs.recover(runtime, booking_deps(runtime), grace_seconds=0) == 1
     async with runtime.db.session() as session:
         saga_row = await session.get(BookingSaga, booking_id)
         payment = await session.scalar(select(Payment).where(Payment.booking_id == booking_id))
     assert saga_row.step == "compensated"
     assert (payment.status, payment.refunded_amount) == ("refunded", payment.amount)
     assert (await night_counts(runtime, room["room_type_id"]))[START.isoformat()] == (1, 0, 0)
-    assert (await payments.reconcile(runtime))["balanced"]
+    assert (await payments.reconcile(runtime, payments_of(runtime).provider))["balanced"]

@@ -1,4 +1,5 @@
-"""What booking needs to know about the thing being booked, behind a port.
+"""What booking needs from outside, behind ports: the process's payments (`BookingDeps`), and what it
+needs to know about the thing being booked.
 
 `StayCatalog` is the booking context's view of the catalog: the facts of a room
 type and its property that a booking copies in at hold time. `CatalogStayCatalog`
@@ -15,6 +16,15 @@ from typing import Protocol
 
 from staybook.catalog import facts as catalog_service
 from staybook.kernel.db import UnitOfWork
+from staybook.payments.service import PaymentsDeps
+
+
+@dataclass(frozen=True)
+class BookingDeps:
+    """What the booking context uses in a process (built by `bootstrap.lifespan`): the payments
+    context's provider and breaker, which the saga calls."""
+
+    payments: PaymentsDeps
 
 
 @dataclass(frozen=True)

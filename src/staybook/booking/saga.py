@@ -34,6 +34,7 @@ from staybook.booking.domain import (
     settle_capture,
 )
 from staybook.booking.events import BookingConfirmed, BookingPaymentFailed
+from staybook.booking.ports import BookingDeps
 from staybook.booking.views import outcome, snapshot
 from staybook.inventory import service as inventory
 from staybook.inventory.service import Stay
@@ -44,6 +45,7 @@ from staybook.kernel.orm import utcnow
 from staybook.kernel.runtime import Runtime
 from staybook.payments import service as payments
 from staybook.payments.provider import ChargeState, CircuitOpen, ProviderError, ProviderTimeout
+from staybook.payments.service import PaymentsDeps
 
 # A seam for the crash tests: called with the name of each saga point between a provider
 # call and its transaction. Production never sets it; tests/faults.py installs a kill -9.
@@ -92,13 +94,14 @@ async def _load(runtime: Runtime, booking_id: uuid.UUID):
     return booking.saga_step, booking, payment
 
 
-async def run(runtime: Runtime, booking_id: uuid.UUID, drive: Drive, loaded: tuple | None = None) -> None:
+async def run(
+    runtime: Runtime, deps: BookingDeps, booking_id: uuid.UUID, drive: Drive, loaded: tuple | None = None
+) -> None:
     """Advances the saga until it reaches a terminal step or has to wait for the provider.
 
     `loaded` (step, booking, payment) spares the first pass its read when the caller just wrote them.
     A live request stops as soon as it has its answer: the step it reached is terminal.
     """
-    provider = payments.provider(runtime)
     for _ in range(20):  # each pass moves at least one step or returns; 20 is far more than the longest path
         if drive.live and drive.answer is not None:
             return
@@ -107,7 +110,7 @@ async def run(runtime: Runtime, booking_id: uuid.UUID, drive: Drive, loaded: tup
         if not drive.live and booking is not None and booking.answer_key is not None:
             drive.answer_to = (booking.answer_scope, booking.answer_key)
         try:
-            if not await _advance(runtime, provider, step, booking, payment, drive):
+            if not await _advance(runtime, deps, step, booking, payment, drive):
                 return
         except repository.StepTaken:
             continue
@@ -132,12 +135,13 @@ async def run(runtime: Runtime, booking_id: uuid.UUID, drive: Drive, loaded: tup
             return
 
 
-async def _advance(runtime, provider, step, booking, payment, drive: Drive) -> bool:
+async def _advance(runtime, deps: BookingDeps, step, booking, payment, drive: Drive) -> bool:
     """One pass at `step`; False when there is nothing for this run to do now."""
     if step == SagaStep.AUTHORISING:
-        return await _authorise(runtime, provider, booking, payment, drive)
+        return await _authorise(runtime, deps.payments, booking, payment, drive)
     if step == SagaStep.CAPTURING:
-        return await _capture(runtime, provider, booking, payment, drive)
+        return await _capture(runtime, deps.payments.provider, booking, payment, drive)
+    provider = deps.payments.provider
     decision = decide(step, drive.driver)
     if decision is Next.VOID_AT_PROVIDER:
         charge = await provider.void(payment.provider_reference, idempotency_key=f"{payment.id}:void")
@@ -154,14 +158,15 @@ async def _advance(runtime, provider, step, booking, payment, drive: Drive) -> b
     return False
 
 
-async def _authorise(runtime, provider, booking, payment, drive: Drive) -> bool:
+async def _authorise(runtime, payment_deps: PaymentsDeps, booking, payment, drive: Drive) -> bool:
     """Step AUTHORISING -> CAPTURING (authorised) or FAILED (declined). False: nothing to do now."""
+    provider = payment_deps.provider
     charge: ChargeState | None = None
     decision = decide(SagaStep.AUTHORISING, drive.driver, payment=payment.status)
     if decision is Next.WAIT:
         return False
     if decision is Next.AUTHORISE:
-        breaker = payments.breaker(runtime)
+        breaker = payment_deps.breaker
         try:
             breaker.check()  # while the provider keeps failing, fail fast: it is not called
             charge = await provider.authorise(
@@ -376,9 +381,6 @@ async def _finish_refund(runtime, booking_id, step: SagaStep, charge: ChargeStat
             await _answer(uow, drive, 409, {**_problem(error), "payment": refunded.status})
 
 
-async def on_payment_settled(runtime: Runtime, booking_id: uuid.UUID) -> None:
+async def on_payment_settled(runtime: Runtime, deps: BookingDeps, booking_id: uuid.UUID) -> None:
     """A webhook moved this booking's payment: continue a saga that was waiting for the provider."""
-    await run(runtime, booking_id, Drive(Driver.WEBHOOK))
-
-
-payments.settlement_listeners.append(on_payment_settled)
+    await run(runtime, deps, booking_id, Drive(Driver.WEBHOOK))
