@@ -10,8 +10,25 @@ check follows once the property's time zone is known.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
+from zoneinfo import ZoneInfo
 
 from staybook.kernel.errors import InvalidInput
+
+
+def today_in(timezone: str, now: datetime | None = None) -> date:
+    """The calendar date at a place at `now` (default: this instant); stays are in local dates.
+
+    Every UTC offset in use and every transition between them falls on a quarter hour of UTC, so
+    the local date cannot change inside a UTC quarter hour: it is computed once per zone and quarter
+    (the availability hot path asks on every request).
+    """
+    return _local_date(timezone, int((now or datetime.now(UTC)).timestamp()) // 900)
+
+
+@lru_cache(maxsize=2048)
+def _local_date(timezone: str, quarter_hour: int) -> date:
+    return datetime.fromtimestamp(quarter_hour * 900, UTC).astimezone(ZoneInfo(timezone)).date()
 
 
 def bookable_window(horizon_days: int, *, today: date | None = None) -> tuple[date, date]:
