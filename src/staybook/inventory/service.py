@@ -33,14 +33,14 @@ from staybook.catalog import facts as catalog
 from staybook.inventory import repository
 from staybook.inventory.events import InventoryChanged, NightSnapshot
 from staybook.inventory.models import CalendarFeed
-from staybook.inventory.pricing import assess_stay, validate_stay_dates
+from staybook.inventory.pricing import assess_stay
 
 # search/service.py reads these streamed listings through this module until it imports the repository.
 from staybook.inventory.repository import NightListing as NightListing
 from staybook.inventory.repository import night_count as night_count
 from staybook.inventory.repository import night_listings as night_listings
 from staybook.kernel.cache import Cache
-from staybook.kernel.dates import check_stay
+from staybook.kernel.dates import check_stay, check_stay_at_property, stay_nights
 from staybook.kernel.db import UnitOfWork
 from staybook.kernel.errors import Conflict, InvalidInput, NotFound
 from staybook.kernel.orm import utcnow
@@ -58,8 +58,7 @@ class Stay:
     units: int = 1
 
     def __post_init__(self) -> None:
-        if self.check_out <= self.check_in:
-            raise InvalidInput("check_out must be after check_in", field="check_out")
+        stay_nights(self.check_in, self.check_out)
         if self.units < 1:
             raise InvalidInput("units must be at least 1", field="units")
 
@@ -397,7 +396,7 @@ async def property_availability(
         cached = await load()
     timezone, _, body = cached.partition(b"\n")
     # Re-checked on every call, hit or miss: "today" moves while an answer sits in the cache.
-    validate_stay_dates(
+    check_stay_at_property(
         check_in,
         check_out,
         today=catalog.today_in(timezone.decode()),

@@ -15,7 +15,7 @@ from datetime import date
 
 import numpy as np
 
-from staybook.kernel.dates import check_stay
+from staybook.kernel.dates import check_stay, stay_fields_in
 from staybook.kernel.errors import InvalidInput, NotFound
 from staybook.kernel.runtime import Runtime
 from staybook.kernel.security import Principal
@@ -68,12 +68,13 @@ def _check(runtime: Runtime, request: RecommendationRequest) -> None:
         raise InvalidInput("require=price needs check_in and check_out (prices are per stay)", field="query.check_in")
     if request.dated:
         inventory = runtime.settings.inventory
-        check_stay(
-            request.check_in,
-            request.check_out,
-            max_nights=inventory.max_stay_nights,
-            horizon_days=inventory.horizon_days,
-        )
+        with stay_fields_in("query"):
+            check_stay(
+                request.check_in,
+                request.check_out,
+                max_nights=inventory.max_stay_nights,
+                horizon_days=inventory.horizon_days,
+            )
 
 
 def _distance_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
