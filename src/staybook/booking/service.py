@@ -18,7 +18,7 @@ from staybook.booking.domain import Booking as BookingRules
 from staybook.booking.domain import BookingStatus, Driver, ProviderUnavailable, SagaStep, cancelled_by
 from staybook.booking.events import BookingCancelled, BookingHeld
 from staybook.booking.models import Booking
-from staybook.booking.ports import CatalogStayCatalog, StayCatalog
+from staybook.booking.ports import CatalogStayCatalog, StayCatalog, property_snapshot
 from staybook.booking.saga import Drive, stay_of
 from staybook.booking.schemas import HoldRequest
 from staybook.booking.views import ERASED_GUEST, GUEST_PURPOSE, open_guest, outcome, present, seal_guest, snapshot
@@ -61,7 +61,7 @@ async def place_hold(runtime: Runtime, principal: Principal, request: HoldReques
         facts = await catalog.room_type(uow, request.room_type_id)
         if facts is None:
             raise NotFound(f"No room type {request.room_type_id}")
-        if not facts.bookable:
+        if not facts.on_sale:
             raise InvalidInput("This room type is no longer bookable", field="body.room_type_id")
         check_stay_at_property(
             request.check_in, request.check_out, today=today_in(facts.timezone), max_nights=calendar.max_stay_nights
@@ -84,7 +84,7 @@ async def place_hold(runtime: Runtime, principal: Principal, request: HoldReques
             "guest": seal_guest(runtime.db.sealer, request.guest.model_dump(mode="json")),
             "host_id": facts.host_id,
             "property_id": facts.property_id,
-            "property": facts.property_snapshot(),
+            "property": property_snapshot(facts),
             "room_type_id": facts.room_type_id,
             "room_type_name": facts.room_type_name,
             "check_in": request.check_in,

@@ -63,17 +63,24 @@ log = structlog.get_logger("staybook.catalog")
 # ------------------------------------------------------------------ read models
 
 
+def _room_type_fields(room_type: RoomType) -> dict:
+    """The fields a room type's API view and its events share."""
+    return {
+        "property_id": room_type.property_id,
+        "name": room_type.name,
+        "max_guests": room_type.max_guests,
+        "beds": room_type.beds,
+        "units": room_type.units,
+        "base_price": Money(amount=room_type.base_price_amount, currency=room_type.currency),
+        "status": room_type.status,
+    }
+
+
 def room_type_out(room_type: RoomType) -> RoomTypeOut:
     return RoomTypeOut(
         id=room_type.id,
-        property_id=room_type.property_id,
-        name=room_type.name,
+        **_room_type_fields(room_type),
         description=room_type.description,
-        max_guests=room_type.max_guests,
-        beds=room_type.beds,
-        units=room_type.units,
-        base_price=Money(amount=room_type.base_price_amount, currency=room_type.currency),
-        status=room_type.status,
         created_at=room_type.created_at,
         updated_at=room_type.updated_at,
     )
@@ -117,16 +124,7 @@ def property_state(prop: Property, event_type, thumbnail_url: str | None = None)
 
 
 def room_type_state(room_type: RoomType, event_type):
-    return event_type(
-        room_type_id=room_type.id,
-        property_id=room_type.property_id,
-        name=room_type.name,
-        max_guests=room_type.max_guests,
-        beds=room_type.beds,
-        units=room_type.units,
-        base_price=Money(amount=room_type.base_price_amount, currency=room_type.currency),
-        status=room_type.status,
-    )
+    return event_type(room_type_id=room_type.id, **_room_type_fields(room_type))
 
 
 # ------------------------------------------------------------------ properties
