@@ -7,7 +7,6 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from staybook.catalog.facts import today_in
 from staybook.inventory.events import NightSnapshot
 from staybook.inventory.ical import blocked_nights, blocked_ranges, export_calendar
 from staybook.inventory.pricing import (
@@ -17,11 +16,18 @@ from staybook.inventory.pricing import (
     apply_percent,
     assess_stay,
     nightly_prices,
-    validate_stay_dates,
 )
+from staybook.kernel.dates import check_stay_at_property, stay_fields_in, today_in
 from staybook.kernel.errors import InvalidInput
 
 MONDAY = date(2030, 7, 1)
+
+
+def validate_stay_dates(check_in: date, check_out: date, **rule) -> int:
+    """The availability query's date checks as its route answers them: the kernel's rule, with the
+    dates' field paths under `query`."""
+    with stay_fields_in("query"):
+        return check_stay_at_property(check_in, check_out, **rule)
 
 
 def night(day: date, *, available=2, total=2, price=10_000, closed=False, cta=False, min_stay=1) -> NightSnapshot:

@@ -12,6 +12,7 @@ from starlette.responses import Response
 from staybook.booking import service
 from staybook.booking.bootstrap import BookingDep
 from staybook.booking.schemas import BookingOut, CancelRequest, HoldRequest, PaymentOutcome, PaymentRequest
+from staybook.kernel.dates import stay_fields_in
 from staybook.kernel.idempotency import run_idempotent
 from staybook.kernel.openapi import created, idempotency_key
 from staybook.kernel.runtime import Runtime, get_runtime
@@ -43,7 +44,8 @@ async def hold(
     runtime: Runtime = Depends(get_runtime),
 ) -> Response:
     async def work(claim):
-        return 201, await service.place_hold(runtime, principal, payload, claim)
+        with stay_fields_in("body"):
+            return 201, await service.place_hold(runtime, principal, payload, claim)
 
     response = await run_idempotent(
         request, runtime.db, _ttl(runtime), scope=principal.user_id, body=payload.model_dump(mode="json"), work=work

@@ -21,6 +21,7 @@ from staybook.booking.ports import BookingDeps
 from staybook.kernel.consumers import Subscription
 from staybook.kernel.db import UnitOfWork
 from staybook.kernel.events import EventEnvelope
+from staybook.kernel.orm import as_uuid
 from staybook.kernel.runtime import Runtime, context_dependency
 from staybook.payments.bootstrap import payments_deps
 
@@ -43,7 +44,7 @@ async def on_payment_settled(runtime: Runtime, booking_id: uuid.UUID, *, deps: B
 
 
 async def on_user_erased(envelope: EventEnvelope, uow: UnitOfWork, deps: BookingDeps) -> None:
-    await service.erase_guest(uow, uuid.UUID(str(envelope.payload["user_id"])))
+    await service.erase_guest(uow, as_uuid(envelope.payload["user_id"]))
 
 
 SUBSCRIPTIONS = [Subscription("booking.user.erased", "staybook.identity.user.erased", on_user_erased)]

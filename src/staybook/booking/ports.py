@@ -3,7 +3,7 @@ needs to know about the thing being booked.
 
 `StayCatalog` is the booking context's view of the catalog: the facts of a room
 type and its property that a booking copies in at hold time. `CatalogStayCatalog`
-asks the catalog context's service for them (booking never imports catalog's
+asks `catalog.facts` for them (booking never imports catalog's
 models). Nightly prices come from the hold itself (the inventory's RETURNING
 clause), so the price charged is the price of the rows actually held.
 """
@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Protocol
 
-from staybook.catalog import facts as catalog_service
+from staybook.catalog import facts as catalog_facts
 from staybook.kernel.db import UnitOfWork
 from staybook.payments.service import PaymentsDeps
 
@@ -27,40 +27,23 @@ class BookingDeps:
     payments: PaymentsDeps
 
 
-@dataclass(frozen=True)
-class RoomTypeFacts:
-    room_type_id: uuid.UUID
-    room_type_name: str
-    max_guests: int
-    room_type_status: str
-    property_id: uuid.UUID
-    host_id: uuid.UUID
-    property_name: str
-    address: str
-    city: str
-    country: str
-    timezone: str
-    currency: str
-    check_in_time: str
-    check_out_time: str
-    cancellation_policy: str
-    property_status: str
+# The facts of a room type and its property that a booking copies in: the catalog's own summary,
+# read through catalog.facts (whether it is on sale is the catalog's rule, `on_sale`).
+RoomTypeFacts = catalog_facts.RoomTypeSummary
 
-    @property
-    def bookable(self) -> bool:
-        return self.room_type_status == "active" and self.property_status == "active"
 
-    def property_snapshot(self) -> dict:
-        return {
-            "property_id": str(self.property_id),
-            "name": self.property_name,
-            "address": self.address,
-            "city": self.city,
-            "country": self.country,
-            "timezone": self.timezone,
-            "check_in_time": self.check_in_time,
-            "check_out_time": self.check_out_time,
-        }
+def property_snapshot(facts: RoomTypeFacts) -> dict:
+    """The property as the booking keeps it: a contract, unchanged by later catalog edits."""
+    return {
+        "property_id": str(facts.property_id),
+        "name": facts.property_name,
+        "address": facts.address,
+        "city": facts.city,
+        "country": facts.country,
+        "timezone": facts.timezone,
+        "check_in_time": facts.check_in_time,
+        "check_out_time": facts.check_out_time,
+    }
 
 
 class StayCatalog(Protocol):
@@ -71,24 +54,4 @@ class StayCatalog(Protocol):
 
 class CatalogStayCatalog:
     async def room_type(self, uow: UnitOfWork, room_type_id: uuid.UUID) -> RoomTypeFacts | None:
-        summary = await catalog_service.room_type_summary_in(uow, room_type_id)
-        if summary is None:
-            return None
-        return RoomTypeFacts(
-            room_type_id=summary.room_type_id,
-            room_type_name=summary.room_type_name,
-            max_guests=summary.max_guests,
-            room_type_status=summary.room_type_status,
-            property_id=summary.property_id,
-            host_id=summary.host_id,
-            property_name=summary.property_name,
-            address=summary.address,
-            city=summary.city,
-            country=summary.country,
-            timezone=summary.timezone,
-            currency=summary.currency,
-            check_in_time=summary.check_in_time,
-            check_out_time=summary.check_out_time,
-            cancellation_policy=summary.cancellation_policy,
-            property_status=summary.property_status,
-        )
+        return await catalog_facts.room_type_summary_in(uow, room_type_id)

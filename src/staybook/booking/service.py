@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from datetime import date, datetime, timedelta
-from zoneinfo import ZoneInfo
+from datetime import date, timedelta
 
 from sqlalchemy import select, update
 
@@ -19,14 +18,14 @@ from staybook.booking.domain import Booking as BookingRules
 from staybook.booking.domain import BookingStatus, Driver, ProviderUnavailable, SagaStep, cancelled_by
 from staybook.booking.events import BookingCancelled, BookingHeld
 from staybook.booking.models import Booking
-from staybook.booking.ports import BookingDeps, CatalogStayCatalog, StayCatalog
+from staybook.booking.ports import BookingDeps, CatalogStayCatalog, StayCatalog, property_snapshot
 from staybook.booking.saga import Drive, stay_of
 from staybook.booking.schemas import HoldRequest
 from staybook.booking.views import ERASED_GUEST, GUEST_PURPOSE, open_guest, outcome, present, seal_guest, snapshot
 from staybook.inventory import service as inventory
 from staybook.inventory.service import Stay
 from staybook.kernel.crypto import reseal_column
-from staybook.kernel.dates import check_stay
+from staybook.kernel.dates import check_stay, check_stay_at_property, today_in
 from staybook.kernel.db import Record, UnitOfWork
 from staybook.kernel.errors import Forbidden, InvalidInput, NotFound, UpstreamError
 from staybook.kernel.idempotency import Claim, forget_answers
@@ -45,16 +44,6 @@ _REFERENCE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 # ------------------------------------------------------------------ hold
 
 
-def validate_stay(request: HoldRequest, *, today: date, max_nights: int) -> None:
-    """Refuses stays the calendar should never see: backwards, in the past, too long."""
-    if request.check_out <= request.check_in:
-        raise InvalidInput("check_out must be after check_in", field="body.check_out")
-    if request.check_in < today:
-        raise InvalidInput("check_in is in the past", field="body.check_in")
-    if (request.check_out - request.check_in).days > max_nights:
-        raise InvalidInput(f"stays are limited to {max_nights} nights", field="body.check_out")
-
-
 async def place_hold(runtime: Runtime, principal: Principal, request: HoldRequest, claim: Claim | None) -> dict:
     """Holds the nights and creates the booking (status held), in ONE unit of work with its events.
 
@@ -62,12 +51,9 @@ async def place_hold(runtime: Runtime, principal: Principal, request: HoldReques
     """
     ttl = timedelta(seconds=runtime.settings.booking.hold_ttl_seconds)
     calendar = runtime.settings.inventory
+    # Dates are named alone (check_in, check_out); the route answers them as body fields.
     check_stay(
-        request.check_in,
-        request.check_out,
-        max_nights=calendar.max_stay_nights,
-        horizon_days=calendar.horizon_days,
-        location="body",
+        request.check_in, request.check_out, max_nights=calendar.max_stay_nights, horizon_days=calendar.horizon_days
     )
     async with runtime.db.transaction() as uow:
         if claim is not None:
@@ -75,10 +61,11 @@ async def place_hold(runtime: Runtime, principal: Principal, request: HoldReques
         facts = await catalog.room_type(uow, request.room_type_id)
         if facts is None:
             raise NotFound(f"No room type {request.room_type_id}")
-        if not facts.bookable:
+        if not facts.on_sale:
             raise InvalidInput("This room type is no longer bookable", field="body.room_type_id")
-        today = datetime.now(ZoneInfo(facts.timezone)).date()
-        validate_stay(request, today=today, max_nights=runtime.settings.inventory.max_stay_nights)
+        check_stay_at_property(
+            request.check_in, request.check_out, today=today_in(facts.timezone), max_nights=calendar.max_stay_nights
+        )
         if request.guests > facts.max_guests * request.units:
             raise InvalidInput(
                 f"At most {facts.max_guests * request.units} guests for {request.units} room(s)", field="body.guests"
@@ -97,7 +84,7 @@ async def place_hold(runtime: Runtime, principal: Principal, request: HoldReques
             "guest": seal_guest(runtime.db.sealer, request.guest.model_dump(mode="json")),
             "host_id": facts.host_id,
             "property_id": facts.property_id,
-            "property": facts.property_snapshot(),
+            "property": property_snapshot(facts),
             "room_type_id": facts.room_type_id,
             "room_type_name": facts.room_type_name,
             "check_in": request.check_in,

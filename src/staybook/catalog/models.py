@@ -9,8 +9,19 @@ from sqlalchemy import BigInteger, CheckConstraint, Float, ForeignKey, Index, In
 from sqlalchemy.orm import Mapped, mapped_column
 
 from staybook.kernel.orm import Base, JSONType, UTCDateTime, utcnow
+from staybook.kernel.states import State
 
-PROPERTY_STATUSES = ("active", "archived")
+
+class ListingStatus(State):
+    """A property's or a room type's status: on offer, or taken off sale for good (bookings stay)."""
+
+    ACTIVE = "active"
+    ARCHIVED = "archived"
+
+
+def on_sale(room_type_status: str, property_status: str) -> bool:
+    """A room type is sold only while it and its property are both active."""
+    return room_type_status == ListingStatus.ACTIVE and property_status == ListingStatus.ACTIVE
 
 
 class Property(Base):
@@ -35,13 +46,13 @@ class Property(Base):
     cancellation_policy: Mapped[str] = mapped_column(String(20), default="moderate")
     # Average guest rating in tenths (0-50 = 0.0-5.0 stars); null until rated.
     rating_tenths: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    status: Mapped[str] = mapped_column(String(10), default="active")
+    status: Mapped[str] = mapped_column(String(10), default=ListingStatus.ACTIVE.value)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     __table_args__ = (
         CheckConstraint("latitude BETWEEN -90 AND 90 AND longitude BETWEEN -180 AND 180", name="coordinates"),
-        CheckConstraint("status IN ('active', 'archived')", name="status"),
+        CheckConstraint(ListingStatus.check_constraint("status"), name="status"),
         Index("ix_properties_city_country", "country", "city"),
     )
 
@@ -59,17 +70,22 @@ class RoomType(Base):
     units: Mapped[int] = mapped_column(Integer)
     base_price_amount: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
-    status: Mapped[str] = mapped_column(String(10), default="active")
+    status: Mapped[str] = mapped_column(String(10), default=ListingStatus.ACTIVE.value)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     __table_args__ = (
         CheckConstraint("max_guests >= 1 AND beds >= 0 AND units >= 0 AND base_price_amount >= 0", name="positive"),
-        CheckConstraint("status IN ('active', 'archived')", name="status"),
+        CheckConstraint(ListingStatus.check_constraint("status"), name="status"),
     )
 
 
-PHOTO_STATUSES = ("processing", "ready", "failed")
+class PhotoStatus(State):
+    """A photo waits for its variants (processing), has them (ready), or could not be rendered (failed)."""
+
+    PROCESSING = "processing"
+    READY = "ready"
+    FAILED = "failed"
 
 
 class Photo(Base):
@@ -84,9 +100,9 @@ class Photo(Base):
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
     size_bytes: Mapped[int] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(12), default="processing")
+    status: Mapped[str] = mapped_column(String(12), default=PhotoStatus.PROCESSING.value)
     # [{name, key, width, height, content_type}], written by the variant worker.
     variants: Mapped[list] = mapped_column(JSONType, default=list)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
-    __table_args__ = (CheckConstraint("status IN ('processing', 'ready', 'failed')", name="status"),)
+    __table_args__ = (CheckConstraint(PhotoStatus.check_constraint("status"), name="status"),)

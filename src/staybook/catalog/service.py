@@ -14,9 +14,9 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import structlog
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from staybook.catalog import repository
 from staybook.catalog.events import (
     PhotoUploaded,
     PropertyArchived,
@@ -36,7 +36,7 @@ from staybook.catalog.media import (
     media_url,
     render_variants,
 )
-from staybook.catalog.models import Photo, Property, RoomType
+from staybook.catalog.models import ListingStatus, Photo, PhotoStatus, Property, RoomType
 from staybook.catalog.schemas import (
     PhotoOut,
     PhotoVariant,
@@ -51,7 +51,7 @@ from staybook.catalog.schemas import (
 from staybook.inventory import service as inventory
 from staybook.kernel.db import UnitOfWork
 from staybook.kernel.errors import Conflict, InvalidInput, NotFound
-from staybook.kernel.orm import new_id, utcnow
+from staybook.kernel.orm import as_uuid, new_id, utcnow
 from staybook.kernel.runtime import Runtime
 from staybook.kernel.schemas import Money
 from staybook.kernel.security import Principal
@@ -63,17 +63,24 @@ log = structlog.get_logger("staybook.catalog")
 # ------------------------------------------------------------------ read models
 
 
+def _room_type_fields(room_type: RoomType) -> dict:
+    """The fields a room type's API view and its events share."""
+    return {
+        "property_id": room_type.property_id,
+        "name": room_type.name,
+        "max_guests": room_type.max_guests,
+        "beds": room_type.beds,
+        "units": room_type.units,
+        "base_price": Money(amount=room_type.base_price_amount, currency=room_type.currency),
+        "status": room_type.status,
+    }
+
+
 def room_type_out(room_type: RoomType) -> RoomTypeOut:
     return RoomTypeOut(
         id=room_type.id,
-        property_id=room_type.property_id,
-        name=room_type.name,
+        **_room_type_fields(room_type),
         description=room_type.description,
-        max_guests=room_type.max_guests,
-        beds=room_type.beds,
-        units=room_type.units,
-        base_price=Money(amount=room_type.base_price_amount, currency=room_type.currency),
-        status=room_type.status,
         created_at=room_type.created_at,
         updated_at=room_type.updated_at,
     )
@@ -117,16 +124,7 @@ def property_state(prop: Property, event_type, thumbnail_url: str | None = None)
 
 
 def room_type_state(room_type: RoomType, event_type):
-    return event_type(
-        room_type_id=room_type.id,
-        property_id=room_type.property_id,
-        name=room_type.name,
-        max_guests=room_type.max_guests,
-        beds=room_type.beds,
-        units=room_type.units,
-        base_price=Money(amount=room_type.base_price_amount, currency=room_type.currency),
-        status=room_type.status,
-    )
+    return event_type(room_type_id=room_type.id, **_room_type_fields(room_type))
 
 
 # ------------------------------------------------------------------ properties
@@ -137,7 +135,7 @@ async def _property_for_change(uow: UnitOfWork, principal: Principal, property_i
     if prop is None:
         raise NotFound(f"No property {property_id}")
     ensure_may_change(principal, prop.host_id)
-    if prop.status == "archived":
+    if prop.status == ListingStatus.ARCHIVED:
         raise Conflict(f"Property {property_id} is archived")
     return prop
 
@@ -146,7 +144,9 @@ async def create_property(runtime: Runtime, principal: Principal, data: Property
     """A host lists a property (admins list it for themselves); emits property.created."""
     async with runtime.db.unit_of_work() as uow:
         now = utcnow()
-        prop = Property(id=new_id(), host_id=principal.user_id, status="active", created_at=now, updated_at=now)
+        prop = Property(
+            id=new_id(), host_id=principal.user_id, status=ListingStatus.ACTIVE, created_at=now, updated_at=now
+        )
         for field, value in data.model_dump().items():
             setattr(prop, field, value)
         uow.session.add(prop)
@@ -161,14 +161,8 @@ async def get_property(runtime: Runtime, property_id: uuid.UUID) -> PropertyOut:
         prop = await session.get(Property, property_id)
         if prop is None:
             raise NotFound(f"No property {property_id}")
-        room_types = (
-            await session.scalars(
-                select(RoomType)
-                .where(RoomType.property_id == property_id, RoomType.status == "active")
-                .order_by(RoomType.created_at, RoomType.id)
-            )
-        ).all()
-    return property_out(prop, list(room_types))
+        room_types = await repository.room_types_of(session, property_id, active_only=True)
+    return property_out(prop, room_types)
 
 
 async def update_property(
@@ -203,23 +197,23 @@ async def archive_property(runtime: Runtime, principal: Principal, property_id: 
         if prop is None:
             raise NotFound(f"No property {property_id}")
         ensure_may_change(principal, prop.host_id)
-        if prop.status == "archived":
+        if prop.status == ListingStatus.ARCHIVED:
             return
-        prop.status = "archived"
+        prop.status = ListingStatus.ARCHIVED
         prop.updated_at = utcnow()
         uow.emit(PropertyArchived(property_id=prop.id, host_id=prop.host_id))
 
 
 async def host_properties(runtime: Runtime, principal: Principal, *, cursor: str | None, limit: int) -> PropertyPage:
     """The caller's properties, oldest first (ids are time-ordered), cursor-paginated."""
-    query = select(Property).where(Property.host_id == principal.user_id).order_by(Property.id).limit(limit + 1)
+    after = None
     if cursor:
         try:
-            query = query.where(Property.id > uuid.UUID(cursor))
+            after = uuid.UUID(cursor)
         except ValueError as error:
             raise InvalidInput("Invalid cursor", field="query.cursor") from error
     async with runtime.db.replica_session() as session:  # a listing may be a moment behind
-        props = list((await session.scalars(query)).all())
+        props = await repository.host_property_page(session, principal.user_id, after=after, limit=limit + 1)
     page = props[:limit]
     return PropertyPage(
         items=[property_out(p) for p in page], next_cursor=str(page[-1].id) if len(props) > limit else None
@@ -248,7 +242,7 @@ async def create_room_type(
             units=data.units,
             base_price_amount=data.base_price.amount,
             currency=prop.currency,
-            status="active",
+            status=ListingStatus.ACTIVE,
             created_at=now,
             updated_at=now,
         )
@@ -272,11 +266,7 @@ async def list_room_types(runtime: Runtime, property_id: uuid.UUID) -> list[Room
     async with runtime.db.session() as session:
         if await session.get(Property, property_id) is None:
             raise NotFound(f"No property {property_id}")
-        room_types = (
-            await session.scalars(
-                select(RoomType).where(RoomType.property_id == property_id).order_by(RoomType.created_at, RoomType.id)
-            )
-        ).all()
+        room_types = await repository.room_types_of(session, property_id, active_only=False)
     return [room_type_out(r) for r in room_types]
 
 
@@ -311,7 +301,7 @@ async def update_room_type(
             raise InvalidInput(f"{field} may not be null", field=f"body.{field}")
     async with runtime.db.unit_of_work() as uow:
         room_type, prop = await _room_type_for_change(uow, principal, room_type_id)
-        if room_type.status == "archived" or prop.status == "archived":
+        if ListingStatus.ARCHIVED in (room_type.status, prop.status):
             raise Conflict(f"Room type {room_type_id} is archived")
         if data.base_price is not None:
             if data.base_price.currency != prop.currency:
@@ -338,9 +328,9 @@ async def archive_room_type(runtime: Runtime, principal: Principal, room_type_id
     """Takes a room type off sale; its nights and bookings stay. Idempotent."""
     async with runtime.db.unit_of_work() as uow:
         room_type, _ = await _room_type_for_change(uow, principal, room_type_id)
-        if room_type.status == "archived":
+        if room_type.status == ListingStatus.ARCHIVED:
             return
-        room_type.status = "archived"
+        room_type.status = ListingStatus.ARCHIVED
         room_type.updated_at = utcnow()
         uow.emit(RoomTypeArchived(room_type_id=room_type.id, property_id=room_type.property_id))
 
@@ -392,7 +382,7 @@ async def upload_photo(
                 width=inspected.width,
                 height=inspected.height,
                 size_bytes=len(data),
-                status="processing",
+                status=PhotoStatus.PROCESSING,
                 variants=[],
                 created_at=utcnow(),
             )
@@ -413,15 +403,15 @@ async def list_photos(runtime: Runtime, property_id: uuid.UUID) -> list[PhotoOut
     async with runtime.db.session() as session:
         if await session.get(Property, property_id) is None:
             raise NotFound(f"No property {property_id}")
-        photos = (await session.scalars(select(Photo).where(Photo.property_id == property_id).order_by(Photo.id))).all()
+        photos = await repository.photos_of(session, property_id)
     return [photo_out(runtime.settings, p) for p in photos]
 
 
 async def make_photo_variants(store: MediaStore, uow: UnitOfWork, payload: dict, settings: Settings) -> None:
     """Worker side of photo.uploaded: writes the variants, marks the photo ready, re-announces the property
     (its thumbnail may have changed)."""
-    photo = await uow.session.get(Photo, uuid.UUID(payload["photo_id"]), with_for_update=True)
-    if photo is None or photo.status == "ready":
+    photo = await uow.session.get(Photo, as_uuid(payload["photo_id"]), with_for_update=True)
+    if photo is None or photo.status == PhotoStatus.READY:
         return
     original = await store.get(payload["original_key"])
     try:
@@ -430,7 +420,7 @@ async def make_photo_variants(store: MediaStore, uow: UnitOfWork, payload: dict,
         log.warning(
             "photo could not be processed", error_type=type(error).__name__, context={"photo_id": str(photo.id)}
         )
-        photo.status = "failed"
+        photo.status = PhotoStatus.FAILED
         return
     variants = []
     for name, data, width, height, content_type, extension in rendered:
@@ -438,22 +428,16 @@ async def make_photo_variants(store: MediaStore, uow: UnitOfWork, payload: dict,
         await store.put(key, data, content_type)
         variants.append({"name": name, "key": key, "width": width, "height": height, "content_type": content_type})
     photo.variants = variants
-    photo.status = "ready"
+    photo.status = PhotoStatus.READY
     await uow.session.flush()
     prop = await uow.session.get(Property, photo.property_id)
-    if prop is not None and prop.status == "active":
+    if prop is not None and prop.status == ListingStatus.ACTIVE:
         uow.emit(property_state(prop, PropertyUpdated, await _thumbnail_url(uow.session, settings, prop.id)))
 
 
 async def _thumbnail_url(session: AsyncSession, settings: Settings, property_id: uuid.UUID) -> str | None:
     """The first ready photo's thumbnail: what search shows on a result card."""
-    variants = await session.scalar(
-        select(Photo.variants)
-        .where(Photo.property_id == property_id, Photo.status == "ready")
-        .order_by(Photo.id)
-        .limit(1)
-    )
-    for variant in variants or []:
+    for variant in await repository.first_ready_photo_variants(session, property_id):
         if variant["name"] == "thumb":
             return media_url(settings.catalog, variant["key"])
     return None

@@ -20,7 +20,7 @@ from staybook.inventory.schemas import (
     CalendarUpdate,
     IcalImportResult,
 )
-from staybook.kernel.dates import bookable_window, check_range
+from staybook.kernel.dates import bookable_window, check_range, stay_fields_in
 from staybook.kernel.errors import Forbidden, InvalidInput, Unauthorized
 from staybook.kernel.runtime import Runtime, get_runtime
 from staybook.kernel.security import Principal, optional_principal, require_role
@@ -84,7 +84,8 @@ async def availability(
     guests: Annotated[int, Query(ge=1, le=100)] = 1,
 ):
     """Per room type: available units, nightly prices, total, bookable and the reasons when not."""
-    body = await service.property_availability(runtime, property_id, check_in, check_out, guests)
+    with stay_fields_in("query"):
+        body = await service.property_availability(runtime, property_id, check_in, check_out, guests)
     # The cached JSON bytes are the body: no decoding, no re-encoding, no FastAPI encoder (the hot path).
     return Response(body, media_type="application/json")
 

@@ -5,12 +5,9 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
-from sqlalchemy import func, select
-
 from staybook.catalog import facts as catalog
-from staybook.inventory.models import RoomNight
-from staybook.inventory.service import RETURNED, changed_event
-from staybook.kernel.db import UnitOfWork
+from staybook.inventory import repository
+from staybook.inventory.service import changed_event
 from staybook.kernel.runtime import PeriodicJob, Runtime
 
 # ------------------------------------------------------------------ rolling the calendar forward
@@ -32,15 +29,7 @@ async def roll_calendars_forward(runtime: Runtime, *, batch_size: int = 1000) ->
             return added
         after = room_types[-1].room_type_id
         async with runtime.db.unit_of_work() as uow:
-            last_nights = dict(
-                (
-                    await uow.session.execute(
-                        select(RoomNight.room_type_id, func.max(RoomNight.night))
-                        .where(RoomNight.room_type_id.in_([r.room_type_id for r in room_types]))
-                        .group_by(RoomNight.room_type_id)
-                    )
-                ).all()
-            )
+            last_nights = await repository.last_nights(uow.session, [r.room_type_id for r in room_types])
             rows = []
             for summary in room_types:
                 today = summary.today()
@@ -68,34 +57,13 @@ async def roll_calendars_forward(runtime: Runtime, *, batch_size: int = 1000) ->
                     )
                 )
             if rows:
-                inserted = await _insert_missing_nights(uow, rows)
+                inserted = await repository.insert_missing_nights(uow.session, rows)
                 added += len(inserted)
                 by_room_type: dict[uuid.UUID, list] = {}
                 for row in inserted:
                     by_room_type.setdefault(row.room_type_id, []).append(row)
                 for room_type_id, created in by_room_type.items():
                     uow.emit(changed_event(room_type_id, created, "roll-forward"))
-
-
-# 11 columns a row: stays under the 32,767 bind parameters asyncpg and SQLite allow per statement.
-_INSERT_CHUNK = 2000
-
-
-async def _insert_missing_nights(uow: UnitOfWork, rows: list[dict]) -> list:
-    if uow.session.bind.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    inserted = []
-    for start in range(0, len(rows), _INSERT_CHUNK):
-        statement = (
-            dialect_insert(RoomNight)
-            .values(rows[start : start + _INSERT_CHUNK])
-            .on_conflict_do_nothing(index_elements=["room_type_id", "night"])
-            .returning(RoomNight.room_type_id, *RETURNED)
-        )
-        inserted.extend((await uow.session.execute(statement)).all())
-    return inserted
 
 
 JOBS = [PeriodicJob("inventory.roll-forward", 24 * 3600, lambda runtime, _: roll_calendars_forward(runtime))]

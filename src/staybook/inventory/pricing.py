@@ -1,4 +1,4 @@
-"""Pricing rules and stay checks: pure functions that turn a base price and rules into nightly prices.
+"""Pricing rules and stay assessment: pure functions that turn a base price and rules into nightly prices.
 
 Rules apply in order, each to the price the previous ones produced, so
 "summer +30%" then "weekend +20%" gives a summer Saturday +56%. A date-range
@@ -15,7 +15,6 @@ from datetime import date, timedelta
 from typing import Literal
 
 from staybook.inventory.events import NightSnapshot
-from staybook.kernel.errors import InvalidInput
 
 WEEKEND = frozenset({4, 5})  # Friday and Saturday nights (date.weekday()): the nights leisure guests book
 
@@ -92,23 +91,6 @@ def nightly_prices(base_amount: int, start: date, end: date, rules: Sequence[Pri
         night: nightly_price(base_amount, night, rules)
         for night in (start + timedelta(days=i) for i in range((end - start).days))
     }
-
-
-def validate_stay_dates(check_in: date, check_out: date, *, today: date, max_nights: int) -> int:
-    """Checks a requested stay and returns its night count; `today` is the date at the property.
-
-    Raises InvalidInput with the offending field's path (`query.check_out`, `query.check_in`).
-    """
-    if check_out <= check_in:
-        raise InvalidInput("check_out must be after check_in", field="query.check_out")
-    nights = (check_out - check_in).days
-    if nights > max_nights:
-        raise InvalidInput(f"A stay may last at most {max_nights} nights, not {nights}", field="query.check_out")
-    if check_in < today:
-        raise InvalidInput(
-            f"check_in {check_in} is in the past (today is {today} at the property)", field="query.check_in"
-        )
-    return nights
 
 
 @dataclass(frozen=True)

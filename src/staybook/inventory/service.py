@@ -22,42 +22,30 @@ import base64
 import hashlib
 import hmac
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
 import orjson
-from sqlalchemy import case, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from staybook.catalog import facts as catalog
+from staybook.inventory import repository
 from staybook.inventory.events import InventoryChanged, NightSnapshot
-from staybook.inventory.models import CalendarFeed, RoomNight
-from staybook.inventory.pricing import assess_stay, validate_stay_dates
+from staybook.inventory.models import CalendarFeed
+from staybook.inventory.pricing import assess_stay
+
+# search/service.py reads these streamed listings through this module until it imports the repository.
+from staybook.inventory.repository import NightListing as NightListing
+from staybook.inventory.repository import night_count as night_count
+from staybook.inventory.repository import night_listings as night_listings
 from staybook.kernel.cache import Cache
-from staybook.kernel.dates import check_stay
-from staybook.kernel.db import Sql, UnitOfWork
+from staybook.kernel.dates import check_stay, check_stay_at_property, stay_nights
+from staybook.kernel.db import UnitOfWork
 from staybook.kernel.errors import Conflict, InvalidInput, NotFound
 from staybook.kernel.orm import utcnow
 from staybook.kernel.runtime import Runtime
 from staybook.kernel.settings import Settings
-
-RETURNED = (
-    RoomNight.night,
-    RoomNight.property_id,
-    RoomNight.total,
-    RoomNight.held,
-    RoomNight.booked,
-    RoomNight.price_amount,
-    RoomNight.currency,
-    RoomNight.min_stay,
-    RoomNight.closed,
-    RoomNight.closed_to_arrival,
-)
-
-NIGHTS = RoomNight.__table__
-_RETURNED_COLUMNS = tuple(NIGHTS.c[column.key] for column in RETURNED)
 
 
 @dataclass(frozen=True)
@@ -70,8 +58,7 @@ class Stay:
     units: int = 1
 
     def __post_init__(self) -> None:
-        if self.check_out <= self.check_in:
-            raise InvalidInput("check_out must be after check_in", field="check_out")
+        stay_nights(self.check_in, self.check_out)
         if self.units < 1:
             raise InvalidInput("units must be at least 1", field="units")
 
@@ -136,17 +123,7 @@ async def open_calendar(
     reason: str = "created",
 ) -> int:
     """Creates room-night rows for [start, start + days) that do not exist yet; returns how many."""
-    existing = set(
-        (
-            await uow.session.scalars(
-                select(RoomNight.night).where(
-                    RoomNight.room_type_id == room_type_id,
-                    RoomNight.night >= start,
-                    RoomNight.night < start + timedelta(days=days),
-                )
-            )
-        ).all()
-    )
+    existing = await repository.existing_nights(uow.session, room_type_id, start, start + timedelta(days=days))
     rows = [
         {
             "room_type_id": room_type_id,
@@ -165,7 +142,7 @@ async def open_calendar(
         if night not in existing
     ]
     if rows:
-        await uow.session.execute(insert(RoomNight), rows)
+        await repository.insert_nights(uow.session, rows)
         uow.emit(
             InventoryChanged(
                 property_id=property_id,
@@ -191,57 +168,13 @@ async def open_calendar(
     return len(rows)
 
 
-_RETURNING = " RETURNING " + ", ".join(column.name for column in _RETURNED_COLUMNS)
-_STAY = " WHERE room_type_id = :room_type_id AND night >= :check_in AND night < :check_out"
-_STAY_TYPES = {"check_in": NIGHTS.c.night.type, "check_out": NIGHTS.c.night.type}
-# The hold: ONE conditional UPDATE over every night of the stay (module docstring). A prepared
-# statement: it is the hottest statement of a booking.
-_HOLD = Sql(
-    "UPDATE room_nights SET held = held + :units" + _STAY + " AND total - held - booked >= :units AND NOT closed"
-    " AND (night <> :check_in OR (NOT closed_to_arrival AND min_stay <= :nights))" + _RETURNING,
-    table=NIGHTS,
-    types=_STAY_TYPES,
-    returns=_RETURNED_COLUMNS,
-)
-# Confirm, release and cancel: every night of the stay must have the units to move.
-_MOVES = {
-    reason: Sql(
-        f"UPDATE room_nights SET {change}" + _STAY + f" AND {guard}" + _RETURNING,
-        table=NIGHTS,
-        types=_STAY_TYPES,
-        returns=_RETURNED_COLUMNS,
-    )
-    for reason, change, guard in (
-        ("release", "held = held - :units", "held >= :units"),
-        ("confirm", "held = held - :units, booked = booked + :units", "held >= :units"),
-        ("cancel", "booked = booked - :units", "booked >= :units"),
-    )
-}
-_NIGHTS = Sql(
-    "SELECT " + ", ".join(c.name for c in _RETURNED_COLUMNS) + " FROM room_nights" + _STAY,
-    table=NIGHTS,
-    types=_STAY_TYPES,
-    returns=_RETURNED_COLUMNS,
-)
-
-
-def _stay_params(stay: Stay) -> dict:
-    return {
-        "room_type_id": stay.room_type_id,
-        "check_in": stay.check_in,
-        "check_out": stay.check_out,
-        "units": stay.units,
-        "nights": stay.night_count,
-    }
-
-
 async def hold(uow: UnitOfWork, stay: Stay) -> list[NightSnapshot]:
     """Holds `stay.units` on every night of the stay, or raises NightsUnavailable naming the nights.
 
     Must run inside the caller's unit of work (the booking row and its event commit with it);
     the exception makes the unit of work roll back, undoing any nights the statement did touch.
     """
-    rows = await uow.fetch(_HOLD, _stay_params(stay))
+    rows = await repository.hold_nights(uow, stay)
     if len(rows) != stay.night_count:
         touched = {row.night for row in rows}
         raise NightsUnavailable(await _explain_unavailable(uow, stay, touched))
@@ -250,7 +183,7 @@ async def hold(uow: UnitOfWork, stay: Stay) -> list[NightSnapshot]:
 
 
 async def _explain_unavailable(uow: UnitOfWork, stay: Stay, touched: set[date]) -> list[dict]:
-    rows = {row.night: row for row in await uow.fetch(_NIGHTS, _stay_params(stay))}
+    rows = await repository.stay_nights(uow, stay)
     explained = []
     for night in stay.nights:
         if night in touched:
@@ -273,7 +206,7 @@ async def _explain_unavailable(uow: UnitOfWork, stay: Stay, touched: set[date]) 
 
 
 async def _move(uow: UnitOfWork, stay: Stay, reason: str) -> list[NightSnapshot]:
-    rows = await uow.fetch(_MOVES[reason], _stay_params(stay))
+    rows = await repository.move_nights(uow, stay, reason)
     if len(rows) != stay.night_count:
         raise InventoryInconsistent(
             f"{reason}: expected {stay.night_count} nights of {stay.room_type_id} from {stay.check_in}, "
@@ -300,84 +233,10 @@ async def release_booking(uow: UnitOfWork, stay: Stay) -> list[NightSnapshot]:
 
 async def nights(session, room_type_id: uuid.UUID, start: date, end: date) -> list[NightSnapshot]:
     """The calendar of one room type over [start, end), nights without rows omitted."""
-    rows = (
-        await session.execute(
-            select(*RETURNED)
-            .where(RoomNight.room_type_id == room_type_id, RoomNight.night >= start, RoomNight.night < end)
-            .order_by(RoomNight.night)
-        )
-    ).all()
-    return [snapshot(row) for row in rows]
+    return [snapshot(row) for row in await repository.calendar_rows(session, room_type_id, start, end)]
 
 
 # ------------------------------------------------------------------ calendar changes by the host
-
-
-@dataclass(frozen=True, slots=True)
-class NightListing:
-    """One room type's night as read models (search) keep it."""
-
-    room_type_id: uuid.UUID
-    property_id: uuid.UUID
-    night: date
-    available: int
-    price: int
-    closed: bool
-    closed_to_arrival: bool
-    min_stay: int
-
-
-def _as_uuid(value) -> uuid.UUID:
-    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
-
-
-def _as_date(value) -> date:
-    return value if isinstance(value, date) else date.fromisoformat(str(value))
-
-
-async def night_count(runtime: Runtime, start: date, end: date, source: AsyncEngine | None = None) -> int:
-    """Room nights from `start` up to (not including) `end`, every room type."""
-    query = select(func.count()).select_from(RoomNight).where(RoomNight.night >= start, RoomNight.night < end)
-    async with (source or runtime.db.engine).connect() as conn:
-        return int(await conn.scalar(query) or 0)
-
-
-async def night_listings(
-    runtime: Runtime, start: date, end: date, *, batch_size: int = 20_000, source: AsyncEngine | None = None
-) -> AsyncIterator[list[NightListing]]:
-    """Every room type's nights from `start` up to `end`, ordered by room type then night, in
-    batches streamed from one read of `source` (default the primary), for rebuilding read models."""
-    query = (
-        select(
-            RoomNight.room_type_id,
-            RoomNight.property_id,
-            RoomNight.night,
-            (RoomNight.total - RoomNight.held - RoomNight.booked).label("available"),
-            RoomNight.price_amount,
-            RoomNight.closed,
-            RoomNight.closed_to_arrival,
-            RoomNight.min_stay,
-        )
-        .where(RoomNight.night >= start, RoomNight.night < end)
-        .order_by(RoomNight.room_type_id, RoomNight.night)
-        .execution_options(yield_per=batch_size)
-    )
-    async with (source or runtime.db.engine).connect() as conn:
-        rows = await conn.stream(query)
-        async for batch in rows.partitions(batch_size):
-            yield [
-                NightListing(
-                    _as_uuid(r.room_type_id),
-                    _as_uuid(r.property_id),
-                    _as_date(r.night),
-                    int(r.available),
-                    int(r.price_amount),
-                    bool(r.closed),
-                    bool(r.closed_to_arrival),
-                    int(r.min_stay),
-                )
-                for r in batch
-            ]
 
 
 class UnitsBelowCommitted(Conflict):
@@ -411,27 +270,18 @@ async def update_calendar(
     savepoint keeps the caller's transaction usable and UnitsBelowCommitted names the nights.
     """
     values: dict = {}
-    if prices:
-        values["price_amount"] = case(prices, value=RoomNight.night, else_=RoomNight.price_amount)
-    elif price_amount is not None:
+    if not prices and price_amount is not None:
         values["price_amount"] = price_amount
     for name, value in (("total", units), ("closed", closed), ("min_stay", min_stay)):
         if value is not None:
             values[name] = value
     if closed_to_arrival is not None:
         values["closed_to_arrival"] = closed_to_arrival
-    if not values:
+    if not values and not prices:
         raise InvalidInput("Nothing to change: send price, units, closed, min_stay or closed_to_arrival", field="body")
-    statement = (
-        update(RoomNight)
-        .where(RoomNight.room_type_id == room_type_id, RoomNight.night >= start, RoomNight.night < end)
-        .values(**values)
-        .returning(*RETURNED)
-        .execution_options(synchronize_session=False)
-    )
     try:
         async with uow.session.begin_nested():
-            rows = (await uow.session.execute(statement)).all()
+            rows = await repository.update_nights(uow.session, room_type_id, start, end, values, prices=prices)
     except IntegrityError as error:
         if units is None:
             raise
@@ -442,18 +292,7 @@ async def update_calendar(
 
 
 async def _overcommitted(uow: UnitOfWork, room_type_id: uuid.UUID, start: date, end: date, units: int) -> list[dict]:
-    rows = (
-        await uow.session.execute(
-            select(RoomNight.night, RoomNight.held, RoomNight.booked)
-            .where(
-                RoomNight.room_type_id == room_type_id,
-                RoomNight.night >= start,
-                RoomNight.night < end,
-                RoomNight.held + RoomNight.booked > units,
-            )
-            .order_by(RoomNight.night)
-        )
-    ).all()
+    rows = await repository.nights_above(uow.session, room_type_id, start, end, units)
     return [{"night": r.night.isoformat(), "held": r.held, "booked": r.booked} for r in rows]
 
 
@@ -466,21 +305,10 @@ async def close_nights(uow: UnitOfWork, room_type_id: uuid.UUID, nights_to_close
     """Closes the listed nights (an iCal import from another channel) in one UPDATE; returns how many existed."""
     if not nights_to_close:
         return 0
-    rows = (
-        await uow.session.execute(
-            update(RoomNight)
-            .where(RoomNight.room_type_id == room_type_id, RoomNight.night.in_(sorted(set(nights_to_close))))
-            .values(closed=True)
-            .returning(*RETURNED)
-            .execution_options(synchronize_session=False)
-        )
-    ).all()
+    rows = await repository.close_listed_nights(uow.session, room_type_id, nights_to_close)
     if rows:
         uow.emit(changed_event(room_type_id, rows, "calendar"))
     return len(rows)
-
-
-# ------------------------------------------------------------------ quotes and availability
 
 
 # ------------------------------------------------------------------ signed calendar feeds
@@ -495,7 +323,8 @@ def feed_token(settings: Settings, room_type_id: uuid.UUID, version: int) -> str
 
 
 async def feed_version(session, room_type_id: uuid.UUID) -> int:
-    return await session.scalar(select(CalendarFeed.version).where(CalendarFeed.room_type_id == room_type_id)) or 0
+    """The room type's current feed version (0 before the first rotation)."""
+    return await repository.feed_version(session, room_type_id)
 
 
 async def rotate_feed(uow: UnitOfWork, room_type_id: uuid.UUID) -> int:
@@ -551,15 +380,7 @@ async def property_availability(
     async def load() -> bytes:
         async with runtime.db.session() as session:
             room_types = await catalog.property_room_types(session, property_id)
-            rows = (
-                await session.execute(
-                    select(RoomNight.room_type_id, *RETURNED)
-                    .where(
-                        RoomNight.property_id == property_id, RoomNight.night >= check_in, RoomNight.night < check_out
-                    )
-                    .order_by(RoomNight.room_type_id, RoomNight.night)
-                )
-            ).all()
+            rows = await repository.property_calendar_rows(session, property_id, check_in, check_out)
         answer = availability_answer(room_types, rows, property_id, check_in, check_out, guests)
         return answer["timezone"].encode() + b"\n" + orjson.dumps(answer)
 
@@ -575,7 +396,7 @@ async def property_availability(
         cached = await load()
     timezone, _, body = cached.partition(b"\n")
     # Re-checked on every call, hit or miss: "today" moves while an answer sits in the cache.
-    validate_stay_dates(
+    check_stay_at_property(
         check_in,
         check_out,
         today=catalog.today_in(timezone.decode()),

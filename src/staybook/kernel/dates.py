@@ -9,9 +9,28 @@ check follows once the property's time zone is known.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
+from zoneinfo import ZoneInfo
 
 from staybook.kernel.errors import InvalidInput
+
+
+def today_in(timezone: str, now: datetime | None = None) -> date:
+    """The calendar date at a place at `now` (default: this instant); stays are in local dates.
+
+    Every UTC offset in use and every transition between them falls on a quarter hour of UTC, so
+    the local date cannot change inside a UTC quarter hour: it is computed once per zone and quarter
+    (the availability hot path asks on every request).
+    """
+    return _local_date(timezone, int((now or datetime.now(UTC)).timestamp()) // 900)
+
+
+@lru_cache(maxsize=2048)
+def _local_date(timezone: str, quarter_hour: int) -> date:
+    return datetime.fromtimestamp(quarter_hour * 900, UTC).astimezone(ZoneInfo(timezone)).date()
 
 
 def bookable_window(horizon_days: int, *, today: date | None = None) -> tuple[date, date]:
@@ -20,29 +39,54 @@ def bookable_window(horizon_days: int, *, today: date | None = None) -> tuple[da
     return origin, origin + timedelta(days=horizon_days + 1)
 
 
-def check_stay(
-    check_in: date,
-    check_out: date,
-    *,
-    max_nights: int,
-    horizon_days: int,
-    location: str = "query",
-    names: tuple[str, str] = ("check_in", "check_out"),
-) -> int:
-    """Refuses a stay that is reversed, longer than `max_nights` or outside the bookable window;
-    returns its night count. Field paths are `<location>.<name>` (query.check_out, body.check_in)."""
-    first_field, last_field = (f"{location}.{name}" for name in names)
+class InvalidStay(InvalidInput):
+    """A stay's dates break a rule. `field` is the date's name alone (`check_in`, `check_out`): the
+    rule does not know where the dates were read; the edge that read them adds it (`stay_fields_in`)."""
+
+    def __init__(self, detail: str, *, field: str) -> None:
+        super().__init__(detail, field=field)
+        self.field = field
+
+
+def stay_nights(check_in: date, check_out: date, *, max_nights: int | None = None) -> int:
+    """THE rule of a stay's dates: check-out after check-in, and (given `max_nights`) no longer than
+    that; returns the night count. Every check of a stay starts here."""
     if check_out <= check_in:
-        raise InvalidInput(f"{names[1]} must be after {names[0]}", field=last_field)
+        raise InvalidStay("check_out must be after check_in", field="check_out")
     nights = (check_out - check_in).days
-    if nights > max_nights:
-        raise InvalidInput(f"A stay may last at most {max_nights} nights, not {nights}", field=last_field)
+    if max_nights is not None and nights > max_nights:
+        raise InvalidStay(f"A stay may last at most {max_nights} nights, not {nights}", field="check_out")
+    return nights
+
+
+def check_stay(check_in: date, check_out: date, *, max_nights: int, horizon_days: int) -> int:
+    """Refuses a stay that is reversed, longer than `max_nights` or outside the bookable window;
+    returns its night count. Before the property is known (its time zone decides "today" there)."""
+    nights = stay_nights(check_in, check_out, max_nights=max_nights)
     first, last = bookable_window(horizon_days)
     if check_in < first:
-        raise InvalidInput(f"{names[0]} {check_in} is in the past", field=first_field)
+        raise InvalidStay(f"check_in {check_in} is in the past", field="check_in")
     if check_out > last:
-        raise InvalidInput(f"{names[1]} is beyond the bookable horizon ({last.isoformat()})", field=last_field)
+        raise InvalidStay(f"check_out is beyond the bookable horizon ({last.isoformat()})", field="check_out")
     return nights
+
+
+def check_stay_at_property(check_in: date, check_out: date, *, today: date, max_nights: int) -> int:
+    """`stay_nights`, and check-in not before `today`, the date at the property; returns the night count."""
+    nights = stay_nights(check_in, check_out, max_nights=max_nights)
+    if check_in < today:
+        raise InvalidStay(f"check_in {check_in} is in the past (today is {today} at the property)", field="check_in")
+    return nights
+
+
+@contextmanager
+def stay_fields_in(location: str) -> Iterator[None]:
+    """At an HTTP edge: a stay refused inside is answered with the field paths of where its dates
+    were read (`query.check_out`, `body.check_in`)."""
+    try:
+        yield
+    except InvalidStay as refused:
+        raise InvalidInput(refused.detail, field=f"{location}.{refused.field}") from None
 
 
 def check_range(

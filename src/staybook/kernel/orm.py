@@ -56,3 +56,8 @@ def new_id() -> uuid.UUID:
     rand = uuid.uuid4().int & ((1 << 74) - 1)
     value = (ms & ((1 << 48) - 1)) << 80 | (0x7 << 76) | ((rand >> 62) << 64) | (0b10 << 62) | (rand & ((1 << 62) - 1))
     return uuid.UUID(int=value)
+
+
+def as_uuid(value) -> uuid.UUID:
+    """A UUID column's value as a UUID: SQLite rows (and JSON payloads) carry it as text."""
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))

@@ -8,14 +8,13 @@ so only stays that can be booked for that party on those nights are shown.
 
 from __future__ import annotations
 
-import math
 import uuid
 from dataclasses import dataclass
 from datetime import date
 
 import numpy as np
 
-from staybook.kernel.dates import check_stay
+from staybook.kernel.dates import check_stay, stay_fields_in
 from staybook.kernel.errors import InvalidInput, NotFound
 from staybook.kernel.runtime import Runtime
 from staybook.kernel.security import Principal
@@ -32,7 +31,7 @@ from staybook.personalization.ranking import (
 from staybook.personalization.schemas import Recommendation, RecommendationsOut
 from staybook.personalization.service import Personalization
 from staybook.search import service as search
-from staybook.search.query import MAX_LIMIT, Circle, SearchQuery, fold
+from staybook.search.query import MAX_LIMIT, Circle, SearchQuery, fold, haversine_km
 from staybook.search.service import SearchDeps
 
 NEARBY_RADIUS_KM = 25.0
@@ -69,18 +68,13 @@ def _check(runtime: Runtime, request: RecommendationRequest) -> None:
         raise InvalidInput("require=price needs check_in and check_out (prices are per stay)", field="query.check_in")
     if request.dated:
         inventory = runtime.settings.inventory
-        check_stay(
-            request.check_in,
-            request.check_out,
-            max_nights=inventory.max_stay_nights,
-            horizon_days=inventory.horizon_days,
-        )
-
-
-def _distance_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    a = math.sin((p2 - p1) / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(math.radians(lon2 - lon1) / 2) ** 2
-    return 12_742.0 * math.asin(min(1.0, math.sqrt(a)))
+        with stay_fields_in("query"):
+            check_stay(
+                request.check_in,
+                request.check_out,
+                max_nights=inventory.max_stay_nights,
+                horizon_days=inventory.horizon_days,
+            )
 
 
 async def _bookable(
@@ -172,13 +166,20 @@ async def recommend(
                 reason=reason,
                 distance_km=None
                 if circle is None
-                else round(_distance_km(circle.lat, circle.lon, fact.latitude, fact.longitude), 3),
+                else round(float(haversine_km(circle.lat, circle.lon, fact.latitude, fact.longitude)), 3),
                 rating_tenths=fact.rating_tenths,
                 total=None if hit is None else hit["total"]["amount"],
                 currency=None if hit is None else hit["total"]["currency"],
             )
         )
     return RecommendationsOut(strategy=strategy, model_version=deps.model.version if deps.model else None, items=items)
+
+
+def _distances_km(lat: float, lon: float, pool: list[PropertyFact]) -> np.ndarray:
+    """How far each property of the pool is from (lat, lon), in one vectorised pass."""
+    lats = np.asarray([f.latitude for f in pool], dtype=np.float64)
+    lons = np.asarray([f.longitude for f in pool], dtype=np.float64)
+    return haversine_km(lat, lon, lats, lons)
 
 
 def _scaled_dict(values: dict[str, float], ids: list[str]) -> np.ndarray:
@@ -201,7 +202,8 @@ def _place_pool(facts, city: str | None, circle: Circle | None) -> list[Property
     else:
         pool = facts.all()
     if circle is not None:
-        pool = [f for f in pool if _distance_km(circle.lat, circle.lon, f.latitude, f.longitude) <= circle.radius_km]
+        distances = _distances_km(circle.lat, circle.lon, pool)
+        pool = [f for f, distance in zip(pool, distances, strict=True) if distance <= circle.radius_km]
     return sorted(pool, key=lambda f: f.property_id.hex)
 
 
@@ -243,7 +245,7 @@ def _required_scores(request: RecommendationRequest, pool: list[PropertyFact], h
     if request.require == "distance":
         lat = request.lat if request.lat is not None else _centre(pool)[0]
         lon = request.lon if request.lon is not None else _centre(pool)[1]
-        return np.asarray([-_distance_km(lat, lon, f.latitude, f.longitude) for f in pool])
+        return -_distances_km(lat, lon, pool)
     if request.require == "rating":
         return np.asarray([(f.rating_tenths if f.rating_tenths is not None else -1) for f in pool], dtype=np.float64)
     return np.asarray([-float(hits[f.property_id.hex]["total_in_currency"]["amount"]) for f in pool])

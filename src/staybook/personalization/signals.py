@@ -20,6 +20,7 @@ from datetime import UTC, date, datetime, timedelta
 import lz4.block
 import msgspec
 
+from staybook.kernel.dates import InvalidStay, stay_nights
 from staybook.kernel.errors import Forbidden, InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from staybook.kernel.settings import PersonalizationSettings
 from staybook.personalization.schemas import (
@@ -246,8 +247,11 @@ def _semantic_problem(signal: ClientSignal, at_ms: int | None, earliest: int, la
     if at_ms < earliest:
         return 422, "at", "The timestamp is older than the signals kept (7 days)"
     if isinstance(signal, SearchSignal):
-        if signal.check_in and signal.check_out and signal.check_out <= signal.check_in:
-            return 422, "check_out", "check_out must be after check_in"
+        if signal.check_in and signal.check_out:
+            try:
+                stay_nights(signal.check_in, signal.check_out)
+            except InvalidStay as refused:
+                return 422, refused.field, refused.detail
         return None
     if not property_exists(signal.property_id):
         return 404, "property_id", "No such property"

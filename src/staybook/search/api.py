@@ -13,7 +13,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import QueryParams
 
-from staybook.kernel.dates import check_stay
+from staybook.kernel.dates import check_stay, stay_fields_in
 from staybook.kernel.errors import InvalidInput, StaybookError, Unauthorized
 from staybook.kernel.runtime import Runtime
 from staybook.kernel.security import require_role
@@ -305,7 +305,8 @@ def search_query(deps: service.SearchDeps, p: SearchParams, audience: str | None
 
 
 def _check_dates(inventory: InventorySettings, check_in: date, check_out: date) -> None:
-    check_stay(check_in, check_out, max_nights=inventory.max_stay_nights, horizon_days=inventory.horizon_days)
+    with stay_fields_in("query"):
+        check_stay(check_in, check_out, max_nights=inventory.max_stay_nights, horizon_days=inventory.horizon_days)
 
 
 @router.get("/search/suggest", response_model=SuggestResponse, summary="Autocomplete places and property names")

@@ -9,10 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from staybook.search.query import (
-    AMENITIES,
-    EARTH_RADIUS_KM,
-)
+from staybook.search.query import AMENITIES, EARTH_RADIUS_KM, half_central_angle
 
 FREE_MASK = np.uint8(0x7F)
 RESTRICTED = np.uint8(0x80)
@@ -311,11 +308,8 @@ class RoomTypeColumns:
 
 
 def haversine_m(lat: float, lon: float, lats: np.ndarray, lons: np.ndarray) -> np.ndarray:
-    """Vectorised great-circle distance in whole metres (int64)."""
-    p1, p2 = np.radians(lat), np.radians(lats)
-    dp, dl = p2 - p1, np.radians(lons - lon)
-    a = np.sin(dp / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dl / 2) ** 2
-    return np.rint(2 * EARTH_RADIUS_KM * 1000 * np.arcsin(np.minimum(1.0, np.sqrt(a)))).astype(np.int64)
+    """Great-circle distance from one point to arrays of points, in whole metres (int64)."""
+    return np.rint(2 * EARTH_RADIUS_KM * 1000 * half_central_angle(lat, lon, lats, lons)).astype(np.int64)
 
 
 def grow(array: np.ndarray, rows: int, fill) -> np.ndarray:

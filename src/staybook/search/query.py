@@ -15,6 +15,7 @@ import uuid
 from dataclasses import dataclass, field, fields
 from datetime import date
 
+import numpy as np
 import orjson
 
 from staybook.kernel.errors import InvalidInput
@@ -153,12 +154,19 @@ def tokens(text: str) -> list[str]:
     return [t for t in "".join(c if c.isalnum() else " " for c in folded).split() if t]
 
 
-def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Great-circle distance; exact across the antimeridian and at the poles (no planar shortcuts)."""
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(a)))
+def half_central_angle(lat1, lon1, lat2, lon2):
+    """The haversine formula, written once: half the angle (radians) between two points seen from
+    the centre of the earth; of floats, or of numpy arrays of points (broadcast). Exact across the
+    antimeridian and at the poles (no planar shortcuts)."""
+    p1, p2 = np.radians(lat1), np.radians(lat2)
+    dp, dl = p2 - p1, np.radians(np.subtract(lon2, lon1))
+    a = np.sin(dp / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dl / 2) ** 2
+    return np.arcsin(np.minimum(1.0, np.sqrt(a)))
+
+
+def haversine_km(lat1, lon1, lat2, lon2):
+    """Great-circle distance in km (a float for two points, an array for arrays of points)."""
+    return 2 * EARTH_RADIUS_KM * half_central_angle(lat1, lon1, lat2, lon2)
 
 
 def circle_bounds(circle: Circle) -> list[BoundingBox]:

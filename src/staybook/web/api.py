@@ -21,6 +21,7 @@ from staybook.catalog import service as catalog
 from staybook.catalog.schemas import AMENITIES, PROPERTY_TYPES
 from staybook.identity import service as identity
 from staybook.identity.bootstrap import IdentityDep
+from staybook.kernel.dates import stay_fields_in
 from staybook.kernel.errors import Conflict, Forbidden, InvalidInput, NotFound, StaybookError, Unauthorized
 from staybook.kernel.security import Principal
 from staybook.personalization import service as personalization
@@ -247,7 +248,8 @@ async def _hold_and_go(request: Request, principal: Principal, hold: HoldRequest
     runtime, _, _ = page_state(request)
 
     async def work(claim):
-        return 201, await booking.place_hold(runtime, principal, hold, claim)
+        with stay_fields_in("body"):
+            return 201, await booking.place_hold(runtime, principal, hold, claim)
 
     try:
         status, body, _ = await pages.once(runtime, principal, key, "/checkout", hold.model_dump(mode="json"), work)

@@ -23,6 +23,7 @@ from staybook.catalog import service as catalog
 from staybook.catalog.schemas import PhotoOut, PropertyOut
 from staybook.inventory import service as inventory
 from staybook.inventory.events import NightSnapshot
+from staybook.kernel.dates import stay_fields_in
 from staybook.kernel.errors import InvalidInput
 from staybook.kernel.idempotency import IdempotencyStore, answer_once, fingerprint
 from staybook.kernel.runtime import Runtime
@@ -80,7 +81,8 @@ async def suggestions(searches: SearchDeps, prefix: str) -> list[dict[str, Any]]
 
 
 async def availability(runtime: Runtime, property_id: uuid.UUID, check_in: date, check_out: date, guests: int) -> dict:
-    return orjson.loads(await inventory.property_availability(runtime, property_id, check_in, check_out, guests))
+    with stay_fields_in("query"):
+        return orjson.loads(await inventory.property_availability(runtime, property_id, check_in, check_out, guests))
 
 
 @dataclass(frozen=True)
