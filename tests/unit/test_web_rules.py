@@ -11,6 +11,7 @@ from staybook.inventory.events import NightSnapshot
 from staybook.kernel.errors import InvalidInput
 from staybook.web import i18n
 from staybook.web.account import local_target
+from staybook.web.rendering import environment
 from staybook.web.schemas import CheckoutForm, parse_form, to_minor_units
 from staybook.web.service import hold_seconds_left, month_grid, refund_preview, search_params
 from staybook.web.session import csrf_matches, csrf_token, new_csrf_seed
@@ -131,3 +132,38 @@ def test_hold_seconds_left_counts_down_to_zero():
     assert hold_seconds_left(view, now) == 90
     assert hold_seconds_left(view, now + timedelta(minutes=5)) == 0
     assert hold_seconds_left({"status": "confirmed", "expires_at": None}, now) == 0
+
+
+def test_amenity_and_property_type_labels_read_as_written_and_are_translated():
+    assert [i18n.code_label(code) for code in ("wifi", "tv", "bbq", "hot_tub", "bed_and_breakfast")] == [
+        "Wi-Fi", "TV", "BBQ", "Hot tub", "Bed and breakfast"
+    ]  # fmt: skip
+    assert i18n.code_labels("de")["wifi"] == "WLAN"
+    assert i18n.code_labels("de")["tv"] == "Fernseher"
+    assert i18n.code_labels("en")["bbq"] == "BBQ"
+    assert environment("de").from_string("{{ a|code_label }}").render(a="air_conditioning") == "Klimaanlage"
+
+
+@pytest.mark.parametrize("locale", ["en", "de"])
+def test_literal_texts_translated_when_compiled_render_as_the_call_does(locale):
+    env = environment(locale)
+    source = (
+        "{{ _('Search') }}|{{ _(\"100%% sure\") }}|{{ _('Rating %(r)s of 5', r=4) }}|{{ _(name) }}|"
+        "{{ _('Any') ~ '!' }}|{% set s = {'a': _('Sign in')} %}{{ s.a }}|{{ x._('no') if x else '' }}"
+    )
+    compiled = env.from_string(source).render(name="Filters", x=None)
+    call = env.globals["gettext"]
+    expected = "|".join(
+        str(part)
+        for part in (
+            env.from_string("{{ g('Search') }}").render(g=call),
+            env.from_string("{{ g('100%% sure') }}").render(g=call),
+            env.from_string("{{ g('Rating %(r)s of 5', r=4) }}").render(g=call),
+            env.from_string("{{ g('Filters') }}").render(g=call),
+            env.from_string("{{ g('Any') ~ '!' }}").render(g=call),
+            env.from_string("{{ g('Sign in') }}").render(g=call),
+            "",
+        )
+    )
+    assert compiled == expected
+    assert "100% sure" in compiled

@@ -21,6 +21,7 @@ from babel.messages.pofile import read_po
 from babel.numbers import format_currency
 from babel.support import NullTranslations, Translations
 
+from staybook.catalog.schemas import AMENITIES, PROPERTY_TYPES
 from staybook.kernel.schemas import minor_unit_digits
 
 LOCALES = ("en", "de")
@@ -52,6 +53,31 @@ def translations(locale: str) -> NullTranslations:
     write_mo(compiled, catalog)
     compiled.seek(0)
     return Translations(compiled)
+
+
+# Amenities and property types are codes ("hot_tub"); most read as their words ("Hot tub"), these
+# do not. The English label is the message id the catalogs translate.
+CODE_LABELS = {
+    "wifi": "Wi-Fi",
+    "tv": "TV",
+    "bbq": "BBQ",
+    "ev_charger": "EV charger",
+    "front_desk_24h": "24-hour front desk",
+    "pet_friendly": "Pet-friendly",
+    "non_smoking": "Non-smoking",
+}
+
+
+def code_label(code: str) -> str:
+    """The English label of an amenity or property type code ("hot_tub" -> "Hot tub", "tv" -> "TV")."""
+    return CODE_LABELS.get(code) or code.replace("_", " ").capitalize()
+
+
+@cache
+def code_labels(locale: str) -> dict[str, str]:
+    """Every amenity's and property type's label in `locale`, translated once."""
+    translate = translations(locale).gettext
+    return {code: translate(code_label(code)) for code in (*AMENITIES, *PROPERTY_TYPES)}
 
 
 @cache

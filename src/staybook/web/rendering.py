@@ -4,7 +4,7 @@ goes through (session, CSRF, errors as pages), compression and the pages' own he
 from __future__ import annotations
 
 import gzip
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from functools import cache
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -13,6 +13,8 @@ import structlog
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from jinja2 import Environment, PackageLoader, StrictUndefined, pass_context, select_autoescape
+from jinja2.ext import Extension
+from jinja2.lexer import Token, TokenStream
 from jinja2.runtime import Context
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -29,19 +31,73 @@ COMPRESS_FROM_BYTES = 1400
 STATIC_VERSION = "2"
 
 
+class TranslatedWhenCompiled(Extension):
+    """`_("text")` with a literal and nothing else becomes the translated text, marked safe, when
+    the template is compiled: an environment is one locale's, so the answer never changes, and a
+    page no longer makes a call per label on every view. The text is what the newstyle `_()`
+    gives (translated, safe, %-formatted with no variables); anything else stays a call."""
+
+    def filter_stream(self, stream: TokenStream) -> Iterator[Token]:
+        translate = self.environment.compile_translations.gettext  # type: ignore[attr-defined]
+        pending: list[Token] = []  # tokens that may be the start of `_("text")`
+        before: Token | None = None  # the token before them
+        for token in stream:
+            pending.append(token)
+            if _starts_literal_call(pending, before):
+                if len(pending) == len(_LITERAL_CALL):
+                    yield from _translated(pending, translate)
+                    before, pending = pending[-1], []
+                continue
+            # Not one: only the last token can start another (the shape begins with `_`).
+            *passed, last = pending
+            yield from passed
+            before = passed[-1] if passed else before
+            pending = [last]
+            if not _starts_literal_call(pending, before):
+                yield last
+                before, pending = last, []
+        yield from pending
+
+
+_LITERAL_CALL = (("name", "_"), ("lparen", None), ("string", None), ("rparen", None))
+
+
+def _starts_literal_call(tokens: list[Token], before: Token | None) -> bool:
+    """Whether `tokens` begin `_ ( "text" )`, `_` not an attribute (`x._`)."""
+    if len(tokens) > len(_LITERAL_CALL) or (before is not None and before.type == "dot"):
+        return False
+    return all(
+        token.type == kind and (value is None or token.value == value)
+        for token, (kind, value) in zip(tokens, _LITERAL_CALL, strict=False)
+    )
+
+
+def _translated(call: list[Token], translate: Callable[[str], str]) -> list[Token]:
+    name, _, text, _ = call
+    translated = translate(text.value)
+    if "%" in translated:
+        try:
+            translated = translated % {}  # as the newstyle `_()` formats a message without variables
+        except (KeyError, ValueError, TypeError):
+            return call  # left to the call, which fails (or formats) as it always did
+    return [Token(name.lineno, "string", translated), Token(name.lineno, "pipe", "|"),
+            Token(name.lineno, "name", "safe")]  # fmt: skip
+
+
 @cache
 def environment(locale: str) -> Environment:
     env = Environment(
         loader=PackageLoader("staybook.web", "templates"),
         autoescape=select_autoescape(["html"]),
         undefined=StrictUndefined,
-        extensions=["jinja2.ext.i18n"],
+        extensions=["jinja2.ext.i18n", TranslatedWhenCompiled],
         trim_blocks=True,
         lstrip_blocks=True,
         # The templates are package files: no stat of every template and include per page.
         auto_reload=False,
     )
     env.install_gettext_translations(i18n.translations(locale), newstyle=True)
+    env.extend(compile_translations=i18n.translations(locale))  # before any template is compiled
     env.globals["gettext"] = env.globals["_"] = _remembered(env.globals["gettext"])
     env.globals.update(
         money=lambda value: i18n.money(*_money_parts(value), locale),
@@ -55,6 +111,9 @@ def environment(locale: str) -> Environment:
         static_version=STATIC_VERSION,
     )
     env.filters["label"] = lambda value: str(value).replace("_", " ")
+    # An amenity's or property type's label in the page's language ("tv" -> "TV", "Fernseher").
+    labels = i18n.code_labels(locale)
+    env.filters["code_label"] = lambda code: labels.get(code) or env.filters["tr"](i18n.code_label(code))
     # Messages that come as values (notices, error details) are translated without %-formatting,
     # which `_()` applies and which a detail containing '%' would break.
     env.filters["tr"] = i18n.translations(locale).gettext
