@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from types import ModuleType
 
 import structlog
@@ -158,10 +158,18 @@ def _mount_docs(app: FastAPI) -> None:
     app.add_api_route("/docs", swagger_ui, methods=["GET"], include_in_schema=False)
 
 
-def create_app(settings: Settings | None = None, *, payment_provider: object = None, mailer: object = None) -> FastAPI:
-    """The ASGI app. `payment_provider` and `mailer` replace the adapters settings choose (tests)."""
+def create_app(
+    settings: Settings | None = None,
+    *,
+    payment_provider: object = None,
+    mailer: object = None,
+    saga_checkpoint: Callable[[str], None] | None = None,
+) -> FastAPI:
+    """The ASGI app. `payment_provider` and `mailer` replace the adapters settings choose (tests);
+    `saga_checkpoint` is called at each point of the payment saga between a provider call and its
+    transaction (the crash tests kill the process there)."""
     settings = settings or Settings()
-    adapters = Adapters(payment_provider=payment_provider, mailer=mailer)
+    adapters = Adapters(payment_provider=payment_provider, mailer=mailer, saga_checkpoint=saga_checkpoint)
     tracer = configure_observability(settings)
     wiring = collect_wiring()
 

@@ -17,7 +17,7 @@ from typing import Annotated
 from fastapi import Depends
 
 from staybook.booking import saga, service
-from staybook.booking.ports import BookingDeps
+from staybook.booking.ports import BookingDeps, no_checkpoint
 from staybook.kernel.consumers import Subscription
 from staybook.kernel.db import UnitOfWork
 from staybook.kernel.events import EventEnvelope
@@ -30,7 +30,7 @@ BookingDep = Annotated[BookingDeps, Depends(context_dependency("booking"))]
 
 @contextlib.asynccontextmanager
 async def lifespan(runtime: Runtime) -> AsyncIterator[BookingDeps]:
-    deps = BookingDeps(payments=payments_deps(runtime))
+    deps = BookingDeps(payments_deps(runtime), runtime.adapters.saga_checkpoint or no_checkpoint)
     listener = functools.partial(on_payment_settled, deps=deps)
     deps.payments.settlement_listeners.append(listener)
     try:

@@ -11,6 +11,7 @@ clause), so the price charged is the price of the rows actually held.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -18,13 +19,25 @@ from staybook.catalog import facts as catalog_facts
 from staybook.kernel.db import UnitOfWork
 from staybook.payments.service import PaymentsDeps
 
+SagaCheckpoint = Callable[[str], None]
+
+
+def no_checkpoint(name: str) -> None:
+    """Production's saga checkpoint: nothing happens between a provider call and its transaction."""
+
 
 @dataclass(frozen=True)
 class BookingDeps:
     """What the booking context uses in a process (built by `bootstrap.lifespan`): the payments
-    context's provider and breaker, which the saga calls."""
+    context's provider and breaker, which the saga calls, and the saga's checkpoint.
+
+    The checkpoint is called with the name of each saga point between a provider call and its
+    transaction ("authorising", "authorised-at-provider", "captured-at-provider", "capturing", and
+    a refund's step): a seam for the crash tests, given to `create_app(saga_checkpoint=...)`
+    (tests/faults.py kills the process there)."""
 
     payments: PaymentsDeps
+    checkpoint: SagaCheckpoint = no_checkpoint
 
 
 # The facts of a room type and its property that a booking copies in: the catalog's own summary,

@@ -10,7 +10,6 @@ the recovery pass; each run advances it until a terminal step or until it has to
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from staybook.booking import metrics, repository
@@ -45,17 +44,6 @@ from staybook.kernel.orm import utcnow
 from staybook.kernel.runtime import Runtime
 from staybook.payments import service as payments
 from staybook.payments.provider import ChargeState, CircuitOpen, ProviderError, ProviderTimeout
-from staybook.payments.service import PaymentsDeps
-
-# A seam for the crash tests: called with the name of each saga point between a provider
-# call and its transaction. Production never sets it; tests/faults.py installs a kill -9.
-checkpoint_hook: Callable[[str], None] | None = None
-
-
-def checkpoint(name: str) -> None:
-    if checkpoint_hook is not None:
-        checkpoint_hook(name)
-
 
 # What repository.CONFIRM sets when the booking is still held: the lifecycle's held -> confirmed.
 _CONFIRMED = LIFECYCLE.require(BookingStatus.HELD, BookingStatus.CONFIRMED)
@@ -138,9 +126,9 @@ async def run(
 async def _advance(runtime, deps: BookingDeps, step, booking, payment, drive: Drive) -> bool:
     """One pass at `step`; False when there is nothing for this run to do now."""
     if step == SagaStep.AUTHORISING:
-        return await _authorise(runtime, deps.payments, booking, payment, drive)
+        return await _authorise(runtime, deps, booking, payment, drive)
     if step == SagaStep.CAPTURING:
-        return await _capture(runtime, deps.payments.provider, booking, payment, drive)
+        return await _capture(runtime, deps, booking, payment, drive)
     provider = deps.payments.provider
     decision = decide(step, drive.driver)
     if decision is Next.VOID_AT_PROVIDER:
@@ -149,7 +137,7 @@ async def _advance(runtime, deps: BookingDeps, step, booking, payment, drive: Dr
         return True
     if decision is Next.REFUND:
         amount = refund_owed(step, paid=payment.amount, by_policy=booking.refund_amount)
-        checkpoint(step)
+        deps.checkpoint(step)
         charge = await provider.refund(
             payment.provider_reference, amount=amount, idempotency_key=f"{payment.id}:refund"
         )
@@ -158,15 +146,15 @@ async def _advance(runtime, deps: BookingDeps, step, booking, payment, drive: Dr
     return False
 
 
-async def _authorise(runtime, payment_deps: PaymentsDeps, booking, payment, drive: Drive) -> bool:
+async def _authorise(runtime, deps: BookingDeps, booking, payment, drive: Drive) -> bool:
     """Step AUTHORISING -> CAPTURING (authorised) or FAILED (declined). False: nothing to do now."""
-    provider = payment_deps.provider
+    provider, checkpoint = deps.payments.provider, deps.checkpoint
     charge: ChargeState | None = None
     decision = decide(SagaStep.AUTHORISING, drive.driver, payment=payment.status)
     if decision is Next.WAIT:
         return False
     if decision is Next.AUTHORISE:
-        breaker = payment_deps.breaker
+        breaker = deps.payments.breaker
         try:
             breaker.check()  # while the provider keeps failing, fail fast: it is not called
             charge = await provider.authorise(
@@ -242,8 +230,9 @@ async def _back_to_held(runtime, booking_id: uuid.UUID, payment, reason: str) ->
         await repository.set_step(uow, booking_id, SagaStep.AUTHORISING, SagaStep.HELD, last_error=reason[:2000])
 
 
-async def _capture(runtime, provider, booking, payment, drive: Drive) -> bool:
+async def _capture(runtime, deps: BookingDeps, booking, payment, drive: Drive) -> bool:
     """Step CAPTURING -> CONFIRMED, or REFUNDING/VOIDING when the booking cannot be honoured."""
+    provider = deps.payments.provider
     facts = {"payment": payment.status, "booking": booking.status, "applied_authorisation": drive.applied_authorisation}
     decision = decide(SagaStep.CAPTURING, drive.driver, **facts)
     charge: ChargeState | None = None
@@ -262,7 +251,7 @@ async def _capture(runtime, provider, booking, payment, drive: Drive) -> bool:
         charge = await provider.capture(
             payment.provider_reference, amount=payment.amount, idempotency_key=f"{payment.id}:capture"
         )
-        checkpoint("captured-at-provider")
+        deps.checkpoint("captured-at-provider")
     await _finish_capture(runtime, booking.id, charge, payment, drive)
     return True
 

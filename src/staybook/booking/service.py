@@ -234,7 +234,7 @@ async def pay(
             answer_scope=claim.scope if claim else None,
             answer_key=claim.key if claim else None,
         )
-    saga.checkpoint("authorising")
+    deps.checkpoint("authorising")
     drive = Drive(Driver.LIVE, token=token, claim=claim)
     try:
         # The first pass starts from what this request just wrote: no reload.

@@ -60,6 +60,7 @@ class Adapters:
 
     payment_provider: Any = None  # a payments.provider.PaymentProvider
     mailer: Any = None  # a notifications.mail.Mailer
+    saga_checkpoint: Callable[[str], None] | None = None  # booking.ports.BookingDeps.checkpoint (crash tests)
 
 
 @dataclass
