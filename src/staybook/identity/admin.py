@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select
 
-from staybook.identity import anchor, audit
+from staybook.identity import anchor, audit, repository
 from staybook.identity.models import AuditEntry, User
 from staybook.identity.schemas import (
     AdminUserOut,
@@ -17,7 +17,6 @@ from staybook.identity.service import (
     Credentials,
     RequestInfo,
     admin_out,
-    revoke_sessions,
     revoke_tokens,
     updated_event,
 )
@@ -110,7 +109,7 @@ async def set_locked(
             raise NotFound("No such user", user_id=str(user_id))
         if locked and user.locked_at is None:
             user.locked_at = utcnow()
-            await revoke_sessions(uow.session, user.id)
+            await repository.revoke_sessions(uow.session, user.id)
             version = revoke_tokens(uow, user, "locked")
         elif not locked and user.locked_at is not None:
             user.locked_at = None

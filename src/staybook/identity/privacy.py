@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import delete, func, or_, select
 
-from staybook.identity import audit, residency
+from staybook.identity import audit, repository, residency
 from staybook.identity.events import (
     PERSONAL_PAYLOAD_KEYS,
     UserErased,
@@ -20,7 +20,6 @@ from staybook.identity.service import (
     ERASED_NAME,
     Credentials,
     RequestInfo,
-    active_user,
     revoke_tokens,
     user_out,
 )
@@ -35,7 +34,7 @@ from staybook.kernel.security import Principal
 async def export_me(runtime: Runtime, creds: Credentials, principal: Principal, info: RequestInfo) -> dict[str, Any]:
     """Everything identity holds about the user, as JSON (GDPR art. 15/20); announces `user.exported`."""
     async with runtime.db.unit_of_work() as uow:
-        user = await active_user(uow.session, principal.user_id)
+        user = await repository.active_user(uow.session, principal.user_id)
         sessions = (
             await uow.session.scalars(
                 select(RefreshToken).where(RefreshToken.user_id == user.id).order_by(RefreshToken.created_at)
@@ -112,7 +111,7 @@ async def erase_me(runtime: Runtime, creds: Credentials, principal: Principal, i
     contexts anonymise what they hold when they see `user.erased`.
     """
     async with runtime.db.unit_of_work() as uow:
-        user = await active_user(uow.session, principal.user_id, for_update=True)
+        user = await repository.active_user(uow.session, principal.user_id, for_update=True)
         now = utcnow()
         user.email_hash = creds.vault.email_hash(_erased_email(user.id))
         user.name = None

@@ -16,11 +16,10 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 import structlog
-from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from staybook.identity import audit, metrics, mfa, residency
+from staybook.identity import audit, metrics, mfa, repository, residency
 from staybook.identity.events import (
     UserRegistered,
     UserSignedIn,
@@ -75,8 +74,7 @@ class Credentials:
 async def stored_token_version(runtime: Runtime, user_id: uuid.UUID) -> int:
     """The user's token version as stored (0 for an id identity does not know)."""
     async with runtime.db.session() as session:
-        version = await session.scalar(select(User.token_version).where(User.id == user_id))
-    return version or 0
+        return await repository.token_version(session, user_id)
 
 
 def revoke_tokens(uow, user: User, reason: str) -> int:
@@ -200,16 +198,6 @@ def updated_event(user: User) -> UserUpdated:
     return UserUpdated(user_id=user.id, locale=user.locale, timezone=user.timezone, role=user.role)
 
 
-async def active_user(session, user_id: uuid.UUID, *, for_update: bool = False) -> User:
-    query = select(User).where(User.id == user_id, User.status == "active")
-    if for_update:
-        query = query.with_for_update()
-    user = await session.scalar(query)
-    if user is None:
-        raise Unauthorized("The account behind this token no longer exists")
-    return user
-
-
 # ---------------------------------------------------------------------------- registration
 
 
@@ -240,7 +228,7 @@ async def register(runtime: Runtime, creds: Credentials, data: RegisterRequest, 
     accepted = {"email": email, "role": data.role, "detail": "Registration accepted; sign in with your password."}
     try:
         async with runtime.db.unit_of_work() as uow:
-            if await uow.session.scalar(select(User.id).where(User.email_hash == email_hash)) is not None:
+            if await repository.email_taken(uow.session, email_hash):
                 await audit.append(
                     uow.session,
                     audit.AuditRecord("user.register", "user", "duplicate", ip=info.ip),
@@ -348,7 +336,7 @@ async def login(runtime: Runtime, creds: Credentials, data: LoginRequest, info: 
     await _limit(runtime, _rule("identity.login.ip", settings.login_per_ip), info.ip or "unknown")
     await _limit(runtime, _rule("identity.login.account", settings.login_per_account), email_hash)
     async with runtime.db.unit_of_work() as uow:
-        user = await uow.session.scalar(select(User).where(User.email_hash == email_hash, User.status == "active"))
+        user = await repository.active_user_by_email(uow.session, email_hash)
         ok = creds.passwords.verify(user.password_hash if user else None, data.password)
         locked = ok and user is not None and user.locked_at is not None
         if ok and user is not None and not locked:
@@ -406,7 +394,7 @@ async def verify_mfa(runtime: Runtime, creds: Credentials, mfa_token: str, code:
     await _limit(runtime, _rule("identity.login.ip", settings.login_per_ip), info.ip or "unknown")
     await _limit(runtime, _rule("identity.mfa.account", settings.mfa_verify_per_account), str(user_id))
     async with runtime.db.unit_of_work() as uow:
-        user = await active_user(uow.session, user_id, for_update=True)
+        user = await repository.active_user(uow.session, user_id, for_update=True)
         if user.locked_at is not None:
             raise Forbidden(ACCOUNT_LOCKED)
         if user.mfa_challenge_jti is None or claims.get("jti") != user.mfa_challenge_jti:
@@ -435,16 +423,8 @@ async def _consume_second_factor(session, creds: Credentials, user: User, code: 
             return None
         user.totp_last_step = step
         return "totp"
-    spent = await session.execute(
-        update(RecoveryCode)
-        .where(
-            RecoveryCode.user_id == user.id,
-            RecoveryCode.code_hash == creds.vault.code_hash(mfa.normalise_recovery_code(code)),
-            RecoveryCode.used_at.is_(None),
-        )
-        .values(used_at=utcnow())
-    )
-    return "recovery-code" if spent.rowcount == 1 else None
+    code_hash = creds.vault.code_hash(mfa.normalise_recovery_code(code))
+    return "recovery-code" if await repository.spend_recovery_code(session, user.id, code_hash) else None
 
 
 async def refresh(runtime: Runtime, refresh_token: str, info: RequestInfo) -> dict:
@@ -457,20 +437,16 @@ async def refresh(runtime: Runtime, refresh_token: str, info: RequestInfo) -> di
     token_hash = _token_hash(refresh_token)
     reused: RefreshToken | None = None
     async with runtime.db.unit_of_work() as uow:
-        row = await uow.session.scalar(
-            select(RefreshToken).where(RefreshToken.token_hash == token_hash).with_for_update()
-        )
+        row = await repository.refresh_token_locked(uow.session, token_hash)
         now = utcnow()
         if row is not None and row.revoked_at is None and row.used_at is None and row.expires_at > now:
-            user = await uow.session.scalar(
-                select(User).where(User.id == row.user_id, User.status == "active", User.locked_at.is_(None))
-            )
+            user = await repository.may_refresh(uow.session, row.user_id)
             if user is not None:
                 row.used_at = now
                 return await _start_session(uow, runtime, user, row.family_id)
         elif row is not None and row.used_at is not None and row.revoked_at is None:
             reused = row
-            await _revoke_family(uow.session, row.family_id)
+            await repository.revoke_family(uow.session, row.family_id)
             await audit.append(
                 uow.session,
                 audit.AuditRecord(
@@ -489,22 +465,12 @@ async def refresh(runtime: Runtime, refresh_token: str, info: RequestInfo) -> di
     raise Unauthorized("Invalid refresh token")
 
 
-async def _revoke_family(session, family_id: uuid.UUID) -> None:
-    await session.execute(
-        update(RefreshToken)
-        .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
-        .values(revoked_at=utcnow())
-    )
-
-
 async def logout(runtime: Runtime, refresh_token: str) -> None:
     """Revokes the session (the token's whole family). Unknown tokens are ignored: logging out is idempotent."""
     async with runtime.db.unit_of_work() as uow:
-        family_id = await uow.session.scalar(
-            select(RefreshToken.family_id).where(RefreshToken.token_hash == _token_hash(refresh_token))
-        )
+        family_id = await repository.family_of(uow.session, _token_hash(refresh_token))
         if family_id is not None:
-            await _revoke_family(uow.session, family_id)
+            await repository.revoke_family(uow.session, family_id)
 
 
 # ---------------------------------------------------------------------------- the signed-in user
@@ -512,7 +478,7 @@ async def logout(runtime: Runtime, refresh_token: str) -> None:
 
 async def get_me(runtime: Runtime, creds: Credentials, principal: Principal) -> UserOut:
     async with runtime.db.session() as session:
-        user = await active_user(session, principal.user_id)
+        user = await repository.active_user(session, principal.user_id)
         return user_out(creds, user)
 
 
@@ -520,7 +486,7 @@ async def update_me(runtime: Runtime, creds: Credentials, principal: Principal, 
     """Changes the profile; personal fields are re-sealed; `user.updated` announces it."""
     changes = data.model_dump(exclude_unset=True)
     async with runtime.db.unit_of_work() as uow:
-        user = await active_user(uow.session, principal.user_id, for_update=True)
+        user = await repository.active_user(uow.session, principal.user_id, for_update=True)
         # null leaves the region as it is, like the other profile fields that cannot be cleared.
         if changes.get("region") is not None and changes["region"] not in runtime.settings.identity.regions:
             raise InvalidInput(
@@ -547,7 +513,7 @@ async def change_password(
 ) -> dict:
     """Needs the current password; signs out every other session and returns fresh tokens for this one."""
     async with runtime.db.unit_of_work() as uow:
-        user = await active_user(uow.session, principal.user_id, for_update=True)
+        user = await repository.active_user(uow.session, principal.user_id, for_update=True)
         current_ok = creds.passwords.verify(user.password_hash, data.current_password)
     if not current_ok:
         await _record_failure(
@@ -569,10 +535,10 @@ async def change_password(
         )
     new_hash = creds.passwords.hash(data.new_password)
     async with runtime.db.unit_of_work() as uow:
-        user = await active_user(uow.session, principal.user_id, for_update=True)
+        user = await repository.active_user(uow.session, principal.user_id, for_update=True)
         user.password_hash = new_hash
         user.updated_at = utcnow()
-        await revoke_sessions(uow.session, user.id)
+        await repository.revoke_sessions(uow.session, user.id)
         version = revoke_tokens(uow, user, "password-changed")
         await audit.append(
             uow.session,
@@ -583,19 +549,11 @@ async def change_password(
     return tokens
 
 
-async def revoke_sessions(session, user_id: uuid.UUID) -> None:
-    await session.execute(
-        update(RefreshToken)
-        .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
-        .values(revoked_at=utcnow())
-    )
-
-
 async def sign_out_everywhere(runtime: Runtime, principal: Principal, info: RequestInfo) -> None:
     """Ends every session of the user: refresh tokens revoked, access tokens refused from the next request."""
     async with runtime.db.unit_of_work() as uow:
-        user = await active_user(uow.session, principal.user_id, for_update=True)
-        await revoke_sessions(uow.session, user.id)
+        user = await repository.active_user(uow.session, principal.user_id, for_update=True)
+        await repository.revoke_sessions(uow.session, user.id)
         version = revoke_tokens(uow, user, "signed-out-everywhere")
         await audit.append(
             uow.session,
@@ -610,7 +568,7 @@ async def sign_out_everywhere(runtime: Runtime, principal: Principal, info: Requ
 async def start_totp(runtime: Runtime, creds: Credentials, principal: Principal) -> dict:
     """A new pending TOTP secret; MFA turns on only when a first code confirms it."""
     async with runtime.db.unit_of_work() as uow:
-        user = await active_user(uow.session, principal.user_id, for_update=True)
+        user = await repository.active_user(uow.session, principal.user_id, for_update=True)
         if user.totp_enabled:
             raise Conflict("TOTP is already enabled; disable it first to enrol a new device")
         secret = mfa.new_totp_secret()
@@ -630,7 +588,7 @@ async def confirm_totp(
     settings = runtime.settings.identity
     await _limit(runtime, _rule("identity.mfa.account", settings.mfa_verify_per_account), str(principal.user_id))
     async with runtime.db.unit_of_work() as uow:
-        user = await active_user(uow.session, principal.user_id, for_update=True)
+        user = await repository.active_user(uow.session, principal.user_id, for_update=True)
         if user.totp_enabled:
             raise Conflict("TOTP is already enabled")
         secret = _totp_secret(creds, user)
@@ -643,7 +601,7 @@ async def confirm_totp(
         user.totp_last_step = step
         user.updated_at = utcnow()
         codes = mfa.new_recovery_codes(settings.recovery_code_count)
-        await uow.session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
+        await repository.forget_recovery_codes(uow.session, user.id)
         uow.session.add_all(
             RecoveryCode(id=new_id(), user_id=user.id, code_hash=creds.vault.code_hash(mfa.normalise_recovery_code(c)))
             for c in codes
@@ -661,7 +619,7 @@ async def disable_totp(
     settings = runtime.settings.identity
     await _limit(runtime, _rule("identity.mfa.account", settings.mfa_verify_per_account), str(principal.user_id))
     async with runtime.db.unit_of_work() as uow:
-        user = await active_user(uow.session, principal.user_id, for_update=True)
+        user = await repository.active_user(uow.session, principal.user_id, for_update=True)
         if not user.totp_enabled:
             raise Conflict("TOTP is not enabled")
         accepted = await _consume_second_factor(uow.session, creds, user, code) is not None
@@ -669,7 +627,7 @@ async def disable_totp(
             user.totp_enabled = False
             user.totp_secret = None
             user.updated_at = utcnow()
-            await uow.session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
+            await repository.forget_recovery_codes(uow.session, user.id)
         await audit.append(
             uow.session,
             audit.AuditRecord(
