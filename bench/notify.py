@@ -25,6 +25,7 @@ from sqlalchemy import insert
 
 from bench.harness import free_port, ratio, write_result
 from staybook import migrate
+from staybook.identity import bootstrap as identity_bootstrap
 from staybook.kernel.orm import new_id, utcnow
 from staybook.kernel.runtime import Runtime
 from staybook.kernel.settings import Settings
@@ -97,7 +98,8 @@ async def sender_pipeline(settings: Settings, count: int) -> float:
     runtime = Runtime(settings)
     await runtime.start()
     try:
-        notifier = Notifier(runtime, Templates(), SmtpMailer(settings.notifications), SandboxProvider())
+        mailer = SmtpMailer(settings.notifications)
+        notifier = Notifier(runtime, Templates(), mailer, SandboxProvider(), identity_bootstrap.build(runtime))
         now = utcnow()
         rows = [
             {

@@ -46,11 +46,13 @@ from bench import booking as booking_bench
 from bench.harness import ratio, stop_process, write_result
 from staybook.app import collect_wiring, configure_observability
 from staybook.booking import service
+from staybook.booking.ports import BookingDeps
 from staybook.booking.schemas import HoldRequest
 from staybook.kernel.idempotency import IdempotencyStore, answer_once
 from staybook.kernel.runtime import Runtime
 from staybook.kernel.security import Principal
 from staybook.kernel.settings import Settings
+from staybook.payments import bootstrap as payments_bootstrap
 from staybook.stack import pgbouncer_command, write_pgbouncer_config
 
 ADMIN_URL = os.environ.get("STAYBOOK_BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -161,6 +163,7 @@ async def booking_load(url: str, way: str, room_types: list[str], seconds: float
     runtime = Runtime(settings, collect_wiring())
     await runtime.start()
     store = IdempotencyStore(runtime.db, settings.booking.idempotency_ttl_seconds)
+    deps = BookingDeps(payments=payments_bootstrap.build(runtime))  # this process enters no lifespan
     latencies: list[float] = []
     errors: dict[str, int] = {}
     rng = random.Random(7)
@@ -185,7 +188,7 @@ async def booking_load(url: str, way: str, room_types: list[str], seconds: float
         booking_id = uuid.UUID(held["id"])
 
         async def pay(claim):
-            return await service.pay(runtime, principal, booking_id, "tok_success", claim)
+            return await service.pay(runtime, deps, principal, booking_id, "tok_success", claim)
 
         claim = store.claim(principal.user_id, uuid.uuid4().hex, "bench-pay")
         status, paid, _ = await answer_once(claim, pay, instance=f"/api/v1/bookings/{booking_id}/payment")

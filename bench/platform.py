@@ -458,6 +458,12 @@ def main() -> None:
     parser.add_argument("--generators", type=int, default=2)
     parser.add_argument("--connections", type=int, default=64, help="per generator")
     parser.add_argument("--port", type=int, default=25810)
+    parser.add_argument(
+        "--only",
+        choices=sorted(WEIGHTS),
+        help="run this operation alone for --duration at --alone-rate and write no result (for profiling: "
+        "py-spy record --subprocesses --pid <staybook serve pid> meanwhile)",
+    )
     args = parser.parse_args()
     if args.generator:
         generator_main()
@@ -543,7 +549,11 @@ def main() -> None:
             )
             return figures | {"_run": run}
 
+        print(f"staybook serve pid {server.process.pid}, worker pid {worker.pid}", flush=True)
         phase("warm-up", min(100, args.rate), 5, WEIGHTS)
+        if args.only:
+            phase(f"only: {args.only}", args.alone_rate, args.duration, {args.only: 1})
+            return
         mix = phase("mix", args.rate, args.duration, WEIGHTS)
         alone = {}
         for op in WEIGHTS:

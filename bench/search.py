@@ -456,7 +456,7 @@ async def _event_lag(settings: Settings, holds: int) -> dict:
     from staybook.app import create_app
     from staybook.catalog.models import Property, RoomType
     from staybook.inventory import service as inventory
-    from staybook.search import service
+    from staybook.search.bootstrap import search_deps
 
     app = create_app(settings)
     async with LifespanManager(app, startup_timeout=60):
@@ -504,7 +504,7 @@ async def _event_lag(settings: Settings, holds: int) -> dict:
         night = today + timedelta(days=5)
 
         def free_units() -> int:
-            free = runtime.extensions[service.INDEX].free_units(room_type_id, night)
+            free = search_deps(runtime).index.free_units(room_type_id, night)
             return -1 if free is None else free
 
         deadline = time.monotonic() + 30

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from staybook.app import create_app
-from staybook.search import service
-from staybook.search.index import RatingRanker
+from staybook.search import bootstrap
+from staybook.search.service import SearchDeps
 
 
 def load_snapshot(directory: Path):
@@ -34,11 +34,10 @@ def create():
 
     @contextlib.asynccontextmanager
     async def lifespan(runtime):
-        runtime.extensions[service.RANKER] = RatingRanker()
-        runtime.extensions[service.INDEX] = load_snapshot(snapshot)
+        deps = SearchDeps(runtime, index=load_snapshot(snapshot))  # the rating ranker, as in production
         gc.collect()
         gc.freeze()  # as the service does after a build
-        yield
+        yield deps
 
-    service.lifespan = lifespan
+    bootstrap.lifespan = lifespan
     return create_app()

@@ -8,12 +8,26 @@ from datetime import date, timedelta
 
 from sqlalchemy import insert, select
 
+from staybook.booking.ports import BookingDeps
 from staybook.catalog.models import Property, RoomType
 from staybook.inventory import service as inventory
 from staybook.inventory.models import RoomNight
 from staybook.kernel.orm import utcnow
+from staybook.payments import bootstrap as payments_bootstrap
+from staybook.payments.service import PaymentsDeps
 
 START = date.today() + timedelta(days=60)
+
+
+def payments_of(runtime) -> PaymentsDeps:
+    """The payments deps of an app's runtime (its lifespan built them), or new ones for a runtime
+    that entered no lifespan (`make_runtime`): the sandbox keeps its ledger in the database."""
+    return runtime.context_deps.get("payments") or payments_bootstrap.build(runtime)
+
+
+def booking_deps(runtime) -> BookingDeps:
+    """The booking deps of an app's runtime, or new ones for a runtime that entered no lifespan."""
+    return runtime.context_deps.get("booking") or BookingDeps(payments=payments_of(runtime))
 
 
 async def seed_room_type(

@@ -1,6 +1,7 @@
-"""Tests-only fault injection: `python -m tests.faults serve ...` runs `staybook` with a hook that
-kills the process (SIGKILL, no cleanup) when the booking saga reaches STAYBOOK_TEST_FAULT, or,
-with STAYBOOK_TEST_FAULT=property-read-raises, makes one route raise (an unexpected 500)."""
+"""Tests-only fault injection: `python -m tests.faults serve ...` runs `staybook` with a saga
+checkpoint (given to `create_app`) that kills the process (SIGKILL, no cleanup) when the booking
+saga reaches STAYBOOK_TEST_FAULT, or, with STAYBOOK_TEST_FAULT=property-read-raises, makes one
+route raise (an unexpected 500)."""
 
 from __future__ import annotations
 
@@ -22,13 +23,17 @@ def install() -> None:
 
         catalog.get_property = broken
         return
-    from staybook.booking import saga
+    import functools
+
+    from staybook import app
 
     def crash(name: str) -> None:
         if name == step:
             os.kill(os.getpid(), signal.SIGKILL)
 
-    saga.checkpoint_hook = crash
+    # `staybook serve` (one worker: this process) loads the app factory by its import string
+    # "staybook.app:create_app", so the factory it finds hands the saga this checkpoint.
+    app.create_app = functools.partial(app.create_app, saga_checkpoint=crash)
 
 
 if __name__ == "__main__":

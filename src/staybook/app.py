@@ -5,7 +5,7 @@ touch this file beyond the CONTEXTS list:
 
 - `<context>.api.router`: routes, mounted under `/api/v1` (the `web` context at `/`);
 - `<context>.bootstrap.SUBSCRIPTIONS`: `Subscription` / `ReplicaSubscription` handlers;
-- `<context>.jobs.JOBS` (or `service.JOBS`): `PeriodicJob`s the worker repeats;
+- `<context>.jobs.JOBS`: `PeriodicJob`s the worker repeats;
 - `<context>.seed.seed_demo(runtime, properties=, seed=)`: demo data (`staybook seed`, the demo);
 - `<context>.service.export_personal_data(runtime, user_id)`: the context's part of a user's
   GDPR export;
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from types import ModuleType
 
 import structlog
@@ -103,9 +103,8 @@ def collect_wiring() -> Wiring:
     for context in CONTEXTS:
         bootstrap = optional_room(context, "bootstrap")
         service = optional_room(context, "service")
-        jobs = getattr(optional_room(context, "jobs"), "JOBS", None)
         wiring.add(
-            context, getattr(bootstrap, "SUBSCRIPTIONS", ()), getattr(service, "JOBS", ()) if jobs is None else jobs
+            context, getattr(bootstrap, "SUBSCRIPTIONS", ()), getattr(optional_room(context, "jobs"), "JOBS", ())
         )
         export = getattr(service, "export_personal_data", None)
         if export is not None:
@@ -124,8 +123,6 @@ async def context_lifespans(runtime: Runtime) -> AsyncIterator[None]:
     async with contextlib.AsyncExitStack() as stack:
         for context in CONTEXTS:
             lifespan = getattr(optional_room(context, "bootstrap"), "lifespan", None)
-            if lifespan is None:
-                lifespan = getattr(optional_room(context, "service"), "lifespan", None)
             if lifespan is not None:
                 deps = await stack.enter_async_context(lifespan(runtime))
                 runtime.context_deps[context] = deps
@@ -161,10 +158,18 @@ def _mount_docs(app: FastAPI) -> None:
     app.add_api_route("/docs", swagger_ui, methods=["GET"], include_in_schema=False)
 
 
-def create_app(settings: Settings | None = None, *, payment_provider: object = None, mailer: object = None) -> FastAPI:
-    """The ASGI app. `payment_provider` and `mailer` replace the adapters settings choose (tests)."""
+def create_app(
+    settings: Settings | None = None,
+    *,
+    payment_provider: object = None,
+    mailer: object = None,
+    saga_checkpoint: Callable[[str], None] | None = None,
+) -> FastAPI:
+    """The ASGI app. `payment_provider` and `mailer` replace the adapters settings choose (tests);
+    `saga_checkpoint` is called at each point of the payment saga between a provider call and its
+    transaction (the crash tests kill the process there)."""
     settings = settings or Settings()
-    adapters = Adapters(payment_provider=payment_provider, mailer=mailer)
+    adapters = Adapters(payment_provider=payment_provider, mailer=mailer, saga_checkpoint=saga_checkpoint)
     tracer = configure_observability(settings)
     wiring = collect_wiring()
 

@@ -211,18 +211,21 @@ def rotate_pii_key(batch_size: int = typer.Option(500, min=1, help="Rows re-seal
     STAYBOOK_IDENTITY__PII_PREVIOUS_MASTER_KEYS='{"<old id>": "<old key>"}', roll the
     API processes and workers, run this command, then drop the old key.
     """
+    from staybook.identity import bootstrap as identity_bootstrap
     from staybook.identity.privacy import rotate_pii_keys
     from staybook.kernel.runtime import Runtime
 
     async def run() -> dict[str, int]:
         runtime = Runtime(_settings(), collect_wiring())
         await runtime.start()
+        credentials = identity_bootstrap.build(runtime)
         try:
-            counts = {"identity": await rotate_pii_keys(runtime, batch_size)}
+            counts = {"identity": await rotate_pii_keys(runtime, credentials, batch_size)}
             for context, reseal in runtime.wiring.personal_data_reseals.items():
                 counts[context] = await reseal(runtime, batch_size)
             return counts
         finally:
+            await credentials.close()
             await runtime.close()
 
     for context, count in asyncio.run(run()).items():

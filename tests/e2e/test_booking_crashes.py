@@ -18,7 +18,7 @@ from staybook.booking.models import Booking, BookingSaga
 from staybook.kernel.runtime import Wiring
 from staybook.payments import service as payments
 from staybook.payments.models import Payment
-from tests.bookings import START, hold_body, night_counts, seed_room_type
+from tests.bookings import START, booking_deps, hold_body, night_counts, payments_of, seed_room_type
 from tests.conftest import bearer
 from tests.contract import checked_async_client
 from tests.servers import servers
@@ -58,7 +58,7 @@ async def test_crash_at_each_saga_step_recovers(step, pg_settings, make_runtime,
         server.process.wait(10)
         assert server.process.returncode == -9
 
-    assert await jobs.recover(runtime, grace_seconds=0) == 1
+    assert await jobs.recover(runtime, booking_deps(runtime), grace_seconds=0) == 1
     status, payment_status = EXPECTED[step]
     async with runtime.db.session() as session:
         booking = await session.get(Booking, uuid.UUID(booking_id))
@@ -68,8 +68,8 @@ async def test_crash_at_each_saga_step_recovers(step, pg_settings, make_runtime,
     assert saga.step in ("confirmed", "failed", "compensated")
     booked = 1 if status == "confirmed" else 0
     assert (await night_counts(runtime, room["room_type_id"]))[START.isoformat()] == (1, 0, booked)
-    assert (await payments.reconcile(runtime))["balanced"]
-    assert await jobs.recover(runtime, grace_seconds=0) == 0
+    assert (await payments.reconcile(runtime, payments_of(runtime).provider))["balanced"]
+    assert await jobs.recover(runtime, booking_deps(runtime), grace_seconds=0) == 0
 
     # The guest's retry with the same Idempotency-Key gets the stored outcome, not a new reading.
     async with client_for(settings) as client:

@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from staybook.booking import views as bookings
 from staybook.booking.models import Booking
+from staybook.identity import bootstrap as identity_bootstrap
 from staybook.identity import service as identity
 from staybook.identity.models import User
 from staybook.kernel.events import EventEnvelope, subject_for
@@ -257,7 +258,7 @@ async def _store_booking(uow, booking: dict[str, Any], guest: dict[str, Any]) ->
 
 async def _store_user(runtime, uow, payload: dict[str, Any], contact: dict[str, Any]) -> None:
     user_id = uuid.UUID(payload["user_id"])
-    creds = identity.credentials(runtime)
+    creds = identity_bootstrap.build(runtime)
     user = await uow.session.get(User, user_id)
     if user is None:
         user = User(

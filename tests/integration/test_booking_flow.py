@@ -12,7 +12,7 @@ from sqlalchemy import func, select, update
 from staybook.booking.models import BookingHistory, BookingSaga
 from staybook.kernel.models import OutboxMessage
 from staybook.payments import service as payments
-from tests.bookings import START, hold_body, night_counts, seed_room_type
+from tests.bookings import START, hold_body, night_counts, payments_of, seed_room_type
 from tests.conftest import bearer
 
 
@@ -116,7 +116,7 @@ async def test_decline_releases_the_hold(token, reason, db_settings, client_for)
         assert (await night_counts(runtime, room["room_type_id"]))[START.isoformat()] == (1, 0, 0)
         state = await client.get(f"/api/v1/bookings/{booking['id']}", headers=headers)
         assert state.json()["status"] == "payment_failed"
-        assert (await payments.reconcile(runtime))["balanced"]
+        assert (await payments.reconcile(runtime, payments_of(runtime).provider))["balanced"]
 
 
 async def test_provider_error_is_a_bad_gateway_and_keeps_the_hold(db_settings, client_for):
@@ -158,7 +158,7 @@ async def test_provider_error_is_a_bad_gateway_and_keeps_the_hold(db_settings, c
             payment = await payments.for_booking(uow, uuid.UUID(booking["id"]))
         assert payment.status == "captured" and payment.attempts == 3
         assert (await night_counts(runtime, room["room_type_id"]))[START.isoformat()] == (1, 0, 1)
-        assert (await payments.reconcile(runtime))["balanced"]
+        assert (await payments.reconcile(runtime, payments_of(runtime).provider))["balanced"]
 
 
 async def test_provider_failing_in_a_row_opens_the_breaker(db_settings, client_for):
@@ -190,14 +190,14 @@ async def test_provider_failing_in_a_row_opens_the_breaker(db_settings, client_f
         async with runtime.db.unit_of_work() as uow:
             payment = await payments.for_booking(uow, uuid.UUID(held[2]["id"]))
         assert payment.provider_reference is None
-        assert await payments.provider(runtime).find(str(payment.id)) is None  # the provider was not called
+        assert await payments_of(runtime).provider.find(str(payment.id)) is None  # the provider was not called
 
         await asyncio.sleep(0.6)
         paid = await client.post(
             f"/api/v1/bookings/{held[2]['id']}/payment", json={"payment_method": "tok_success"}, headers=headers | key()
         )
         assert paid.status_code == 200 and paid.json()["outcome"] == "confirmed", paid.text
-        assert not payments.breaker(runtime).open and payments.breaker(runtime).failures == 0
+        assert not payments_of(runtime).breaker.open and payments_of(runtime).breaker.failures == 0
 
 
 async def test_payment_in_progress_is_not_kept_as_the_keys_answer(db_settings, client_for):
@@ -288,7 +288,7 @@ async def test_concurrent_retries_with_one_key_hold_once(pg_settings, client_for
         assert sorted(a.status_code for a in paid).count(200) >= 1
         assert all(a.status_code in (200, 409) for a in paid), [a.text for a in paid]
         assert sum(a.status_code == 200 and "idempotent-replayed" not in a.headers for a in paid) == 1
-        assert (await payments.reconcile(runtime))["balanced"]
+        assert (await payments.reconcile(runtime, payments_of(runtime).provider))["balanced"]
 
 
 async def test_bad_input_leaves_inventory_untouched(pg_settings, client_for):

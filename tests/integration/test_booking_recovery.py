@@ -9,13 +9,14 @@ from sqlalchemy import select
 
 from staybook.booking import jobs, saga, service
 from staybook.booking.models import Booking, BookingSaga
+from staybook.booking.ports import BookingDeps
 from staybook.booking.schemas import HoldRequest
 from staybook.inventory import service as inventory
 from staybook.kernel.runtime import Wiring
 from staybook.kernel.security import Principal
 from staybook.payments import service as payments
 from staybook.payments.models import Payment
-from tests.bookings import START, hold_body, night_counts, seed_room_type
+from tests.bookings import START, hold_body, night_counts, payments_of, seed_room_type
 
 
 class Crash(BaseException):
@@ -24,15 +25,16 @@ class Crash(BaseException):
 
 @pytest.fixture
 def crash_at():
-    def install(step: str) -> None:
+    """`crash_at(runtime, step)`: the runtime's booking deps with a checkpoint that crashes at `step`."""
+
+    def deps_crashing_at(runtime, step: str) -> BookingDeps:
         def hook(name: str) -> None:
             if name == step:
                 raise Crash(name)
 
-        saga.checkpoint_hook = hook
+        return BookingDeps(payments_of(runtime), checkpoint=hook)
 
-    yield install
-    saga.checkpoint_hook = None
+    return deps_crashing_at
 
 
 @pytest.fixture(params=["pg_settings", "sqlite_settings"])
@@ -49,9 +51,9 @@ async def test_captured_after_the_hold_ended_is_refunded(db_settings, make_runti
     guest = Principal(uuid.uuid4(), "guest")
     held = await service.place_hold(runtime, guest, HoldRequest(**hold_body(room["room_type_id"])), None)
     booking_id = uuid.UUID(held["id"])
-    crash_at("captured-at-provider")
+    deps = crash_at(runtime, "captured-at-provider")
     with pytest.raises(Crash):
-        await service.pay(runtime, guest, booking_id, "tok_success", None)
+        await service.pay(runtime, deps, guest, booking_id, "tok_success", None)
 
     # While the process was down an operator ended the hold and the nights went back on sale.
     async with runtime.db.unit_of_work() as uow:
@@ -59,11 +61,11 @@ async def test_captured_after_the_hold_ended_is_refunded(db_settings, make_runti
         await inventory.release_hold(uow, saga.stay_of(booking))
         booking.status = "expired"
 
-    assert await jobs.recover(runtime, grace_seconds=0) == 1
+    assert await jobs.recover(runtime, deps, grace_seconds=0) == 1
     async with runtime.db.session() as session:
         saga_row = await session.get(BookingSaga, booking_id)
         payment = await session.scalar(select(Payment).where(Payment.booking_id == booking_id))
     assert saga_row.step == "compensated"
     assert (payment.status, payment.refunded_amount) == ("refunded", payment.amount)
     assert (await night_counts(runtime, room["room_type_id"]))[START.isoformat()] == (1, 0, 0)
-    assert (await payments.reconcile(runtime))["balanced"]
+    assert (await payments.reconcile(runtime, payments_of(runtime).provider))["balanced"]

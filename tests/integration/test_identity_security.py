@@ -14,6 +14,7 @@ from pydantic import SecretStr
 from sqlalchemy import text
 
 from staybook.identity import admin, privacy, seed, service
+from staybook.identity import bootstrap as identity_bootstrap
 from staybook.identity.bootstrap import SUBSCRIPTIONS
 from staybook.identity.pii import new_master_key
 from staybook.kernel.events import EventEnvelope
@@ -406,8 +407,10 @@ async def test_pii_master_key_rotation_rewraps_without_losing_data(any_settings,
     )
     during = any_settings.model_copy(update={"identity": identity})
     runtime = await make_runtime(during)
-    assert await privacy.rotate_pii_keys(runtime, batch_size=1) == 2
-    assert await privacy.rotate_pii_keys(runtime) == 0
+    credentials = identity_bootstrap.build(runtime)  # as `staybook rotate-pii-key` builds them
+    assert await privacy.rotate_pii_keys(runtime, credentials, batch_size=1) == 2
+    assert await privacy.rotate_pii_keys(runtime, credentials) == 0
+    await credentials.close()
     # After the rotation the old key is no longer needed.
     identity = any_settings.identity.model_copy(
         update={"pii_master_key": second_key, "pii_master_key_id": "m2", "pii_previous_master_keys": {}}

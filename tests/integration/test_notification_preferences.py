@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from staybook.identity import bootstrap as identity_bootstrap
 from staybook.kernel.orm import new_id, utcnow
 from staybook.notifications.delivery import claim_due, send_due
 from staybook.notifications.mail import MailSink
@@ -217,10 +218,15 @@ async def add_pending_deliveries(runtime, ids: list[uuid.UUID], *, context: dict
         await uow.session.execute(insert(Delivery), rows)
 
 
+def _notifier(runtime, mail_dir) -> Notifier:
+    """A sender of its own, as each worker process has (with identity's credentials to open contacts)."""
+    return Notifier(runtime, Templates(), MailSink(mail_dir), SandboxProvider(), identity_bootstrap.build(runtime))
+
+
 async def test_two_senders_never_claim_the_same_delivery(pg_settings, make_runtime, tmp_path):
     first, second = await make_runtime(pg_settings), await make_runtime(pg_settings)
     await add_pending_deliveries(first, [new_id() for _ in range(60)], context={})
-    notifiers = [Notifier(r, Templates(), MailSink(tmp_path), SandboxProvider()) for r in (first, second)]
+    notifiers = [_notifier(r, tmp_path) for r in (first, second)]
     claims = await asyncio.gather(*(claim_due(n, 20) for n in notifiers for _ in range(2)))
     ids = [c.id for claim in claims for c in claim]
     assert len(ids) == len(set(ids)) == 60
@@ -232,7 +238,7 @@ async def test_two_senders_racing_send_each_delivery_once_and_record_it(pg_setti
     context = {**SAMPLES["booking_confirmed"], "recipient_name": "Ada", "timezone": "Europe/Berlin"}
     ids = [new_id() for _ in range(90)]
     await add_pending_deliveries(first, ids, context=context)
-    notifiers = [Notifier(r, Templates(), MailSink(tmp_path / "mail"), SandboxProvider()) for r in (first, second)]
+    notifiers = [_notifier(r, tmp_path / "mail") for r in (first, second)]
     for notifier in notifiers:
         notifier.settings = notifier.settings.model_copy(update={"batch_size": 7})
 

@@ -119,17 +119,20 @@ def _demo_api(settings: Settings):
 
 async def _register_throwaways(settings: Settings, count: int) -> None:
     from staybook.app import collect_wiring
+    from staybook.identity import bootstrap as identity_bootstrap
     from staybook.identity import service as identity
     from staybook.identity.schemas import RegisterRequest
     from staybook.kernel.runtime import Runtime
 
     runtime = Runtime(settings, collect_wiring())
     await runtime.start()
+    credentials = identity_bootstrap.build(runtime)
     try:
         for index in range(count):
             account = RegisterRequest(email=f"throwaway{index}@example.com", password=uuid.uuid4().hex, name="Tess")
-            await identity.register(runtime, account, identity.RequestInfo(ip=f"192.0.2.{index}"))
+            await identity.register(runtime, credentials, account, identity.RequestInfo(ip=f"192.0.2.{index}"))
     finally:
+        await credentials.close()
         await runtime.close()
 
 

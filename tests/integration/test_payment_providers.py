@@ -17,8 +17,9 @@ import pytest
 
 from staybook.payments import service as payments
 from staybook.payments.models import PaymentStatus
-from staybook.payments.provider import ChargeStatus, InvalidSignature, PaymentProvider
+from staybook.payments.provider import ChargeStatus, InvalidSignature, PaymentProvider, ProviderBreaker
 from staybook.payments.sandbox import SandboxProvider
+from staybook.payments.service import PaymentsDeps
 from staybook.payments.stripe import StripeProvider
 from tests.stripe_server import API_KEY, flush, register_webhook
 from tests.webhook_receiver import Receiver, receiver
@@ -80,8 +81,6 @@ async def case(request, pg_settings, make_runtime) -> AsyncIterator[Case]:
             provider = SandboxProvider(runtime.db, settings)
             provider.client = httpx.AsyncClient(base_url=box.url)
             tokens = ("tok_visa", "tok_decline")
-        # Until the composition root takes a provider adapter: the process's provider is this one.
-        runtime.extensions[payments.PROVIDER_KEY] = provider
         try:
             yield Case(provider, *tokens, runtime=runtime, receiver=box)
         finally:
@@ -169,8 +168,9 @@ async def test_webhook_signature_good_bad_and_replayed(case: Case):
     case.provider.clock = real_clock
     # ... and within it, the service takes it once: the event id de-duplicates.
     name = case.provider.name
-    first = await payments.handle_webhook(case.runtime, name, body, headers)
-    second = await payments.handle_webhook(case.runtime, name, body, headers)
+    deps = PaymentsDeps(case.provider, ProviderBreaker(3, 30))  # the process's provider is this one
+    first = await payments.handle_webhook(case.runtime, deps, name, body, headers)
+    second = await payments.handle_webhook(case.runtime, deps, name, body, headers)
     assert first == "ignored" and second == "duplicate"  # no staybook payment carries this key
 
 
@@ -200,7 +200,7 @@ async def test_reconciliation_finds_an_authorised_but_unconfirmed_payment(case: 
     async with runtime.db.unit_of_work() as uow:
         await payments.record(uow, confirmed.id, PaymentStatus.AUTHORISED, charge=charge)
         await payments.record(uow, confirmed.id, PaymentStatus.CAPTURED, charge=captured)
-    balanced = await payments.reconcile(runtime)
+    balanced = await payments.reconcile(runtime, case.provider)
     assert balanced["balanced"], balanced
     assert balanced["captured"] == {"staybook": 4_000, "provider": 4_000}
 
@@ -208,7 +208,7 @@ async def test_reconciliation_finds_an_authorised_but_unconfirmed_payment(case: 
     lost = await case.provider.authorise(
         token=case.approve, amount=6_000, currency="EUR", idempotency_key=str(unconfirmed.id)
     )
-    report = await payments.reconcile(runtime)
+    report = await payments.reconcile(runtime, case.provider)
     assert not report["balanced"]
     assert report["mismatches"] == [
         {

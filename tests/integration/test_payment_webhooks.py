@@ -13,7 +13,7 @@ from staybook.kernel.models import OutboxMessage
 from staybook.payments import service as payments
 from staybook.payments.models import SandboxWebhook
 from staybook.payments.sandbox import SIGNATURE_HEADER, sign
-from tests.bookings import START, hold_body, night_counts, seed_room_type
+from tests.bookings import START, hold_body, night_counts, payments_of, seed_room_type
 from tests.conftest import bearer
 
 
@@ -45,7 +45,7 @@ async def _book(client, settings, headers, room) -> str:
 
 async def _wait_status(client, headers, booking_id, wanted, seconds=10.0) -> dict:
     """Polls the booking while doing what the worker's webhook job does (this app runs no worker)."""
-    provider = payments.provider(client.app.state.runtime)
+    provider = payments_of(client.app.state.runtime).provider
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         await provider.deliver_pending()
@@ -61,7 +61,7 @@ async def test_timeout_then_late_success_webhook_confirms(pg_settings, client_fo
     headers = bearer(settings, "guest")
     async with client_for(settings) as client:
         runtime = client.app.state.runtime
-        payments.provider(runtime).client = client
+        payments_of(runtime).provider.client = client
         room = await seed_room_type(runtime, total=1)
         booking_id = await _book(client, settings, headers, room)
         paid = await client.post(
@@ -79,7 +79,7 @@ async def test_timeout_then_late_success_webhook_confirms(pg_settings, client_fo
             headers=headers | {"Idempotency-Key": "pay-1"},
         )
         assert replay.status_code == 202 and replay.headers["idempotent-replayed"] == "true"
-        report = await payments.reconcile(runtime)
+        report = await payments.reconcile(runtime, payments_of(runtime).provider)
         assert report["balanced"], report
 
 
@@ -89,7 +89,7 @@ async def test_duplicate_stale_and_forged_webhooks(pg_settings, client_for):
     secret = settings.payments.webhook_secret.get_secret_value().encode()
     async with client_for(settings) as client:
         runtime = client.app.state.runtime
-        provider = payments.provider(runtime)
+        provider = payments_of(runtime).provider
         provider.client = client
         room = await seed_room_type(runtime, total=1)
         booking_id = await _book(client, settings, headers, room)
@@ -146,7 +146,7 @@ async def test_duplicate_stale_and_forged_webhooks(pg_settings, client_for):
             events_after = await session.scalar(select(func.count()).select_from(OutboxMessage))
         assert events_after == events_before  # nothing stale or forged produced an event
         assert (await night_counts(runtime, room["room_type_id"]))[START.isoformat()] == (1, 0, 1)
-        assert (await payments.reconcile(runtime))["balanced"]
+        assert (await payments.reconcile(runtime, payments_of(runtime).provider))["balanced"]
 
 
 async def test_webhooks_are_rate_limited_per_provider_and_address(pg_settings, client_for):
@@ -197,7 +197,7 @@ async def test_an_api_process_owes_webhooks_and_the_worker_delivers_them_on_one_
     headers = bearer(settings, "guest")
     async with client_for(settings) as client:
         runtime = client.app.state.runtime
-        provider = payments.provider(runtime)
+        provider = payments_of(runtime).provider
         provider.client = client  # where an inline delivery from this process would succeed
         room = await seed_room_type(runtime, total=2)
         for key in ("pay-a", "pay-b"):

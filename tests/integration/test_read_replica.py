@@ -13,6 +13,7 @@ from staybook import migrate
 from staybook.kernel.settings import Settings
 from staybook.recovery.drill import free_port
 from staybook.search import service as search_service
+from staybook.search.bootstrap import search_deps
 from tests.bookings import hold_body, seed_room_type
 from tests.conftest import bearer
 from tests.integration.test_identity_flows import auth, fast_hashing, login, register
@@ -131,6 +132,6 @@ async def test_exports_read_the_standby_and_a_search_rebuild_waits_for_it_to_cat
 
         await seed_room_type(runtime)
         # Seeded a moment ago on the primary: the rebuild waits for the standby to replay it.
-        counts = await search_service.reindex(runtime)
+        counts = await search_service.reindex(search_deps(runtime))
         assert counts["properties"] == counts["room_types"] == 2
-        assert runtime.extensions[search_service.INDEX].property_count() == 2
+        assert search_deps(runtime).index.property_count() == 2

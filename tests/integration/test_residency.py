@@ -16,6 +16,7 @@ import pytest
 from pydantic import SecretStr
 
 from staybook import cli, migrate
+from staybook.identity import bootstrap as identity_bootstrap
 from staybook.identity import privacy as identity_privacy
 from staybook.identity.pii import new_master_key
 from staybook.kernel.settings import Settings
@@ -166,8 +167,10 @@ async def test_a_master_key_rotation_rewraps_the_records_in_every_region(
     assert [regions[r].query(key_ids, database=DATABASE) for r in regions] == [[("m1",)], [("m1",)]]
 
     runtime = await make_runtime(keyed(second, "m2", {"m1": first}))
-    assert await identity_privacy.rotate_pii_keys(runtime) == 2
-    assert await identity_privacy.rotate_pii_keys(runtime) == 0
+    credentials = identity_bootstrap.build(runtime)  # as `staybook rotate-pii-key` builds them
+    assert await identity_privacy.rotate_pii_keys(runtime, credentials) == 2
+    assert await identity_privacy.rotate_pii_keys(runtime, credentials) == 0
+    await credentials.close()
     assert [regions[r].query(key_ids, database=DATABASE) for r in regions] == [[("m2",)], [("m2",)]]
     async with client_for(keyed(second, "m2", {})) as client:  # the old key is no longer needed
         for email in emails.values():

@@ -12,6 +12,7 @@ from staybook.catalog.models import Property, RoomType
 from staybook.inventory import service as inventory
 from staybook.kernel.events import Event
 from staybook.search import service as search_service
+from staybook.search.bootstrap import search_deps
 from tests.conftest import bearer
 
 TODAY = datetime.now(UTC).date()
@@ -130,7 +131,7 @@ async def test_last_unit_held_and_archived_property_leave_the_results(live_setti
             i["property_id"] for i in (await client.get("/api/v1/search", params=later)).json()["items"]
         }
         # The worker's roll-forward job may have opened more nights since the seed.
-        counts = await search_service.reindex(runtime)
+        counts = await search_service.reindex(search_deps(runtime))
         assert counts["properties"] == 3 and counts["room_types"] == 3 and counts["room_nights"] >= 90
         assert await gone()
 
@@ -278,7 +279,7 @@ async def test_a_cached_answer_passes_the_gateway_and_is_counted_like_a_routed_o
     seeder = await make_runtime(settings)
     await seed(seeder)
     async with client_for(settings) as client:
-        state = search_service.state_of(client.app.state.runtime)
+        state = search_deps(client.app.state.runtime)
         routed = await client.get("/api/v1/search", params=PARAMS)
         counted_before = _search_requests_counted((await client.get("/metrics")).text)
         hits_before = state.raw_responses._hits._value.get()

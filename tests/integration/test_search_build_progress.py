@@ -10,7 +10,9 @@ async def test_a_build_reports_each_stage_read_to_its_total(sqlite_settings, mak
     runtime = await make_runtime(sqlite_settings)
     await seed(runtime)
     reported: list[tuple[str, int, int | None]] = []
-    counts = await search_service.reindex(runtime, lambda stage, done, total: reported.append((stage, done, total)))
+    deps = search_service.SearchDeps(runtime)  # a runtime without lifespans: deps of its own
+    counts = await search_service.reindex(deps, lambda stage, done, total: reported.append((stage, done, total)))
+    await deps.index.close()
     assert counts["properties"] == 3 and counts["room_nights"] > 0
     assert search_service.build_progress() == [
         ("properties", counts["properties"], counts["properties"]),

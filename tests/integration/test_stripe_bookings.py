@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 
 from staybook.payments import service as payments
-from tests.bookings import START, hold_body, night_counts, seed_room_type
+from tests.bookings import START, hold_body, night_counts, payments_of, seed_room_type
 from tests.conftest import bearer
 from tests.stripe_server import API_KEY, flush, register_webhook
 from tests.webhook_receiver import receiver
@@ -47,7 +47,7 @@ async def test_pay_decline_cancel_webhook_and_reconcile_through_stripe(pg_settin
     async with receiver() as box, client_for(settings) as client:
         register_webhook(stripe_url, box.url + "/webhooks/stripe", SECRET)
         runtime = client.app.state.runtime
-        assert payments.provider(runtime).name == "stripe"
+        assert payments_of(runtime).provider.name == "stripe"
         room = await seed_room_type(runtime, total=2)
 
         paid_id = await _hold(client, headers, room)
@@ -65,7 +65,7 @@ async def test_pay_decline_cancel_webhook_and_reconcile_through_stripe(pg_settin
         assert declined.json()["reason"] == "card_declined"
         assert (await night_counts(runtime, room["room_type_id"]))[START.isoformat()] == (2, 0, 1)  # the hold released
 
-        report = await payments.reconcile(runtime)
+        report = await payments.reconcile(runtime, payments_of(runtime).provider)
         assert report["balanced"], report
         assert report["provider"] == "stripe" and report["captured"] == {"staybook": 20_000, "provider": 20_000}
 
@@ -89,8 +89,8 @@ async def test_pay_decline_cancel_webhook_and_reconcile_through_stripe(pg_settin
         cancelled = await client.post(f"/api/v1/bookings/{paid_id}/cancel", json={}, headers=headers)
         assert cancelled.status_code == 200, cancelled.text
         assert cancelled.json()["refund"] == {"amount": 20_000, "currency": "EUR"}
-        charge = await payments.provider(runtime).retrieve(reference)
+        charge = await payments_of(runtime).provider.retrieve(reference)
         assert (charge.status, charge.refunded_amount) == ("refunded", 20_000)
-        report = await payments.reconcile(runtime)
+        report = await payments.reconcile(runtime, payments_of(runtime).provider)
         assert report["balanced"], report
         assert report["refunded"] == {"staybook": 20_000, "provider": 20_000}

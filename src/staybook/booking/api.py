@@ -10,6 +10,7 @@ from fastapi import APIRouter, Body, Depends, Query, Request
 from starlette.responses import Response
 
 from staybook.booking import service
+from staybook.booking.bootstrap import BookingDep
 from staybook.booking.schemas import BookingOut, CancelRequest, HoldRequest, PaymentOutcome, PaymentRequest
 from staybook.kernel.dates import stay_fields_in
 from staybook.kernel.idempotency import run_idempotent
@@ -78,11 +79,12 @@ async def pay(
     booking_id: uuid.UUID,
     request: Request,
     payload: PaymentRequest,
+    deps: BookingDep,
     principal: Principal = Depends(current_principal),
     runtime: Runtime = Depends(get_runtime),
 ) -> Response:
     async def work(claim):
-        return await service.pay(runtime, principal, booking_id, payload.payment_method, claim)
+        return await service.pay(runtime, deps, principal, booking_id, payload.payment_method, claim)
 
     return await run_idempotent(
         request, runtime.db, _ttl(runtime), scope=principal.user_id, body=payload.model_dump(mode="json"), work=work
@@ -98,12 +100,13 @@ async def pay(
 async def cancel(
     booking_id: uuid.UUID,
     request: Request,
+    deps: BookingDep,
     payload: CancelRequest = Body(default_factory=CancelRequest),
     principal: Principal = Depends(current_principal),
     runtime: Runtime = Depends(get_runtime),
 ) -> Response:
     async def work(claim):
-        return 200, await service.cancel(runtime, principal, booking_id, payload.reason, claim)
+        return 200, await service.cancel(runtime, deps, principal, booking_id, payload.reason, claim)
 
     return await run_idempotent(
         request,

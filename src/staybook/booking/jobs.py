@@ -9,6 +9,7 @@ import structlog
 from staybook.booking import metrics, repository
 from staybook.booking.domain import Booking, Driver, SagaStep
 from staybook.booking.events import BookingExpired
+from staybook.booking.ports import BookingDeps
 from staybook.booking.saga import Drive, run, stay_of
 from staybook.booking.views import snapshot
 from staybook.inventory import service as inventory
@@ -41,7 +42,7 @@ async def expire_holds(runtime: Runtime) -> int:
     return len(bookings)
 
 
-async def recover(runtime: Runtime, *, grace_seconds: float | None = None) -> int:
+async def recover(runtime: Runtime, deps: BookingDeps, *, grace_seconds: float | None = None) -> int:
     """Finishes or undoes sagas left mid-way by a crash (no progress for the grace period).
 
     Captured but not confirmed -> confirm if the nights are still held, else refund;
@@ -54,7 +55,7 @@ async def recover(runtime: Runtime, *, grace_seconds: float | None = None) -> in
         )
     for booking_id in stuck:
         try:
-            await run(runtime, booking_id, Drive(Driver.RECOVERY))
+            await run(runtime, deps, booking_id, Drive(Driver.RECOVERY))
         except Exception as error:  # one stuck saga must not block the others; the next pass retries it
             log.warning(
                 "saga recovery failed", booking_id=str(booking_id), error_type=type(error).__name__, message=str(error)
@@ -71,5 +72,5 @@ async def _expire_job(runtime: Runtime) -> None:
 
 JOBS = [
     PeriodicJob("booking.expire-holds", 5, lambda runtime, _: _expire_job(runtime)),
-    PeriodicJob("booking.recover-sagas", 30, lambda runtime, _: recover(runtime)),
+    PeriodicJob("booking.recover-sagas", 30, lambda runtime, deps: recover(runtime, deps)),
 ]

@@ -10,7 +10,6 @@ the recovery pass; each run advances it until a terminal step or until it has to
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from staybook.booking import metrics, repository
@@ -34,6 +33,7 @@ from staybook.booking.domain import (
     settle_capture,
 )
 from staybook.booking.events import BookingConfirmed, BookingPaymentFailed
+from staybook.booking.ports import BookingDeps
 from staybook.booking.views import outcome, snapshot
 from staybook.inventory import service as inventory
 from staybook.inventory.service import Stay
@@ -44,16 +44,6 @@ from staybook.kernel.orm import utcnow
 from staybook.kernel.runtime import Runtime
 from staybook.payments import service as payments
 from staybook.payments.provider import ChargeState, CircuitOpen, ProviderError, ProviderTimeout
-
-# A seam for the crash tests: called with the name of each saga point between a provider
-# call and its transaction. Production never sets it; tests/faults.py installs a kill -9.
-checkpoint_hook: Callable[[str], None] | None = None
-
-
-def checkpoint(name: str) -> None:
-    if checkpoint_hook is not None:
-        checkpoint_hook(name)
-
 
 # What repository.CONFIRM sets when the booking is still held: the lifecycle's held -> confirmed.
 _CONFIRMED = LIFECYCLE.require(BookingStatus.HELD, BookingStatus.CONFIRMED)
@@ -92,13 +82,14 @@ async def _load(runtime: Runtime, booking_id: uuid.UUID):
     return booking.saga_step, booking, payment
 
 
-async def run(runtime: Runtime, booking_id: uuid.UUID, drive: Drive, loaded: tuple | None = None) -> None:
+async def run(
+    runtime: Runtime, deps: BookingDeps, booking_id: uuid.UUID, drive: Drive, loaded: tuple | None = None
+) -> None:
     """Advances the saga until it reaches a terminal step or has to wait for the provider.
 
     `loaded` (step, booking, payment) spares the first pass its read when the caller just wrote them.
     A live request stops as soon as it has its answer: the step it reached is terminal.
     """
-    provider = payments.provider(runtime)
     for _ in range(20):  # each pass moves at least one step or returns; 20 is far more than the longest path
         if drive.live and drive.answer is not None:
             return
@@ -107,7 +98,7 @@ async def run(runtime: Runtime, booking_id: uuid.UUID, drive: Drive, loaded: tup
         if not drive.live and booking is not None and booking.answer_key is not None:
             drive.answer_to = (booking.answer_scope, booking.answer_key)
         try:
-            if not await _advance(runtime, provider, step, booking, payment, drive):
+            if not await _advance(runtime, deps, step, booking, payment, drive):
                 return
         except repository.StepTaken:
             continue
@@ -132,12 +123,13 @@ async def run(runtime: Runtime, booking_id: uuid.UUID, drive: Drive, loaded: tup
             return
 
 
-async def _advance(runtime, provider, step, booking, payment, drive: Drive) -> bool:
+async def _advance(runtime, deps: BookingDeps, step, booking, payment, drive: Drive) -> bool:
     """One pass at `step`; False when there is nothing for this run to do now."""
     if step == SagaStep.AUTHORISING:
-        return await _authorise(runtime, provider, booking, payment, drive)
+        return await _authorise(runtime, deps, booking, payment, drive)
     if step == SagaStep.CAPTURING:
-        return await _capture(runtime, provider, booking, payment, drive)
+        return await _capture(runtime, deps, booking, payment, drive)
+    provider = deps.payments.provider
     decision = decide(step, drive.driver)
     if decision is Next.VOID_AT_PROVIDER:
         charge = await provider.void(payment.provider_reference, idempotency_key=f"{payment.id}:void")
@@ -145,7 +137,7 @@ async def _advance(runtime, provider, step, booking, payment, drive: Drive) -> b
         return True
     if decision is Next.REFUND:
         amount = refund_owed(step, paid=payment.amount, by_policy=booking.refund_amount)
-        checkpoint(step)
+        deps.checkpoint(step)
         charge = await provider.refund(
             payment.provider_reference, amount=amount, idempotency_key=f"{payment.id}:refund"
         )
@@ -154,14 +146,15 @@ async def _advance(runtime, provider, step, booking, payment, drive: Drive) -> b
     return False
 
 
-async def _authorise(runtime, provider, booking, payment, drive: Drive) -> bool:
+async def _authorise(runtime, deps: BookingDeps, booking, payment, drive: Drive) -> bool:
     """Step AUTHORISING -> CAPTURING (authorised) or FAILED (declined). False: nothing to do now."""
+    provider, checkpoint = deps.payments.provider, deps.checkpoint
     charge: ChargeState | None = None
     decision = decide(SagaStep.AUTHORISING, drive.driver, payment=payment.status)
     if decision is Next.WAIT:
         return False
     if decision is Next.AUTHORISE:
-        breaker = payments.breaker(runtime)
+        breaker = deps.payments.breaker
         try:
             breaker.check()  # while the provider keeps failing, fail fast: it is not called
             charge = await provider.authorise(
@@ -237,8 +230,9 @@ async def _back_to_held(runtime, booking_id: uuid.UUID, payment, reason: str) ->
         await repository.set_step(uow, booking_id, SagaStep.AUTHORISING, SagaStep.HELD, last_error=reason[:2000])
 
 
-async def _capture(runtime, provider, booking, payment, drive: Drive) -> bool:
+async def _capture(runtime, deps: BookingDeps, booking, payment, drive: Drive) -> bool:
     """Step CAPTURING -> CONFIRMED, or REFUNDING/VOIDING when the booking cannot be honoured."""
+    provider = deps.payments.provider
     facts = {"payment": payment.status, "booking": booking.status, "applied_authorisation": drive.applied_authorisation}
     decision = decide(SagaStep.CAPTURING, drive.driver, **facts)
     charge: ChargeState | None = None
@@ -257,7 +251,7 @@ async def _capture(runtime, provider, booking, payment, drive: Drive) -> bool:
         charge = await provider.capture(
             payment.provider_reference, amount=payment.amount, idempotency_key=f"{payment.id}:capture"
         )
-        checkpoint("captured-at-provider")
+        deps.checkpoint("captured-at-provider")
     await _finish_capture(runtime, booking.id, charge, payment, drive)
     return True
 
@@ -376,9 +370,6 @@ async def _finish_refund(runtime, booking_id, step: SagaStep, charge: ChargeStat
             await _answer(uow, drive, 409, {**_problem(error), "payment": refunded.status})
 
 
-async def on_payment_settled(runtime: Runtime, booking_id: uuid.UUID) -> None:
+async def on_payment_settled(runtime: Runtime, deps: BookingDeps, booking_id: uuid.UUID) -> None:
     """A webhook moved this booking's payment: continue a saga that was waiting for the provider."""
-    await run(runtime, booking_id, Drive(Driver.WEBHOOK))
-
-
-payments.settlement_listeners.append(on_payment_settled)
+    await run(runtime, deps, booking_id, Drive(Driver.WEBHOOK))

@@ -18,7 +18,7 @@ from staybook.booking.domain import Booking as BookingRules
 from staybook.booking.domain import BookingStatus, Driver, ProviderUnavailable, SagaStep, cancelled_by
 from staybook.booking.events import BookingCancelled, BookingHeld
 from staybook.booking.models import Booking
-from staybook.booking.ports import CatalogStayCatalog, StayCatalog, property_snapshot
+from staybook.booking.ports import BookingDeps, CatalogStayCatalog, StayCatalog, property_snapshot
 from staybook.booking.saga import Drive, stay_of
 from staybook.booking.schemas import HoldRequest
 from staybook.booking.views import ERASED_GUEST, GUEST_PURPOSE, open_guest, outcome, present, seal_guest, snapshot
@@ -192,7 +192,12 @@ async def _page(runtime: Runtime, query, cursor: uuid.UUID | None, limit: int) -
 
 
 async def pay(
-    runtime: Runtime, principal: Principal, booking_id: uuid.UUID, token: str, claim: Claim | None
+    runtime: Runtime,
+    deps: BookingDeps,
+    principal: Principal,
+    booking_id: uuid.UUID,
+    token: str,
+    claim: Claim | None,
 ) -> tuple[int, dict]:
     """Pays a held booking: authorise and capture at the provider, then confirm (held -> booked).
 
@@ -216,7 +221,7 @@ async def pay(
             payer_id=principal.user_id,
             amount=booking.total_amount,
             currency=booking.currency,
-            provider_name=payments.provider(runtime).name,
+            provider_name=deps.payments.provider.name,
         )
         uow.defer(repository.SET_PAYMENT, {"id": booking_id, "payment_id": payment.id})
         await repository.set_step(
@@ -229,12 +234,13 @@ async def pay(
             answer_scope=claim.scope if claim else None,
             answer_key=claim.key if claim else None,
         )
-    saga.checkpoint("authorising")
+    deps.checkpoint("authorising")
     drive = Drive(Driver.LIVE, token=token, claim=claim)
     try:
         # The first pass starts from what this request just wrote: no reload.
         await saga.run(
             runtime,
+            deps,
             booking_id,
             drive,
             loaded=(SagaStep.AUTHORISING, Record(booking, payment_id=payment.id), payment),
@@ -260,7 +266,12 @@ async def pay(
 
 
 async def cancel(
-    runtime: Runtime, principal: Principal, booking_id: uuid.UUID, reason: str | None, claim: Claim | None
+    runtime: Runtime,
+    deps: BookingDeps,
+    principal: Principal,
+    booking_id: uuid.UUID,
+    reason: str | None,
+    claim: Claim | None,
 ) -> dict:
     """Cancels a confirmed booking: nights back to inventory, refund by policy (hosts: in full)."""
     async with runtime.db.transaction() as uow:
@@ -293,7 +304,7 @@ async def cancel(
         if claim is not None:
             claim.record(uow, 200, body)
     if refund:
-        await saga.run(runtime, booking_id, Drive(Driver.LIVE))
+        await saga.run(runtime, deps, booking_id, Drive(Driver.LIVE))
     return body
 
 

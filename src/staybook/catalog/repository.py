@@ -134,6 +134,26 @@ async def room_type_summary_in(uow: UnitOfWork, room_type_id: uuid.UUID) -> Room
     return None if row is None else RoomTypeSummary(**row)
 
 
+# A property's active room types as summaries: the property row always (so an unknown property is
+# told from one without active room types), its room types' columns NULL when it has none.
+_PROPERTY_ROOM_TYPES = Sql(
+    "SELECT "
+    + ", ".join(f"{alias}.{source.name} AS {name}" for name, (alias, source) in _SUMMARY_COLUMNS.items())
+    + " FROM properties p LEFT JOIN room_types rt ON rt.property_id = p.id AND rt.status = :active"
+    " WHERE p.id = :property_id ORDER BY rt.created_at, rt.id",
+    types={"property_id": _P.id.type, "active": _RT.status.type},
+    returns=[column(name, source.type) for name, (_, source) in _SUMMARY_COLUMNS.items()],
+)
+
+
+async def property_room_types_in(uow: UnitOfWork, property_id: uuid.UUID) -> list[RoomTypeSummary]:
+    """`property_room_types` as one prepared statement (the availability answer's cache miss)."""
+    rows = await uow.fetch(_PROPERTY_ROOM_TYPES, {"property_id": property_id, "active": ListingStatus.ACTIVE.value})
+    if not rows:
+        raise NotFound(f"No property {property_id}")
+    return [RoomTypeSummary(**row) for row in rows if row["room_type_id"] is not None]
+
+
 async def property_room_types(session: AsyncSession, property_id: uuid.UUID) -> list[RoomTypeSummary]:
     """The property's active room types, in one query (NotFound when the property does not exist)."""
     rows = (

@@ -14,9 +14,9 @@ from staybook.identity.schemas import (
     AdminUserOut,
 )
 from staybook.identity.service import (
+    Credentials,
     RequestInfo,
     admin_out,
-    credentials,
     revoke_sessions,
     revoke_tokens,
     updated_event,
@@ -30,10 +30,9 @@ from staybook.kernel.security import Principal
 
 
 async def list_users(
-    runtime: Runtime, *, role: str | None, status: str | None, cursor: uuid.UUID | None, limit: int
+    runtime: Runtime, creds: Credentials, *, role: str | None, status: str | None, cursor: uuid.UUID | None, limit: int
 ) -> dict:
     """Users newest first (ids are time-ordered); `next_cursor` continues the list."""
-    creds = credentials(runtime)
     query = select(User).order_by(User.id.desc()).limit(limit + 1)
     if role:
         query = query.where(User.role == role)
@@ -50,21 +49,20 @@ async def list_users(
     }
 
 
-async def get_user(runtime: Runtime, user_id: uuid.UUID) -> AdminUserOut:
+async def get_user(runtime: Runtime, creds: Credentials, user_id: uuid.UUID) -> AdminUserOut:
     async with runtime.db.session() as session:
         user = await session.get(User, user_id)
     if user is None:
         raise NotFound("No such user", user_id=str(user_id))
-    return admin_out(credentials(runtime), user)
+    return admin_out(creds, user)
 
 
 async def change_role(
-    runtime: Runtime, admin: Principal, user_id: uuid.UUID, role: str, info: RequestInfo
+    runtime: Runtime, creds: Credentials, admin: Principal, user_id: uuid.UUID, role: str, info: RequestInfo
 ) -> AdminUserOut:
     """An admin gives a user another role. Admins cannot change their own (no locking the last one out)."""
     if user_id == admin.user_id:
         raise Forbidden("Admins cannot change their own role")
-    creds = credentials(runtime)
     async with runtime.db.unit_of_work() as uow:
         user = await uow.session.scalar(
             select(User).where(User.id == user_id, User.status == "active").with_for_update()
@@ -97,13 +95,12 @@ async def change_role(
 
 
 async def set_locked(
-    runtime: Runtime, admin: Principal, user_id: uuid.UUID, locked: bool, info: RequestInfo
+    runtime: Runtime, creds: Credentials, admin: Principal, user_id: uuid.UUID, locked: bool, info: RequestInfo
 ) -> AdminUserOut:
     """An admin locks an account (its sessions end, its tokens are refused from the next request,
     sign-in and refresh are refused) or unlocks it. Admins cannot lock themselves."""
     if user_id == admin.user_id:
         raise Forbidden("Admins cannot lock their own account")
-    creds = credentials(runtime)
     version = None
     async with runtime.db.unit_of_work() as uow:
         user = await uow.session.scalar(

@@ -18,9 +18,9 @@ from staybook.identity.events import (
 from staybook.identity.models import AuditEntry, RecoveryCode, RefreshToken, User
 from staybook.identity.service import (
     ERASED_NAME,
+    Credentials,
     RequestInfo,
     active_user,
-    credentials,
     revoke_tokens,
     user_out,
 )
@@ -32,9 +32,8 @@ from staybook.kernel.security import Principal
 # ---------------------------------------------------------------------------- GDPR
 
 
-async def export_me(runtime: Runtime, principal: Principal, info: RequestInfo) -> dict[str, Any]:
+async def export_me(runtime: Runtime, creds: Credentials, principal: Principal, info: RequestInfo) -> dict[str, Any]:
     """Everything identity holds about the user, as JSON (GDPR art. 15/20); announces `user.exported`."""
-    creds = credentials(runtime)
     async with runtime.db.unit_of_work() as uow:
         user = await active_user(uow.session, principal.user_id)
         sessions = (
@@ -104,7 +103,7 @@ def _erased_email(user_id: uuid.UUID) -> str:
     return f"erased-{user_id}@invalid"
 
 
-async def erase_me(runtime: Runtime, principal: Principal, info: RequestInfo) -> None:
+async def erase_me(runtime: Runtime, creds: Credentials, principal: Principal, info: RequestInfo) -> None:
     """Erases the user's personal data (GDPR art. 17) and announces `user.erased`.
 
     The row stays, anonymised, so bookings' financial records keep a valid owner id;
@@ -112,7 +111,6 @@ async def erase_me(runtime: Runtime, principal: Principal, info: RequestInfo) ->
     and identity's own events still in the outbox lose their personal fields. Other
     contexts anonymise what they hold when they see `user.erased`.
     """
-    creds = credentials(runtime)
     async with runtime.db.unit_of_work() as uow:
         user = await active_user(uow.session, principal.user_id, for_update=True)
         now = utcnow()
@@ -152,13 +150,13 @@ async def erase_me(runtime: Runtime, principal: Principal, info: RequestInfo) ->
 # ---------------------------------------------------------------------------- PII key rotation
 
 
-async def rotate_pii_keys(runtime: Runtime, batch_size: int = 500) -> int:
+async def rotate_pii_keys(runtime: Runtime, creds: Credentials, batch_size: int = 500) -> int:
     """Re-wraps every data key not under the active master key; returns how many were re-wrapped.
 
     Batches commit one by one and lock only their own rows (SKIP LOCKED on
     PostgreSQL), so sign-ins and profile edits go on during a rotation.
     """
-    vault = credentials(runtime).vault
+    vault = creds.vault
     total = 0
     while True:
         async with runtime.db.unit_of_work() as uow:
@@ -175,4 +173,4 @@ async def rotate_pii_keys(runtime: Runtime, batch_size: int = 500) -> int:
                 user.pii_key_id, user.pii_wrapped_key = vault.rewrap(user.pii_key_id, user.pii_wrapped_key)
         total += len(users)
         if len(users) < batch_size:
-            return total + await residency.rotate_keys(runtime, vault.rewrap, vault.active_key_id, batch_size)
+            return total + await residency.rotate_keys(creds.regions, vault.rewrap, vault.active_key_id, batch_size)

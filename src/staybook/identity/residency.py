@@ -16,7 +16,8 @@ that leaves an unreachable row in the right region) and writes NULL at home. A u
 another region has their record moved with the same flush.
 
 ORM events are passed no dependencies, so the stores are found by the engine a session uses:
-`install(runtime)` registers them for the runtime's primary and standby engines.
+`install(db, stores)` registers them for the database's primary and standby engines. The identity
+lifespan builds them (`Credentials.build`) and disposes of them at shutdown.
 """
 
 from __future__ import annotations
@@ -30,12 +31,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import attributes
 
 from staybook.identity.models import RegionalPersonalData, User
-from staybook.kernel.db import create_engine
+from staybook.kernel.db import Database, create_engine
 from staybook.kernel.orm import utcnow
-from staybook.kernel.runtime import Runtime
 from staybook.kernel.settings import Settings
 
-EXTENSION = "identity.residency"
 # The attributes of `User` that hold the sealed record.
 SEALED = ("pii_key_id", "pii_wrapped_key", "pii", "totp_secret")
 _PENDING = "residency.pending"
@@ -88,15 +87,11 @@ class RegionalStores:
 _BY_ENGINE: weakref.WeakKeyDictionary[Engine, RegionalStores] = weakref.WeakKeyDictionary()
 
 
-def install(runtime: Runtime) -> RegionalStores:
-    """The runtime's regional stores, registered for its engines (idempotent)."""
-    stores = runtime.extensions.get(EXTENSION)
-    if stores is None:
-        stores = RegionalStores(runtime.settings)
-        runtime.extensions[EXTENSION] = stores
-        for engine in (runtime.db.engine, runtime.db.replica_engine):
-            if engine is not None and stores.engines:
-                _BY_ENGINE[engine.sync_engine] = stores
+def install(db: Database, stores: RegionalStores) -> RegionalStores:
+    """Registers `stores` for the database's engines (the ORM hooks find them by engine)."""
+    for engine in (db.engine, db.replica_engine):
+        if engine is not None and stores.engines:
+            _BY_ENGINE[engine.sync_engine] = stores
     return stores
 
 
@@ -175,9 +170,8 @@ def _after_write(mapper, connection, target: User) -> None:
 # ---------------------------------------------------------------------------- key rotation
 
 
-async def rotate_keys(runtime: Runtime, rewrap, active_key_id: str, batch_size: int = 500) -> int:
+async def rotate_keys(stores: RegionalStores, rewrap, active_key_id: str, batch_size: int = 500) -> int:
     """Re-wraps the data keys each region's database holds under an older master key."""
-    stores = install(runtime)
     total = 0
     for engine in stores.engines.values():
         while True:

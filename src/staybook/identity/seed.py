@@ -8,13 +8,14 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from staybook.identity.bootstrap import build
 from staybook.identity.events import (
     UserRegistered,
 )
 from staybook.identity.models import User
 from staybook.identity.passwords import PasswordHashing
 from staybook.identity.pii import PiiVault
-from staybook.identity.service import credentials, seal_pii
+from staybook.identity.service import Credentials, seal_pii
 from staybook.kernel.orm import new_id, utcnow
 from staybook.kernel.runtime import Runtime
 from staybook.kernel.settings import Settings
@@ -30,7 +31,20 @@ DEMO_ACCOUNTS = (
 
 async def seed_demo(runtime: Runtime, *, properties: int, seed: int) -> dict:
     """A demo guest, host and admin with known passwords (printed by `staybook demo`)."""
-    creds = credentials(runtime)
+    creds = build(runtime)  # `staybook seed` enters no lifespan
+    try:
+        ids = await _seed_accounts(runtime, creds)
+    finally:
+        await creds.close()
+    return {
+        "accounts": [
+            {"role": role, "email": email, "password": password} for role, email, _, password in DEMO_ACCOUNTS
+        ],
+        "host_user_id": str(ids["host"]),
+    }
+
+
+async def _seed_accounts(runtime: Runtime, creds: Credentials) -> dict[str, uuid.UUID]:
     ids: dict[str, uuid.UUID] = {}
     async with runtime.db.unit_of_work() as uow:
         for role, email, name, password in DEMO_ACCOUNTS:
@@ -63,12 +77,7 @@ async def seed_demo(runtime: Runtime, *, properties: int, seed: int) -> dict:
                     user_id=user.id, role=role, locale=user.locale, timezone=user.timezone, region=user.region
                 )
             )
-    return {
-        "accounts": [
-            {"role": role, "email": email, "password": password} for role, email, _, password in DEMO_ACCOUNTS
-        ],
-        "host_user_id": str(ids["host"]),
-    }
+    return ids
 
 
 async def demo_accounts_in_use(session: AsyncSession, settings: Settings) -> list[str]:
@@ -89,6 +98,6 @@ async def demo_accounts_in_use(session: AsyncSession, settings: Settings) -> lis
 
 async def demo_host_id(runtime: Runtime) -> uuid.UUID | None:
     """The demo host's user id (the catalog seeder gives it the demo properties), or None before seeding."""
-    email_hash = credentials(runtime).vault.email_hash(DEMO_ACCOUNTS[1][1])
+    email_hash = PiiVault(runtime.settings).email_hash(DEMO_ACCOUNTS[1][1])
     async with runtime.db.session() as session:
         return await session.scalar(select(User.id).where(User.email_hash == email_hash, User.status == "active"))

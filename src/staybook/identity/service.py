@@ -9,11 +9,9 @@ audit entry before the error is raised.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import secrets
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -40,9 +38,7 @@ from staybook.identity.schemas import (
     RegisterRequest,
     UserOut,
 )
-from staybook.kernel.consumers import ReplicaSubscription
 from staybook.kernel.errors import Conflict, Forbidden, InvalidInput, TooManyRequests, Unauthorized
-from staybook.kernel.events import EventEnvelope
 from staybook.kernel.metrics import RATE_LIMITED
 from staybook.kernel.orm import new_id, utcnow
 from staybook.kernel.ratelimit import RateLimitRule
@@ -51,7 +47,6 @@ from staybook.kernel.security import Principal
 
 log = structlog.get_logger("staybook.identity")
 
-EXTENSION = "identity.credentials"
 ERASED_NAME = "Deleted user"
 INVALID_CREDENTIALS = "Invalid email or password"
 ACCOUNT_LOCKED = "This account is locked. Please contact support."
@@ -62,36 +57,16 @@ ACCOUNT_LOCKED = "This account is locked. Please contact support."
 
 @dataclass
 class Credentials:
-    """What identity keeps per process: the PII vault and the password hasher (with its dummy hash)."""
+    """What identity keeps per process, its deps (built by `bootstrap.lifespan`): the PII vault, the
+    password hasher (with its dummy hash), and the regional stores the ORM hooks write sealed
+    records to (identity/residency.py)."""
 
     vault: PiiVault
     passwords: PasswordHashing
+    regions: residency.RegionalStores
 
-
-def credentials(runtime: Runtime) -> Credentials:
-    """The process's Credentials, built on first use (the CLI and tests use runtimes without lifespans)."""
-    found = runtime.extensions.get(EXTENSION)
-    if found is None:
-        settings = runtime.settings.identity
-        found = Credentials(
-            PiiVault(runtime.settings),
-            PasswordHashing(settings.argon2_time_cost, settings.argon2_memory_kib, settings.argon2_parallelism),
-        )
-        runtime.extensions[EXTENSION] = found
-        residency.install(runtime)  # before any user is loaded through this runtime's engines
-    return found
-
-
-@contextlib.asynccontextmanager
-async def lifespan(runtime: Runtime) -> AsyncIterator[None]:
-    # Built at start-up so the first sign-in does not pay for the dummy hash.
-    credentials(runtime)
-    runtime.token_versions.loader = lambda user_id: stored_token_version(runtime, user_id)
-    await runtime.consumers.start(token_version_subscriptions(runtime))
-    try:
-        yield
-    finally:
-        await residency.install(runtime).dispose()
+    async def close(self) -> None:
+        await self.regions.dispose()
 
 
 # ---------------------------------------------------------------------------- revocation
@@ -102,16 +77,6 @@ async def stored_token_version(runtime: Runtime, user_id: uuid.UUID) -> int:
     async with runtime.db.session() as session:
         version = await session.scalar(select(User.token_version).where(User.id == user_id))
     return version or 0
-
-
-def token_version_subscriptions(runtime: Runtime) -> list[ReplicaSubscription]:
-    """Every process hears of each revocation and stops trusting its cached version at once."""
-
-    async def on_tokens_revoked(envelope: EventEnvelope, deps: None) -> None:
-        payload = envelope.payload
-        runtime.token_versions.remember(uuid.UUID(str(payload["user_id"])), int(payload["token_version"]))
-
-    return [ReplicaSubscription("identity.token-versions", UserTokensRevoked.subject(), on_tokens_revoked)]
 
 
 def revoke_tokens(uow, user: User, reason: str) -> int:
@@ -159,7 +124,9 @@ def _name(user: User, pii: dict) -> str:
     return pii.get("name") or user.name or ""
 
 
-async def contact_details(runtime: Runtime, user_id: uuid.UUID, session: AsyncSession | None = None) -> dict | None:
+async def contact_details(
+    runtime: Runtime, creds: Credentials, user_id: uuid.UUID, session: AsyncSession | None = None
+) -> dict | None:
     """How to reach a user, for the context that writes to them (notifications): email, phone,
     name, locale and time zone, opened from the sealed record. Events carry the user's id, not
     these. None for an unknown or erased user. A consumer passes its unit of work's session: on
@@ -171,7 +138,7 @@ async def contact_details(runtime: Runtime, user_id: uuid.UUID, session: AsyncSe
         user = await session.get(User, user_id)
     if user is None or user.erased_at is not None:
         return None
-    pii = _open_pii(credentials(runtime), user)
+    pii = _open_pii(creds, user)
     return {
         "email": pii.get("email"),
         "phone": pii.get("phone"),
@@ -246,7 +213,7 @@ async def active_user(session, user_id: uuid.UUID, *, for_update: bool = False) 
 # ---------------------------------------------------------------------------- registration
 
 
-async def register(runtime: Runtime, data: RegisterRequest, info: RequestInfo) -> dict:
+async def register(runtime: Runtime, creds: Credentials, data: RegisterRequest, info: RequestInfo) -> dict:
     """Creates an account; answers the same whether or not the email was already registered.
 
     A second registration of an address creates nothing and says nothing (the owner
@@ -267,7 +234,6 @@ async def register(runtime: Runtime, data: RegisterRequest, info: RequestInfo) -
     region = data.region or settings.default_region
     if region not in settings.regions:
         raise InvalidInput(f"region must be one of {', '.join(settings.regions)}", field="body.region")
-    creds = credentials(runtime)
     email = normalise_email(data.email)
     email_hash = creds.vault.email_hash(email)
     password_hash = creds.passwords.hash(data.password)
@@ -371,14 +337,13 @@ async def _signed_in(uow, runtime: Runtime, user: User, info: RequestInfo, metho
     return tokens
 
 
-async def login(runtime: Runtime, data: LoginRequest, info: RequestInfo) -> dict:
+async def login(runtime: Runtime, creds: Credentials, data: LoginRequest, info: RequestInfo) -> dict:
     """Password sign-in: tokens, or an MFA challenge when the account has TOTP on.
 
     Unknown email and wrong password give the same 401, and both run one argon2
     verification (against a dummy hash when there is no account).
     """
     settings = runtime.settings.identity
-    creds = credentials(runtime)
     email_hash = creds.vault.email_hash(data.email)
     await _limit(runtime, _rule("identity.login.ip", settings.login_per_ip), info.ip or "unknown")
     await _limit(runtime, _rule("identity.login.account", settings.login_per_account), email_hash)
@@ -430,7 +395,7 @@ async def login(runtime: Runtime, data: LoginRequest, info: RequestInfo) -> dict
     raise Unauthorized(INVALID_CREDENTIALS)
 
 
-async def verify_mfa(runtime: Runtime, mfa_token: str, code: str, info: RequestInfo) -> dict:
+async def verify_mfa(runtime: Runtime, creds: Credentials, mfa_token: str, code: str, info: RequestInfo) -> dict:
     """Second step of sign-in: a current TOTP code (each accepted once) or an unused recovery code."""
     settings = runtime.settings.identity
     claims = runtime.tokens.decode(mfa_token, "mfa")
@@ -440,7 +405,6 @@ async def verify_mfa(runtime: Runtime, mfa_token: str, code: str, info: RequestI
         raise Unauthorized("Invalid mfa token") from error
     await _limit(runtime, _rule("identity.login.ip", settings.login_per_ip), info.ip or "unknown")
     await _limit(runtime, _rule("identity.mfa.account", settings.mfa_verify_per_account), str(user_id))
-    creds = credentials(runtime)
     async with runtime.db.unit_of_work() as uow:
         user = await active_user(uow.session, user_id, for_update=True)
         if user.locked_at is not None:
@@ -546,15 +510,14 @@ async def logout(runtime: Runtime, refresh_token: str) -> None:
 # ---------------------------------------------------------------------------- the signed-in user
 
 
-async def get_me(runtime: Runtime, principal: Principal) -> UserOut:
+async def get_me(runtime: Runtime, creds: Credentials, principal: Principal) -> UserOut:
     async with runtime.db.session() as session:
         user = await active_user(session, principal.user_id)
-        return user_out(credentials(runtime), user)
+        return user_out(creds, user)
 
 
-async def update_me(runtime: Runtime, principal: Principal, data: ProfileUpdate) -> UserOut:
+async def update_me(runtime: Runtime, creds: Credentials, principal: Principal, data: ProfileUpdate) -> UserOut:
     """Changes the profile; personal fields are re-sealed; `user.updated` announces it."""
-    creds = credentials(runtime)
     changes = data.model_dump(exclude_unset=True)
     async with runtime.db.unit_of_work() as uow:
         user = await active_user(uow.session, principal.user_id, for_update=True)
@@ -579,9 +542,10 @@ async def update_me(runtime: Runtime, principal: Principal, data: ProfileUpdate)
         return user_out(creds, user)
 
 
-async def change_password(runtime: Runtime, principal: Principal, data: PasswordChange, info: RequestInfo) -> dict:
+async def change_password(
+    runtime: Runtime, creds: Credentials, principal: Principal, data: PasswordChange, info: RequestInfo
+) -> dict:
     """Needs the current password; signs out every other session and returns fresh tokens for this one."""
-    creds = credentials(runtime)
     async with runtime.db.unit_of_work() as uow:
         user = await active_user(uow.session, principal.user_id, for_update=True)
         current_ok = creds.passwords.verify(user.password_hash, data.current_password)
@@ -643,9 +607,8 @@ async def sign_out_everywhere(runtime: Runtime, principal: Principal, info: Requ
 # ---------------------------------------------------------------------------- MFA
 
 
-async def start_totp(runtime: Runtime, principal: Principal) -> dict:
+async def start_totp(runtime: Runtime, creds: Credentials, principal: Principal) -> dict:
     """A new pending TOTP secret; MFA turns on only when a first code confirms it."""
-    creds = credentials(runtime)
     async with runtime.db.unit_of_work() as uow:
         user = await active_user(uow.session, principal.user_id, for_update=True)
         if user.totp_enabled:
@@ -660,9 +623,10 @@ async def start_totp(runtime: Runtime, principal: Principal) -> dict:
         return {"secret": secret, "otpauth_uri": mfa.provisioning_uri(secret, pii.get("email") or str(user.id))}
 
 
-async def confirm_totp(runtime: Runtime, principal: Principal, code: str, info: RequestInfo) -> list[str]:
+async def confirm_totp(
+    runtime: Runtime, creds: Credentials, principal: Principal, code: str, info: RequestInfo
+) -> list[str]:
     """Turns MFA on with a first valid code; returns one-time recovery codes (shown once, stored hashed)."""
-    creds = credentials(runtime)
     settings = runtime.settings.identity
     await _limit(runtime, _rule("identity.mfa.account", settings.mfa_verify_per_account), str(principal.user_id))
     async with runtime.db.unit_of_work() as uow:
@@ -690,9 +654,10 @@ async def confirm_totp(runtime: Runtime, principal: Principal, code: str, info: 
         return codes
 
 
-async def disable_totp(runtime: Runtime, principal: Principal, code: str, info: RequestInfo) -> None:
+async def disable_totp(
+    runtime: Runtime, creds: Credentials, principal: Principal, code: str, info: RequestInfo
+) -> None:
     """Turns MFA off; needs a current TOTP code (or a recovery code, for a lost device)."""
-    creds = credentials(runtime)
     settings = runtime.settings.identity
     await _limit(runtime, _rule("identity.mfa.account", settings.mfa_verify_per_account), str(principal.user_id))
     async with runtime.db.unit_of_work() as uow:

@@ -136,14 +136,19 @@ async def calendar_rows(session, room_type_id: uuid.UUID, start: date, end: date
     return list((await session.execute(query)).all())
 
 
-async def property_calendar_rows(session, property_id: uuid.UUID, start: date, end: date) -> list:
-    """Every room type's nights of a property in [start, end), by room type then night (availability)."""
-    query = (
-        select(RoomNight.room_type_id, *RETURNED)
-        .where(RoomNight.property_id == property_id, RoomNight.night >= start, RoomNight.night < end)
-        .order_by(RoomNight.room_type_id, RoomNight.night)
-    )
-    return list((await session.execute(query)).all())
+_PROPERTY_NIGHTS = Sql(
+    "SELECT room_type_id, " + ", ".join(c.name for c in _RETURNED_COLUMNS) + " FROM room_nights"
+    " WHERE property_id = :property_id AND night >= :start AND night < :end ORDER BY room_type_id, night",
+    table=NIGHTS,
+    types={"start": NIGHTS.c.night.type, "end": NIGHTS.c.night.type},
+    returns=(NIGHTS.c.room_type_id, *_RETURNED_COLUMNS),
+)
+
+
+async def property_calendar_rows(uow: UnitOfWork, property_id: uuid.UUID, start: date, end: date) -> list:
+    """Every room type's nights of a property in [start, end), by room type then night (availability),
+    as one prepared statement."""
+    return await uow.fetch(_PROPERTY_NIGHTS, {"property_id": property_id, "start": start, "end": end})
 
 
 async def update_nights(

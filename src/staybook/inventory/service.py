@@ -378,9 +378,12 @@ async def property_availability(
         raise InvalidInput("guests must be at least 1", field="query.guests")
 
     async def load() -> bytes:
-        async with runtime.db.session() as session:
-            room_types = await catalog.property_room_types(session, property_id)
-            rows = await repository.property_calendar_rows(session, property_id, check_in, check_out)
+        # Two prepared reads, no ORM session (ADR 0012): a miss is most of an availability call's
+        # cost, and random stays miss. No common snapshot is needed: a change in between bumps the
+        # namespace, so this answer is never served from the cache.
+        async with runtime.db.transaction(autocommit=True) as uow:
+            room_types = await catalog.property_room_types_in(uow, property_id)
+            rows = await repository.property_calendar_rows(uow, property_id, check_in, check_out)
         answer = availability_answer(room_types, rows, property_id, check_in, check_out, guests)
         return answer["timezone"].encode() + b"\n" + orjson.dumps(answer)
 

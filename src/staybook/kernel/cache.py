@@ -226,11 +226,17 @@ class RedisCache:
                     return raw
         try:
             raw = await loader()
-            await self.client.set(self._key(key), raw, px=max(1, int(ttl_seconds * 1000)))
-            return raw
-        finally:
+        except BaseException:
             if got_lock:
                 await self.client.delete(lock_key)
+            raise
+        # The value and the lock's release in one round trip (a miss is already four of them).
+        pipe = self.client.pipeline(transaction=False)
+        pipe.set(self._key(key), raw, px=max(1, int(ttl_seconds * 1000)))
+        if got_lock:
+            pipe.delete(lock_key)
+        await pipe.execute()
+        return raw
 
     async def get_or_load_versioned(
         self, namespace: str, key: str, ttl_seconds: float, loader: BytesLoader, metric: str = "default"

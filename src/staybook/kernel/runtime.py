@@ -60,6 +60,7 @@ class Adapters:
 
     payment_provider: Any = None  # a payments.provider.PaymentProvider
     mailer: Any = None  # a notifications.mail.Mailer
+    saga_checkpoint: Callable[[str], None] | None = None  # booking.ports.BookingDeps.checkpoint (crash tests)
 
 
 @dataclass
@@ -128,7 +129,6 @@ class Runtime:
         # The wiring's own list: subscriptions a context lifespan adds later are replayable too.
         self.dead_letters = DeadLetters(self.db, self.consumers, self.wiring.subscriptions)
         self.db.on_events_committed(self.relay.wake)
-        self.extensions: dict[str, Any] = {}
         # What each context's lifespan yielded, by context (filled by the composition root).
         self.context_deps: dict[str, Any] = {}
         self.ready_checks: dict[str, ReadyCheck] = {"database": lambda: ping(self.db.engine)}
@@ -192,9 +192,10 @@ async def get_runtime(request: Request) -> Runtime:
 
 
 def context_dependency(context: str) -> Callable[[Request], Any]:
-    """A FastAPI dependency giving a route its context's deps (what its lifespan yielded)."""
+    """A FastAPI dependency giving a route its context's deps (what its lifespan yielded). A
+    coroutine, so FastAPI calls it on the event loop, not in its thread pool."""
 
-    def dependency(request: Request) -> Any:
+    async def dependency(request: Request) -> Any:
         try:
             return request.app.state.runtime.context_deps[context]
         except KeyError:

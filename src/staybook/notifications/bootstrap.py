@@ -20,6 +20,7 @@ import httpx
 import structlog
 from fastapi import Depends
 
+from staybook.identity.bootstrap import identity_deps
 from staybook.kernel.consumers import Subscription
 from staybook.kernel.db import UnitOfWork
 from staybook.kernel.events import EventEnvelope
@@ -49,7 +50,8 @@ async def lifespan(runtime: Runtime) -> AsyncIterator[Notifier]:
         else:
             provider = SandboxProvider()
         mailer = runtime.adapters.mailer or create_mailer(settings)
-        notifier = Notifier(runtime, templates, mailer, provider)
+        # Identity sits below notifications: its lifespan ran first.
+        notifier = Notifier(runtime, templates, mailer, provider, identity_deps(runtime))
         log.info(
             "notifications ready",
             context={"templates": rendered, "mailer": notifier.mailer.kind, "provider": provider.name},

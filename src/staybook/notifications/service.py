@@ -26,6 +26,7 @@ from sqlalchemy import event as orm_event
 
 from staybook.booking import service as bookings
 from staybook.identity import service as identity
+from staybook.identity.service import Credentials
 from staybook.kernel.crypto import Sealer, is_sealed, reseal_column
 from staybook.kernel.db import Sql, UnitOfWork, insert_on_conflict, insert_sql
 from staybook.kernel.errors import InvalidInput
@@ -53,10 +54,19 @@ log = structlog.get_logger("staybook.notifications")
 
 
 class Notifier:
-    """The context's run-time parts: templates, mailer, SMS/push provider, sender wake-up."""
+    """The context's run-time parts: templates, mailer, SMS/push provider, sender wake-up, and
+    identity's credentials (they open the sealed contact details of the user written to)."""
 
-    def __init__(self, runtime: Runtime, templates: Templates, mailer: Mailer, provider: MessageProvider) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        templates: Templates,
+        mailer: Mailer,
+        provider: MessageProvider,
+        credentials: Credentials,
+    ) -> None:
         self.runtime = runtime
+        self.credentials = credentials
         self.settings = runtime.settings.notifications
         self.templates = templates
         self.mailer = mailer
@@ -134,7 +144,8 @@ async def _account(notifier: Notifier, uow: UnitOfWork, user_id: Any) -> dict:
     """The user's contact details from identity ({} for no user, an unknown or an erased one)."""
     if not user_id:
         return {}
-    return await identity.contact_details(notifier.runtime, uuid.UUID(str(user_id)), uow.session) or {}
+    user = uuid.UUID(str(user_id))
+    return await identity.contact_details(notifier.runtime, notifier.credentials, user, uow.session) or {}
 
 
 async def _booking_guest(uow: UnitOfWork, booking: dict[str, Any]) -> dict:

@@ -8,6 +8,7 @@ from staybook.kernel.metrics import RATE_LIMITED
 from staybook.kernel.ratelimit import RateLimitRule
 from staybook.kernel.runtime import Runtime, get_runtime
 from staybook.payments import service
+from staybook.payments.bootstrap import PaymentsDep
 
 router = APIRouter(tags=["payments"])
 
@@ -17,7 +18,9 @@ router = APIRouter(tags=["payments"])
     summary="Receive a signed payment provider webhook",
     responses={400: {"description": "Bad or stale signature"}, 429: {"description": "Too many deliveries"}},
 )
-async def receive_webhook(provider: str, request: Request, runtime: Runtime = Depends(get_runtime)) -> dict:
+async def receive_webhook(
+    provider: str, request: Request, deps: PaymentsDep, runtime: Runtime = Depends(get_runtime)
+) -> dict:
     """Verifies the signature and timestamp, de-duplicates by event id, applies the event.
 
     Rate-limited per provider and source address, before the body is read.
@@ -31,5 +34,5 @@ async def receive_webhook(provider: str, request: Request, runtime: Runtime = De
         RATE_LIMITED.labels(rule.name).inc()
         raise TooManyRequests(decision.retry_after_seconds)
     body = await request.body()
-    outcome = await service.handle_webhook(runtime, provider, body, request.headers)
+    outcome = await service.handle_webhook(runtime, deps, provider, body, request.headers)
     return {"received": True, "outcome": outcome}

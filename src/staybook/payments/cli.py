@@ -22,13 +22,13 @@ def reconcile(
     if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=UTC)
     from staybook.kernel.runtime import Runtime
-    from staybook.payments import service
+    from staybook.payments import bootstrap, service
 
     async def run() -> dict:
         runtime = Runtime(Settings())
         try:
-            async with service.lifespan(runtime):  # the configured provider, closed afterwards
-                return await service.reconcile(runtime, since)
+            async with bootstrap.lifespan(runtime) as deps:  # the configured provider, closed afterwards
+                return await service.reconcile(runtime, deps.provider, since)
         finally:
             await runtime.db.dispose()
 

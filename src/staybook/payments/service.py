@@ -1,8 +1,8 @@
 """Use cases of the payments context: staybook's record of payments, provider calls, webhooks.
 
 The booking saga drives payments: it opens a payment in its own unit of work, calls
-the provider outside any transaction (`provider(runtime)`), and records the result
-with `record_*` in the next unit of work, together with its own change. Webhooks
+the provider outside any transaction (`PaymentsDeps.provider`, built by `bootstrap.lifespan`),
+and records the result with `record_*` in the next unit of work, together with its own change. Webhooks
 bring the provider's view asynchronously (late answers after a timeout, retries,
 out-of-order deliveries); they are verified, de-duplicated by event id, and applied
 with the same monotonic transitions, so a duplicate or stale event changes nothing.
@@ -10,21 +10,19 @@ with the same monotonic transitions, so a duplicate or stale event changes nothi
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import structlog
 from sqlalchemy import select, update
 
-from staybook.kernel.db import Database, Sql, UnitOfWork, insert_on_conflict, insert_sql
+from staybook.kernel.db import Sql, UnitOfWork, insert_on_conflict, insert_sql
 from staybook.kernel.errors import Conflict, NotFound, StaybookError
 from staybook.kernel.orm import new_id, utcnow
-from staybook.kernel.runtime import PeriodicJob, Runtime
-from staybook.kernel.settings import Settings
+from staybook.kernel.runtime import Runtime
 from staybook.payments import metrics
 from staybook.payments.events import (
     PaymentAuthorised,
@@ -42,13 +40,9 @@ from staybook.payments.provider import (
     PaymentProvider,
     ProviderBreaker,
 )
-from staybook.payments.sandbox import SandboxProvider
-from staybook.payments.stripe import StripeProvider
 
 log = structlog.get_logger("staybook.payments")
 audit = structlog.get_logger("staybook.audit")
-
-PROVIDER_KEY = "payments.provider"
 
 PAYMENTS = Payment.__table__
 # A retried attempt of a still-pending payment of the same amount counts one attempt more;
@@ -120,9 +114,18 @@ def _transition(status: str, with_charge: bool, with_reason: bool) -> Sql:
 
 
 SettlementListener = Callable[[Runtime, uuid.UUID], Awaitable[None]]
-# Called (outside any transaction) with a booking id after a webhook moved its payment;
-# the booking context registers its saga here, so payments never imports booking.
-settlement_listeners: list[SettlementListener] = []
+
+
+@dataclass
+class PaymentsDeps:
+    """What payments owns in a process: the provider, the circuit breaker on new payments at it,
+    and who hears of settlements. A settlement listener is called (outside any transaction) with
+    a booking id after a webhook moved its payment; the booking context adds its saga in its own
+    lifespan, so payments never imports booking."""
+
+    provider: PaymentProvider
+    breaker: ProviderBreaker
+    settlement_listeners: list[SettlementListener] = field(default_factory=list)
 
 
 class BadSignature(StaybookError):
@@ -154,52 +157,6 @@ class PaymentView:
             row.refunded_amount,
             row.attempts,
         )
-
-
-@contextlib.asynccontextmanager
-async def lifespan(runtime: Runtime) -> AsyncIterator[None]:
-    """Creates the configured provider for this process and closes it at shutdown."""
-    created = provider(runtime)
-    try:
-        yield
-    finally:
-        close = getattr(created, "close", None)
-        if close is not None:
-            await close()
-        runtime.extensions.pop(PROVIDER_KEY, None)
-
-
-# The provider modules, by the name `payments.provider` gives; each is built from (db, settings).
-PROVIDERS: dict[str, Callable[[Database, Settings], PaymentProvider]] = {
-    SandboxProvider.name: SandboxProvider,
-    StripeProvider.name: StripeProvider,
-}
-
-
-def provider(runtime: Runtime) -> PaymentProvider:
-    """The process's payment provider (created on first use)."""
-    existing = runtime.extensions.get(PROVIDER_KEY)
-    if existing is None and runtime.adapters.payment_provider is not None:
-        existing = runtime.extensions[PROVIDER_KEY] = runtime.adapters.payment_provider
-    if existing is None:
-        name = runtime.settings.payments.provider
-        # The settings admit only the names PROVIDERS has.
-        existing = runtime.extensions[PROVIDER_KEY] = PROVIDERS[name](runtime.db, runtime.settings)
-    return existing
-
-
-BREAKER_KEY = "payments.breaker"
-
-
-def breaker(runtime: Runtime) -> ProviderBreaker:
-    """The process's circuit breaker on new payments at the provider (created on first use)."""
-    existing = runtime.extensions.get(BREAKER_KEY)
-    if existing is None:
-        settings = runtime.settings.payments
-        existing = runtime.extensions[BREAKER_KEY] = ProviderBreaker(
-            settings.breaker_failures, settings.breaker_open_seconds
-        )
-    return existing
 
 
 def _money(amount: int, currency: str) -> dict:
@@ -356,13 +313,15 @@ def _payment_id(charge: ChargeState) -> uuid.UUID | None:
         return None
 
 
-async def handle_webhook(runtime: Runtime, provider_name: str, body: bytes, headers: Mapping[str, str]) -> str:
+async def handle_webhook(
+    runtime: Runtime, deps: PaymentsDeps, provider_name: str, body: bytes, headers: Mapping[str, str]
+) -> str:
     """Verifies, de-duplicates and applies one provider webhook; returns `applied`, `duplicate` or `ignored`.
 
     The provider module verifies and translates it (`parse_webhook`); what follows is the same for
     every provider. A forged or stale delivery raises BadSignature (400) and leaves an audit line.
     """
-    active = provider(runtime)
+    active = deps.provider
     if provider_name != active.name:
         raise NotFound(f"No payment provider {provider_name!r}")
     try:
@@ -408,19 +367,18 @@ async def handle_webhook(runtime: Runtime, provider_name: str, body: bytes, head
         status = _PAYMENT_STATUS[event.charge.status]
         await record(uow, payment.id, status, charge=event.charge, reason=event.charge.decline_code)
         booking_id = payment.booking_id
-    for listener in settlement_listeners:
+    for listener in deps.settlement_listeners:
         await listener(runtime, booking_id)
     return "applied"
 
 
-async def reconcile(runtime: Runtime, since: datetime | None = None) -> dict:
+async def reconcile(runtime: Runtime, active: PaymentProvider, since: datetime | None = None) -> dict:
     """Compares staybook's payments with the provider's books (`charges`), charge by charge.
 
     A charge is matched to its payment by reference, or by the idempotency key it was created
     with: a payment still pending here whose charge the provider authorised (the answer that
     never arrived) shows as a difference. `since` limits both sides to what was created since.
     """
-    active = provider(runtime)
     query = select(Payment).where(Payment.provider == active.name)
     if since is not None:
         query = query.where(Payment.created_at >= since)
@@ -471,16 +429,6 @@ async def reconcile(runtime: Runtime, since: datetime | None = None) -> dict:
         "mismatches": mismatches,
         "balanced": not mismatches and captured_ours == captured_theirs and refunded_ours == refunded_theirs,
     }
-
-
-async def _retry_sandbox_webhooks(runtime: Runtime) -> None:
-    active = provider(runtime)
-    if isinstance(active, SandboxProvider) and active.webhooks:
-        await active.deliver_pending()
-
-
-# The worker delivers the sandbox's webhooks: often, as an API process no longer posts them itself.
-JOBS = [PeriodicJob("payments.sandbox-webhooks", 0.25, lambda runtime, _: _retry_sandbox_webhooks(runtime))]
 
 
 async def export_personal_data(runtime: Runtime, user_id: uuid.UUID) -> dict:

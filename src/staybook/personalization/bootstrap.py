@@ -40,7 +40,7 @@ from staybook.personalization.service import (
     reload_model,
 )
 from staybook.personalization.stream import InProcessSignalLog, NatsSignalLog, SignalLog
-from staybook.search import service as search
+from staybook.search.bootstrap import search_deps
 
 log = structlog.get_logger("staybook.personalization")
 
@@ -91,8 +91,10 @@ async def lifespan(runtime: Runtime) -> AsyncIterator[Personalization]:
         log.warning("property facts not loaded", error_type=type(error).__name__)
     reload_model(deps, runtime.settings.personalization.model_dir)
     runtime.wiring.add("personalization", jobs=jobs.jobs(deps.settings))
-    runtime.extensions.setdefault(search.OBSERVERS, []).append(lambda query: observe_search(deps, query))
-    runtime.extensions[search.RANKER] = ProfileRanker(deps)
+    # Personalisation sits above search: it hears of every search and orders the results.
+    searches = deps.search = search_deps(runtime)
+    searches.observers.append(lambda query: observe_search(deps, query))
+    searches.ranker = ProfileRanker(deps)
     stop = asyncio.Event()
     background = [
         asyncio.get_running_loop().create_task(_watch_model(runtime, deps, stop), name="personalization-model"),

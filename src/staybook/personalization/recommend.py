@@ -32,6 +32,7 @@ from staybook.personalization.schemas import Recommendation, RecommendationsOut
 from staybook.personalization.service import Personalization
 from staybook.search import service as search
 from staybook.search.query import MAX_LIMIT, Circle, SearchQuery, fold, haversine_km
+from staybook.search.service import SearchDeps
 
 NEARBY_RADIUS_KM = 25.0
 CANDIDATES_PER_SOURCE = 200
@@ -77,7 +78,7 @@ def _check(runtime: Runtime, request: RecommendationRequest) -> None:
 
 
 async def _bookable(
-    runtime: Runtime, request: RecommendationRequest, *, city: str | None, circle: Circle | None
+    searches: SearchDeps, request: RecommendationRequest, *, city: str | None, circle: Circle | None
 ) -> dict[str, dict]:
     """Property id -> search hit, of the stays bookable in a place for the request's dates and party."""
     query = SearchQuery(
@@ -89,7 +90,7 @@ async def _bookable(
         sort="price" if request.require == "price" else ("distance" if circle and request.require else "rating"),
         limit=MAX_LIMIT,
     )
-    page = await search.search(runtime, query, None)
+    page = await search.search(searches, query, None)
     return {uuid.UUID(str(hit["property_id"])).hex: hit for hit in page["items"]}
 
 
@@ -129,7 +130,7 @@ async def recommend(
     pool = [f for f in pool if f.active and (similar_to is None or f.property_id != similar_to.property_id)]
     hits: dict[str, dict] = {}
     if request.dated:
-        hits = await _hits_for(runtime, request, pool, circle)
+        hits = await _hits_for(deps.search, request, pool, circle)
         pool = [f for f in pool if f.property_id.hex in hits]
     prices = [_nightly(hits.get(f.property_id.hex), request) for f in pool] if hits else None
     candidates = Candidates(pool, prices)
@@ -219,17 +220,17 @@ def _personal_pool(
 
 
 async def _hits_for(
-    runtime: Runtime, request: RecommendationRequest, pool: list[PropertyFact], circle: Circle | None
+    searches: SearchDeps, request: RecommendationRequest, pool: list[PropertyFact], circle: Circle | None
 ) -> dict[str, dict]:
     """Bookable stays among the pool: one search per city of the pool (at most five), or the circle."""
     if circle is not None:
-        return await _bookable(runtime, request, city=request.city, circle=circle)
+        return await _bookable(searches, request, city=request.city, circle=circle)
     cities: dict[str, int] = {}
     for fact in pool:
         cities[fact.city] = cities.get(fact.city, 0) + 1
     hits: dict[str, dict] = {}
     for city in sorted(cities, key=lambda c: -cities[c])[:5]:
-        hits.update(await _bookable(runtime, request, city=city, circle=None))
+        hits.update(await _bookable(searches, request, city=city, circle=None))
     return hits
 
 

@@ -43,6 +43,7 @@ from staybook.personalization.signals import (
     verify_session,
 )
 from staybook.personalization.stream import SignalLog
+from staybook.search.service import SearchDeps
 
 log = structlog.get_logger("staybook.personalization")
 
@@ -59,6 +60,8 @@ class Personalization:
     archive: SignalArchive
     decay: Decay
     model: TrainedModel | None = None
+    # The search context's deps of this process (set by the lifespan): recommendations search through it.
+    search: SearchDeps | None = None
     served_searches: list[bytes] = field(default_factory=list)
     _content: ContentIndex | None = None
     _content_version: int = -1

@@ -15,9 +15,11 @@ from starlette.datastructures import QueryParams
 
 from staybook.kernel.dates import check_stay, stay_fields_in
 from staybook.kernel.errors import InvalidInput, StaybookError, Unauthorized
-from staybook.kernel.runtime import Runtime, get_runtime
+from staybook.kernel.runtime import Runtime
 from staybook.kernel.security import require_role
+from staybook.kernel.settings import InventorySettings
 from staybook.search import service
+from staybook.search.bootstrap import CONTEXT, SearchDep
 from staybook.search.metrics import SEARCH_DURATION
 from staybook.search.query import (
     AMENITY_SET,
@@ -171,19 +173,19 @@ async def _search_body(runtime: Runtime, query_string: bytes, audience: str | No
     Observers hear of every search answered."""
     if len(query_string) > MAX_QUERY_STRING:
         raise QueryStringTooLong(f"query strings are limited to {MAX_QUERY_STRING} bytes")
-    state = service.state_of(runtime)
-    for observe in runtime.extensions.get(service.OBSERVERS, ()):
+    deps: service.SearchDeps = runtime.context_deps[CONTEXT]  # the one lookup a search makes
+    for observe in deps.observers:
         observe(query_string)
-    ttl = runtime.settings.search.cache_seconds
+    ttl = deps.settings.search.cache_seconds
     cache_key = query_string if audience is None else query_string + b"#" + audience.encode()
     if ttl > 0:
-        cached = state.raw_responses.get(cache_key)
+        cached = deps.raw_responses.get(cache_key)
         if cached is not None:
             return cached
     params = _validate(QueryParams(query_string))
-    body = await service.search_json(runtime, search_query(runtime, params, audience), params.cursor)
+    body = await service.search_json(deps, search_query(deps, params, audience), params.cursor)
     if ttl > 0:
-        state.raw_responses.put(cache_key, body, ttl)
+        deps.raw_responses.put(cache_key, body, ttl)
     return body
 
 
@@ -252,7 +254,7 @@ def _authorization(scope) -> str | None:
     return None
 
 
-def search_query(runtime: Runtime, p: SearchParams, audience: str | None = None) -> SearchQuery:
+def search_query(deps: service.SearchDeps, p: SearchParams, audience: str | None = None) -> SearchQuery:
     """Checks what one parameter alone cannot say (places that go together, dates against the
     bookable window, vocabularies) and builds the `SearchQuery` both backends answer."""
     circle = None
@@ -267,7 +269,8 @@ def search_query(runtime: Runtime, p: SearchParams, audience: str | None = None)
         raise InvalidInput("say where: lat/lon/radius_km, city, bbox or q", field="query.q")
     if p.country is not None and p.city is None:
         raise InvalidInput("country narrows a city", field="query.country")
-    _check_dates(runtime, p.check_in, p.check_out)
+    settings = deps.settings
+    _check_dates(settings.inventory, p.check_in, p.check_out)
     if p.price_min is not None and p.price_max is not None and p.price_min > p.price_max:
         raise InvalidInput("price_min is above price_max", field="query.price_min")
     wanted = _split(p.amenities)
@@ -278,7 +281,7 @@ def search_query(runtime: Runtime, p: SearchParams, audience: str | None = None)
         raise InvalidInput(f"unknown property type {p.property_type!r}", field="query.property_type")
     if p.sort == "distance" and circle is None:
         raise InvalidInput("sort=distance needs lat, lon and radius_km", field="query.sort")
-    rates = service.state_of(runtime).rates
+    rates = deps.rates
     return SearchQuery(
         check_in=p.check_in,
         check_out=p.check_out,
@@ -289,7 +292,7 @@ def search_query(runtime: Runtime, p: SearchParams, audience: str | None = None)
         city=None if p.city is None else _folded(p.city),
         country=None if p.country is None else p.country.upper(),
         text=None if p.q is None else _folded(p.q),
-        currency=rates.check(p.currency or runtime.settings.search.default_currency),
+        currency=rates.check(p.currency or settings.search.default_currency),
         price_min=p.price_min,
         price_max=p.price_max,
         amenities=tuple(sorted(set(wanted))),
@@ -301,8 +304,7 @@ def search_query(runtime: Runtime, p: SearchParams, audience: str | None = None)
     )
 
 
-def _check_dates(runtime: Runtime, check_in: date, check_out: date) -> None:
-    inventory = runtime.settings.inventory
+def _check_dates(inventory: InventorySettings, check_in: date, check_out: date) -> None:
     with stay_fields_in("query"):
         check_stay(check_in, check_out, max_nights=inventory.max_stay_nights, horizon_days=inventory.horizon_days)
 
@@ -310,12 +312,12 @@ def _check_dates(runtime: Runtime, check_in: date, check_out: date) -> None:
 @router.get("/search/suggest", response_model=SuggestResponse, summary="Autocomplete places and property names")
 async def suggest(
     request: Request,
+    deps: SearchDep,
     q: str = Query(..., min_length=1, max_length=100),
     limit: int = Query(10, ge=1, le=20),
-    runtime: Runtime = Depends(get_runtime),
 ) -> Response:
     _guard_size(request)
-    return _json({"items": await service.suggest(runtime, q, limit)})
+    return _json({"items": await service.suggest(deps, q, limit)})
 
 
 @router.post(
@@ -324,8 +326,8 @@ async def suggest(
     summary="Rebuild this process's search index from the database, online",
     dependencies=[Depends(require_role("admin"))],
 )
-async def rebuild(runtime: Runtime = Depends(get_runtime)) -> Response:
+async def rebuild(deps: SearchDep) -> Response:
     started = datetime.now(UTC)
-    counts = await service.reindex(runtime)
+    counts = await service.reindex(deps)
     seconds = (datetime.now(UTC) - started) / timedelta(seconds=1)
     return _json({**counts, "seconds": round(seconds, 3)})

@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from staybook.kernel.runtime import Runtime
 from staybook.kernel.settings import Settings
 from staybook.search import service
+from staybook.search.service import SearchDeps
 
 COMMAND = "search"
 app = typer.Typer(no_args_is_help=True, help="Search index: rebuild from the database.")
@@ -35,21 +36,21 @@ def reindex() -> None:
 async def _reindex(settings: Settings) -> dict[str, int]:
     runtime = Runtime(settings)
     await runtime.start()
+    deps = SearchDeps(runtime)  # no lifespan: this process serves no searches, it builds one index
     try:
         if settings.search.backend == "typesense":
-            counts = await _rebuild_typesense(runtime)
+            counts = await _rebuild_typesense(deps)
         else:
             counts = await service.source_counts(runtime)
         await service.request_rebuild(runtime)
         return counts
     finally:
-        index = runtime.extensions.get(service.INDEX)
-        if index is not None:
-            await index.close()
+        if deps.index is not None:
+            await deps.index.close()
         await runtime.close()
 
 
-async def _rebuild_typesense(runtime: Runtime) -> dict[str, int]:
+async def _rebuild_typesense(deps: SearchDeps) -> dict[str, int]:
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as progress:
         tasks: dict[str, int] = {}
 
@@ -58,4 +59,4 @@ async def _rebuild_typesense(runtime: Runtime) -> dict[str, int]:
                 tasks[stage] = progress.add_task(stage, total=total)
             progress.update(tasks[stage], completed=done)
 
-        return await service.reindex(runtime, report)
+        return await service.reindex(deps, report)

@@ -1,5 +1,5 @@
 """Events the search context publishes. Its subscriptions (catalog and inventory events, and
-the rebuild request below) are per-process replica subscriptions started by `service.lifespan`."""
+the rebuild request below) are per-process replica subscriptions started by `bootstrap.lifespan`."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Use cases of the search context: answer searches and suggestions, keep the read model current, rebuild it.
 
-The read model lives in each API process (`runtime.extensions["search.index"]`). It is
+The read model lives in each API process (`SearchDeps.index`, built by `bootstrap.lifespan`). It is
 built from the database at start, kept current by replica subscriptions to catalog and
 inventory events, and rebuilt online by `reindex` (a new index is built beside the live
 one, events arriving meanwhile are replayed onto it, then it replaces the old one in a
@@ -10,11 +10,10 @@ single assignment: queries never see a half-built index).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -26,7 +25,6 @@ from prometheus_client import REGISTRY, Gauge
 from staybook.catalog import facts as catalog
 from staybook.inventory import service as inventory
 from staybook.kernel import dates, metrics
-from staybook.kernel.consumers import ReplicaSubscription
 from staybook.kernel.errors import InvalidInput, ServiceUnavailable
 from staybook.kernel.events import EventEnvelope
 from staybook.kernel.runtime import Runtime
@@ -46,11 +44,6 @@ from staybook.search.rates import CurrencyRates
 
 log = structlog.get_logger("staybook.search")
 
-INDEX = "search.index"
-RANKER = "search.ranker"
-# A list of `SearchObserver`s (personalisation's served-search signals).
-OBSERVERS = "search.observers"
-_STATE = "search.state"
 SUBJECTS = (
     "staybook.catalog.property.>",
     "staybook.catalog.room_type.>",
@@ -88,12 +81,25 @@ class ResponseCache:
         self._entries[key] = (time.monotonic() + ttl_seconds, value)
 
 
-class SearchState:
-    """Per-process search plumbing: the rates table, the cursor codec, the response cache, the
-    rebuild's event buffer."""
+SearchObserver = Callable[[bytes], None]
 
-    def __init__(self, runtime: Runtime) -> None:
+
+class SearchDeps:
+    """What search owns in a process: the index and the ranker that answer queries, the observers
+    that hear of every search (personalisation's served-search signals), the rates table, the
+    cursor codec, the response caches and the rebuild's event buffer.
+
+    Built by `bootstrap.lifespan`; the index is replaced whole by a rebuild (one assignment),
+    and a context above search (personalisation) may set the ranker and add observers in its
+    own lifespan."""
+
+    def __init__(self, runtime: Runtime, index: SearchIndex | None = None, ranker: Any = None) -> None:
         settings = runtime.settings
+        self.runtime = runtime  # the rebuild reads the database, and other contexts' listings, through it
+        self.settings = settings
+        self.index: SearchIndex = index  # type: ignore[assignment]  # set by the lifespan before any query
+        self.ranker = ranker if ranker is not None else RatingRanker()
+        self.observers: list[SearchObserver] = []
         self.rates = CurrencyRates(settings.search.rates or None)
         self.codec = CursorCodec(settings.secret_key.get_secret_value().encode())
         self.responses = ResponseCache()
@@ -108,13 +114,6 @@ class SearchState:
         self.rebuild_again = False
 
 
-def state_of(runtime: Runtime) -> SearchState:
-    state = runtime.extensions.get(_STATE)
-    if state is None:
-        state = runtime.extensions[_STATE] = SearchState(runtime)
-    return state
-
-
 def bookable_window(runtime: Runtime) -> tuple[date, date]:
     """The first check-in day and the last check-out day the index covers.
 
@@ -123,9 +122,10 @@ def bookable_window(runtime: Runtime) -> tuple[date, date]:
     return dates.bookable_window(runtime.settings.inventory.horizon_days)
 
 
-def new_index(runtime: Runtime) -> SearchIndex:
+def new_index(deps: SearchDeps) -> SearchIndex:
+    runtime = deps.runtime
     origin, end = bookable_window(runtime)
-    availability = MemoryIndex(origin, (end - origin).days, state_of(runtime).rates)
+    availability = MemoryIndex(origin, (end - origin).days, deps.rates)
     if runtime.settings.search.backend == "typesense":
         from staybook.search.typesense import TypesenseIndex
 
@@ -192,23 +192,12 @@ async def apply_event(index: SearchIndex, envelope: EventEnvelope) -> None:
         await index.put_nights(uuid.UUID(str(payload["room_type_id"])), uuid.UUID(str(payload["property_id"])), nights)
 
 
-def replica_subscriptions(runtime: Runtime) -> list[ReplicaSubscription]:
-    """Every API process keeps its own index current; handlers are idempotent (no inbox)."""
-
-    async def on_event(envelope: EventEnvelope, deps: None) -> None:
-        state = state_of(runtime)
-        if state.rebuilding is not None:
-            state.rebuilding.append(envelope)
-        await apply_event(runtime.extensions[INDEX], envelope)
-        INDEX_LAG.set(max(0.0, (datetime.now(UTC) - envelope.occurred_at).total_seconds()))
-
-    async def on_rebuild_requested(envelope: EventEnvelope, deps: None) -> None:
-        schedule_rebuild(runtime)
-
-    return [
-        *(ReplicaSubscription(f"search.index.{n}", subject, on_event) for n, subject in enumerate(SUBJECTS)),
-        ReplicaSubscription("search.rebuild", IndexRebuildRequested.subject(), on_rebuild_requested),
-    ]
+async def on_index_event(deps: SearchDeps, envelope: EventEnvelope) -> None:
+    """A catalog or inventory event for this process's index (also buffered while a rebuild reads)."""
+    if deps.rebuilding is not None:
+        deps.rebuilding.append(envelope)
+    await apply_event(deps.index, envelope)
+    INDEX_LAG.set(max(0.0, (datetime.now(UTC) - envelope.occurred_at).total_seconds()))
 
 
 async def request_rebuild(runtime: Runtime) -> None:
@@ -217,25 +206,24 @@ async def request_rebuild(runtime: Runtime) -> None:
         uow.emit(IndexRebuildRequested(requested_at=datetime.now(UTC)))
 
 
-def schedule_rebuild(runtime: Runtime) -> None:
+def schedule_rebuild(deps: SearchDeps) -> None:
     """Rebuilds in the background so the bus handler returns at once. Requests that arrive
     during a rebuild fold into one more rebuild after it (the rows may have changed meanwhile)."""
-    state = state_of(runtime)
-    if state.rebuild_task is not None and not state.rebuild_task.done():
-        state.rebuild_again = True
+    if deps.rebuild_task is not None and not deps.rebuild_task.done():
+        deps.rebuild_again = True
         return
 
     async def rebuild_until_settled() -> None:
         while True:
-            state.rebuild_again = False
+            deps.rebuild_again = False
             try:
-                await reindex(runtime, rebuild_documents=False)
+                await reindex(deps, rebuild_documents=False)
             except Exception as error:  # the old index keeps serving; the next request retries
                 log.warning("requested search rebuild failed", error_type=type(error).__name__, message=str(error))
-            if not state.rebuild_again:
+            if not deps.rebuild_again:
                 return
 
-    state.rebuild_task = asyncio.get_running_loop().create_task(rebuild_until_settled(), name="search-rebuild")
+    deps.rebuild_task = asyncio.get_running_loop().create_task(rebuild_until_settled(), name="search-rebuild")
 
 
 # ---------------------------------------------------------------------------- rebuild
@@ -343,33 +331,33 @@ def index_window(index: SearchIndex) -> tuple[date, date]:
 
 
 async def reindex(
-    runtime: Runtime, progress: Progress | None = None, *, rebuild_documents: bool = True
+    deps: SearchDeps, progress: Progress | None = None, *, rebuild_documents: bool = True
 ) -> dict[str, int]:
     """Builds a fresh index from the database and swaps it in; the old one serves until the swap.
 
     `rebuild_documents=False` (process start) lets a Typesense backend keep its shared
     collection when it already holds every property; the in-process part is always rebuilt.
     """
-    state = state_of(runtime)
-    async with state.lock:
-        fresh = new_index(runtime)
-        if state.rebuilding is None:
-            state.rebuilding = []
+    runtime = deps.runtime
+    async with deps.lock:
+        fresh = new_index(deps)
+        if deps.rebuilding is None:
+            deps.rebuilding = []
         try:
             counts = await load_from_database(runtime, fresh, progress)
             await fresh.publish(rebuild=rebuild_documents)
             # Events that arrived while reading may be newer than the rows read: replay them.
-            while state.rebuilding:
-                pending, state.rebuilding = state.rebuilding, []
+            while deps.rebuilding:
+                pending, deps.rebuilding = deps.rebuilding, []
                 for envelope in pending:
                     await apply_event(fresh, envelope)
-            previous = runtime.extensions.get(INDEX)
-            runtime.extensions[INDEX] = fresh
+            previous = deps.index
+            deps.index = fresh
         except BaseException:
             await fresh.close()
             raise
         finally:
-            state.rebuilding = None
+            deps.rebuilding = None
         if previous is not None:
             await previous.close()
     # Millions of long-lived index objects would make every full collection rescan them (100+ ms
@@ -380,83 +368,48 @@ async def reindex(
     return counts
 
 
-@contextlib.asynccontextmanager
-async def lifespan(runtime: Runtime) -> AsyncIterator[None]:
-    """Builds this process's index from the database, then keeps it current from events.
-
-    Subscribes before reading the database so no event falls between the read and the
-    subscription; events received during the read are replayed onto the new index. If the
-    database cannot be read at start, the process still starts (readiness says why) and
-    keeps retrying in the background.
-    """
-    state = state_of(runtime)
-    runtime.extensions.setdefault(RANKER, RatingRanker())
-    runtime.extensions[INDEX] = new_index(runtime)
-    state.rebuilding = []
-    await runtime.consumers.start(replica_subscriptions(runtime))
-    retrying = None
-    try:
-        await reindex(runtime, rebuild_documents=False)
-    except Exception as error:
-        log.warning("search index not built; retrying in the background", error_type=type(error).__name__)
-        state.build_error = f"{type(error).__name__}: {error}"
-        retrying = asyncio.get_running_loop().create_task(_build_until_done(runtime), name="search-build")
-    if retrying is not None or runtime.settings.search.backend == "typesense":
-        runtime.add_ready_check("search", lambda: ready(runtime))
-    try:
-        yield
-    finally:
-        for task in (retrying, state.rebuild_task):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-        await runtime.extensions[INDEX].close()
-
-
-async def _build_until_done(runtime: Runtime) -> None:
-    state = state_of(runtime)
-    while state.build_error is not None:
+async def build_until_done(deps: SearchDeps) -> None:
+    """Retries the first build of the index until the database can be read."""
+    while deps.build_error is not None:
         await asyncio.sleep(2)
         try:
-            await reindex(runtime, rebuild_documents=False)
-            state.build_error = None
+            await reindex(deps, rebuild_documents=False)
+            deps.build_error = None
         except Exception as error:
-            state.build_error = f"{type(error).__name__}: {error}"
+            deps.build_error = f"{type(error).__name__}: {error}"
 
 
-async def ready(runtime: Runtime) -> None:
+async def ready(deps: SearchDeps) -> None:
     """The index answers everything it should: built from the database, and for Typesense its
     collection holds every document the read model has."""
-    error = state_of(runtime).build_error
+    error = deps.build_error
     if error is not None:
         raise ServiceUnavailable(f"search index not built yet ({error})")
-    await runtime.extensions[INDEX].check_ready()
+    await deps.index.check_ready()
 
 
 # ---------------------------------------------------------------------------- queries
 
 
-async def search(runtime: Runtime, query: SearchQuery, cursor: str | None) -> dict[str, Any]:
+async def search(deps: SearchDeps, query: SearchQuery, cursor: str | None) -> dict[str, Any]:
     """Answers a search as the response document; cached briefly by the normalised query."""
-    return orjson.loads(await search_json(runtime, query, cursor))
+    return orjson.loads(await search_json(deps, query, cursor))
 
 
-async def search_json(runtime: Runtime, query: SearchQuery, cursor: str | None) -> bytes:
+async def search_json(deps: SearchDeps, query: SearchQuery, cursor: str | None) -> bytes:
     """`search` as the JSON bytes the API sends; the cache holds these bytes."""
-    state = state_of(runtime)
     fingerprint = query.fingerprint()  # once: the cursor's binding and the cache key
     if cursor:
-        query = _with_mark(query, state.codec.decode(query, cursor, fingerprint))
-    ttl = runtime.settings.search.cache_seconds
+        query = _with_mark(query, deps.codec.decode(query, cursor, fingerprint))
+    ttl = deps.settings.search.cache_seconds
     if ttl <= 0:
-        return orjson.dumps(await _answer(runtime, query, fingerprint))
+        return orjson.dumps(await _answer(deps, query, fingerprint))
     mark = "" if query.after is None else f"{query.after.key}:{query.after.property_id.hex}"
     key = f"{fingerprint}:{mark}"
-    cached = state.responses.get(key)
+    cached = deps.responses.get(key)
     if cached is None:
-        cached = orjson.dumps(await _answer(runtime, query, fingerprint))
-        state.responses.put(key, cached, ttl)
+        cached = orjson.dumps(await _answer(deps, query, fingerprint))
+        deps.responses.put(key, cached, ttl)
     return cached
 
 
@@ -464,13 +417,12 @@ def _with_mark(query: SearchQuery, mark: PageMark) -> SearchQuery:
     return replace(query, after=mark)
 
 
-async def _answer(runtime: Runtime, query: SearchQuery, fingerprint: str) -> dict[str, Any]:
-    index: SearchIndex = runtime.extensions[INDEX]
-    ranker = runtime.extensions[RANKER]
+async def _answer(deps: SearchDeps, query: SearchQuery, fingerprint: str) -> dict[str, Any]:
+    ranker = deps.ranker
     if query.audience is not None and query.sort == "relevance" and hasattr(ranker, "for_audience"):
         ranker = await ranker.for_audience(query.audience)
-    page = await index.search(query, ranker)
-    return page_document(state_of(runtime).codec, query, page, fingerprint)
+    page = await deps.index.search(query, ranker)
+    return page_document(deps.codec, query, page, fingerprint)
 
 
 def page_document(
@@ -510,11 +462,11 @@ def page_document(
     }
 
 
-async def suggest(runtime: Runtime, prefix: str, limit: int = 10) -> list[dict[str, Any]]:
+async def suggest(deps: SearchDeps, prefix: str, limit: int = 10) -> list[dict[str, Any]]:
     """Place and property names for autocomplete."""
     if not prefix.strip():
         raise InvalidInput("q must not be empty", field="query.q")
-    index: SearchIndex = runtime.extensions[INDEX]
+    index = deps.index
     return [
         {
             "kind": s.kind,

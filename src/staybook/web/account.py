@@ -12,7 +12,9 @@ from starlette.responses import Response
 
 from staybook.identity import privacy as identity_privacy
 from staybook.identity import service as identity
+from staybook.identity.bootstrap import IdentityDep
 from staybook.identity.schemas import LoginRequest, PasswordChange, ProfileUpdate, RegisterRequest
+from staybook.identity.service import Credentials
 from staybook.kernel.errors import Forbidden, InvalidInput, StaybookError, Unauthorized
 from staybook.notifications import service as notifications
 from staybook.web.rendering import WebRoute, page_state, redirect, render
@@ -45,13 +47,13 @@ async def login_page(request: Request) -> Response:
 
 
 @router.post("/login")
-async def login(request: Request) -> Response:
+async def login(request: Request, creds: IdentityDep) -> Response:
     runtime, session, _ = page_state(request)
     form = parse_form(LoginForm, await request.form())
     target = local_target(form.next)
     try:
         answer = await identity.login(
-            runtime, LoginRequest(email=form.email, password=form.password), request_info(request)
+            runtime, creds, LoginRequest(email=form.email, password=form.password), request_info(request)
         )
     except (Unauthorized, Forbidden) as error:  # Forbidden: a locked account
         return render(request, "login.html", status=error.status, next=target, problem=error.detail, email=form.email)
@@ -64,7 +66,7 @@ async def login(request: Request) -> Response:
 
 
 @router.post("/login/mfa")
-async def login_mfa(request: Request) -> Response:
+async def login_mfa(request: Request, creds: IdentityDep) -> Response:
     runtime, session, _ = page_state(request)
     form_data = await request.form()
     target = local_target(str(form_data.get("next") or "/"))
@@ -73,7 +75,7 @@ async def login_mfa(request: Request) -> Response:
         return redirect(f"/login?next={target}")
     try:
         form = parse_form(CodeForm, form_data)
-        tokens = await identity.verify_mfa(runtime, mfa_token[:2048], form.code, request_info(request))
+        tokens = await identity.verify_mfa(runtime, creds, mfa_token[:2048], form.code, request_info(request))
     except (Unauthorized, Forbidden, InvalidInput) as error:
         return render(request, "mfa.html", status=error.status, next=target, problem=error.detail)
     session.sign_in(runtime, tokens)
@@ -99,14 +101,14 @@ async def register_page(request: Request) -> Response:
 
 
 @router.post("/register")
-async def register(request: Request) -> Response:
+async def register(request: Request, creds: IdentityDep) -> Response:
     runtime, session, locale = page_state(request)
     form = parse_form(RegisterForm, await request.form())
     data = RegisterRequest(email=form.email, password=form.password, name=form.name, role=form.role, locale=locale)
     try:
-        await identity.register(runtime, data, request_info(request))
+        await identity.register(runtime, creds, data, request_info(request))
         credentials = LoginRequest(email=form.email, password=form.password)
-        session.sign_in(runtime, await identity.login(runtime, credentials, request_info(request)))
+        session.sign_in(runtime, await identity.login(runtime, creds, credentials, request_info(request)))
     except StaybookError as error:
         values = {"email": form.email, "name": form.name, "role": form.role}
         return render(request, "register.html", status=error.status, problem=error.detail,
@@ -117,10 +119,10 @@ async def register(request: Request) -> Response:
 # --------------------------------------------------------------------------- the account page
 
 
-async def _account(request: Request, status: int = 200, **extra) -> Response:
+async def _account(request: Request, creds: Credentials, status: int = 200, **extra) -> Response:
     runtime, _, _ = page_state(request)
     principal = _principal(request)
-    me = await identity.get_me(runtime, principal)
+    me = await identity.get_me(runtime, creds, principal)
     preferences = await notifications.get_preferences(runtime, principal.user_id)
     context = {"me": me, "preferences": preferences, "notice": None, "problem": None, "totp": None,
                "recovery_codes": None}  # fmt: skip
@@ -129,32 +131,34 @@ async def _account(request: Request, status: int = 200, **extra) -> Response:
 
 
 @router.get("/account")
-async def account(request: Request) -> Response:
-    return await _account(request)
+async def account(request: Request, creds: IdentityDep) -> Response:
+    return await _account(request, creds)
 
 
-async def _attempt(request: Request, action, notice: str) -> Response:
+async def _attempt(request: Request, creds: Credentials, action, notice: str) -> Response:
     """Runs one account change; its refusal is shown on the account page next to the form."""
     try:
         await action()
     except Unauthorized:
         raise
     except StaybookError as error:
-        return await _account(request, status=error.status, problem=error.detail)
-    return await _account(request, notice=notice)
+        return await _account(request, creds, status=error.status, problem=error.detail)
+    return await _account(request, creds, notice=notice)
 
 
 @router.post("/account/profile")
-async def update_profile(request: Request) -> Response:
+async def update_profile(request: Request, creds: IdentityDep) -> Response:
     runtime, _, _ = page_state(request)
     principal = _principal(request)
     form = parse_form(ProfileForm, await request.form())
     change = ProfileUpdate(name=form.name, locale=form.locale, timezone=form.timezone, phone=form.phone)
-    return await _attempt(request, lambda: identity.update_me(runtime, principal, change), "Your profile is saved.")
+    return await _attempt(
+        request, creds, lambda: identity.update_me(runtime, creds, principal, change), "Your profile is saved."
+    )
 
 
 @router.post("/account/password")
-async def change_password(request: Request) -> Response:
+async def change_password(request: Request, creds: IdentityDep) -> Response:
     runtime, session, _ = page_state(request)
     principal = _principal(request)
     form = parse_form(PasswordForm, await request.form())
@@ -162,9 +166,10 @@ async def change_password(request: Request) -> Response:
 
     async def action():
         # Other sessions end; this browser goes on with the new tokens.
-        session.sign_in(runtime, await identity.change_password(runtime, principal, change, request_info(request)))
+        tokens = await identity.change_password(runtime, creds, principal, change, request_info(request))
+        session.sign_in(runtime, tokens)
 
-    return await _attempt(request, action, "Your password is changed; other devices are signed out.")
+    return await _attempt(request, creds, action, "Your password is changed; other devices are signed out.")
 
 
 @router.post("/account/sessions/revoke")
@@ -177,43 +182,44 @@ async def sign_out_everywhere(request: Request) -> Response:
 
 
 @router.post("/account/mfa/start")
-async def start_mfa(request: Request) -> Response:
+async def start_mfa(request: Request, creds: IdentityDep) -> Response:
     runtime, _, _ = page_state(request)
     principal = _principal(request)
-    setup = await identity.start_totp(runtime, principal)
+    setup = await identity.start_totp(runtime, creds, principal)
     qr = segno.make(setup["otpauth_uri"], error="m")
     svg = qr.svg_inline(scale=5, dark="#111", light="#fff", title="Authenticator QR code")
-    return await _account(request, totp={"secret": setup["secret"], "qr": Markup(svg)})  # noqa: S704 - segno's own SVG
+    return await _account(request, creds, totp={"secret": setup["secret"], "qr": Markup(svg)})  # noqa: S704 - segno's own SVG
 
 
 @router.post("/account/mfa/confirm")
-async def confirm_mfa(request: Request) -> Response:
+async def confirm_mfa(request: Request, creds: IdentityDep) -> Response:
     runtime, _, _ = page_state(request)
     principal = _principal(request)
     form = parse_form(CodeForm, await request.form())
     try:
-        codes = await identity.confirm_totp(runtime, principal, form.code, request_info(request))
+        codes = await identity.confirm_totp(runtime, creds, principal, form.code, request_info(request))
     except Unauthorized:
         raise
     except StaybookError as error:
-        return await _account(request, status=error.status, problem=error.detail)
-    return await _account(request, recovery_codes=codes, notice="Two-step sign-in is on.")
+        return await _account(request, creds, status=error.status, problem=error.detail)
+    return await _account(request, creds, recovery_codes=codes, notice="Two-step sign-in is on.")
 
 
 @router.post("/account/mfa/disable")
-async def disable_mfa(request: Request) -> Response:
+async def disable_mfa(request: Request, creds: IdentityDep) -> Response:
     runtime, _, _ = page_state(request)
     principal = _principal(request)
     form = parse_form(CodeForm, await request.form())
     return await _attempt(
         request,
-        lambda: identity.disable_totp(runtime, principal, form.code, request_info(request)),
+        creds,
+        lambda: identity.disable_totp(runtime, creds, principal, form.code, request_info(request)),
         "Two-step sign-in is off.",
     )
 
 
 @router.post("/account/preferences")
-async def update_preferences(request: Request) -> Response:
+async def update_preferences(request: Request, creds: IdentityDep) -> Response:
     runtime, _, _ = page_state(request)
     principal = _principal(request)
     form = await request.form()
@@ -222,16 +228,17 @@ async def update_preferences(request: Request) -> Response:
     changes = {channel: {name: f"{channel}:{name}" in wanted for name in kinds} for channel, kinds in current.items()}
     return await _attempt(
         request,
+        creds,
         lambda: notifications.update_preferences(runtime, principal.user_id, changes),
         "Your notification choices are saved.",
     )
 
 
 @router.get("/account/export")
-async def export(request: Request) -> Response:
+async def export(request: Request, creds: IdentityDep) -> Response:
     runtime, _, _ = page_state(request)
     principal = _principal(request)
-    data = await identity_privacy.export_me(runtime, principal, request_info(request))
+    data = await identity_privacy.export_me(runtime, creds, principal, request_info(request))
     return Response(
         orjson.dumps(data, option=orjson.OPT_INDENT_2),
         media_type="application/json",
@@ -240,12 +247,13 @@ async def export(request: Request) -> Response:
 
 
 @router.post("/account/delete")
-async def erase(request: Request) -> Response:
+async def erase(request: Request, creds: IdentityDep) -> Response:
     runtime, session, _ = page_state(request)
     principal = _principal(request)
     form = await request.form()
     if form.get("confirm") != "erase":
-        return await _account(request, status=422, problem="Tick the box to confirm that your account goes for good.")
-    await identity_privacy.erase_me(runtime, principal, request_info(request))
+        problem = "Tick the box to confirm that your account goes for good."
+        return await _account(request, creds, status=422, problem=problem)
+    await identity_privacy.erase_me(runtime, creds, principal, request_info(request))
     session.sign_out()
     return render(request, "erased.html")

@@ -12,6 +12,8 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from staybook.identity import admin as identity_admin
+from staybook.identity.bootstrap import IdentityDep
+from staybook.identity.service import Credentials
 from staybook.kernel.api import dead_letter_out
 from staybook.kernel.errors import Forbidden, InvalidInput, StaybookError, Unauthorized
 from staybook.kernel.security import Principal
@@ -92,7 +94,7 @@ async def health(request: Request) -> Response:
 
 
 @router.get("/users")
-async def users(request: Request) -> Response:
+async def users(request: Request, creds: IdentityDep) -> Response:
     admin(request)
     runtime, _, _ = page_state(request)
     query = request.query_params
@@ -103,6 +105,7 @@ async def users(request: Request) -> Response:
         raise InvalidInput("No such status.", field="query.status")
     page = await identity_admin.list_users(
         runtime,
+        creds,
         role=filters["role"] or None,
         status=filters["status"] or None,
         cursor=_uuid(query.get("cursor"), "cursor"),
@@ -111,13 +114,13 @@ async def users(request: Request) -> Response:
     return render(request, "admin/users.html", page=page, filters=filters, notice=_notice(request), problem=None)
 
 
-async def _user_action(request: Request, user_id: uuid.UUID, done: str, action) -> Response:
+async def _user_action(request: Request, creds: Credentials, user_id: uuid.UUID, done: str, action) -> Response:
     principal = admin(request)
     runtime, _, _ = page_state(request)
     try:
         await action(runtime, principal)
     except (Forbidden, InvalidInput) as error:
-        page = await identity_admin.list_users(runtime, role=None, status=None, cursor=None, limit=PAGE_SIZE)
+        page = await identity_admin.list_users(runtime, creds, role=None, status=None, cursor=None, limit=PAGE_SIZE)
         filters = {"role": "", "status": ""}
         return render(request, "admin/users.html", status=error.status, page=page, filters=filters, notice=None,
                       problem=error.detail)  # fmt: skip
@@ -125,30 +128,39 @@ async def _user_action(request: Request, user_id: uuid.UUID, done: str, action) 
 
 
 @router.post("/users/{user_id}/role")
-async def change_role(user_id: uuid.UUID, request: Request) -> Response:
+async def change_role(user_id: uuid.UUID, request: Request, creds: IdentityDep) -> Response:
     form = parse_form(RoleForm, await request.form())
     info = request_info(request)
     return await _user_action(
         request,
+        creds,
         user_id,
         "role",
-        lambda runtime, who: identity_admin.change_role(runtime, who, user_id, form.role, info),
+        lambda runtime, who: identity_admin.change_role(runtime, creds, who, user_id, form.role, info),
     )
 
 
 @router.post("/users/{user_id}/lock")
-async def lock(user_id: uuid.UUID, request: Request) -> Response:
+async def lock(user_id: uuid.UUID, request: Request, creds: IdentityDep) -> Response:
     info = request_info(request)
     return await _user_action(
-        request, user_id, "locked", lambda runtime, who: identity_admin.set_locked(runtime, who, user_id, True, info)
+        request,
+        creds,
+        user_id,
+        "locked",
+        lambda runtime, who: identity_admin.set_locked(runtime, creds, who, user_id, True, info),
     )
 
 
 @router.post("/users/{user_id}/unlock")
-async def unlock(user_id: uuid.UUID, request: Request) -> Response:
+async def unlock(user_id: uuid.UUID, request: Request, creds: IdentityDep) -> Response:
     info = request_info(request)
     return await _user_action(
-        request, user_id, "unlocked", lambda runtime, who: identity_admin.set_locked(runtime, who, user_id, False, info)
+        request,
+        creds,
+        user_id,
+        "unlocked",
+        lambda runtime, who: identity_admin.set_locked(runtime, creds, who, user_id, False, info),
     )
 
 

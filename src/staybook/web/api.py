@@ -15,14 +15,17 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from staybook.booking import service as booking
+from staybook.booking.bootstrap import BookingDep
 from staybook.booking.schemas import GuestDetails, HoldRequest, PaymentRequest
 from staybook.catalog import service as catalog
 from staybook.catalog.schemas import AMENITIES, PROPERTY_TYPES
 from staybook.identity import service as identity
+from staybook.identity.bootstrap import IdentityDep
 from staybook.kernel.dates import stay_fields_in
 from staybook.kernel.errors import Conflict, Forbidden, InvalidInput, NotFound, StaybookError, Unauthorized
 from staybook.kernel.security import Principal
 from staybook.personalization import service as personalization
+from staybook.search.bootstrap import SearchDep
 from staybook.search.query import MAX_GUESTS
 from staybook.web import i18n
 from staybook.web import service as pages
@@ -77,14 +80,13 @@ async def home(request: Request) -> Response:
 
 
 @router.get("/suggest")
-async def suggest(request: Request) -> Response:
-    runtime, _, _ = page_state(request)
-    items = await pages.suggestions(runtime, request.query_params.get("city", ""))
+async def suggest(request: Request, searches: SearchDep) -> Response:
+    items = await pages.suggestions(searches, request.query_params.get("city", ""))
     return render(request, "_suggestions.html", items=items)
 
 
 @router.get("/results")
-async def results(request: Request) -> Response:
+async def results(request: Request, searches: SearchDep) -> Response:
     runtime, _, _ = page_state(request)
     query = request.query_params
     form = {name: query.get(name, "") for name in pages.RESULT_PARAMS}
@@ -101,7 +103,7 @@ async def results(request: Request) -> Response:
     try:
         settings = runtime.settings
         params = pages.search_params(query, settings.search.default_currency, settings.web.results_per_page)
-        answer = await pages.results(runtime, params)
+        answer = await pages.results(searches, params)
     except StaybookError as error:
         context["problem"] = {"detail": error.detail, "errors": error.extensions.get("errors") or []}
         return render(request, "results.html", status=200, **context)
@@ -191,7 +193,7 @@ async def property_page(property_id: uuid.UUID, request: Request) -> Response:
 
 
 @router.get("/checkout")
-async def checkout(request: Request) -> Response:
+async def checkout(request: Request, creds: IdentityDep) -> Response:
     principal = signed_in(request, "guest", "admin")
     runtime, _, _ = page_state(request)
     query = request.query_params
@@ -211,7 +213,7 @@ async def checkout(request: Request) -> Response:
     if offer is None or room_type is None or not offer["bookable"]:
         return render(request, "outcome_sold_out.html", status=409, prop=prop, check_in=check_in,
                       check_out=check_out, guests=guests)  # fmt: skip
-    me = await identity.get_me(runtime, principal)
+    me = await identity.get_me(runtime, creds, principal)
     return render(
         request,
         "checkout.html",
@@ -297,14 +299,14 @@ def _show_tokens(runtime) -> bool:
 
 
 @router.post("/checkout/{booking_id}/pay")
-async def pay(booking_id: uuid.UUID, request: Request) -> Response:
+async def pay(booking_id: uuid.UUID, request: Request, bookings: BookingDep) -> Response:
     principal = signed_in(request)
     runtime, _, _ = page_state(request)
     form = parse_form(PaymentForm, await request.form())
     payment = PaymentRequest(payment_method=form.payment_method)
 
     async def work(claim):
-        return await booking.pay(runtime, principal, booking_id, payment.payment_method, claim)
+        return await booking.pay(runtime, bookings, principal, booking_id, payment.payment_method, claim)
 
     path = f"/checkout/{booking_id}/pay"
     try:
@@ -399,13 +401,13 @@ async def cancel_page(booking_id: uuid.UUID, request: Request) -> Response:
 
 
 @router.post("/bookings/{booking_id}/cancel")
-async def cancel(booking_id: uuid.UUID, request: Request) -> Response:
+async def cancel(booking_id: uuid.UUID, request: Request, bookings: BookingDep) -> Response:
     principal = signed_in(request)
     runtime, _, _ = page_state(request)
     form = parse_form(CancelForm, await request.form())
 
     async def work(claim):
-        return 200, await booking.cancel(runtime, principal, booking_id, form.reason, claim)
+        return 200, await booking.cancel(runtime, bookings, principal, booking_id, form.reason, claim)
 
     path = f"/bookings/{booking_id}/cancel"
     await pages.once(runtime, principal, form.idempotency_key, path, {"reason": form.reason}, work)

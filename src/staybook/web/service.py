@@ -30,6 +30,7 @@ from staybook.kernel.runtime import Runtime
 from staybook.kernel.security import Principal
 from staybook.search import service as search
 from staybook.search.api import SearchParams, search_query
+from staybook.search.service import SearchDeps
 from staybook.web.schemas import to_minor_units
 
 # The results page's own parameters beside the search API's: prices in major units of the currency.
@@ -70,13 +71,13 @@ def search_params(query: QueryParams, default_currency: str, limit: int) -> Sear
         raise InvalidInput("Some search fields are not valid.", errors=errors) from None
 
 
-async def results(runtime: Runtime, params: SearchParams) -> dict[str, Any]:
-    return await search.search(runtime, search_query(runtime, params), params.cursor)
+async def results(searches: SearchDeps, params: SearchParams) -> dict[str, Any]:
+    return await search.search(searches, search_query(searches, params), params.cursor)
 
 
-async def suggestions(runtime: Runtime, prefix: str) -> list[dict[str, Any]]:
+async def suggestions(searches: SearchDeps, prefix: str) -> list[dict[str, Any]]:
     prefix = prefix.strip()[:100]
-    return await search.suggest(runtime, prefix, 8) if prefix else []
+    return await search.suggest(searches, prefix, 8) if prefix else []
 
 
 async def availability(runtime: Runtime, property_id: uuid.UUID, check_in: date, check_out: date, guests: int) -> dict:
