@@ -197,6 +197,26 @@ def measured(server: Server, meter: CpuMeter, requests: list[dict], rate: float,
     return figures
 
 
+def ceiling_step(server: Server, meter: CpuMeter, requests: list[dict], duration: float) -> dict:
+    """The closed loop, with the CPU it took: the server processes' and the whole machine's (a
+    ceiling with the servers far from busy waits on something; one with the machine busy is
+    other work's share of the cores)."""
+    before, children_before, machine_before, started = meter.snapshot(), _children_cpu(), _machine(), time.monotonic()
+    figures = load(server.url, requests=requests, rate=0, duration=duration, connections=32)
+    seconds = time.monotonic() - started
+    figures["cpu"] = CpuMeter.delta(before, meter.snapshot(), seconds, _children_cpu() - children_before)
+    (total_before, idle_before), (total_after, idle_after) = machine_before, _machine()
+    ticks = total_after - total_before
+    figures["cpu"]["machine_cores_busy"] = round((os.cpu_count() or 1) * (1 - (idle_after - idle_before) / ticks), 2)
+    return figures
+
+
+def _machine() -> tuple[int, int]:
+    """(all, idle + iowait) jiffies of every core, from /proc/stat."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return sum(fields), fields[3] + fields[4]
+
+
 def _children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -307,15 +327,21 @@ def main() -> None:
         for name, pair in sets.items():
             entry: dict = {}
             for kind, requests in pair.items():
-                ceiling = load(server.url, requests=requests, rate=0, duration=args.ceiling_duration, connections=32)
+                ceiling = ceiling_step(server, meter, requests, args.ceiling_duration)
                 open_loop = measured(server, meter, requests, args.rate, args.duration)
                 entry[kind] = {
                     "ceiling_rps": ceiling["throughput_rps"],
                     "ceiling_latency_ms": ceiling["latency_ms"],
+                    "ceiling_cpu_cores_busy": {
+                        **ceiling["cpu"]["cores_busy"],
+                        "machine": ceiling["cpu"]["machine_cores_busy"],
+                    },  # fmt: skip
                     "open_loop": brief(open_loop),
                     "rate_to_ceiling": ratio(args.rate, ceiling["throughput_rps"]),
                 }
-                print(f"{name:<9} {kind:<4} ceiling {ceiling['throughput_rps']:>7.1f}/s; at {args.rate:g}/s "
+                print(f"{name:<9} {kind:<4} ceiling {ceiling['throughput_rps']:>7.1f}/s "
+                      f"(API {ceiling['cpu']['cores_busy']['api']:.2f} of machine "
+                      f"{ceiling['cpu']['machine_cores_busy']:.2f} cores busy); at {args.rate:g}/s "
                       f"ttfb p50 {open_loop['ttfb_ms']['p50']:.1f} p99 {open_loop['ttfb_ms']['p99']:.1f} ms, "
                       f"last byte p99 {open_loop['latency_ms']['p99']:.1f} ms, "
                       f"API CPU {cpu_ms_per_request(open_loop)['api']} ms/request, errors "

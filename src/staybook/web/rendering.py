@@ -173,7 +173,7 @@ def render(request: Request, template: str, status: int = 200, headers: dict | N
             session=session,
             role=session.principal.role if session.principal else None,
             csrf=session.csrf,
-            path=request.url.path,
+            path=_path(request),
             full_path=_full_path(request),
             web=settings,
             environment_name=runtime.settings.environment,
@@ -206,9 +206,14 @@ def _csp_with_tiles(policy: str, tile_url: str) -> str:
     return policy.replace("img-src 'self' data:", f"img-src 'self' data: {origin}")
 
 
+def _path(request: Request) -> str:
+    # request.url.path, from the scope without building the URL (every page shows it).
+    return request.scope["path"].replace("?", "%3F").replace("#", "%23").replace("\\", "%5C")
+
+
 def _full_path(request: Request) -> str:
-    query = request.url.query
-    return request.url.path + (f"?{query}" if query else "")
+    query = request.scope.get("query_string", b"").decode()
+    return _path(request) + (f"?{query}" if query else "")
 
 
 def redirect(to: str, status: int = 303) -> Response:
@@ -251,37 +256,42 @@ class WebRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def page(request: Request) -> Response:
-            runtime: Runtime = request.app.state.runtime
-            request.state.runtime = runtime
-            request.state.locale = i18n.pick_locale(
-                request.cookies.get(i18n.LANG_COOKIE), request.headers.get("accept-language")
-            )
-            request.state.web = WebSession(principal=None, csrf_seed="", csrf="")
-            try:
-                request.state.web = await load_session(request, runtime)
-                response = await handler(request)
-            except Unauthorized:
-                request.state.web.sign_out()
-                response = login_redirect(request)
-            except StaybookError as error:
-                response = error_page(request, error)
-            except RequestValidationError as error:
-                response = error_page(request, _validation_error(error))
-            except Exception:
-                log.exception("web page failed", error_type="unhandled")
-                response = render(
-                    request,
-                    "error.html",
-                    status=500,
-                    title="Something went wrong",
-                    detail="Something went wrong on our side. Please try again in a moment.",
-                    errors=[],
-                    reference=request.scope.get("state", {}).get("request_id"),
-                )
-            request.state.web.apply(response, secure_cookies(runtime))
-            return response
+            return await serve_page(request, handler)
 
         return page
+
+
+async def serve_page(request: Request, handler: Callable[[Request], Coroutine[Any, Any, Response]]) -> Response:
+    """A page as every route of `WebRoute` serves it (and the pages served before routing)."""
+    runtime: Runtime = request.app.state.runtime
+    request.state.runtime = runtime
+    request.state.locale = i18n.pick_locale(
+        request.cookies.get(i18n.LANG_COOKIE), request.headers.get("accept-language")
+    )
+    request.state.web = WebSession(principal=None, csrf_seed="", csrf="")
+    try:
+        request.state.web = await load_session(request, runtime)
+        response = await handler(request)
+    except Unauthorized:
+        request.state.web.sign_out()
+        response = login_redirect(request)
+    except StaybookError as error:
+        response = error_page(request, error)
+    except RequestValidationError as error:
+        response = error_page(request, _validation_error(error))
+    except Exception:
+        log.exception("web page failed", error_type="unhandled")
+        response = render(
+            request,
+            "error.html",
+            status=500,
+            title="Something went wrong",
+            detail="Something went wrong on our side. Please try again in a moment.",
+            errors=[],
+            reference=request.scope.get("state", {}).get("request_id"),
+        )
+    request.state.web.apply(response, secure_cookies(runtime))
+    return response
 
 
 def _validation_error(error: RequestValidationError) -> StaybookError:
