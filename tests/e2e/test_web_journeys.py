@@ -40,9 +40,9 @@ def site(tmp_path_factory):
         "STAYBOOK_GATEWAY__RATE_LIMIT_REQUESTS": "1000000",
         "STAYBOOK_LOG_LEVEL": "WARNING",
     }
-    with running_demo(folder, properties=20, **settings) as (url, _log):
+    with running_demo(folder, properties=20, **settings) as (url, log):
         _wait_for_search(url)
-        yield {"url": url, "db": folder / "demo" / "staybook.db", "folder": folder}
+        yield {"url": url, "db": folder / "demo" / "staybook.db", "folder": folder, "log": log}
 
 
 def _wait_for_search(url: str) -> None:
@@ -188,6 +188,8 @@ def test_guest_books_pays_downloads_ics_and_cancels(visit, site):
     page.wait_for_selector(".status-cancelled")
     assert "Refunded" in page.inner_text("main")
     check(page, "cancelled")
+    # Every consumer took the journey's events (booking.confirmed feeds personalisation, for one).
+    assert "event handler failed" not in site["log"].read_text()
 
 
 def test_guest_card_is_declined_and_the_retry_pays(visit):

@@ -179,8 +179,9 @@ async def test_a_confirmed_booking_becomes_a_booking_signal(settings):
             guest_user_id=guest,
             guest={},
             host_id=uuid.uuid4(),
-            property={"id": str(stay.property_id), "name": stay.name},
-            room_type={"id": str(uuid.uuid4())},
+            # The keys of booking.ports.property_snapshot and booking.views, as booking writes them.
+            property={"property_id": str(stay.property_id), "name": stay.name},
+            room_type={"room_type_id": str(uuid.uuid4()), "name": "Double"},
             check_in=str(CHECK_IN),
             check_out=str(CHECK_OUT),
             nights=2,

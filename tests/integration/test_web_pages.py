@@ -69,3 +69,19 @@ async def test_property_page_shows_every_change_of_the_cached_listing(live_setti
         assert archived.status_code == 204
         page = await client.get(path, params=stay)
         assert page.status_code == 404 and "no longer listed" in page.text
+
+
+async def test_results_page_is_the_same_page_before_and_after_its_fast_path(live_settings, client_for):
+    """The first `GET /results` goes through the router; the fast path serves every later one, with
+    the same page function and the same context deps."""
+    host = bearer(live_settings, "host")
+    check_in = date.today() + timedelta(days=20)
+    query = {"city": "Porto", "check_in": str(check_in), "check_out": str(check_in + timedelta(days=2)), "guests": 2}
+    async with client_for(live_settings) as client:
+        await listed(client, host)
+        routed = await client.get("/results", params=query)
+        fast = await client.get("/results", params=query)
+        assert routed.status_code == fast.status_code == 200, fast.text[:500]
+        assert "Something went wrong" not in routed.text + fast.text
+        # The index takes the new listing from its events a moment later; the fast path shows it.
+        assert await _page_shows(client, "/results", query, "Casa do Rio")

@@ -172,7 +172,7 @@ async def record_booking(deps: Personalization, envelope: EventEnvelope) -> None
     booking = envelope.payload["booking"]
     nights = int(booking.get("nights") or 0)
     total = booking.get("total") or {}
-    property_id = uuid.UUID(str(booking["property"]["id"]))
+    property_id = uuid.UUID(str(booking["property"]["property_id"]))  # booking.ports.property_snapshot
     record = SignalRecord(
         "booking",
         epoch_ms(envelope.occurred_at),
