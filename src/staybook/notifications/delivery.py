@@ -5,23 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import Integer, func, select, update
+from sqlalchemy import func, select, update
 
-from staybook.kernel.db import Sql, insert_sql
 from staybook.kernel.errors import Conflict, NotFound
 from staybook.kernel.orm import new_id, utcnow
 from staybook.kernel.runtime import Runtime
 from staybook.kernel.telemetry import span_from
-from staybook.notifications import metrics
+from staybook.notifications import metrics, repository
 from staybook.notifications.mail import compose_email, stay_calendar
-from staybook.notifications.models import Delivery, DeliveryAttempt
+from staybook.notifications.models import Delivery
 from staybook.notifications.policy import (
     TYPES,
     quiet_hours_end,
@@ -32,26 +30,13 @@ from staybook.notifications.providers import (
     DeliveryReceipt,
     PermanentFailure,
 )
+from staybook.notifications.repository import ClaimedDelivery
 from staybook.notifications.service import Notifier, personal_context
 
 log = structlog.get_logger("staybook.notifications")
 
 
 # ------------------------------------------------------------------ sending
-
-
-@dataclass(frozen=True)
-class ClaimedDelivery:
-    id: uuid.UUID
-    user_id: uuid.UUID | None
-    channel: str
-    template: str
-    locale: str
-    recipient: str | None
-    recipient_hash: str
-    context: dict[str, Any]
-    attempts: int
-    created_at: datetime
 
 
 @dataclass(frozen=True)
@@ -64,58 +49,15 @@ class Outcome:
     deferred_until: datetime | None = None
 
 
-_DELIVERIES = Delivery.__table__
-_CLAIMED_COLUMNS = tuple(field.name for field in dataclasses.fields(ClaimedDelivery))
-# Claim in one statement: the due rows, locked and skipped by other senders, get their due time
-# pushed out by the lease. A sender whose snapshot still saw them due re-checks the condition on
-# the updated row after the lock (READ COMMITTED), so no delivery is claimed twice.
-_CLAIM = Sql(
-    "UPDATE notification_deliveries SET next_attempt_at = :lease_until WHERE id IN ("
-    "SELECT id FROM notification_deliveries WHERE status = 'pending' AND next_attempt_at <= :now"
-    " ORDER BY next_attempt_at LIMIT :limit FOR UPDATE SKIP LOCKED)"
-    f" RETURNING {', '.join(_CLAIMED_COLUMNS)}",
-    table=_DELIVERIES,
-    types={
-        "lease_until": _DELIVERIES.c.next_attempt_at.type,
-        "now": _DELIVERIES.c.next_attempt_at.type,
-        "limit": Integer(),
-    },
-    returns=[_DELIVERIES.c[name] for name in _CLAIMED_COLUMNS],
-)
-# An attempt's result, guarded by status: an erasure or replay that happened meanwhile wins.
-# The COALESCEs leave a column as it is where this outcome does not set it.
-_RECORD = Sql(
-    "UPDATE notification_deliveries SET status = :status, attempts = :attempts, updated_at = :updated_at,"
-    " last_error = :last_error, sent_at = COALESCE(:sent_at, sent_at),"
-    " provider_message_id = COALESCE(:provider_message_id, provider_message_id),"
-    " next_attempt_at = COALESCE(:next_attempt_at, next_attempt_at)"
-    " WHERE id = :id AND status = 'pending'",
-    table=_DELIVERIES,
-)
-_DEFER = Sql(
-    "UPDATE notification_deliveries SET next_attempt_at = :next_attempt_at, updated_at = :updated_at"
-    " WHERE id = :id AND status = 'pending'",
-    table=_DELIVERIES,
-)
-_ATTEMPT_COLUMNS = (
-    "id", "delivery_id", "number", "channel", "recipient_hash", "template", "status", "provider_message_id", "error",
-    "attempted_at",
-)  # fmt: skip
-_INSERT_ATTEMPT = Sql(
-    insert_sql(DeliveryAttempt.__table__, _ATTEMPT_COLUMNS),
-    table=DeliveryAttempt.__table__,
-)
-
-
 async def claim_due(notifier: Notifier, limit: int) -> list[ClaimedDelivery]:
     """Takes up to `limit` due deliveries for this worker by pushing their due time out by the
     claim lease; the row locks last only for this one statement, never during sending."""
     now = utcnow()
     lease_until = now + timedelta(seconds=notifier.settings.claim_seconds)
     async with notifier.runtime.db.transaction(autocommit=True) as uow:
-        rows = await uow.fetch(_CLAIM, {"lease_until": lease_until, "now": now, "limit": limit})
+        rows = await uow.fetch(repository.CLAIM_DUE, {"lease_until": lease_until, "now": now, "limit": limit})
     rows.sort(key=lambda r: r.created_at)  # RETURNING has no order; send in the order they came
-    return [ClaimedDelivery(**{name: row[name] for name in _CLAIMED_COLUMNS}) for row in rows]
+    return [ClaimedDelivery(**{name: row[name] for name in repository.CLAIMED_COLUMNS}) for row in rows]
 
 
 async def attempt_delivery(notifier: Notifier, delivery: ClaimedDelivery) -> Outcome:
@@ -184,7 +126,10 @@ async def record_outcomes(notifier: Notifier, outcomes: list[Outcome]) -> None:
         for outcome in outcomes:
             delivery = outcome.delivery
             if outcome.kind == "deferred":
-                uow.defer(_DEFER, {"id": delivery.id, "next_attempt_at": outcome.deferred_until, "updated_at": now})
+                uow.defer(
+                    repository.DEFER_DELIVERY,
+                    {"id": delivery.id, "next_attempt_at": outcome.deferred_until, "updated_at": now},
+                )
                 continue
             number = delivery.attempts + 1
             values: dict[str, Any] = {
@@ -225,9 +170,9 @@ async def record_outcomes(notifier: Notifier, outcomes: list[Outcome]) -> None:
                 soonest = due if soonest is None else min(soonest, due)
                 metrics.FAILED.labels(delivery.channel, "temporary").inc()
                 metrics.RETRIED.labels(delivery.channel).inc()
-            uow.defer(_RECORD, values)
+            uow.defer(repository.RECORD_ATTEMPT_RESULT, values)
             uow.defer(
-                _INSERT_ATTEMPT,
+                repository.INSERT_ATTEMPT,
                 {
                     "id": new_id(),
                     "delivery_id": delivery.id,

@@ -28,12 +28,13 @@ from staybook.booking import service as bookings
 from staybook.identity import service as identity
 from staybook.identity.service import Credentials
 from staybook.kernel.crypto import Sealer, is_sealed, reseal_column
-from staybook.kernel.db import Sql, UnitOfWork, insert_on_conflict, insert_sql
+from staybook.kernel.db import UnitOfWork, insert_on_conflict
 from staybook.kernel.errors import InvalidInput
 from staybook.kernel.events import EventEnvelope
 from staybook.kernel.orm import new_id, utcnow
 from staybook.kernel.runtime import Runtime
 from staybook.kernel.telemetry import current_trace_headers
+from staybook.notifications import repository
 from staybook.notifications.mail import Mailer
 from staybook.notifications.models import BookingGuest, Contact, Delivery, Preference
 from staybook.notifications.policy import (
@@ -223,23 +224,9 @@ async def remember_booking(uow: UnitOfWork, booking: dict[str, Any]) -> None:
     guest_user_id = uuid.UUID(str(booking["guest_user_id"])) if booking.get("guest_user_id") else None
     # One upsert: the held and confirmed handlers may run at once (separate consumers) and
     # a read-then-insert raced into a unique violation and a retried transaction.
-    await uow.execute(_REMEMBER_BOOKING, {"booking_id": booking_id, "guest_user_id": guest_user_id, "booking": booking})
-
-
-# The consumers' statements run on the driver (kernel.db.Sql): the worker runs them for every
-# booking event, and a SQLAlchemy execute cost several times the round trip.
-_REMEMBER_BOOKING = Sql(
-    "INSERT INTO notification_booking_guests (booking_id, guest_user_id, booking)"
-    " VALUES (:booking_id, :guest_user_id, :booking) ON CONFLICT (booking_id)"
-    " DO UPDATE SET guest_user_id = excluded.guest_user_id, booking = excluded.booking",
-    table=BookingGuest.__table__,
-)
-_PREFERENCES = Sql(
-    "SELECT channel, enabled FROM notification_preferences WHERE user_id = :user_id AND notification_type = :type",
-    table=Preference.__table__,
-    types={"type": Preference.__table__.c.notification_type.type},
-    returns=[Preference.__table__.c.channel, Preference.__table__.c.enabled],
-)
+    await uow.execute(
+        repository.REMEMBER_BOOKING, {"booking_id": booking_id, "guest_user_id": guest_user_id, "booking": booking}
+    )
 
 
 async def notify_refund(notifier: Notifier, uow: UnitOfWork, envelope: EventEnvelope, payload: dict[str, Any]) -> int:
@@ -268,7 +255,7 @@ async def record_deliveries(
     notification_type = TYPES[type_name]
     choices: dict[str, bool] = {}
     if recipient.user_id is not None:
-        rows = await uow.fetch(_PREFERENCES, {"user_id": recipient.user_id, "type": type_name})
+        rows = await uow.fetch(repository.PREFERENCES_OF_TYPE, {"user_id": recipient.user_id, "type": type_name})
         choices = {row.channel: row.enabled for row in rows}
     addresses = {
         "email": recipient.email,
@@ -311,21 +298,10 @@ async def record_deliveries(
     if not rows_to_insert:
         return 0
     for row in rows_to_insert:
-        await uow.execute(_NEW_DELIVERY, row)
+        await uow.execute(repository.NEW_DELIVERY, row)
     # Wake the sender only once the rows are visible to it.
     orm_event.listen(uow.session.sync_session, "after_commit", lambda _session: notifier.wake(), once=True)
     return len(rows_to_insert)
-
-
-_DELIVERY_COLUMNS = (
-    "id", "event_id", "user_id", "channel", "template", "locale", "recipient", "recipient_hash", "context",
-    "status", "attempts", "next_attempt_at", "created_at", "updated_at",
-)  # fmt: skip
-_NEW_DELIVERY = Sql(
-    insert_sql(Delivery.__table__, _DELIVERY_COLUMNS)
-    + " ON CONFLICT (event_id, channel, template, recipient_hash) DO NOTHING",
-    table=Delivery.__table__,
-)
 
 
 def personal_context(sealer: Sealer, delivery: Delivery) -> tuple[str | None, dict[str, Any]]:

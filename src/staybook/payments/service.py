@@ -10,7 +10,6 @@ with the same monotonic transitions, so a duplicate or stale event changes nothi
 
 from __future__ import annotations
 
-import functools
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -19,11 +18,11 @@ from datetime import datetime
 import structlog
 from sqlalchemy import select, update
 
-from staybook.kernel.db import Sql, UnitOfWork, insert_on_conflict, insert_sql
+from staybook.kernel.db import UnitOfWork
 from staybook.kernel.errors import Conflict, NotFound, StaybookError
 from staybook.kernel.orm import new_id, utcnow
 from staybook.kernel.runtime import Runtime
-from staybook.payments import metrics
+from staybook.payments import metrics, repository
 from staybook.payments.events import (
     PaymentAuthorised,
     PaymentCaptured,
@@ -31,7 +30,7 @@ from staybook.payments.events import (
     PaymentRefunded,
     PaymentVoided,
 )
-from staybook.payments.models import PAYMENT_TRANSITIONS, Payment, PaymentStatus, WebhookEvent
+from staybook.payments.models import Payment, PaymentStatus
 from staybook.payments.provider import (
     ChargeState,
     ChargeStatus,
@@ -43,75 +42,6 @@ from staybook.payments.provider import (
 
 log = structlog.get_logger("staybook.payments")
 audit = structlog.get_logger("staybook.audit")
-
-PAYMENTS = Payment.__table__
-# A retried attempt of a still-pending payment of the same amount counts one attempt more;
-# any other existing payment of the booking is left alone (no row returned).
-# First sight of a provider's webhook event; a repeated (provider, event id) inserts nothing.
-_NEW_WEBHOOK_EVENT = insert_on_conflict(
-    WebhookEvent.__table__, ("provider", "event_id", "event_type", "payload", "received_at"), ("provider", "event_id")
-)
-# The columns a PaymentView shows; every hot statement returns just these.
-_VIEW = (
-    "id",
-    "booking_id",
-    "status",
-    "amount",
-    "currency",
-    "provider",
-    "provider_reference",
-    "refunded_amount",
-    "attempts",
-)
-_RETURNING_VIEW = " RETURNING " + ", ".join(_VIEW)
-_VIEW_COLUMNS = [PAYMENTS.c[name] for name in _VIEW]
-_OPEN_COLUMNS = (
-    "id",
-    "booking_id",
-    "payer_id",
-    "amount",
-    "currency",
-    "provider",
-    "status",
-    "refunded_amount",
-    "attempts",
-    "created_at",
-    "updated_at",
-)
-_OPEN_PAYMENT = Sql(
-    insert_sql(PAYMENTS, _OPEN_COLUMNS)
-    + " ON CONFLICT (booking_id) DO UPDATE SET attempts = payments.attempts + 1, failure_reason = NULL,"
-    " updated_at = :updated_at WHERE payments.status = 'pending' AND payments.amount = :amount" + _RETURNING_VIEW,
-    table=PAYMENTS,
-    returns=_VIEW_COLUMNS,
-)
-_GET = Sql(f"SELECT {', '.join(_VIEW)} FROM payments WHERE id = :id", table=PAYMENTS, returns=_VIEW_COLUMNS)
-_FOR_BOOKING = Sql(
-    f"SELECT {', '.join(_VIEW)} FROM payments WHERE booking_id = :booking_id", table=PAYMENTS, returns=_VIEW_COLUMNS
-)
-_NOTE_ERROR = Sql(
-    "UPDATE payments SET failure_reason = :failure_reason, updated_at = :updated_at WHERE id = :id", table=PAYMENTS
-)
-
-
-@functools.cache
-def _transition(status: str, with_charge: bool, with_reason: bool) -> Sql:
-    """The conditional UPDATE that moves a payment to `status` (built once per shape)."""
-    changes = ["status = :status", "updated_at = :updated_at"]
-    if with_charge:
-        changes += ["provider_reference = :provider_reference", "refunded_amount = :refunded_amount"]
-    if with_reason:
-        changes.append("failure_reason = :failure_reason")
-    condition = f"id = :id AND status IN ({PaymentStatus.sql_list(PAYMENT_TRANSITIONS.sources(status))})"
-    if status == PaymentStatus.REFUNDED:  # only a refund that raises the refunded amount moves it
-        condition += " AND refunded_amount < :refunded_to"
-    return Sql(
-        f"UPDATE payments SET {', '.join(changes)} WHERE {condition}" + _RETURNING_VIEW,
-        table=PAYMENTS,
-        types={"refunded_to": PAYMENTS.c.refunded_amount.type},
-        returns=_VIEW_COLUMNS,
-    )
-
 
 SettlementListener = Callable[[Runtime, uuid.UUID], Awaitable[None]]
 
@@ -186,7 +116,7 @@ async def open_payment(
         "created_at": now,
         "updated_at": now,
     }
-    row = await uow.fetchrow(_OPEN_PAYMENT, values)
+    row = await uow.fetchrow(repository.OPEN_PAYMENT, values)
     if row is None:
         raise Conflict("This booking already has a payment")
     return PaymentView.of(row)
@@ -194,16 +124,16 @@ async def open_payment(
 
 async def note_error(uow: UnitOfWork, payment_id: uuid.UUID, reason: str) -> None:
     """A provider call failed without an outcome: the payment stays as it is, with the reason noted."""
-    await uow.execute(_NOTE_ERROR, {"id": payment_id, "failure_reason": reason, "updated_at": utcnow()})
+    await uow.execute(repository.NOTE_ERROR, {"id": payment_id, "failure_reason": reason, "updated_at": utcnow()})
 
 
 async def get(uow: UnitOfWork, payment_id: uuid.UUID) -> PaymentView | None:
-    row = await uow.fetchrow(_GET, {"id": payment_id})
+    row = await uow.fetchrow(repository.GET_PAYMENT, {"id": payment_id})
     return PaymentView.of(row) if row is not None else None
 
 
 async def for_booking(uow: UnitOfWork, booking_id: uuid.UUID) -> PaymentView | None:
-    row = await uow.fetchrow(_FOR_BOOKING, {"booking_id": booking_id})
+    row = await uow.fetchrow(repository.PAYMENT_FOR_BOOKING, {"booking_id": booking_id})
     return PaymentView.of(row) if row is not None else None
 
 
@@ -230,7 +160,7 @@ async def record(
         values["refunded_amount"] = charge.refunded_amount
     if reason is not None:
         values["failure_reason"] = reason
-    row = await uow.fetchrow(_transition(status, charge is not None, reason is not None), values)
+    row = await uow.fetchrow(repository.transition(status, charge is not None, reason is not None), values)
     if row is None:  # not a transition that follows: report the payment as it is
         current = await get(uow, payment_id)
         if current is None:
@@ -341,7 +271,7 @@ async def handle_webhook(
     booking_id = None
     async with runtime.db.unit_of_work() as uow:
         fresh = await uow.session.execute(
-            _NEW_WEBHOOK_EVENT,
+            repository.NEW_WEBHOOK_EVENT,
             {
                 "provider": provider_name,
                 "event_id": event.id,
