@@ -17,7 +17,6 @@ import hmac
 import os
 import unicodedata
 import uuid
-from dataclasses import dataclass
 
 import orjson
 import structlog
@@ -57,13 +56,6 @@ def new_master_key() -> str:
 def normalise_email(email: str) -> str:
     """Unicode NFKC, trimmed, lower-cased: the form that is unique and hashed."""
     return unicodedata.normalize("NFKC", email).strip().lower()
-
-
-@dataclass(frozen=True)
-class SealedRecord:
-    key_id: str
-    wrapped_key: bytes
-    ciphertext: bytes
 
 
 class PiiVault:

@@ -15,8 +15,6 @@ import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 from pydantic import AfterValidator
 
-MAX_EMAIL_LENGTH = 254
-
 
 def normalise_email(address: str) -> str:
     """The address in its normal form (lower case, Unicode NFC), or ValueError saying what is wrong."""

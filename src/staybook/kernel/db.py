@@ -281,10 +281,6 @@ class UnitOfWork:
     def emit(self, event: Event) -> None:
         self._events.append(event)
 
-    @property
-    def pending_events(self) -> list[Event]:
-        return list(self._events)
-
     def defer(self, statement: Sql, params: Mapping[str, Any]) -> None:
         """Queues a write whose result the use case does not need (an insert, an unguarded update):
         it is sent at commit together with the other deferred writes and the outbox rows, on

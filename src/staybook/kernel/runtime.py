@@ -203,7 +203,3 @@ def context_dependency(context: str) -> Callable[[Request], Any]:
 
     dependency.__name__ = f"{context}_deps"
     return dependency
-
-
-def all_subjects(subscriptions: Iterable[Subscription | ReplicaSubscription]) -> list[str]:
-    return sorted({s.subject for s in subscriptions})

@@ -287,7 +287,6 @@ class PersonalizationSettings(BaseModel):
     stream_duplicate_window_seconds: int = Field(600, ge=10)
     # Signals of searches served are gathered for this long and published as one batch.
     search_signals_flush_seconds: float = Field(1.0, gt=0, le=60)
-    archive_flush_seconds: float = Field(10.0, gt=0, le=3600)
     # 0 switches the periodic retraining off.
     retrain_interval_seconds: int = Field(6 * 3600, ge=0)
 
@@ -475,7 +474,3 @@ def _mask(value: Any, key: str = "") -> Any:
             user = credentials.split(":", 1)[0]
             return f"{scheme}://{user}:********@{host}"
     return value
-
-
-def load_settings(**overrides: Any) -> Settings:
-    return Settings(**overrides)

@@ -77,15 +77,6 @@ class SignalBatchIn(msgspec.Struct, forbid_unknown_fields=True):
     do_not_track: bool = False
 
 
-class TypedBatchIn(msgspec.Struct):
-    """The same envelope decoded in one call: the fast path when every signal is valid."""
-
-    signals: list[ClientSignal]
-    batch_id: uuid.UUID | None = None
-    session: str | None = None
-    do_not_track: bool = False
-
-
 # ---------------------------------------------------------------------------- responses
 
 

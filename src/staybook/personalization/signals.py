@@ -34,7 +34,6 @@ from staybook.personalization.schemas import (
 
 # Weights of one signal of each kind in profiles and popularity (a booking says the most).
 KIND_WEIGHTS = {"search": 0.0, "view": 1.0, "click": 1.5, "dwell": 1.0, "wishlist": 3.0, "share": 3.0, "booking": 8.0}
-SERVER_KINDS = ("booking",)
 
 
 class SignalRecord(msgspec.Struct, array_like=True, frozen=True):

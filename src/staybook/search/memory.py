@@ -130,12 +130,6 @@ class MemoryIndex(IndexQueries):
     def property_count(self) -> int:
         return int(self._live[: self._count].sum())
 
-    def property_slot(self, property_id: uuid.UUID) -> int | None:
-        return self._ids.get(property_id)
-
-    def room_type_slot(self, room_type_id: uuid.UUID) -> int | None:
-        return self._room_ids.get(room_type_id)
-
     def _property_slot(self, property_id: uuid.UUID) -> int:
         slot = self._ids.get(property_id)
         if slot is not None:
