@@ -202,8 +202,8 @@ async def make_runtime() -> AsyncIterator[Callable[..., Runtime]]:
 
     runtimes: list[Runtime] = []
 
-    async def build(settings: Settings, wiring=None) -> Runtime:
-        runtime = Runtime(settings, wiring if wiring is not None else collect_wiring())
+    async def build(settings: Settings, wiring=None, adapters=None) -> Runtime:
+        runtime = Runtime(settings, wiring if wiring is not None else collect_wiring(), adapters)
         await runtime.start()
         runtimes.append(runtime)
         return runtime

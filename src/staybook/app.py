@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 from types import ModuleType
 
 import structlog
@@ -164,12 +165,14 @@ def create_app(
     payment_provider: object = None,
     mailer: object = None,
     saga_checkpoint: Callable[[str], None] | None = None,
+    clock: Callable[[], datetime] | None = None,
 ) -> FastAPI:
     """The ASGI app. `payment_provider` and `mailer` replace the adapters settings choose (tests);
     `saga_checkpoint` is called at each point of the payment saga between a provider call and its
-    transaction (the crash tests kill the process there)."""
+    transaction (the crash tests kill the process there); `clock` is the time decisions are taken
+    at (`Runtime.now`), for tests that move time instead of waiting."""
     settings = settings or Settings()
-    adapters = Adapters(payment_provider=payment_provider, mailer=mailer, saga_checkpoint=saga_checkpoint)
+    adapters = Adapters(payment_provider=payment_provider, mailer=mailer, saga_checkpoint=saga_checkpoint, clock=clock)
     tracer = configure_observability(settings)
     wiring = collect_wiring()
 

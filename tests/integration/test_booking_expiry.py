@@ -14,7 +14,7 @@ from staybook.booking.models import Booking, BookingHistory, BookingSaga
 from staybook.booking.schemas import HoldRequest
 from staybook.inventory.service import NightsUnavailable
 from staybook.kernel.orm import utcnow
-from staybook.kernel.runtime import Wiring
+from staybook.kernel.runtime import Adapters, Wiring
 from staybook.kernel.security import Principal
 from tests.bookings import START, hold_body, night_counts, seed_room_type
 
@@ -71,6 +71,24 @@ async def test_unexpired_and_paying_holds_are_left_alone(pg_settings, make_runti
     assert await jobs.expire_holds(runtime) == 0
     async with runtime.db.session() as session:
         assert (await session.get(Booking, uuid.UUID(fresh["id"]))).status == "held"
+
+
+async def test_a_hold_expires_when_the_clock_passes_its_deadline(pg_settings, make_runtime):
+    """The clock given to the runtime is the time holds are given their deadline and expire at:
+    moving it past the TTL expires the hold, with no wait and no edited row."""
+    ahead = timedelta(0)
+    runtime = await make_runtime(pg_settings, Wiring(), Adapters(clock=lambda: utcnow() + ahead))
+    room = await seed_room_type(runtime, total=1)
+    held = await _hold(runtime, room["room_type_id"])
+    ttl = timedelta(seconds=pg_settings.booking.hold_ttl_seconds)
+    assert await jobs.expire_holds(runtime) == 0
+    ahead = ttl - timedelta(seconds=5)
+    assert await jobs.expire_holds(runtime) == 0  # still before the deadline
+    ahead = ttl + timedelta(seconds=1)
+    assert await jobs.expire_holds(runtime) == 1
+    async with runtime.db.session() as session:
+        assert (await session.get(Booking, uuid.UUID(held["id"]))).status == "expired"
+    assert (await night_counts(runtime, room["room_type_id"]))[START.isoformat()] == (1, 0, 0)
 
 
 async def test_sqlite_holds_are_exclusive(sqlite_settings, make_runtime):

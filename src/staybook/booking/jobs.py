@@ -28,7 +28,7 @@ async def expire_holds(runtime: Runtime) -> int:
     sagas still at `held` expire; one with a payment in flight is the recovery pass's.
     """
     async with runtime.db.unit_of_work() as uow:
-        bookings = await repository.lock_expired_holds(uow, utcnow(), runtime.settings.booking.expiry_batch_size)
+        bookings = await repository.lock_expired_holds(uow, runtime.now(), runtime.settings.booking.expiry_batch_size)
         for booking in bookings:
             await inventory.release_hold(uow, stay_of(booking))
             if booking.payment_id is not None:  # a payment the provider failed on, never retried

@@ -75,7 +75,7 @@ async def place_hold(runtime: Runtime, principal: Principal, request: HoldReques
         # with the answer and the outbox rows in one statement at commit (UnitOfWork.defer), so the
         # hold's row locks are kept for the fewest round trips (hot room types queue on those locks).
         held = await inventory.hold(uow, stay)
-        now = utcnow()
+        now = runtime.now()
         values = {
             "id": new_id(),
             "reference": "SB" + "".join(secrets.choice(_REFERENCE_ALPHABET) for _ in range(8)),
@@ -214,7 +214,7 @@ async def pay(
             raise NotFound(f"No booking {booking_id}")
         if booking.guest_user_id != principal.user_id:
             raise Forbidden("Only the booking's guest can pay for it")
-        BookingRules.of(booking).require_payable(booking.saga_step, utcnow())
+        BookingRules.of(booking).require_payable(booking.saga_step, runtime.now())
         payment = await payments.open_payment(
             uow,
             booking_id=booking.id,
@@ -281,7 +281,7 @@ async def cancel(
         if booking is None or not _may_see(principal, booking):
             raise NotFound(f"No booking {booking_id}")
         by = cancelled_by(is_admin=principal.is_admin, user_id=principal.user_id, host_id=booking.host_id)
-        cancellation = BookingRules.of(booking).cancel(by=by, at=utcnow())
+        cancellation = BookingRules.of(booking).cancel(by=by, at=runtime.now())
         refund = cancellation.refund
         await inventory.release_booking(uow, stay_of(booking))
         booking = await repository.transition(

@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -28,6 +29,7 @@ from staybook.kernel.cache import Cache, MemoryCache, RedisCache
 from staybook.kernel.consumers import ConsumerRunner, DeadLetters, ReplicaSubscription, Subscription
 from staybook.kernel.db import Database, ping
 from staybook.kernel.fallback import FallbackCache, FallbackRateLimiter, RedisBreaker
+from staybook.kernel.orm import utcnow
 from staybook.kernel.outbox import OutboxRelay
 from staybook.kernel.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from staybook.kernel.security import TokenSigner, TokenVersions
@@ -61,6 +63,7 @@ class Adapters:
     payment_provider: Any = None  # a payments.provider.PaymentProvider
     mailer: Any = None  # a notifications.mail.Mailer
     saga_checkpoint: Callable[[str], None] | None = None  # booking.ports.BookingDeps.checkpoint (crash tests)
+    clock: Callable[[], datetime] | None = None  # Runtime.now: the time decisions are taken at
 
 
 @dataclass
@@ -133,6 +136,12 @@ class Runtime:
         self.context_deps: dict[str, Any] = {}
         self.ready_checks: dict[str, ReadyCheck] = {"database": lambda: ping(self.db.engine)}
         self._started = False
+
+    def now(self) -> datetime:
+        """The time the platform's decisions are taken at (a hold's deadline, whether it is still
+        payable, a cancellation's refund, which holds expire): the clock given to `create_app`,
+        or UTC now. Timestamps that only record when something happened read `utcnow()`."""
+        return self.adapters.clock() if self.adapters.clock is not None else utcnow()
 
     async def start(self) -> None:
         """Connects Redis and the bus. The database connects lazily (the pool) and is checked by readiness."""
