@@ -470,12 +470,12 @@ async def delete_streams(namespace: str, url: str = NATS_URL) -> list[str]:
     return await delete_namespace_streams(url, namespace)
 
 
-def sustained(figures: dict) -> bool:
+def sustained(figures: dict, p99_limit_ms: float = P99_LIMIT_MS) -> bool:
     """Every flow confirmed, no errors, and the end-to-end p99 under the limit."""
     return (
         figures["errors"] == 0
         and figures["confirmed"] == figures["flows_started"]
-        and figures["latency_ms"]["end_to_end"]["p99"] < P99_LIMIT_MS
+        and figures["latency_ms"]["end_to_end"]["p99"] < p99_limit_ms
     )
 
 
@@ -548,6 +548,12 @@ def main() -> None:
     parser.add_argument("--provider-latency-ms", type=int, default=40, help="the sandbox's simulated round trip")
     parser.add_argument("--name", default="booking", help="result file bench/results/<name>.json")
     parser.add_argument("--before", help="a result file of the same benchmark on earlier code, for the summary")
+    parser.add_argument(
+        "--p99-limit-ms",
+        type=float,
+        default=P99_LIMIT_MS,
+        help="the end-to-end p99 a sustained rate stays under (the platform issue's booking target is 300 ms)",
+    )
     args = parser.parse_args()
     rates = [float(rate) for rate in args.rates.split(",")]
 
@@ -652,7 +658,7 @@ def main() -> None:
                     cpu_before, cpu_after, figures["confirmed"], figures["duration_s"]
                 )
                 figures["server_cpu"] = figures["cpu_by_process"]["api"]
-                figures["sustained"] = sustained(figures)
+                figures["sustained"] = sustained(figures, args.p99_limit_ms)
                 steps.append(figures)
                 lat = figures["latency_ms"]
                 print(
@@ -707,14 +713,15 @@ def main() -> None:
             "summary": summary,
             "what": f"hold -> pay -> confirm over HTTP (2 requests, {provider}), one staybook serve "
             f"({args.workers} uvicorn worker(s)), PostgreSQL; open-loop arrivals stepped up until the end-to-end "
-            f"p99 reaches {P99_LIMIT_MS:.0f} ms",
+            f"p99 reaches {args.p99_limit_ms:.0f} ms",
             "command": "flock /tmp/staybook-bench.lock .venv/bin/python -m bench.booking",
             "ceiling": "pgbench, bare hold transaction on the same tables, same run",
             "pgbench": ceiling,
             "bus": bus,
             "variants": variants,
             "ratio_to_ceiling": ratios,
-            "target": "confirmed bookings/s >= 10% of pgbench with end-to-end p99 < 150 ms; platform peak 83/s",
+            "target": f"confirmed bookings/s >= 10% of pgbench with end-to-end p99 < {args.p99_limit_ms:.0f} ms; "
+            "platform peak 83/s",
             "best_sustained_confirmed_per_s": max(
                 (v["sustained"]["confirmed_per_s"] for v in variants.values() if v["sustained"]), default=0.0
             ),
