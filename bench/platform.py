@@ -31,8 +31,10 @@ import base64
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from datetime import date, timedelta
@@ -264,7 +266,8 @@ def generator_main() -> None:
         uvloop.install()
     except ImportError:
         pass
-    print(json.dumps(asyncio.run(Generator(config).run())))
+    # To a file, not stdout: anything else the process writes there would corrupt the figures.
+    Path(config["output"]).write_text(json.dumps(asyncio.run(Generator(config).run())))
 
 
 # ------------------------------------------------------------------ the conductor
@@ -284,18 +287,29 @@ def percentiles(values: list[float]) -> dict:
 
 
 def run_generators(base: dict, *, rate: float, duration: float, weights: dict, count: int) -> dict:
-    processes = []
+    processes, files = [], []
+    folder = Path(tempfile.mkdtemp(prefix="staybook-platform-"))
     for n in range(count):
-        config = {**base, "rate": rate / count, "duration": duration, "weights": weights, "seed": base["seed"] + n}
+        files.append(folder / f"generator-{n}.json")
+        config = {
+            **base,
+            "rate": rate / count,
+            "duration": duration,
+            "weights": weights,
+            "seed": base["seed"] + n,
+            "output": str(files[-1]),
+        }
         process = subprocess.Popen(  # noqa: S603
-            [sys.executable, "-m", "bench.platform", "--generator"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+            [sys.executable, "-m", "bench.platform", "--generator"], stdin=subprocess.PIPE
         )
         process.stdin.write(json.dumps(config).encode())
         process.stdin.close()
         processes.append(process)
-    outputs = [json.loads(p.stdout.read()) for p in processes]
     for process in processes:
-        process.wait()
+        if process.wait() != 0:
+            raise RuntimeError(f"a load generator failed (exit {process.returncode})")
+    outputs = [json.loads(file.read_text()) for file in files]
+    shutil.rmtree(folder, ignore_errors=True)
     merged: dict = {"latency_ms": {}, "statuses": {}, "errors": {}, "confirmed": [], "cancelled": [], "loop_lag_ms": []}
     for out in outputs:
         for op, values in out["latency_ms"].items():
