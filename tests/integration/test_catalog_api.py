@@ -460,3 +460,39 @@ async def test_availability_is_cached_and_holds_elsewhere_invalidate_it(sqlite_s
                 break
             await asyncio.sleep(0.02)
         assert answer["available_units"] == 1
+
+
+def _catalog_cache_hits() -> float:
+    from staybook.kernel import metrics
+
+    return metrics.CACHE_REQUESTS.labels("catalog", "hit")._value.get()
+
+
+async def test_a_cached_property_shows_every_change_at_once(live_settings, client_for):
+    """GET /properties/{id} answers from the cache; each change of the property or its room types
+    shows on the very next read (the namespace is bumped after the change commits)."""
+    host = bearer(live_settings, "host")
+    async with client_for(live_settings) as client:
+        property_id, room_type_id = await listed(client, host)
+        path = f"/api/v1/properties/{property_id}"
+
+        async def read() -> dict:
+            answer = await client.get(path)
+            assert answer.status_code == 200, answer.text
+            return answer.json()
+
+        first = await read()
+        hits = _catalog_cache_hits()
+        assert await read() == first and _catalog_cache_hits() == hits + 1  # the second read is a hit
+        renamed = await client.patch(path, json={"name": "Casa Nova"}, headers=host)
+        assert renamed.status_code == 200 and (await read())["name"] == "Casa Nova"
+        room = await client.patch(f"/api/v1/room-types/{room_type_id}", json={"name": "Loft"}, headers=host)
+        assert room.status_code == 200 and (await read())["room_types"][0]["name"] == "Loft"
+        added = await client.post(f"{path}/room-types", json={**ROOM_TYPE, "name": "Suite"}, headers=host)
+        assert added.status_code == 201 and [r["name"] for r in (await read())["room_types"]] == ["Loft", "Suite"]
+        gone = await client.delete(f"/api/v1/room-types/{room_type_id}", headers=host)
+        assert gone.status_code == 204 and [r["name"] for r in (await read())["room_types"]] == ["Suite"]
+        archived = await client.delete(path, headers=host)
+        assert archived.status_code == 204 and (await read())["status"] == "archived"
+        unknown = await client.get(f"/api/v1/properties/{uuid.uuid4()}")
+        assert unknown.status_code == 404 and unknown.headers["content-type"] == "application/problem+json"

@@ -46,8 +46,8 @@ async def create_property(body: PropertyCreate, principal: Host, runtime: Runtim
 
 
 @router.get("/properties/{property_id}", response_model=PropertyOut)
-async def get_property(property_id: uuid.UUID, runtime: RuntimeDep):
-    return await service.get_property(runtime, property_id)
+async def get_property(property_id: uuid.UUID, runtime: RuntimeDep) -> Response:
+    return Response(await service.property_document(runtime, property_id), media_type="application/json")
 
 
 @router.patch("/properties/{property_id}", response_model=PropertyOut)

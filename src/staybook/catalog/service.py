@@ -155,6 +155,30 @@ async def create_property(runtime: Runtime, principal: Principal, data: Property
     return property_out(prop)
 
 
+def _property_namespace(property_id: uuid.UUID) -> str:
+    return f"catalog:property:{property_id}"
+
+
+async def property_document(runtime: Runtime, property_id: uuid.UUID) -> bytes:
+    """`get_property` as the JSON bytes the API sends, from the cache (`property_cache_seconds`)
+    under a namespace every change of the property bumps after its commit (`_forget_property`), so
+    no reader sees an answer older than a change it could have seen. A hit is one cache round trip
+    and no database session; an unknown property is not cached."""
+    seconds = runtime.settings.catalog.property_cache_seconds
+
+    async def load() -> bytes:
+        return (await get_property(runtime, property_id)).model_dump_json().encode()
+
+    if not seconds:
+        return await load()
+    namespace = _property_namespace(property_id)
+    return await runtime.cache.get_or_load_versioned(namespace, "document", seconds, load, metric="catalog")
+
+
+async def _forget_property(runtime: Runtime, property_id: uuid.UUID) -> None:
+    await runtime.cache.bump_namespace(_property_namespace(property_id))
+
+
 async def get_property(runtime: Runtime, property_id: uuid.UUID) -> PropertyOut:
     """A property with its active room types; archived ones are still returned (bookings refer to them)."""
     async with runtime.db.session() as session:
@@ -187,6 +211,8 @@ async def update_property(
             uow.emit(
                 property_state(prop, PropertyUpdated, await _thumbnail_url(uow.session, runtime.settings, prop.id))
             )
+    if changed:
+        await _forget_property(runtime, property_id)
     return await get_property(runtime, property_id)
 
 
@@ -202,6 +228,7 @@ async def archive_property(runtime: Runtime, principal: Principal, property_id: 
         prop.status = ListingStatus.ARCHIVED
         prop.updated_at = utcnow()
         uow.emit(PropertyArchived(property_id=prop.id, host_id=prop.host_id))
+    await _forget_property(runtime, property_id)
 
 
 async def host_properties(runtime: Runtime, principal: Principal, *, cursor: str | None, limit: int) -> PropertyPage:
@@ -259,6 +286,7 @@ async def create_room_type(
             start=datetime.now(ZoneInfo(prop.timezone)).date(),
             days=runtime.settings.inventory.horizon_days,
         )
+    await _forget_property(runtime, property_id)
     return room_type_out(room_type)
 
 
@@ -321,6 +349,7 @@ async def update_room_type(
         room_type.updated_at = utcnow()
         await uow.session.flush()
         uow.emit(room_type_state(room_type, RoomTypeUpdated))
+    await _forget_property(runtime, room_type.property_id)
     return room_type_out(room_type)
 
 
@@ -333,6 +362,7 @@ async def archive_room_type(runtime: Runtime, principal: Principal, room_type_id
         room_type.status = ListingStatus.ARCHIVED
         room_type.updated_at = utcnow()
         uow.emit(RoomTypeArchived(room_type_id=room_type.id, property_id=room_type.property_id))
+    await _forget_property(runtime, room_type.property_id)
 
 
 # ------------------------------------------------------------------ photos

@@ -100,6 +100,9 @@ class MetricsSettings(BaseModel):
 
 class CatalogSettings(BaseModel):
     media_dir: Path = Path("./staybook-media")
+    # GET /properties/{id} answers from the cache this long (0: every read goes to the database);
+    # every change of the property or its room types makes the cached answer stale at once.
+    property_cache_seconds: int = Field(300, ge=0, le=86_400)
     # Where variant URLs point: the API serves the local media directory here; a CDN URL in production.
     media_base_url: str = "/api/v1/media"
     max_photo_bytes: int = Field(15 * 1024 * 1024, ge=1024)
