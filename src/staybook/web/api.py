@@ -25,8 +25,7 @@ from staybook.kernel.dates import stay_fields_in
 from staybook.kernel.errors import Conflict, Forbidden, InvalidInput, NotFound, StaybookError, Unauthorized
 from staybook.kernel.security import Principal
 from staybook.personalization import service as personalization
-from staybook.search.bootstrap import CONTEXT as SEARCH
-from staybook.search.bootstrap import SearchDep
+from staybook.search.bootstrap import SearchDep, search_deps
 from staybook.search.query import MAX_GUESTS
 from staybook.web import i18n
 from staybook.web import service as pages
@@ -480,7 +479,7 @@ class PageFastPath:
     the route has been matched once (it labels the request in the metrics), and for any other
     method, requests go on to the router unchanged."""
 
-    PAGES = {"/results": lambda request: results(request, request.app.state.runtime.context_deps[SEARCH])}
+    PAGES = {"/results": lambda request: results(request, search_deps(request.app.state.runtime))}
 
     def __init__(self, app, prefix: str = "") -> None:
         self.app = app
