@@ -52,6 +52,7 @@ def main() -> None:
     path = write_result(
         "healthz",
         {
+            "summary": summary(figures, args.rate),
             "what": "/healthz/live through create_app (middleware, routing) vs bare ASGI, same uvicorn, 1 worker",
             "ceiling": "bare ASGI app on uvicorn (uvloop, httptools), same run",
             "open_loop_rate": args.rate,
@@ -61,6 +62,22 @@ def main() -> None:
         },
     )
     print(f"wrote {path}")
+
+
+def summary(figures: dict, rate: float) -> dict:
+    """The headline figures: staybook's ceiling and latency at the open-loop rate, beside both bare apps."""
+    staybook, asgi, fastapi = (figures[k] for k in ("staybook /healthz/live", "bare ASGI", "bare FastAPI"))
+    return {
+        "staybook_rps": staybook["closed_loop"]["throughput_rps"],
+        "staybook_p99_ms_at_rate": staybook["open_loop"]["latency_ms"]["p99"],
+        "open_loop_rate": rate,
+        "bare_asgi_rps": asgi["closed_loop"]["throughput_rps"],
+        "bare_fastapi_rps": fastapi["closed_loop"]["throughput_rps"],
+        "ratio_to_bare_asgi": ratio(staybook["closed_loop"]["throughput_rps"], asgi["closed_loop"]["throughput_rps"]),
+        "ratio_to_bare_fastapi": ratio(
+            staybook["closed_loop"]["throughput_rps"], fastapi["closed_loop"]["throughput_rps"]
+        ),
+    }
 
 
 if __name__ == "__main__":

@@ -522,6 +522,28 @@ async def _event_lag(settings: Settings, holds: int) -> dict:
     return {"holds": holds, "lag_ms": percentiles(lags), "path": "PostgreSQL outbox -> relay -> NATS -> replica"}
 
 
+def summary(result: dict) -> dict:
+    """The headline figures of the phases run so far (absent phases are left out)."""
+    memory = result.get("memory", {})
+    figures: dict = {"properties": result.get("properties")}
+    if "library" in memory:
+        figures["library_queries_per_s"] = memory["library"]["queries_per_second"]
+        figures["library_p99_ms"] = memory["library"]["latency_ms"]["p99"]
+    for run, label in (("http_uncached", "http_uncached"), ("http_cached_1s", "http_cached")):
+        if "throughput_rps" in memory.get(run, {}).get("closed_loop", {}):
+            figures[f"{label}_rps"] = memory[run]["closed_loop"]["throughput_rps"]
+            paced = memory[run]["open_loop"]
+            figures[f"{label}_open_loop_rate"] = paced.get("target_rate")
+            figures[f"{label}_open_loop_p99_ms"] = paced.get("latency_ms", {}).get("p99")
+    if "ratio_to_bare_asgi" in memory:
+        figures["ratio_to_bare_asgi"] = memory["ratio_to_bare_asgi"]
+    return figures
+
+
+def write_with_summary(name: str, result: dict) -> Path:
+    return write_result(name, {"summary": summary(result), **result})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--properties", type=int, default=1_000_000)
@@ -556,7 +578,7 @@ def main() -> None:
     if "library" in phases:
         memory["library"] = library_run(index, queries, args.seconds)
         print("memory library", memory)
-    write_result(args.name, result)  # after every phase: a cut-short run still leaves its figures
+    write_with_summary(args.name, result)  # after every phase: a cut-short run still leaves its figures
     if "http" in phases:
         snapshot = Path(tempfile.mkdtemp(prefix="staybook-search-bench-"))
         try:
@@ -566,7 +588,7 @@ def main() -> None:
             memory["http_ceiling_bare_asgi"] = bare_ceiling(args.seconds)
             memory["http_uncached"] = http_run(snapshot, queries, args.rate, args.seconds, cache_seconds=0)
             print("memory http", memory["http_uncached"])
-            write_result(args.name, result)
+            write_with_summary(args.name, result)
             # Popular queries repeat: 2,000 distinct ones drawn with a Zipf-like popularity (a few
             # very common searches, a long tail), answered from the 1 s cache when they repeat.
             popular = popular_mix(queries)
@@ -580,13 +602,13 @@ def main() -> None:
             for run in ("http_uncached", "http_cached_1s")
             if bare and "throughput_rps" in memory[run]["closed_loop"]
         }
-        write_result(args.name, result)
+        write_with_summary(args.name, result)
     else:
         del index
     if "typesense" in phases:
         result["typesense"] = typesense_phase(args.typesense_properties, origin, queries, args.seconds)
         print("typesense", result["typesense"])
-        write_result(args.name, result)
+        write_with_summary(args.name, result)
     if "lag" in phases:
         result["event_lag"] = event_lag(50)
         print("event lag", result["event_lag"])
@@ -598,7 +620,7 @@ def main() -> None:
         "a bare ASGI app on the same uvicorn and client. Typesense measured at a smaller size (stated) with "
         "availability from the in-process read model; agreement compares full result lists (limit 100)."
     )
-    path = write_result(args.name, result)
+    path = write_with_summary(args.name, result)
     print(path)
 
 
